@@ -1,0 +1,6 @@
+/**
+ * Drizzle table definitions: the single source of truth for stored shapes.
+ * Migrations under db/migrations are generated from this file by `npm run db:generate`.
+ */
+export * from './tables/api-keys.ts'
+export * from './tables/audit-events.ts'

@@ -1,0 +1,98 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyServerOptions,
+  type RawServerDefault,
+} from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Ajv, type Options as AjvOptions } from 'ajv'
+import addFormats from 'ajv-formats'
+import packageJson from '../package.json' with { type: 'json' }
+import type { Database } from './database/index.ts'
+import { apiKeyRoutes } from './modules/api-keys/routes.ts'
+import { ApiKeySchema, CreatedApiKeySchema } from './modules/api-keys/schemas.ts'
+import { auditRoutes } from './modules/audit/routes.ts'
+import { AuditEventSchema } from './modules/audit/schemas.ts'
+import authPlugin, { apiKeyScope } from './plugins/auth.ts'
+import databasePlugin from './plugins/database.ts'
+import errorsPlugin from './plugins/errors.ts'
+import graphqlPlugin from './plugins/graphql.ts'
+import healthPlugin from './plugins/health.ts'
+import metricsPlugin from './plugins/metrics.ts'
+import servicesPlugin from './plugins/services.ts'
+import swaggerPlugin from './plugins/swagger.ts'
+
+export type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
+
+export interface AppOptions {
+  database: Database
+  /** A pino logger (see createLogger); without one the app logs nothing. */
+  logger?: FastifyBaseLogger
+  bodyLimit?: number
+  collectDefaultMetrics?: boolean
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/**
+ * Bodies are validated strictly (no type coercion, unknown fields rejected); query strings,
+ * path params and headers arrive as text, so those coerce.
+ */
+function validatorCompilers(): NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']> {
+  const base: AjvOptions = { allErrors: true, removeAdditional: false, useDefaults: true, strict: false }
+  return {
+    buildValidator(externalSchemas: Record<string, unknown>) {
+      const body = addFormats.default(new Ajv({ ...base, coerceTypes: false }))
+      const text = addFormats.default(new Ajv({ ...base, coerceTypes: 'array' }))
+      for (const schema of Object.values(externalSchemas)) {
+        body.addSchema(schema as object)
+        text.addSchema(schema as object)
+      }
+      return ({ schema, httpPart }: { schema: object; httpPart?: string }) =>
+        (httpPart === 'body' ? body : text).compile(schema)
+    },
+  } as unknown as NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>
+}
+
+export async function buildApp(options: AppOptions): Promise<App> {
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    bodyLimit: options.bodyLimit ?? 1_048_576,
+    requestIdHeader: false,
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
+    genReqId: (request) => {
+      const given = request.headers['x-request-id']
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+    },
+    return503OnClosing: true,
+    schemaController: { compilersFactory: validatorCompilers() },
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+
+  await app.register(errorsPlugin)
+  await app.register(databasePlugin, { database: options.database })
+  await app.register(servicesPlugin)
+  await app.register(authPlugin)
+  for (const schema of [ApiKeySchema, CreatedApiKeySchema, AuditEventSchema]) app.addSchema(schema)
+  await app.register(swaggerPlugin, { version: packageJson.version })
+  await app.register(healthPlugin)
+  await app.register(metricsPlugin, { collectDefaults: options.collectDefaultMetrics })
+  await app.register(graphqlPlugin)
+
+  await app.register(
+    async (v1) => {
+      await apiKeyScope(v1)
+      await v1.register(apiKeyRoutes)
+      await v1.register(auditRoutes)
+    },
+    { prefix: '/v1' },
+  )
+
+  return app
+}

@@ -1,0 +1,124 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+
+const LogLevel = Type.Union(
+  ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+)
+
+/**
+ * Every environment variable the service reads. Validated once at boot by loadConfig();
+ * nothing else reads process.env.
+ */
+export const EnvSchema = Type.Object({
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000, description: 'TCP port to listen on' }),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0', description: 'Interface to bind' }),
+  DATABASE_URL: Type.Optional(
+    Type.String({
+      pattern: '^postgres(ql)?://',
+      description: 'External PostgreSQL connection string; unset runs the embedded PGlite database',
+    }),
+  ),
+  DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'Embedded database and generated key files' }),
+  MIGRATE_ON_START: Type.Boolean({
+    default: false,
+    description: 'Apply migrations at start on an external database (always done on the embedded one)',
+  }),
+  LOG_LEVEL: Type.Unsafe<Static<typeof LogLevel>>({ ...LogLevel, default: 'info' }),
+  SECRETS_KEY: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9+/]{43}=$',
+      description: '32 random bytes, base64 (openssl rand -base64 32)',
+    }),
+  ),
+  ADMIN_API_KEY: Type.Optional(
+    Type.String({ minLength: 32, maxLength: 256, pattern: '^[\\x21-\\x7e]+$', description: 'Initial admin API key' }),
+  ),
+  PUBLIC_BASE_URL: Type.Optional(
+    Type.String({ pattern: '^https?://[^\\s/]+(/[^\\s]*)?$', description: 'Externally reachable base URL' }),
+  ),
+  BODY_LIMIT: Type.Integer({
+    minimum: 1024,
+    maximum: 157_286_400,
+    default: 1_048_576,
+    description: 'Largest accepted request body in bytes',
+  }),
+})
+
+export type Env = Static<typeof EnvSchema>
+
+export interface AppConfig {
+  port: number
+  host: string
+  database: { kind: 'embedded'; dataDir: string } | { kind: 'external'; url: string }
+  migrateOnStart: boolean
+  logLevel: Env['LOG_LEVEL']
+  /** Base64 key; unset only in embedded mode, where the server generates one into DATA_DIR. */
+  secretsKey: string | undefined
+  adminApiKey: string | undefined
+  publicBaseUrl: string | undefined
+  bodyLimit: number
+}
+
+const expectations: Record<keyof Env, string> = {
+  PORT: 'an integer from 0 to 65535',
+  HOST: 'a host name or IP address',
+  DATABASE_URL: 'a postgres:// or postgresql:// connection string',
+  DATA_DIR: 'a directory path',
+  MIGRATE_ON_START: '"true" or "false"',
+  LOG_LEVEL: 'one of fatal, error, warn, info, debug, trace, silent',
+  SECRETS_KEY: '32 random bytes in base64, e.g. the output of `openssl rand -base64 32`',
+  ADMIN_API_KEY: '32 to 256 printable ASCII characters without spaces',
+  PUBLIC_BASE_URL: 'an http(s) URL such as https://mailgate.example.com',
+  BODY_LIMIT: 'a byte count from 1024 to 157286400',
+}
+
+export class ConfigError extends Error {
+  readonly problems: { variable: string; expected: string }[]
+
+  constructor(problems: { variable: string; expected: string }[]) {
+    super(
+      'Invalid configuration:\n' +
+        problems.map((p) => `  ${p.variable}: expected ${p.expected}`).join('\n'),
+    )
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+/** Reads only the variables the schema names; blank values count as unset. */
+export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
+  const raw: Record<string, unknown> = {}
+  for (const name of Object.keys(EnvSchema.properties)) {
+    const value = source[name]
+    if (value !== undefined && value.trim() !== '') raw[name] = value.trim()
+  }
+  const env = Value.Convert(EnvSchema, Value.Default(EnvSchema, raw))
+  const problems = new Map<string, string>()
+  for (const error of Value.Errors(EnvSchema, env)) {
+    const variable = error.path.replace(/^\//, '') as keyof Env
+    if (!problems.has(variable)) problems.set(variable, expectations[variable] ?? error.message)
+  }
+  if (problems.size === 0) {
+    const valid = env as Env
+    if (valid.DATABASE_URL && !valid.SECRETS_KEY) {
+      problems.set('SECRETS_KEY', `${expectations.SECRETS_KEY}; it is required with an external DATABASE_URL`)
+    }
+  }
+  if (problems.size > 0) {
+    throw new ConfigError([...problems].map(([variable, expected]) => ({ variable, expected })))
+  }
+  const valid = env as Env
+  return {
+    port: valid.PORT,
+    host: valid.HOST,
+    database: valid.DATABASE_URL
+      ? { kind: 'external', url: valid.DATABASE_URL }
+      : { kind: 'embedded', dataDir: valid.DATA_DIR },
+    migrateOnStart: valid.MIGRATE_ON_START,
+    logLevel: valid.LOG_LEVEL,
+    secretsKey: valid.SECRETS_KEY,
+    adminApiKey: valid.ADMIN_API_KEY,
+    publicBaseUrl: valid.PUBLIC_BASE_URL?.replace(/\/$/, ''),
+    bodyLimit: valid.BODY_LIMIT,
+  }
+}

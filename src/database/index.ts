@@ -1,0 +1,121 @@
+import { mkdir, readFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { PGlite } from '@electric-sql/pglite'
+import { sql } from 'drizzle-orm'
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
+import postgres from 'postgres'
+import * as schema from '../../db/schema.ts'
+
+export { schema }
+
+/**
+ * The one query interface every repository uses. PGlite and postgres.js both provide it,
+ * and a transaction is one too, so repositories accept either.
+ */
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>
+
+export interface Database {
+  readonly kind: 'embedded' | 'external'
+  readonly db: Db
+  ping(): Promise<void>
+  /** Applies pending migrations; safe when several instances start at once. */
+  migrate(): Promise<void>
+  /** Names of committed migrations the database has not applied yet. */
+  pendingMigrations(): Promise<string[]>
+  close(): Promise<void>
+}
+
+export const migrationsFolder = fileURLToPath(new URL('../../db/migrations', import.meta.url))
+
+/** PGlite answers `execute` with { rows }, postgres.js with the rows themselves. */
+export function rowsOf<T>(result: unknown): T[] {
+  if (Array.isArray(result)) return result as T[]
+  return ((result as { rows?: T[] }).rows ?? []) as T[]
+}
+
+interface JournalEntry {
+  tag: string
+  when: number
+}
+
+async function pendingMigrations(db: Db): Promise<string[]> {
+  const journal = JSON.parse(await readFile(join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as {
+    entries: JournalEntry[]
+  }
+  const result = await db.execute(
+    sql`select case when to_regclass('drizzle.__drizzle_migrations') is null then null
+        else (select max(created_at)::text from drizzle.__drizzle_migrations) end as applied`,
+  )
+  const [state] = rowsOf<{ applied: string | null }>(result)
+  const appliedUpTo = state?.applied ? Number(state.applied) : 0
+  return journal.entries.filter((entry) => entry.when > appliedUpTo).map((entry) => entry.tag)
+}
+
+/** Embedded PGlite; a data directory persists it, `memory://` keeps it in memory. */
+export async function openEmbeddedDatabase(dataDir: string | 'memory://'): Promise<Database> {
+  let location: string | undefined
+  if (dataDir !== 'memory://') {
+    location = join(resolve(dataDir), 'pgdata')
+    await mkdir(location, { recursive: true })
+  }
+  const client = await PGlite.create(location)
+  const pglite = drizzlePglite({ client, schema, casing: 'snake_case' })
+  const db = pglite as unknown as Db
+  return {
+    kind: 'embedded',
+    db,
+    async ping() {
+      await client.query('select 1')
+    },
+    async migrate() {
+      await migratePglite(pglite, { migrationsFolder })
+    },
+    pendingMigrations: () => pendingMigrations(db),
+    async close() {
+      if (!client.closed) await client.close()
+    },
+  }
+}
+
+export interface ExternalDatabaseOptions {
+  maxConnections?: number
+}
+
+export function openExternalDatabase(url: string, options: ExternalDatabaseOptions = {}): Database {
+  const client = postgres(url, {
+    max: options.maxConnections ?? 10,
+    onnotice: () => {},
+    connection: { application_name: 'mailgate' },
+  })
+  const db = drizzlePostgres({ client, schema, casing: 'snake_case' }) as unknown as Db
+  return {
+    kind: 'external',
+    db,
+    async ping() {
+      await db.execute(sql`select 1`)
+    },
+    async migrate() {
+      // A dedicated connection holds the advisory lock for the whole run, so a second
+      // instance starting at the same moment waits instead of racing the same DDL.
+      const lockClient = postgres(url, { max: 1, onnotice: () => {} })
+      try {
+        await lockClient`select pg_advisory_lock(${MIGRATION_LOCK_ID})`
+        await migratePostgres(drizzlePostgres({ client: lockClient, casing: 'snake_case' }), { migrationsFolder })
+        await lockClient`select pg_advisory_unlock(${MIGRATION_LOCK_ID})`
+      } finally {
+        await lockClient.end({ timeout: 5 })
+      }
+    },
+    pendingMigrations: () => pendingMigrations(db),
+    async close() {
+      await client.end({ timeout: 10 })
+    },
+  }
+}
+
+const MIGRATION_LOCK_ID = 720_451_001

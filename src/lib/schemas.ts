@@ -1,0 +1,81 @@
+import { Type, type TSchema } from '@sinclair/typebox'
+import { ValidationError } from './errors.ts'
+
+export const Uuid = Type.String({ format: 'uuid', description: 'Resource id (UUID)' })
+export const DateTime = Type.String({ format: 'date-time' })
+export const NullableDateTime = Type.Union([DateTime, Type.Null()])
+
+export const IdParams = Type.Object({ id: Uuid }, { additionalProperties: false })
+
+export const PageQuery = {
+  limit: Type.Integer({ minimum: 1, maximum: 200, default: 50, description: 'Items per page' }),
+  cursor: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 200, description: 'The `nextCursor` of the previous page' }),
+  ),
+}
+
+export function Page<T extends TSchema>(item: T) {
+  return Type.Object({
+    items: Type.Array(item),
+    nextCursor: Type.Union([Type.String(), Type.Null()], {
+      description: 'Pass as `cursor` to get the next page; null on the last page',
+    }),
+  })
+}
+
+export interface PageResult<T> {
+  items: T[]
+  nextCursor: string | null
+}
+
+export const Problem = Type.Unsafe<Record<string, unknown>>({ $ref: 'Problem#' })
+
+const problemDescriptions: Record<number, string> = {
+  400: 'Invalid request: `errors` names each field and what to change',
+  401: 'Missing, unknown or revoked API key',
+  403: 'The API key lacks a required scope',
+  404: 'No such resource',
+  409: 'Conflicts with the current state',
+  413: 'The request body is too large',
+  415: 'Unsupported content type',
+  422: 'Valid shape, but it cannot be carried out',
+  500: 'Unexpected error; quote the request id',
+}
+
+/** Problem responses for the given statuses, plus the ones every protected route can give. */
+export function problemResponses(...statuses: number[]) {
+  const all = new Set([400, 401, 403, 500, ...statuses])
+  return Object.fromEntries(
+    [...all].sort().map((status) => [
+      status,
+      Type.Unsafe<Record<string, unknown>>({ $ref: 'Problem#', description: problemDescriptions[status] }),
+    ]),
+  )
+}
+
+/** Opaque keyset cursor over UUIDv7 ids. */
+export function encodeCursor(lastId: string): string {
+  return Buffer.from(lastId, 'utf8').toString('base64url')
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+export function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined
+  const id = Buffer.from(cursor, 'base64url').toString('utf8')
+  if (!uuidPattern.test(id)) {
+    throw new ValidationError([
+      { field: 'query.cursor', message: 'is not a cursor this API issued; pass the nextCursor of the previous page' },
+    ])
+  }
+  return id
+}
+
+/** Turns rows fetched with limit + 1 into a page. */
+export function toPage<T extends { id: string }>(rows: T[], limit: number): PageResult<T> {
+  const items = rows.slice(0, limit)
+  const last = items.at(-1)
+  return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }
+}
+
+export type PageQueryType = { limit: number; cursor?: string }

@@ -1,0 +1,16 @@
+import type { IResolvers, MercuriusContext } from 'mercurius'
+import { validateInput, withoutNulls } from '../../lib/graphql.ts'
+import { ListAuditQuery } from './schemas.ts'
+
+export const auditResolvers: IResolvers<unknown, MercuriusContext> = {
+  Query: {
+    auditEvents: async (_root, args, context) => {
+      const query = validateInput(
+        ListAuditQuery,
+        withoutNulls({ ...(args.filter ?? {}), limit: args.limit, cursor: args.cursor }),
+        'args',
+      )
+      return context.app.services.audit.list(query)
+    },
+  },
+}

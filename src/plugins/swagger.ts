@@ -1,0 +1,45 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+
+const description = `Connects Microsoft 365 shared mailboxes to a work-management system through Microsoft Graph.
+
+Every endpoint except /health, /docs and the Graph notification receiver needs an API key:
+\`Authorization: Bearer <key>\`. Errors are RFC 9457 problem+json; their \`code\` is stable and
+equals the GraphQL \`extensions.code\`.`
+
+async function swaggerPlugin(app: FastifyInstance, options: { version: string }) {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Mailgate API', version: options.version, description },
+      components: {
+        securitySchemes: {
+          apiKey: { type: 'http', scheme: 'bearer', description: 'A Mailgate API key (mgk_...)' },
+        },
+      },
+      security: [{ apiKey: [] }],
+      tags: [
+        { name: 'API keys', description: 'Keys and their scopes (admin)' },
+        { name: 'Audit', description: 'Who changed what' },
+        { name: 'Health', description: 'Probes and metrics' },
+      ],
+    },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
+    transform: ({ schema, url, route }) => {
+      const transformed = { ...schema } as Record<string, unknown>
+      if (!route.config?.scopes) transformed.security = []
+      return { schema: transformed as typeof schema, url }
+    },
+  })
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { docExpansion: 'list', deepLinking: true },
+    staticCSP: true,
+  })
+}
+
+export default fp(swaggerPlugin, { name: 'swagger', fastify: '5.x' })

@@ -1,0 +1,73 @@
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.ts'
+import { ConfigError, loadConfig, type AppConfig } from './config.ts'
+import { openEmbeddedDatabase, openExternalDatabase, type Database } from './database/index.ts'
+import { createLogger } from './logger.ts'
+import { createServices } from './plugins/services.ts'
+import { resolveSecretsKey } from './secrets-key.ts'
+
+export async function openDatabase(config: AppConfig): Promise<Database> {
+  return config.database.kind === 'embedded'
+    ? openEmbeddedDatabase(config.database.dataDir)
+    : openExternalDatabase(config.database.url)
+}
+
+async function main(): Promise<void> {
+  let config: AppConfig
+  try {
+    config = loadConfig(process.env)
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`mailgate: ${error.message}\n`)
+      process.exit(78) // EX_CONFIG
+    }
+    throw error
+  }
+
+  const log = createLogger(config.logLevel)
+  const startedAt = performance.now()
+  await resolveSecretsKey(config, log)
+  const database = await openDatabase(config)
+
+  if (database.kind === 'embedded' || config.migrateOnStart) {
+    await database.migrate()
+  } else {
+    const pending = await database.pendingMigrations()
+    if (pending.length > 0) {
+      log.fatal(
+        { pending },
+        'The database schema is behind this version. Run `npm run db:migrate` or set MIGRATE_ON_START=true.',
+      )
+      await database.close()
+      process.exit(1)
+    }
+  }
+
+  const bootstrap = await createServices(database.db).apiKeys.ensureInitialAdminKey(config.adminApiKey)
+  if (bootstrap?.generatedKey) {
+    // Printed once, straight to the terminal and never through the logger, so log shipping
+    // does not carry it. It cannot be shown again: only its hash is stored.
+    process.stdout.write(
+      `\n  Mailgate created the first admin API key. Store it now; it is not shown again:\n\n    ${bootstrap.generatedKey}\n\n`,
+    )
+  } else if (bootstrap) {
+    log.info('created the first admin API key from ADMIN_API_KEY')
+  }
+
+  const app = await buildApp({ database, logger: log, bodyLimit: config.bodyLimit })
+
+  closeWithGrace({ delay: 10_000, logger: log }, async ({ signal, err }) => {
+    if (err) log.error({ err }, 'shutting down after an error')
+    else log.info({ signal }, 'shutting down: finishing in-flight requests')
+    await app.close()
+    await database.close()
+  })
+
+  await app.listen({ port: config.port, host: config.host })
+  log.info(
+    { startupMs: Math.round(performance.now() - startedAt), database: database.kind },
+    'mailgate is ready',
+  )
+}
+
+await main()
