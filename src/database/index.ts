@@ -47,11 +47,16 @@ async function pendingMigrations(db: Db): Promise<string[]> {
   const journal = JSON.parse(await readFile(join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as {
     entries: JournalEntry[]
   }
-  const result = await db.execute(
-    sql`select case when to_regclass('drizzle.__drizzle_migrations') is null then null
-        else (select max(created_at)::text from drizzle.__drizzle_migrations) end as applied`,
+  // Two statements: PostgreSQL resolves table names when it plans, so one query cannot
+  // both test for the migrations table and read it.
+  const [table] = rowsOf<{ present: boolean }>(
+    await db.execute(sql`select to_regclass('drizzle.__drizzle_migrations') is not null as present`),
   )
-  const [state] = rowsOf<{ applied: string | null }>(result)
+  const [state] = table?.present
+    ? rowsOf<{ applied: string | null }>(
+        await db.execute(sql`select max(created_at)::text as applied from drizzle.__drizzle_migrations`),
+      )
+    : []
   const appliedUpTo = state?.applied ? Number(state.applied) : 0
   return journal.entries.filter((entry) => entry.when > appliedUpTo).map((entry) => entry.tag)
 }

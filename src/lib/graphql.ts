@@ -2,6 +2,7 @@ import type { TSchema, Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { GraphQLScalarType, Kind, type ValueNode } from 'graphql'
 import { ValidationError } from './errors.ts'
+import { registerFormats } from './formats.ts'
 import { SCOPES, type Scope } from '../modules/api-keys/scopes.ts'
 
 /** GraphQL enum value (CONFIG_READ) <-> scope (config:read). */
@@ -20,6 +21,7 @@ export function scopeToEnum(scope: string): string {
  * APIs accept exactly the same input and report the same field names.
  */
 export function validateInput<T extends TSchema>(schema: T, value: unknown, prefix: string): Static<T> {
+  registerFormats()
   const withDefaults = Value.Default(schema, Value.Clone(value ?? {}))
   const errors = [...Value.Errors(schema, withDefaults)]
   if (errors.length > 0) {

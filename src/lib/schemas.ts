@@ -14,21 +14,22 @@ export const PageQuery = {
   ),
 }
 
-export function Page<T extends TSchema>(item: T) {
-  return Type.Object({
-    items: Type.Array(item),
-    nextCursor: Type.Union([Type.String(), Type.Null()], {
-      description: 'Pass as `cursor` to get the next page; null on the last page',
-    }),
-  })
+export function Page<T extends TSchema>(item: T, description: string) {
+  return Type.Object(
+    {
+      items: Type.Array(item),
+      nextCursor: Type.Union([Type.String(), Type.Null()], {
+        description: 'Pass as `cursor` to get the next page; null on the last page',
+      }),
+    },
+    { description },
+  )
 }
 
 export interface PageResult<T> {
   items: T[]
   nextCursor: string | null
 }
-
-export const Problem = Type.Unsafe<Record<string, unknown>>({ $ref: 'Problem#' })
 
 const problemDescriptions: Record<number, string> = {
   400: 'Invalid request: `errors` names each field and what to change',
@@ -42,14 +43,19 @@ const problemDescriptions: Record<number, string> = {
   500: 'Unexpected error; quote the request id',
 }
 
+/** A response documented and served as application/problem+json. */
+export function problemResponse(description: string) {
+  return Type.Unsafe<Record<string, unknown>>({
+    description,
+    content: { 'application/problem+json': { schema: { $ref: 'Problem#' } } },
+  })
+}
+
 /** Problem responses for the given statuses, plus the ones every protected route can give. */
 export function problemResponses(...statuses: number[]) {
   const all = new Set([400, 401, 403, 500, ...statuses])
   return Object.fromEntries(
-    [...all].sort().map((status) => [
-      status,
-      Type.Unsafe<Record<string, unknown>>({ $ref: 'Problem#', description: problemDescriptions[status] }),
-    ]),
+    [...all].sort().map((status) => [status, problemResponse(problemDescriptions[status] ?? 'Error')]),
   )
 }
 

@@ -2,10 +2,10 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Type } from '@sinclair/typebox'
 import { ServiceUnavailableError } from '../lib/errors.ts'
+import { problemResponse } from '../lib/schemas.ts'
 import { sendProblem } from './errors.ts'
 
-const Status = Type.Object({ status: Type.Literal('ok') })
-const Problem = { $ref: 'Problem#' }
+const Status = Type.Object({ status: Type.Literal('ok') }, { description: 'Healthy' })
 
 /** Liveness says the process answers; readiness also pings the database. No API key needed. */
 async function healthPlugin(app: FastifyInstance) {
@@ -31,7 +31,7 @@ async function healthPlugin(app: FastifyInstance) {
         operationId: 'ready',
         tags: ['Health'],
         summary: 'The service can take traffic (database reachable)',
-        response: { 200: Status, 503: { ...Problem, description: 'Database unreachable' } },
+        response: { 200: Status, 503: problemResponse('Database unreachable') },
       },
     },
     async (request, reply) => {

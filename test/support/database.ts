@@ -27,17 +27,27 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     await database.migrate()
     return { database, url: null, drop: () => database.close() }
   }
-  const name = `mailgate_test_${randomBytes(6).toString('hex')}`
-  const admin = postgres(externalTestUrl, { max: 1, onnotice: () => {} })
-  await admin.unsafe(`create database "${name}"`)
-  const url = withDatabaseName(externalTestUrl, name)
-  const database = openExternalDatabase(url, { maxConnections: 5 })
+  const scratch = await createScratchPostgresDatabase(externalTestUrl)
+  const database = openExternalDatabase(scratch.url, { maxConnections: 5 })
   await database.migrate()
   return {
     database,
-    url,
+    url: scratch.url,
     async drop() {
       await database.close()
+      await scratch.drop()
+    },
+  }
+}
+
+/** An empty (unmigrated) database on the given server, dropped by drop(). */
+export async function createScratchPostgresDatabase(serverUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `mailgate_test_${randomBytes(6).toString('hex')}`
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} })
+  await admin.unsafe(`create database "${name}"`)
+  return {
+    url: withDatabaseName(serverUrl, name),
+    async drop() {
       await admin.unsafe(`drop database if exists "${name}" with (force)`)
       await admin.end({ timeout: 5 })
     },

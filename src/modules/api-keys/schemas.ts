@@ -37,7 +37,7 @@ export const CreatedApiKeySchema = Type.Composite(
     Type.Omit(ApiKeyRowSchema, ['keyHash']),
     Type.Object({ key: Type.String({ description: 'The secret key. Shown only in this response.' }) }),
   ],
-  { $id: 'CreatedApiKey' },
+  { $id: 'CreatedApiKey', description: 'The new key, with the secret shown this once' },
 )
 
 export const ListApiKeysQuery = Type.Object(
@@ -46,4 +46,4 @@ export const ListApiKeysQuery = Type.Object(
 )
 export type ListApiKeysInput = Static<typeof ListApiKeysQuery>
 
-export const ApiKeyPage = Page(Type.Unsafe<ApiKey>({ $ref: 'ApiKey#' }))
+export const ApiKeyPage = Page(Type.Unsafe<ApiKey>({ $ref: 'ApiKey#' }), 'A page of API keys')

@@ -32,4 +32,4 @@ export const ListAuditQuery = Type.Object(
   { additionalProperties: false },
 )
 
-export const AuditPage = Page(Type.Unsafe<AuditEvent>({ $ref: 'AuditEvent#' }))
+export const AuditPage = Page(Type.Unsafe<AuditEvent>({ $ref: 'AuditEvent#' }), 'A page of audit events')

@@ -1,0 +1,15 @@
+import { writeFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { buildApp } from '../app.ts'
+import { openEmbeddedDatabase } from '../database/index.ts'
+import { renderOpenApi } from '../openapi.ts'
+
+/** Writes openapi/openapi.json from the app's routes; the test suite fails when it is stale. */
+const target = fileURLToPath(new URL('../../openapi/openapi.json', import.meta.url))
+const database = await openEmbeddedDatabase('memory://')
+const app = await buildApp({ database, collectDefaultMetrics: false })
+await app.ready()
+await writeFile(target, renderOpenApi(app))
+await app.close()
+await database.close()
+console.log(`wrote ${target}`)
