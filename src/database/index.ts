@@ -1,11 +1,8 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { PGlite } from '@electric-sql/pglite'
 import { sql } from 'drizzle-orm'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
-import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
@@ -68,6 +65,13 @@ export async function openEmbeddedDatabase(dataDir: string | 'memory://'): Promi
     location = join(resolve(dataDir), 'pgdata')
     await mkdir(location, { recursive: true })
   }
+  // Loaded on demand: PGlite's WebAssembly build costs ~150 MiB of memory just to import,
+  // which a deployment on an external PostgreSQL should not pay.
+  const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+    import('@electric-sql/pglite'),
+    import('drizzle-orm/pglite'),
+    import('drizzle-orm/pglite/migrator'),
+  ])
   const client = await PGlite.create(location)
   const pglite = drizzlePglite({ client, schema, casing: 'snake_case' })
   const db = pglite as unknown as Db
