@@ -13,7 +13,7 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 const PORT = 39_871
 
 function descendants(pid: number): number[] {
-  let out = ''
+  let out: string
   try {
     out = execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
   } catch {
@@ -45,7 +45,7 @@ async function measure(dataDir: string) {
     stdio: 'ignore',
     detached: true,
   })
-  let readyMs = 0
+  let readyMs: number
   for (;;) {
     try {
       const response = await fetch(`http://127.0.0.1:${PORT}/health/ready`)
