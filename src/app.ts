@@ -22,6 +22,7 @@ import errorsPlugin from './plugins/errors.ts'
 import graphqlPlugin from './plugins/graphql.ts'
 import healthPlugin from './plugins/health.ts'
 import metricsPlugin from './plugins/metrics.ts'
+import requestLifecyclePlugin from './plugins/request-lifecycle.ts'
 import servicesPlugin from './plugins/services.ts'
 import swaggerPlugin from './plugins/swagger.ts'
 
@@ -71,10 +72,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     schemaController: { compilersFactory: validatorCompilers() },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id)
-  })
-
+  await app.register(requestLifecyclePlugin)
   await app.register(errorsPlugin)
   await app.register(databasePlugin, { database: options.database })
   await app.register(servicesPlugin)

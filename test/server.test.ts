@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { request } from 'node:http'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -118,5 +119,38 @@ describe('server process', () => {
     const { code, output } = await runToExit({ DATABASE_URL: 'postgres://127.0.0.1:1/none' })
     expect(code).toBe(78)
     expect(output).toMatch(/SECRETS_KEY: expected .* required with an external DATABASE_URL/)
+  })
+})
+
+describe('graceful shutdown', () => {
+  it('closing the app lets an in-flight request finish and turns new ones away', async () => {
+    const { buildTestApp } = await import('./support/app.ts')
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const t = await buildTestApp({
+      extend(app) {
+        app.get('/slow', async () => {
+          await gate
+          return { finished: true }
+        })
+      },
+    })
+    const address = await t.app.listen({ port: 0, host: '127.0.0.1' })
+    const inFlight = fetch(`${address}/slow`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const closing = t.app.close()
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const refused = await new Promise<number | string>((resolve) => {
+      request(`${address}/health/live`, { agent: false }, (response) => resolve(response.statusCode ?? 0))
+        .on('error', () => resolve('refused'))
+        .end()
+    })
+    expect([503, 'refused']).toContain(refused)
+    release()
+    const response = await inFlight
+    expect(response.status).toBe(200)
+    expect(await response.json()).toEqual({ finished: true })
+    await closing
+    await t.db.drop()
   })
 })

@@ -1,0 +1,22 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+
+/**
+ * Echoes the request id to the caller, and once the app starts closing asks clients to
+ * drop keep-alive connections: a connection that finishes its last request after close()
+ * began would otherwise hold shutdown open until its keep-alive timeout.
+ */
+async function requestLifecyclePlugin(app: FastifyInstance) {
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+  })
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close')
+  })
+}
+
+export default fp(requestLifecyclePlugin, { name: 'request-lifecycle', fastify: '5.x' })
