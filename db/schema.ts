@@ -4,3 +4,4 @@
  */
 export * from './tables/api-keys.ts'
 export * from './tables/audit-events.ts'
+export * from './tables/integrations.ts'

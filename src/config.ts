@@ -30,6 +30,24 @@ export const EnvSchema = Type.Object({
       description: '32 random bytes, base64 (openssl rand -base64 32)',
     }),
   ),
+  SECRETS_KEY_PREVIOUS: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9+/]{43}=(,[A-Za-z0-9+/]{43}=)*$',
+      description: 'Earlier SECRETS_KEY values, comma-separated, still accepted for reading while secrets are re-sealed',
+    }),
+  ),
+  AUTHORITY_HOST: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9.-]+(:[0-9]+)?$',
+      description: 'Overrides the Entra sign-in host of every cloud (sovereign or test environments)',
+    }),
+  ),
+  GRAPH_HOST: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9.-]+(:[0-9]+)?$',
+      description: 'Overrides the Microsoft Graph host of every cloud (sovereign or test environments)',
+    }),
+  ),
   ADMIN_API_KEY: Type.Optional(
     Type.String({ minLength: 32, maxLength: 256, pattern: '^[\\x21-\\x7e]+$', description: 'Initial admin API key' }),
   ),
@@ -54,6 +72,9 @@ export interface AppConfig {
   logLevel: Env['LOG_LEVEL']
   /** Base64 key; unset only in embedded mode, where the server generates one into DATA_DIR. */
   secretsKey: string | undefined
+  previousSecretsKeys: string[]
+  /** Operator overrides of Microsoft hosts; never taken from a request. */
+  microsoftHosts: { authority?: string; graph?: string }
   adminApiKey: string | undefined
   publicBaseUrl: string | undefined
   bodyLimit: number
@@ -67,6 +88,9 @@ const expectations: Record<keyof Env, string> = {
   MIGRATE_ON_START: '"true" or "false"',
   LOG_LEVEL: 'one of fatal, error, warn, info, debug, trace, silent',
   SECRETS_KEY: '32 random bytes in base64, e.g. the output of `openssl rand -base64 32`',
+  SECRETS_KEY_PREVIOUS: 'comma-separated base64 32-byte keys',
+  AUTHORITY_HOST: 'a host name, optionally with :port, e.g. login.microsoftonline.us',
+  GRAPH_HOST: 'a host name, optionally with :port, e.g. graph.microsoft.us',
   ADMIN_API_KEY: '32 to 256 printable ASCII characters without spaces',
   PUBLIC_BASE_URL: 'an http(s) URL such as https://mailgate.example.com',
   BODY_LIMIT: 'a byte count from 1024 to 157286400',
@@ -117,6 +141,8 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
     migrateOnStart: valid.MIGRATE_ON_START,
     logLevel: valid.LOG_LEVEL,
     secretsKey: valid.SECRETS_KEY,
+    previousSecretsKeys: valid.SECRETS_KEY_PREVIOUS?.split(',') ?? [],
+    microsoftHosts: { authority: valid.AUTHORITY_HOST, graph: valid.GRAPH_HOST },
     adminApiKey: valid.ADMIN_API_KEY,
     publicBaseUrl: valid.PUBLIC_BASE_URL?.replace(/\/$/, ''),
     bodyLimit: valid.BODY_LIMIT,
