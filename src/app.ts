@@ -12,10 +12,14 @@ import { Ajv, type Options as AjvOptions } from 'ajv'
 import addFormats from 'ajv-formats'
 import packageJson from '../package.json' with { type: 'json' }
 import type { Database } from './database/index.ts'
+import type { TokenProvider } from './graph/token-provider.ts'
+import type { SecretBox } from './lib/secret-box.ts'
 import { apiKeyRoutes } from './modules/api-keys/routes.ts'
 import { ApiKeySchema, CreatedApiKeySchema } from './modules/api-keys/schemas.ts'
 import { auditRoutes } from './modules/audit/routes.ts'
 import { AuditEventSchema } from './modules/audit/schemas.ts'
+import { integrationRoutes } from './modules/integrations/routes.ts'
+import { IntegrationSchema, TestResultSchema } from './modules/integrations/schemas.ts'
 import authPlugin, { apiKeyScope } from './plugins/auth.ts'
 import databasePlugin from './plugins/database.ts'
 import errorsPlugin from './plugins/errors.ts'
@@ -30,6 +34,10 @@ export type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerRespo
 
 export interface AppOptions {
   database: Database
+  /** Seals and opens stored credentials (SECRETS_KEY and its predecessors). */
+  secretBox: SecretBox
+  /** Defaults to one talking to Microsoft's public hosts. */
+  tokenProvider?: TokenProvider
   /** A pino logger (see createLogger); without one the app logs nothing. */
   logger?: FastifyBaseLogger
   bodyLimit?: number
@@ -75,9 +83,11 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await app.register(requestLifecyclePlugin)
   await app.register(errorsPlugin)
   await app.register(databasePlugin, { database: options.database })
-  await app.register(servicesPlugin)
+  await app.register(servicesPlugin, { secretBox: options.secretBox, tokens: options.tokenProvider })
   await app.register(authPlugin)
-  for (const schema of [ApiKeySchema, CreatedApiKeySchema, AuditEventSchema]) app.addSchema(schema)
+  for (const schema of [ApiKeySchema, CreatedApiKeySchema, AuditEventSchema, TestResultSchema, IntegrationSchema]) {
+    app.addSchema(schema)
+  }
   await app.register(swaggerPlugin, { version: packageJson.version })
   await app.register(healthPlugin)
   await app.register(metricsPlugin, { collectDefaults: options.collectDefaultMetrics })
@@ -88,6 +98,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       await apiKeyScope(v1)
       await v1.register(apiKeyRoutes)
       await v1.register(auditRoutes)
+      await v1.register(integrationRoutes)
     },
     { prefix: '/v1' },
   )

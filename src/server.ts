@@ -2,6 +2,8 @@ import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
 import { ConfigError, loadConfig, type AppConfig } from './config.ts'
 import { openEmbeddedDatabase, openExternalDatabase, type Database } from './database/index.ts'
+import { TokenProvider } from './graph/token-provider.ts'
+import { SecretBox } from './lib/secret-box.ts'
 import { createLogger } from './logger.ts'
 import { createServices } from './plugins/services.ts'
 import { resolveSecretsKey } from './secrets-key.ts'
@@ -26,7 +28,7 @@ async function main(): Promise<void> {
 
   const log = createLogger(config.logLevel)
   const startedAt = performance.now()
-  await resolveSecretsKey(config, log)
+  const secretBox = new SecretBox(await resolveSecretsKey(config, log), config.previousSecretsKeys)
   const database = await openDatabase(config)
 
   if (database.kind === 'embedded' || config.migrateOnStart) {
@@ -43,7 +45,11 @@ async function main(): Promise<void> {
     }
   }
 
-  const bootstrap = await createServices(database.db).apiKeys.ensureInitialAdminKey(config.adminApiKey)
+  const tokenProvider = new TokenProvider({ hostOverrides: config.microsoftHosts })
+  const services = createServices({ db: database.db, secretBox, tokens: tokenProvider })
+  const resealed = await services.integrations.resealSecrets()
+  if (resealed > 0) log.info({ resealed, keyId: secretBox.currentKeyId }, 're-sealed stored secrets with the current SECRETS_KEY')
+  const bootstrap = await services.apiKeys.ensureInitialAdminKey(config.adminApiKey)
   if (bootstrap?.generatedKey) {
     // Printed once, straight to the terminal and never through the logger, so log shipping
     // does not carry it. It cannot be shown again: only its hash is stored.
@@ -54,7 +60,7 @@ async function main(): Promise<void> {
     log.info('created the first admin API key from ADMIN_API_KEY')
   }
 
-  const app = await buildApp({ database, logger: log, bodyLimit: config.bodyLimit })
+  const app = await buildApp({ database, secretBox, tokenProvider, logger: log, bodyLimit: config.bodyLimit })
 
   closeWithGrace({ delay: 10_000, logger: log }, async ({ signal, err }) => {
     if (err) log.error({ err }, 'shutting down after an error')

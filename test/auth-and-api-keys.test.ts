@@ -52,7 +52,12 @@ describe('authentication', () => {
   it('refuses at boot a route in the API-key scope that declares no scopes', async () => {
     const { buildApp } = await import('../src/app.ts')
     const { apiKeyScope } = await import('../src/plugins/auth.ts')
-    const app = await buildApp({ database: t.db.database, collectDefaultMetrics: false })
+    const { SecretBox } = await import('../src/lib/secret-box.ts')
+    const app = await buildApp({
+      database: t.db.database,
+      secretBox: new SecretBox(Buffer.alloc(32, 1).toString('base64')),
+      collectDefaultMetrics: false,
+    })
     app.register(async (scope) => {
       await apiKeyScope(scope)
       scope.get('/unguarded', async () => 'oops')

@@ -61,7 +61,7 @@ describe('GraphQL', () => {
       `mutation { createApiKey(input: { name: "", scopes: [] }) { key } }`,
     )
     expect(body.errors![0].extensions.code).toBe('VALIDATION_FAILED')
-    expect(body.errors![0].extensions.errors.map((e: { field: string }) => e.field).sort()).toEqual(['input.name', 'input.scopes'])
+    expect(body.errors![0].extensions.errors.map((e: { field: string }) => e.field).sort()).toEqual(['name', 'scopes'])
   })
 
   it('NOT_FOUND and LAST_ADMIN_KEY map to the REST codes', async () => {

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { openExternalDatabase, type Database } from '../src/database/index.ts'
+import { SecretBox } from '../src/lib/secret-box.ts'
 import { createServices } from '../src/plugins/services.ts'
 import { createScratchPostgresDatabase, externalTestUrl } from './support/database.ts'
 
@@ -56,10 +57,10 @@ describe.skipIf(!externalTestUrl)('on a real PostgreSQL server', () => {
     await first.migrate()
     const instances = [first, open(url), open(url), open(url)]
     const results = await Promise.all(
-      instances.map((instance) => createServices(instance.db).apiKeys.ensureInitialAdminKey(undefined)),
+      instances.map((instance) => createServices({ db: instance.db, secretBox: new SecretBox(SECRETS_KEY) }).apiKeys.ensureInitialAdminKey(undefined)),
     )
     expect(results.filter((result) => result?.generatedKey)).toHaveLength(1)
-    const page = await createServices(first.db).apiKeys.list({ limit: 10, includeRevoked: true })
+    const page = await createServices({ db: first.db, secretBox: new SecretBox(SECRETS_KEY) }).apiKeys.list({ limit: 10, includeRevoked: true })
     expect(page.items).toHaveLength(1)
   })
 

@@ -33,6 +33,8 @@ export const integrations = pgTable('integrations', {
 export interface TestStep {
   name: string
   ok: boolean
+  /** Not run because an earlier step failed. */
+  skipped?: boolean
   code?: string
   message: string
   hint?: string

@@ -20,7 +20,7 @@ export function scopeToEnum(scope: string): string {
  * Checks GraphQL arguments against the same TypeBox schema the REST route uses, so both
  * APIs accept exactly the same input and report the same field names.
  */
-export function validateInput<T extends TSchema>(schema: T, value: unknown, prefix: string): Static<T> {
+export function validateInput<T extends TSchema>(schema: T, value: unknown, prefix = ''): Static<T> {
   registerFormats()
   const withDefaults = Value.Default(schema, Value.Clone(value ?? {}))
   const errors = [...Value.Errors(schema, withDefaults)]
@@ -29,7 +29,7 @@ export function validateInput<T extends TSchema>(schema: T, value: unknown, pref
     const fields = []
     for (const error of errors) {
       const path = error.path.split('/').filter(Boolean).join('.')
-      const field = path ? `${prefix}.${path}` : prefix
+      const field = [prefix, path].filter(Boolean).join('.') || '(input)'
       if (seen.has(field)) continue
       seen.add(field)
       fields.push({ field, message: error.message })

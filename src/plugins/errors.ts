@@ -48,10 +48,11 @@ interface AjvIssue {
   params: Record<string, unknown>
 }
 
-const contextNames: Record<string, string> = { querystring: 'query', params: 'path', headers: 'header' }
+/** Body fields are named as they are in the body (`name`, `certificate.pfx`); others get a prefix. */
+const contextNames: Record<string, string> = { body: '', querystring: 'query', params: 'path', headers: 'header' }
 
 function fieldsFromValidation(issues: AjvIssue[], context: string | undefined): InvalidField[] {
-  const prefix = contextNames[context ?? 'body'] ?? context ?? 'body'
+  const prefix = contextNames[context ?? 'body'] ?? context ?? ''
   const seen = new Set<string>()
   const fields: InvalidField[] = []
   for (const issue of issues) {
@@ -66,7 +67,7 @@ function fieldsFromValidation(issues: AjvIssue[], context: string | undefined): 
     } else if (issue.keyword === 'enum') {
       message = `must be one of: ${(issue.params.allowedValues as unknown[]).join(', ')}`
     }
-    const field = path ? `${prefix}.${path}` : prefix
+    const field = [prefix, path].filter(Boolean).join('.') || '(body)'
     const key = `${field}|${message}`
     if (seen.has(key)) continue
     seen.add(key)

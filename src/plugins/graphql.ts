@@ -11,6 +11,7 @@ import { DateTimeScalar, JsonScalar, scopeFromEnum } from '../lib/graphql.ts'
 import { apiKeyResolvers } from '../modules/api-keys/resolvers.ts'
 import type { Principal } from '../modules/api-keys/service.ts'
 import { auditResolvers } from '../modules/audit/resolvers.ts'
+import { integrationResolvers } from '../modules/integrations/resolvers.ts'
 import { assertScopes } from './auth.ts'
 
 // The package is CommonJS whose module.exports is the plugin itself.
@@ -68,6 +69,7 @@ async function graphqlPlugin(app: FastifyInstance) {
         { DateTime: DateTimeScalar, JSON: JsonScalar } as unknown as IResolvers,
         apiKeyResolvers,
         auditResolvers,
+        integrationResolvers,
       ),
       graphiql: true,
       path: '/graphql',

@@ -23,6 +23,7 @@ async function swaggerPlugin(app: FastifyInstance, options: { version: string })
       tags: [
         { name: 'API keys', description: 'Keys and their scopes (admin)' },
         { name: 'Audit', description: 'Who changed what' },
+        { name: 'Integrations', description: 'Entra ID app registrations: tenant, app and credential' },
         { name: 'Health', description: 'Probes and metrics' },
       ],
     },

@@ -1,5 +1,8 @@
+import { randomBytes } from 'node:crypto'
 import { Writable } from 'node:stream'
 import { buildApp, type App } from '../../src/app.ts'
+import { TokenProvider } from '../../src/graph/token-provider.ts'
+import { SecretBox } from '../../src/lib/secret-box.ts'
 import { createLogger } from '../../src/logger.ts'
 import type { Scope } from '../../src/modules/api-keys/scopes.ts'
 import { createTestDatabase, type TestDatabase } from './database.ts'
@@ -17,10 +20,20 @@ export interface TestApp {
 export const TEST_ADMIN_KEY = 'test-admin-key-0123456789abcdefghijklmnop'
 
 /** buildApp on a fresh database, with a bootstrapped admin key and captured logs. */
+export function randomSecretsKey(): string {
+  return randomBytes(32).toString('base64')
+}
+
 export async function buildTestApp(
-  options: { bodyLimit?: number; extend?: (app: App) => void } = {},
+  options: {
+    bodyLimit?: number
+    extend?: (app: App) => void
+    secretBox?: SecretBox
+    tokenProvider?: TokenProvider
+    database?: TestDatabase
+  } = {},
 ): Promise<TestApp> {
-  const db = await createTestDatabase()
+  const db = options.database ?? (await createTestDatabase())
   const logs: string[] = []
   const sink = new Writable({
     write(chunk, _encoding, callback) {
@@ -30,6 +43,8 @@ export async function buildTestApp(
   })
   const app = await buildApp({
     database: db.database,
+    secretBox: options.secretBox ?? new SecretBox(randomSecretsKey()),
+    tokenProvider: options.tokenProvider ?? new TokenProvider({ timeoutMs: 2_000 }),
     logger: createLogger('info', sink),
     bodyLimit: options.bodyLimit,
     collectDefaultMetrics: false,

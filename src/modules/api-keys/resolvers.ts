@@ -14,12 +14,12 @@ export const apiKeyResolvers: IResolvers<unknown, MercuriusContext> = {
       return { keyId: principal.keyId, name: principal.name, scopes: principal.scopes.map(scopeToEnum) }
     },
     apiKeys: async (_root, args, context) => {
-      const query = validateInput(ListApiKeysQuery, withoutNulls(args), 'args')
+      const query = validateInput(ListApiKeysQuery, withoutNulls(args))
       const page = await context.app.services.apiKeys.list(query)
       return { ...page, items: page.items.map(present) }
     },
     apiKey: async (_root, args, context) => {
-      const { id } = validateInput(IdParams, args, 'args')
+      const { id } = validateInput(IdParams, args)
       return present(await context.app.services.apiKeys.get(id))
     },
   },
@@ -28,13 +28,12 @@ export const apiKeyResolvers: IResolvers<unknown, MercuriusContext> = {
       const body = validateInput(
         CreateApiKeyBody,
         { ...input, scopes: (input.scopes as string[]).map(scopeFromEnum) },
-        'input',
       )
       const { apiKey, key } = await context.app.services.apiKeys.create(context.reply.request.actor(), body)
       return { apiKey: present(apiKey), key }
     },
     revokeApiKey: async (_root, args, context) => {
-      const { id } = validateInput(IdParams, args, 'args')
+      const { id } = validateInput(IdParams, args)
       await context.app.services.apiKeys.revoke(context.reply.request.actor(), id)
       return true
     },

@@ -1,0 +1,530 @@
+import { createHash } from 'node:crypto'
+import type { AuthMethod, Cloud, ConnectionTestResult, TestStep } from '../../../db/schema.ts'
+import type { Db } from '../../database/index.ts'
+import { TokenError, type AppCredential, type TokenProvider } from '../../graph/token-provider.ts'
+import { ConflictError, NotFoundError, ValidationError } from '../../lib/errors.ts'
+import { newId } from '../../lib/ids.ts'
+import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
+import { SecretUnreadableError, type SecretBox } from '../../lib/secret-box.ts'
+import type { Actor, AuditService } from '../audit/service.ts'
+import { parsePem, parsePfx, type ParsedCertificate } from './certificates.ts'
+import type { IntegrationRepository, IntegrationRow, IntegrationTestRow, NewIntegration } from './repository.ts'
+import type {
+  CertificateInputType,
+  ConnectionChangesInput,
+  CreateIntegrationInput,
+  Integration,
+  ListIntegrationsInput,
+  TestResult,
+  UpdateIntegrationInput,
+} from './schemas.ts'
+
+/** What connectors (a later module) tell integrations about their use. */
+export interface IntegrationUsage {
+  connectorCount(executor: Db, integrationId: string): Promise<{ total: number; enabled: number }>
+}
+
+export class CandidateTestRequiredError extends ConflictError {
+  override readonly code = 'CANDIDATE_TEST_REQUIRED'
+  override readonly title = 'Test the new connection settings first'
+}
+
+export class IntegrationInUseError extends ConflictError {
+  override readonly code = 'INTEGRATION_IN_USE'
+  override readonly title = 'The integration is used by connectors'
+}
+
+const CONNECTION_FIELDS = ['tenant', 'clientId', 'cloud', 'authMethod', 'clientSecret', 'certificate'] as const
+
+/** The connection-relevant settings; their hash is what tests verify. */
+interface Connection {
+  tenant: string
+  clientId: string
+  cloud: Cloud
+  authMethod: AuthMethod
+  credentialFingerprint: string
+}
+
+type NewCredential =
+  | { kind: 'clientSecret'; clientSecret: string; fingerprint: string }
+  | { kind: 'certificate'; certificate: ParsedCertificate; fingerprint: string }
+
+interface Resolved {
+  connection: Connection
+  configHash: string
+  /** Undefined: the saved credential stays. */
+  credential?: NewCredential
+}
+
+export function configHashOf(connection: Connection): string {
+  return createHash('sha256')
+    .update(
+      JSON.stringify([
+        connection.tenant.toLowerCase(),
+        connection.clientId.toLowerCase(),
+        connection.cloud,
+        connection.authMethod,
+        connection.credentialFingerprint,
+      ]),
+    )
+    .digest('hex')
+}
+
+function connectionOf(row: IntegrationRow): Connection {
+  return {
+    tenant: row.tenant,
+    clientId: row.clientId,
+    cloud: row.cloud,
+    authMethod: row.authMethod,
+    credentialFingerprint: row.credentialFingerprint,
+  }
+}
+
+function touchesConnection(changes: Record<string, unknown>): boolean {
+  return CONNECTION_FIELDS.some((field) => changes[field] !== undefined)
+}
+
+const REQUIRED_ROLES = ['Mail.ReadWrite', 'Mail.Send'] as const
+
+export interface IntegrationServiceDeps {
+  db: Db
+  repository: IntegrationRepository
+  audit: AuditService
+  secretBox: SecretBox
+  tokens: TokenProvider
+  usage?: IntegrationUsage
+}
+
+export class IntegrationService {
+  private readonly deps: IntegrationServiceDeps
+
+  constructor(deps: IntegrationServiceDeps) {
+    this.deps = deps
+  }
+
+  async create(actor: Actor, input: CreateIntegrationInput): Promise<Integration> {
+    const id = newId()
+    const resolved = this.resolve(null, { ...input, cloud: input.cloud ?? 'global' })
+    const row = await this.deps.db.transaction(async (tx) => {
+      const created = await this.deps.repository.insert(tx, {
+        id,
+        name: input.name,
+        ...resolved.connection,
+        secretExpiresAt: input.secretExpiresAt ? new Date(input.secretExpiresAt) : null,
+        // A certificate's own expiry overrides any given date.
+        ...this.credentialColumns(id, resolved.credential!),
+      })
+      await this.deps.audit.record(tx, actor, {
+        action: 'create',
+        resourceType: 'integration',
+        resourceId: id,
+        after: auditSnapshot(created),
+      })
+      return created
+    })
+    return this.present(row, undefined, undefined)
+  }
+
+  async list(query: ListIntegrationsInput): Promise<PageResult<Integration>> {
+    const rows = await this.deps.repository.list(this.deps.db, { ...query, beforeId: decodeCursor(query.cursor) })
+    const page = toPage(rows, query.limit)
+    const ids = page.items.map((row) => row.id)
+    const [latest, current] = await Promise.all([
+      this.deps.repository.latestTests(this.deps.db, ids),
+      this.deps.repository.latestTestsOf(
+        this.deps.db,
+        page.items.map((row) => ({ integrationId: row.id, configHash: configHashOf(connectionOf(row)) })),
+      ),
+    ])
+    return {
+      items: page.items.map((row) => this.present(row, latest.get(row.id), current.get(row.id))),
+      nextCursor: page.nextCursor,
+    }
+  }
+
+  async get(id: string): Promise<Integration> {
+    const row = await this.deps.repository.findById(this.deps.db, id)
+    if (!row) throw new NotFoundError('integration', id)
+    return this.presentWithTests(this.deps.db, row)
+  }
+
+  async update(actor: Actor, id: string, input: UpdateIntegrationInput): Promise<Integration> {
+    const row = await this.deps.db.transaction(async (tx) => {
+      const existing = await this.deps.repository.findById(tx, id, { forUpdate: true })
+      if (!existing) throw new NotFoundError('integration', id)
+      const changes: Partial<NewIntegration> = { updatedAt: new Date() }
+      if (input.name !== undefined) changes.name = input.name
+      if (input.secretExpiresAt !== undefined) {
+        changes.secretExpiresAt = input.secretExpiresAt ? new Date(input.secretExpiresAt) : null
+      }
+      if (touchesConnection(input)) {
+        const resolved = this.resolve(existing, input)
+        if (resolved.configHash !== configHashOf(connectionOf(existing))) {
+          await this.requireCandidateTestIfInUse(tx, existing, resolved.configHash)
+        }
+        Object.assign(changes, resolved.connection)
+        if (resolved.credential) Object.assign(changes, this.credentialColumns(id, resolved.credential))
+      }
+      const updated = await this.deps.repository.update(tx, id, changes)
+      await this.deps.audit.record(tx, actor, {
+        action: 'update',
+        resourceType: 'integration',
+        resourceId: id,
+        before: auditSnapshot(existing),
+        after: auditSnapshot(updated),
+      })
+      return updated
+    })
+    this.deps.tokens.forget(id)
+    return this.presentWithTests(this.deps.db, row)
+  }
+
+  async delete(actor: Actor, id: string): Promise<void> {
+    await this.deps.db.transaction(async (tx) => {
+      const existing = await this.deps.repository.findById(tx, id, { forUpdate: true })
+      if (!existing) throw new NotFoundError('integration', id)
+      const usage = await this.deps.usage?.connectorCount(tx, id)
+      if (usage && usage.total > 0) {
+        throw new IntegrationInUseError(
+          `${usage.total} connector(s) use this integration. Delete them or move them to another integration first.`,
+          { connectors: usage.total },
+        )
+      }
+      await this.deps.repository.delete(tx, id)
+      await this.deps.audit.record(tx, actor, {
+        action: 'delete',
+        resourceType: 'integration',
+        resourceId: id,
+        before: auditSnapshot(existing),
+      })
+    })
+    this.deps.tokens.forget(id)
+  }
+
+  /**
+   * Tests the saved configuration, or the saved one with candidate changes applied (not
+   * saved). The outcome is stored with the hash of the tested configuration either way.
+   */
+  async test(actor: Actor, id: string, changes: ConnectionChangesInput = {}): Promise<TestResult> {
+    const row = await this.deps.repository.findById(this.deps.db, id)
+    if (!row) throw new NotFoundError('integration', id)
+    const currentHash = configHashOf(connectionOf(row))
+    const resolved = touchesConnection(changes) ? this.resolve(row, changes) : { connection: connectionOf(row), configHash: currentHash }
+    const candidate = resolved.configHash !== currentHash
+    const outcome = await this.runTest(row, resolved, candidate)
+
+    const test = await this.deps.db.transaction(async (tx) => {
+      const stored = await this.deps.repository.insertTest(tx, {
+        id: newId(),
+        integrationId: id,
+        configHash: resolved.configHash,
+        candidate,
+        ok: outcome.ok,
+        result: outcome,
+        actorKeyId: actor.keyId,
+      })
+      await this.deps.audit.record(tx, actor, {
+        action: 'test',
+        resourceType: 'integration',
+        resourceId: id,
+        details: {
+          ok: outcome.ok,
+          candidate,
+          failedStep: outcome.steps.find((step) => !step.ok && !step.skipped)?.code ?? null,
+        },
+      })
+      return stored
+    })
+    return presentTest(test, currentHash)
+  }
+
+  /** Moves every sealed value to the current SECRETS_KEY; returns how many rows changed. */
+  async resealSecrets(): Promise<number> {
+    const box = this.deps.secretBox
+    const rows = await this.deps.repository.sealedWithOtherKeys(this.deps.db, box.currentKeyId)
+    for (const row of rows) {
+      await this.deps.db.transaction(async (tx) => {
+        const changes: Partial<NewIntegration> = {}
+        if (row.clientSecretSealed) {
+          const context = sealContext(row.id, 'clientSecret')
+          changes.clientSecretSealed = box.seal(box.open(row.clientSecretSealed, context), context)
+        }
+        if (row.privateKeySealed) {
+          const context = sealContext(row.id, 'privateKey')
+          changes.privateKeySealed = box.seal(box.open(row.privateKeySealed, context), context)
+        }
+        await this.deps.repository.update(tx, row.id, changes)
+      })
+    }
+    return rows.length
+  }
+
+  private async requireCandidateTestIfInUse(tx: Db, existing: IntegrationRow, newHash: string): Promise<void> {
+    const usage = await this.deps.usage?.connectorCount(tx, existing.id)
+    if (!usage || usage.enabled === 0) return
+    const test = await this.deps.repository.latestTestOf(tx, existing.id, newHash)
+    if (test?.ok) return
+    throw new CandidateTestRequiredError(
+      `${usage.enabled} enabled connector(s) use this integration. Run POST /v1/integrations/${existing.id}/test with exactly these changes; once it succeeds, send this change again.`,
+      { enabledConnectors: usage.enabled, lastCandidateTestOk: test ? test.ok : null },
+    )
+  }
+
+  private async runTest(row: IntegrationRow, resolved: Resolved, candidate: boolean): Promise<ConnectionTestResult> {
+    const steps: TestStep[] = []
+    const skip = (name: string) =>
+      steps.push({ name, ok: false, skipped: true, message: 'Not run: an earlier step failed.' })
+
+    let credential: AppCredential
+    try {
+      credential = this.appCredential(row, resolved)
+      steps.push({ name: 'secrets_readable', ok: true, message: 'The stored credential can be read.' })
+    } catch (error) {
+      if (!(error instanceof SecretUnreadableError)) throw error
+      steps.push({
+        name: 'secrets_readable',
+        ok: false,
+        code: 'SECRETS_UNREADABLE',
+        message: `The stored credential cannot be read: it was sealed with key ${error.keyId ?? 'unknown'}, which this server does not have.`,
+        hint: 'Start the server with the key that sealed it in SECRETS_KEY_PREVIOUS, or enter the credential again.',
+      })
+      skip('token_acquired')
+      skip('roles_granted')
+      return { ok: false, steps }
+    }
+
+    let roles: string[]
+    try {
+      const token = await this.deps.tokens.acquire({
+        // Candidate tests get their own MSAL client, so they never evict the live one.
+        integrationId: candidate ? `candidate:${row.id}` : row.id,
+        configHash: resolved.configHash,
+        tenant: resolved.connection.tenant,
+        clientId: resolved.connection.clientId,
+        cloud: resolved.connection.cloud,
+        credential,
+      })
+      roles = token.roles
+      steps.push({ name: 'token_acquired', ok: true, message: 'Entra ID issued an app-only token for Microsoft Graph.' })
+    } catch (error) {
+      if (!(error instanceof TokenError)) throw error
+      steps.push({ name: 'token_acquired', ok: false, code: error.code, message: error.message, hint: error.hint })
+      skip('roles_granted')
+      return { ok: false, steps }
+    }
+
+    const granted = REQUIRED_ROLES.filter((role) => roles.includes(role))
+    const missing = REQUIRED_ROLES.filter((role) => !roles.includes(role))
+    const purpose = { 'Mail.ReadWrite': 'read and file incoming mail', 'Mail.Send': 'send mail' }
+    if (granted.length === 0) {
+      steps.push({
+        name: 'roles_granted',
+        ok: false,
+        code: 'MAIL_PERMISSIONS_MISSING',
+        message: `The app holds neither Mail.ReadWrite nor Mail.Send${roles.length ? ` (it has ${roles.join(', ')})` : ''}.`,
+        hint: 'In the app registration, add the Microsoft Graph application permissions Mail.ReadWrite and Mail.Send, then grant admin consent.',
+      })
+    } else {
+      steps.push({
+        name: 'roles_granted',
+        ok: true,
+        message: `Granted: ${granted.join(', ')}.${missing.length ? ` Missing: ${missing.join(', ')}.` : ''}`,
+        ...(missing.length
+          ? {
+              hint: `Without ${missing.join(' and ')} the app cannot ${missing.map((role) => purpose[role]).join(' or ')}. Add it as an application permission and grant admin consent if you need that.`,
+            }
+          : {}),
+      })
+    }
+    return { ok: steps.every((step) => step.ok), steps, roles }
+  }
+
+  private appCredential(row: IntegrationRow, resolved: Resolved): AppCredential {
+    const fresh = resolved.credential
+    if (fresh?.kind === 'clientSecret') return { kind: 'clientSecret', clientSecret: fresh.clientSecret }
+    if (fresh?.kind === 'certificate') {
+      return {
+        kind: 'certificate',
+        privateKeyPem: fresh.certificate.privateKeyPem,
+        certificatePem: fresh.certificate.certificatePem,
+        thumbprintSha256: fresh.certificate.thumbprintSha256,
+      }
+    }
+    const box = this.deps.secretBox
+    if (row.authMethod === 'clientSecret') {
+      return { kind: 'clientSecret', clientSecret: box.open(row.clientSecretSealed!, sealContext(row.id, 'clientSecret')) }
+    }
+    return {
+      kind: 'certificate',
+      privateKeyPem: box.open(row.privateKeySealed!, sealContext(row.id, 'privateKey')),
+      certificatePem: row.certificatePem!,
+      thumbprintSha256: row.thumbprintSha256!,
+    }
+  }
+
+  /** Applies changes to a saved row (or none) and checks the credential rules. */
+  private resolve(
+    row: IntegrationRow | null,
+    changes: Partial<Pick<CreateIntegrationInput, (typeof CONNECTION_FIELDS)[number]>>,
+  ): Resolved {
+    const authMethod = changes.authMethod ?? row?.authMethod
+    const tenant = changes.tenant ?? row?.tenant
+    const clientId = changes.clientId ?? row?.clientId
+    const cloud = changes.cloud ?? row?.cloud ?? 'global'
+    if (!authMethod || !tenant || !clientId) {
+      throw new ValidationError([{ field: 'authMethod', message: 'is required' }])
+    }
+    let credential: NewCredential | undefined
+    let credentialFingerprint = row?.credentialFingerprint
+    if (authMethod === 'clientSecret') {
+      if (changes.certificate) {
+        throw new ValidationError([
+          { field: 'certificate', message: 'is not used with authMethod clientSecret; remove it, or set authMethod to certificate' },
+        ])
+      }
+      if (changes.clientSecret !== undefined) {
+        const unchanged =
+          row?.authMethod === 'clientSecret' && this.deps.secretBox.fingerprintMatches(row.credentialFingerprint, changes.clientSecret)
+        credentialFingerprint = unchanged ? row!.credentialFingerprint : this.deps.secretBox.fingerprint(changes.clientSecret)
+        credential = { kind: 'clientSecret', clientSecret: changes.clientSecret, fingerprint: credentialFingerprint }
+      } else if (row?.authMethod !== 'clientSecret') {
+        throw new ValidationError([{ field: 'clientSecret', message: 'is required when authMethod is clientSecret' }])
+      }
+    } else {
+      if (changes.clientSecret !== undefined) {
+        throw new ValidationError([
+          { field: 'clientSecret', message: 'is not used with authMethod certificate; remove it, or set authMethod to clientSecret' },
+        ])
+      }
+      if (changes.certificate) {
+        const certificate = parseCertificateInput(changes.certificate)
+        credentialFingerprint = `x509:${certificate.thumbprintSha256}`
+        credential = { kind: 'certificate', certificate, fingerprint: credentialFingerprint }
+      } else if (row?.authMethod !== 'certificate') {
+        throw new ValidationError([{ field: 'certificate', message: 'is required when authMethod is certificate' }])
+      }
+    }
+    const connection: Connection = { tenant, clientId, cloud, authMethod, credentialFingerprint: credentialFingerprint! }
+    return { connection, configHash: configHashOf(connection), credential }
+  }
+
+  private credentialColumns(id: string, credential: NewCredential): Partial<NewIntegration> {
+    const box = this.deps.secretBox
+    if (credential.kind === 'clientSecret') {
+      return {
+        clientSecretSealed: box.seal(credential.clientSecret, sealContext(id, 'clientSecret')),
+        certificatePem: null,
+        privateKeySealed: null,
+        thumbprintSha1: null,
+        thumbprintSha256: null,
+        certificateSubject: null,
+        certificateNotBefore: null,
+        certificateNotAfter: null,
+        credentialFingerprint: credential.fingerprint,
+      }
+    }
+    const cert = credential.certificate
+    return {
+      clientSecretSealed: null,
+      certificatePem: cert.certificatePem,
+      privateKeySealed: box.seal(cert.privateKeyPem, sealContext(id, 'privateKey')),
+      thumbprintSha1: cert.thumbprintSha1,
+      thumbprintSha256: cert.thumbprintSha256,
+      certificateSubject: cert.subject,
+      certificateNotBefore: cert.notBefore,
+      certificateNotAfter: cert.notAfter,
+      credentialFingerprint: credential.fingerprint,
+      secretExpiresAt: cert.notAfter,
+    }
+  }
+
+  private async presentWithTests(executor: Db, row: IntegrationRow): Promise<Integration> {
+    const currentHash = configHashOf(connectionOf(row))
+    const [latest, current] = await Promise.all([
+      this.deps.repository.latestTests(executor, [row.id]),
+      this.deps.repository.latestTestOf(executor, row.id, currentHash),
+    ])
+    return this.present(row, latest.get(row.id), current)
+  }
+
+  private present(
+    row: IntegrationRow,
+    latestTest: IntegrationTestRow | undefined,
+    latestTestOfCurrent: IntegrationTestRow | undefined,
+  ): Integration {
+    const currentHash = configHashOf(connectionOf(row))
+    return {
+      id: row.id,
+      name: row.name,
+      tenant: row.tenant,
+      clientId: row.clientId,
+      cloud: row.cloud,
+      authMethod: row.authMethod,
+      secretExpiresAt: row.secretExpiresAt?.toISOString() ?? null,
+      createdAt: row.createdAt.toISOString(),
+      updatedAt: row.updatedAt.toISOString(),
+      hasClientSecret: row.clientSecretSealed !== null,
+      certificate:
+        row.authMethod === 'certificate' && row.thumbprintSha256
+          ? {
+              thumbprintSha1: row.thumbprintSha1!,
+              thumbprintSha256: row.thumbprintSha256,
+              subject: row.certificateSubject ?? '',
+              notBefore: row.certificateNotBefore!.toISOString(),
+              notAfter: row.certificateNotAfter!.toISOString(),
+            }
+          : null,
+      verified: latestTestOfCurrent?.ok === true,
+      lastTest: latestTest ? presentTest(latestTest, currentHash) : null,
+    }
+  }
+}
+
+function presentTest(test: IntegrationTestRow, currentHash: string): TestResult {
+  return {
+    id: test.id,
+    ok: test.ok,
+    testedAt: test.testedAt.toISOString(),
+    candidate: test.candidate,
+    matchesCurrentConfiguration: test.configHash === currentHash,
+    steps: test.result.steps,
+    roles: test.result.roles ?? [],
+  }
+}
+
+function parseCertificateInput(input: CertificateInputType): ParsedCertificate {
+  if (input.pfx !== undefined) {
+    if (input.certificatePem !== undefined || input.privateKeyPem !== undefined) {
+      throw new ValidationError([
+        { field: 'certificate', message: 'give either pfx (with password) or certificatePem with privateKeyPem, not both' },
+      ])
+    }
+    return parsePfx(input.pfx, input.password ?? '')
+  }
+  const missing = (['certificatePem', 'privateKeyPem'] as const).filter((field) => input[field] === undefined)
+  if (missing.length > 0) {
+    throw new ValidationError(
+      missing.map((field) => ({ field: `certificate.${field}`, message: 'is required unless a pfx is given' })),
+    )
+  }
+  return parsePem(input.certificatePem!, input.privateKeyPem!)
+}
+
+function sealContext(integrationId: string, field: 'clientSecret' | 'privateKey'): string {
+  return `integration:${integrationId}:${field}`
+}
+
+/** What the audit trail keeps of an integration: no secrets, but a marker when one changed. */
+function auditSnapshot(row: IntegrationRow): Record<string, unknown> {
+  return {
+    name: row.name,
+    tenant: row.tenant,
+    clientId: row.clientId,
+    cloud: row.cloud,
+    authMethod: row.authMethod,
+    clientSecret: row.authMethod === 'clientSecret' ? row.credentialFingerprint : null,
+    certificateThumbprintSha256: row.thumbprintSha256,
+    certificateNotAfter: row.certificateNotAfter,
+    secretExpiresAt: row.secretExpiresAt,
+  }
+}
