@@ -114,6 +114,15 @@ describe('TokenProvider against the fake Entra ID', () => {
     expect(fake.tokenRequests.length - before).toBe(2)
   })
 
+  it('a fresh acquisition asks Entra again instead of using the cached token', async () => {
+    const reg = registration()
+    await provider.acquire(reg)
+    const before = fake.tokenRequests.length
+    await provider.acquire(reg, { fresh: true })
+    await provider.acquire(reg, { fresh: true })
+    expect(fake.tokenRequests.length - before).toBe(2)
+  })
+
   it('talks to the sign-in host of the chosen cloud', async () => {
     const before = fake.tokenRequests.length
     await provider.acquire(registration({ cloud: 'china' })).catch(() => {})

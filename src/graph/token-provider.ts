@@ -76,6 +76,7 @@ const AADSTS_CODES: Record<string, TokenErrorCode> = {
   '700027': 'CERTIFICATE_NOT_REGISTERED',
   '700024': 'INVALID_CLIENT_ASSERTION',
   '5000224': 'TENANT_NOT_FOUND',
+  '90033': 'IDENTITY_PROVIDER_ERROR',
 }
 
 /** Turns whatever MSAL threw into a stable code, without echoing anything secret. */
@@ -128,9 +129,15 @@ export class TokenProvider {
     this.timeoutMs = options.timeoutMs ?? 10_000
   }
 
-  async acquire(registration: AppRegistration): Promise<GraphToken> {
+  /**
+   * `fresh` asks Entra now, with a throwaway client: no cached token and no remembered
+   * throttling answer. A connection test needs that to prove the credential works today.
+   */
+  async acquire(registration: AppRegistration, options: { fresh?: boolean } = {}): Promise<GraphToken> {
     const hosts = hostsFor(registration.cloud, this.hostOverrides)
-    const client = this.clientFor(registration)
+    const client = options.fresh
+      ? new ConfidentialClientApplication(this.configuration(registration))
+      : this.clientFor(registration)
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(

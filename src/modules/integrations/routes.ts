@@ -105,6 +105,10 @@ export const integrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/integrations/:id/test',
     {
       config: { scopes: ['config:write'] },
+      // No body means "test the saved configuration".
+      preValidation: async (request) => {
+        request.body ??= {}
+      },
       schema: {
         operationId: 'testIntegration',
         tags,
@@ -112,10 +116,10 @@ export const integrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Acquires a Graph token with the saved settings, or with the candidate changes in the body (tested, not saved), and reports each step. A failed test is still a 200 with ok: false.',
         params: IdParams,
-        body: Type.Optional(ConnectionChanges),
+        body: ConnectionChanges,
         response: { 200: Type.Ref(TestResultSchema), ...problemResponses(404, 422) },
       },
     },
-    async (request) => service.test(request.actor(), request.params.id, request.body ?? {}),
+    async (request) => service.test(request.actor(), request.params.id, request.body),
   )
 }

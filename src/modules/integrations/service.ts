@@ -211,7 +211,7 @@ export class IntegrationService {
     const currentHash = configHashOf(connectionOf(row))
     const resolved = touchesConnection(changes) ? this.resolve(row, changes) : { connection: connectionOf(row), configHash: currentHash }
     const candidate = resolved.configHash !== currentHash
-    const outcome = await this.runTest(row, resolved, candidate)
+    const outcome = await this.runTest(row, resolved)
 
     const test = await this.deps.db.transaction(async (tx) => {
       const stored = await this.deps.repository.insertTest(tx, {
@@ -270,7 +270,7 @@ export class IntegrationService {
     )
   }
 
-  private async runTest(row: IntegrationRow, resolved: Resolved, candidate: boolean): Promise<ConnectionTestResult> {
+  private async runTest(row: IntegrationRow, resolved: Resolved): Promise<ConnectionTestResult> {
     const steps: TestStep[] = []
     const skip = (name: string) =>
       steps.push({ name, ok: false, skipped: true, message: 'Not run: an earlier step failed.' })
@@ -295,15 +295,17 @@ export class IntegrationService {
 
     let roles: string[]
     try {
-      const token = await this.deps.tokens.acquire({
-        // Candidate tests get their own MSAL client, so they never evict the live one.
-        integrationId: candidate ? `candidate:${row.id}` : row.id,
-        configHash: resolved.configHash,
-        tenant: resolved.connection.tenant,
-        clientId: resolved.connection.clientId,
-        cloud: resolved.connection.cloud,
-        credential,
-      })
+      const token = await this.deps.tokens.acquire(
+        {
+          integrationId: row.id,
+          configHash: resolved.configHash,
+          tenant: resolved.connection.tenant,
+          clientId: resolved.connection.clientId,
+          cloud: resolved.connection.cloud,
+          credential,
+        },
+        { fresh: true },
+      )
       roles = token.roles
       steps.push({ name: 'token_acquired', ok: true, message: 'Entra ID issued an app-only token for Microsoft Graph.' })
     } catch (error) {
