@@ -5,3 +5,4 @@
 export * from './tables/api-keys.ts'
 export * from './tables/audit-events.ts'
 export * from './tables/integrations.ts'
+export * from './tables/connection-tests.ts'

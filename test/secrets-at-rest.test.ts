@@ -71,7 +71,7 @@ describe('no plaintext secret at rest', () => {
           sql`select table_schema, table_name from information_schema.tables where table_schema in ('public', 'drizzle')`,
         ),
       )
-      expect(tables.map((row) => row.table_name)).toEqual(expect.arrayContaining(['integrations', 'integration_tests', 'audit_events']))
+      expect(tables.map((row) => row.table_name)).toEqual(expect.arrayContaining(['integrations', 'connection_tests', 'audit_events']))
       for (const { table_schema, table_name } of tables) {
         const dump = JSON.stringify(rowsOf(await db.execute(sql.raw(`select * from "${table_schema}"."${table_name}"`))))
         for (const needle of [SECRET, certificate.password, keyNeedle, certificate.pfx.slice(100, 160)]) {

@@ -7,6 +7,7 @@ import { ApiKeyRepository } from '../modules/api-keys/repository.ts'
 import { ApiKeyService } from '../modules/api-keys/service.ts'
 import { AuditRepository } from '../modules/audit/repository.ts'
 import { AuditService } from '../modules/audit/service.ts'
+import { ConnectionTestRepository } from '../modules/connection-tests/repository.ts'
 import { IntegrationRepository } from '../modules/integrations/repository.ts'
 import { IntegrationService } from '../modules/integrations/service.ts'
 
@@ -32,10 +33,12 @@ declare module 'fastify' {
 export function createServices(deps: ServiceDeps): Services {
   const { db, secretBox } = deps
   const audit = new AuditService(db, new AuditRepository())
+  const connectionTests = new ConnectionTestRepository()
   const apiKeys = new ApiKeyService(db, new ApiKeyRepository(), audit)
   const integrations = new IntegrationService({
     db,
     repository: new IntegrationRepository(),
+    tests: connectionTests,
     audit,
     secretBox,
     tokens: deps.tokens ?? new TokenProvider(),

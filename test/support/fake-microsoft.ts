@@ -82,12 +82,12 @@ export class FakeMicrosoft {
         .persist()
         .post(/^\/[^/]+\/oauth2\/v2\.0\/token$/)
         .query(true)
-        // nock 15 hands the reply function the Fetch API Request; throwing becomes a network error.
-        .reply(async (request: Request) => {
-          const tenant = new URL(request.url).pathname.split('/')[1]!
-          const result = await this.token(host, tenant, await request.text())
+        // Throwing from the reply function reaches the client as a network error.
+        .reply(async (uri: string, body: nock.Body) => {
+          const tenant = uri.split('?')[0]!.split('/')[1]!
+          const result = await this.token(host, tenant, typeof body === 'string' ? body : new URLSearchParams(body as Record<string, string>).toString())
           if (result === 'network') throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
-          return [result.status, result.body, { 'content-type': 'application/json; charset=utf-8' }]
+          return [result.status, result.body as nock.Body, { 'content-type': 'application/json; charset=utf-8' }]
         })
       this.scopes.push(scope)
     }

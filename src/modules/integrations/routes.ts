@@ -7,9 +7,9 @@ import {
   IntegrationPage,
   IntegrationSchema,
   ListIntegrationsQuery,
-  TestResultSchema,
   UpdateIntegrationBody,
 } from './schemas.ts'
+import { TestResultSchema } from '../connection-tests/schemas.ts'
 
 const tags = ['Integrations']
 const Integration = Type.Ref(IntegrationSchema)

@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { createSelectSchema } from 'drizzle-typebox'
 import { AUTH_METHODS, CLOUDS, integrations } from '../../../db/schema.ts'
 import { DateTime, NullableDateTime, Page, PageQuery } from '../../lib/schemas.ts'
+import { LastTest } from '../connection-tests/schemas.ts'
 
 const GUID = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}'
 const DOMAIN = '(?=.{4,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,63}'
@@ -87,29 +88,6 @@ export const ConnectionChanges = Type.Object(
 )
 export type ConnectionChangesInput = Static<typeof ConnectionChanges>
 
-export const TestStepSchema = Type.Object({
-  name: Type.String({ description: 'secrets_readable, token_acquired, roles_granted' }),
-  ok: Type.Boolean(),
-  skipped: Type.Optional(Type.Boolean()),
-  code: Type.Optional(Type.String({ description: 'Stable error code when the step failed' })),
-  message: Type.String(),
-  hint: Type.Optional(Type.String({ description: 'What to do about it' })),
-})
-
-export const TestResultSchema = Type.Object(
-  {
-    id: Type.String({ format: 'uuid' }),
-    ok: Type.Boolean(),
-    testedAt: DateTime,
-    candidate: Type.Boolean({ description: 'The test ran on proposed changes, not the saved configuration' }),
-    matchesCurrentConfiguration: Type.Boolean({ description: 'The tested configuration is the saved one now' }),
-    steps: Type.Array(TestStepSchema),
-    roles: Type.Array(Type.String(), { description: 'Application permissions in the token (roles claim)' }),
-  },
-  { $id: 'ConnectionTestResult', description: 'Outcome of a connection test' },
-)
-export type TestResult = Static<typeof TestResultSchema>
-
 const IntegrationRow = createSelectSchema(integrations, {
   cloud: CloudSchema,
   authMethod: AuthMethodSchema,
@@ -134,7 +112,7 @@ export const IntegrationSchema = Type.Composite(
         Type.Null(),
       ]),
       verified: Type.Boolean({ description: 'The latest test of the saved configuration succeeded' }),
-      lastTest: Type.Union([Type.Unsafe<TestResult>({ $ref: 'ConnectionTestResult#' }), Type.Null()]),
+      lastTest: LastTest,
     }),
   ],
   { $id: 'Integration', description: 'An Entra ID app registration in a tenant. Secrets are never returned.' },

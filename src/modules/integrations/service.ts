@@ -8,14 +8,15 @@ import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import { SecretUnreadableError, type SecretBox } from '../../lib/secret-box.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
 import { parsePem, parsePfx, type ParsedCertificate } from './certificates.ts'
-import type { IntegrationRepository, IntegrationRow, IntegrationTestRow, NewIntegration } from './repository.ts'
+import type { ConnectionTestRepository, ConnectionTestRow } from '../connection-tests/repository.ts'
+import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
+import type { IntegrationRepository, IntegrationRow, NewIntegration } from './repository.ts'
 import type {
   CertificateInputType,
   ConnectionChangesInput,
   CreateIntegrationInput,
   Integration,
   ListIntegrationsInput,
-  TestResult,
   UpdateIntegrationInput,
 } from './schemas.ts'
 
@@ -89,6 +90,7 @@ const REQUIRED_ROLES = ['Mail.ReadWrite', 'Mail.Send'] as const
 export interface IntegrationServiceDeps {
   db: Db
   repository: IntegrationRepository
+  tests: ConnectionTestRepository
   audit: AuditService
   secretBox: SecretBox
   tokens: TokenProvider
@@ -130,10 +132,11 @@ export class IntegrationService {
     const page = toPage(rows, query.limit)
     const ids = page.items.map((row) => row.id)
     const [latest, current] = await Promise.all([
-      this.deps.repository.latestTests(this.deps.db, ids),
-      this.deps.repository.latestTestsOf(
+      this.deps.tests.latest(this.deps.db, 'integration', ids),
+      this.deps.tests.latestOfEach(
         this.deps.db,
-        page.items.map((row) => ({ integrationId: row.id, configHash: configHashOf(connectionOf(row)) })),
+        'integration',
+        page.items.map((row) => ({ resourceId: row.id, configHash: configHashOf(connectionOf(row)) })),
       ),
     ])
     return {
@@ -191,6 +194,7 @@ export class IntegrationService {
         )
       }
       await this.deps.repository.delete(tx, id)
+      await this.deps.tests.deleteFor(tx, 'integration', id)
       await this.deps.audit.record(tx, actor, {
         action: 'delete',
         resourceType: 'integration',
@@ -214,9 +218,10 @@ export class IntegrationService {
     const outcome = await this.runTest(row, resolved)
 
     const test = await this.deps.db.transaction(async (tx) => {
-      const stored = await this.deps.repository.insertTest(tx, {
+      const stored = await this.deps.tests.insert(tx, {
         id: newId(),
-        integrationId: id,
+        resourceType: 'integration',
+        resourceId: id,
         configHash: resolved.configHash,
         candidate,
         ok: outcome.ok,
@@ -262,7 +267,7 @@ export class IntegrationService {
   private async requireCandidateTestIfInUse(tx: Db, existing: IntegrationRow, newHash: string): Promise<void> {
     const usage = await this.deps.usage?.connectorCount(tx, existing.id)
     if (!usage || usage.enabled === 0) return
-    const test = await this.deps.repository.latestTestOf(tx, existing.id, newHash)
+    const test = await this.deps.tests.latestOf(tx, 'integration', existing.id, newHash)
     if (test?.ok) return
     throw new CandidateTestRequiredError(
       `${usage.enabled} enabled connector(s) use this integration. Run POST /v1/integrations/${existing.id}/test with exactly these changes; once it succeeds, send this change again.`,
@@ -443,16 +448,16 @@ export class IntegrationService {
   private async presentWithTests(executor: Db, row: IntegrationRow): Promise<Integration> {
     const currentHash = configHashOf(connectionOf(row))
     const [latest, current] = await Promise.all([
-      this.deps.repository.latestTests(executor, [row.id]),
-      this.deps.repository.latestTestOf(executor, row.id, currentHash),
+      this.deps.tests.latest(executor, 'integration', [row.id]),
+      this.deps.tests.latestOf(executor, 'integration', row.id, currentHash),
     ])
     return this.present(row, latest.get(row.id), current)
   }
 
   private present(
     row: IntegrationRow,
-    latestTest: IntegrationTestRow | undefined,
-    latestTestOfCurrent: IntegrationTestRow | undefined,
+    latestTest: ConnectionTestRow | undefined,
+    latestTestOfCurrent: ConnectionTestRow | undefined,
   ): Integration {
     const currentHash = configHashOf(connectionOf(row))
     return {
@@ -479,18 +484,6 @@ export class IntegrationService {
       verified: latestTestOfCurrent?.ok === true,
       lastTest: latestTest ? presentTest(latestTest, currentHash) : null,
     }
-  }
-}
-
-function presentTest(test: IntegrationTestRow, currentHash: string): TestResult {
-  return {
-    id: test.id,
-    ok: test.ok,
-    testedAt: test.testedAt.toISOString(),
-    candidate: test.candidate,
-    matchesCurrentConfiguration: test.configHash === currentHash,
-    steps: test.result.steps,
-    roles: test.result.roles ?? [],
   }
 }
 
