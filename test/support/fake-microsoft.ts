@@ -9,6 +9,50 @@ import nock from 'nock'
  */
 
 export const AUTHORITY_HOSTS = ['login.microsoftonline.com', 'login.microsoftonline.us', 'login.chinacloudapi.cn']
+export const GRAPH_HOSTS = ['graph.microsoft.com', 'graph.microsoft.us', 'dod-graph.microsoft.us', 'microsoftgraph.chinacloudapi.cn']
+
+export interface FakeFolder {
+  id: string
+  displayName: string
+  wellKnownName?: string
+  children: FakeFolder[]
+}
+
+export interface FakeSentMessage {
+  from: string
+  sender: string
+  to: string[]
+  subject: string
+  headers: { name: string; value: string }[]
+  savedToSentItems: boolean
+}
+
+export interface FakeMailbox {
+  id: string
+  address: string
+  tenantId: string
+  displayName: string
+  folders: FakeFolder[]
+  /** Aliases the mailbox may send as (Send As rights). */
+  sendAs: Set<string>
+  /** When set, an application access policy lets only these app ids in. */
+  allowedApps?: Set<string>
+  /** Messages sent from this mailbox, and messages delivered to it. */
+  sent: FakeSentMessage[]
+  received: FakeSentMessage[]
+}
+
+export type GraphFault =
+  | { kind: 'status'; status: number; code?: string; message?: string; retryAfter?: number }
+  | { kind: 'network' }
+  | { kind: 'delay'; ms: number }
+
+export interface GraphRequestRecord {
+  method: string
+  path: string
+  appId: string | undefined
+  status: number
+}
 
 export interface FakeSecret {
   value: string
@@ -70,13 +114,18 @@ function entraError(status: number, error: string, code: number, description: st
 export class FakeMicrosoft {
   readonly tenants = new Map<string, FakeTenant>()
   readonly tokenRequests: TokenRequestRecord[] = []
+  readonly mailboxes = new Map<string, FakeMailbox>()
+  readonly graphRequests: GraphRequestRecord[] = []
   private tokenFaults: TokenFault[] = []
+  private graphFaults: GraphFault[] = []
   private scopes: nock.Scope[] = []
 
   /** Starts intercepting the Microsoft hosts. Call stop() in afterAll. */
   start(): this {
     nock.disableNetConnect()
     nock.enableNetConnect((host) => host.startsWith('127.0.0.1') || host.startsWith('localhost'))
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- nock binds `this` to the request
+    const fake = this
     for (const host of AUTHORITY_HOSTS) {
       const scope = nock(`https://${host}`)
         .persist()
@@ -90,6 +139,20 @@ export class FakeMicrosoft {
           return [result.status, result.body as nock.Body, { 'content-type': 'application/json; charset=utf-8' }]
         })
       this.scopes.push(scope)
+    }
+    for (const host of GRAPH_HOSTS) {
+      for (const method of ['get', 'post', 'patch', 'delete'] as const) {
+        const scope = nock(`https://${host}`)
+          .persist()
+          [method](/^\/v1\.0\//)
+          .query(true)
+          .reply(async function (this: nock.ReplyFnContext, uri: string, body: nock.Body) {
+            const result = await fake.graph(method.toUpperCase(), uri, body, this.req.headers)
+            if (result === 'network') throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
+            return [result.status, result.body as nock.Body, result.headers ?? {}]
+          })
+        this.scopes.push(scope)
+      }
     }
     return this
   }
@@ -124,6 +187,61 @@ export class FakeMicrosoft {
     }
     tenant.apps.set(app.clientId, app)
     return app
+  }
+
+  /**
+   * A shared mailbox with the usual well-known folders and, to exercise paging, more
+   * top-level folders than Graph returns in one page.
+   */
+  addMailbox(tenant: FakeTenant, address: string, options: { aliases?: string[]; extraTopLevel?: number } = {}): FakeMailbox {
+    const folder = (displayName: string, wellKnownName?: string): FakeFolder => ({
+      id: `AAMk${randomUUID().replaceAll('-', '')}`,
+      displayName,
+      wellKnownName,
+      children: [],
+    })
+    const folders = [
+      folder('Inbox', 'inbox'),
+      folder('Sent Items', 'sentitems'),
+      folder('Deleted Items', 'deleteditems'),
+      folder('Drafts', 'drafts'),
+      folder('Junk Email', 'junkemail'),
+      folder('Archive', 'archive'),
+      folder('Outbox', 'outbox'),
+    ]
+    for (let i = 1; i <= (options.extraTopLevel ?? 6); i++) folders.push(folder(`Project ${i}`))
+    const mailbox: FakeMailbox = {
+      id: randomUUID(),
+      address: address.toLowerCase(),
+      tenantId: tenant.id,
+      displayName: address.split('@')[0]!,
+      folders,
+      sendAs: new Set((options.aliases ?? []).map((alias) => alias.toLowerCase())),
+      sent: [],
+      received: [],
+    }
+    this.mailboxes.set(mailbox.address, mailbox)
+    return mailbox
+  }
+
+  /** Creates the folders of a path such as `Inbox/Invoices/2026` (existing ones are reused). */
+  addFolder(mailbox: FakeMailbox, path: string): FakeFolder {
+    let siblings = mailbox.folders
+    let current: FakeFolder | undefined
+    for (const name of path.split('/')) {
+      current = siblings.find((f) => f.displayName.toLowerCase() === name.toLowerCase())
+      if (!current) {
+        current = { id: `AAMk${randomUUID().replaceAll('-', '')}`, displayName: name, children: [] }
+        siblings.push(current)
+      }
+      siblings = current.children
+    }
+    return current!
+  }
+
+  /** The next Graph requests fail this way, in order; one fault per request. */
+  failNextGraphRequests(...faults: GraphFault[]): void {
+    this.graphFaults.push(...faults)
   }
 
   /** The next token requests fail this way, in order; one fault per request. */
@@ -212,6 +330,133 @@ export class FakeMicrosoft {
       status: 200,
       body: { token_type: 'Bearer', expires_in: 3599, ext_expires_in: 3599, access_token: `${header}.${payload}.${signature}` },
     }
+  }
+
+  private async graph(
+    method: string,
+    uri: string,
+    rawBody: nock.Body,
+    headers: Record<string, string | string[] | undefined>,
+  ): Promise<'network' | { status: number; body?: unknown; headers?: Record<string, string> }> {
+    const url = new URL(uri, 'https://graph.local')
+    const record: GraphRequestRecord = { method, path: url.pathname, appId: undefined, status: 0 }
+    this.graphRequests.push(record)
+    const done = (status: number, body?: unknown, extra?: Record<string, string>) => {
+      record.status = status
+      // Like Graph: an empty answer (202 from sendMail) has no content type.
+      return { status, body, headers: body === '' ? { ...extra } : { 'content-type': 'application/json', ...extra } }
+    }
+    const error = (status: number, code: string, message: string, extra?: Record<string, string>) =>
+      done(status, { error: { code, message, innerError: { 'request-id': randomUUID(), date: new Date().toISOString() } } }, extra)
+
+    const fault = this.graphFaults.shift()
+    if (fault?.kind === 'delay') await new Promise((resolve) => setTimeout(resolve, fault.ms))
+    if (fault?.kind === 'network') {
+      record.status = -1
+      return 'network'
+    }
+    if (fault?.kind === 'status') {
+      return error(
+        fault.status,
+        fault.code ?? (fault.status === 429 ? 'ApplicationThrottled' : 'ServiceUnavailable'),
+        fault.message ?? (fault.status === 429 ? 'Application is over its MailboxConcurrency limit.' : 'Service unavailable'),
+        fault.retryAfter !== undefined ? { 'retry-after': String(fault.retryAfter) } : undefined,
+      )
+    }
+
+    const authorization = String(headers.authorization ?? headers.Authorization ?? '')
+    const claims = this.verifyToken(authorization.replace(/^Bearer /, ''))
+    if (!claims) return error(401, 'InvalidAuthenticationToken', 'Access token validation failure. Invalid audience.')
+    record.appId = claims.appid
+
+    const segments = url.pathname.replace(/^\/v1\.0\//, '').split('/').map(decodeURIComponent)
+    if (segments[0] !== 'users' || !segments[1]) return error(400, 'BadRequest', 'Resource not found for the segment.')
+    const mailbox = [...this.mailboxes.values()].find(
+      (candidate) => candidate.address === segments[1]!.toLowerCase() || candidate.id === segments[1],
+    )
+    if (!mailbox || mailbox.tenantId !== claims.tid) {
+      return error(404, 'ErrorInvalidUser', `The requested user '${segments[1]}' is invalid.`)
+    }
+    if (mailbox.allowedApps && !mailbox.allowedApps.has(claims.appid)) {
+      return error(403, 'ErrorAccessDenied', 'Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.')
+    }
+    const canRead = claims.roles.some((role) => /^Mail\.(Read|ReadWrite|ReadBasic)(\.All)?$/.test(role))
+    const denied = () => error(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.')
+
+    if (method === 'GET' && segments[2] === 'mailFolders') {
+      if (!canRead) return denied()
+      const page = (items: FakeFolder[], base: string) => {
+        const top = Number(url.searchParams.get('$top') ?? 10)
+        const skip = Number(url.searchParams.get('$skip') ?? 0)
+        const slice = items.slice(skip, skip + top)
+        const body: Record<string, unknown> = { value: slice.map((f) => this.folderJson(f)) }
+        if (skip + top < items.length) body['@odata.nextLink'] = `https://${url.host === 'graph.local' ? 'graph.microsoft.com' : url.host}${base}?$top=${top}&$skip=${skip + top}`
+        return done(200, body)
+      }
+      if (!segments[3]) return page(mailbox.folders, url.pathname)
+      const target = this.findFolder(mailbox.folders, segments[3])
+      if (!target) return error(404, 'ErrorItemNotFound', 'The specified object was not found in the store.')
+      if (segments[4] === 'childFolders') return page(target.children, url.pathname)
+      if (!segments[4]) return done(200, this.folderJson(target))
+    }
+
+    if (method === 'POST' && segments[2] === 'sendMail') {
+      if (!claims.roles.includes('Mail.Send')) return denied()
+      const body = (typeof rawBody === 'string' ? JSON.parse(rawBody) : rawBody) as {
+        message?: {
+          subject?: string
+          from?: { emailAddress?: { address?: string } }
+          toRecipients?: { emailAddress?: { address?: string } }[]
+          internetMessageHeaders?: { name: string; value: string }[]
+        }
+        saveToSentItems?: boolean
+      }
+      const message = body.message
+      if (!message?.toRecipients?.length) return error(400, 'ErrorInvalidRecipients', 'At least one recipient is not valid.')
+      const badHeader = message.internetMessageHeaders?.find((header) => !/^x-/i.test(header.name))
+      if (badHeader) {
+        return error(400, 'InvalidInternetMessageHeader', `The internet message header name '${badHeader.name}' should start with 'x-' or 'X-'.`)
+      }
+      const from = message.from?.emailAddress?.address?.toLowerCase() ?? mailbox.address
+      if (from !== mailbox.address && !mailbox.sendAs.has(from)) {
+        return error(403, 'ErrorSendAsDenied', 'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account.')
+      }
+      const sent: FakeSentMessage = {
+        from,
+        sender: mailbox.address,
+        to: message.toRecipients.map((r) => r.emailAddress?.address ?? ''),
+        subject: message.subject ?? '',
+        headers: message.internetMessageHeaders ?? [],
+        savedToSentItems: body.saveToSentItems !== false,
+      }
+      mailbox.sent.push(sent)
+      for (const address of sent.to) this.mailboxes.get(address.toLowerCase())?.received.push(sent)
+      return done(202, '')
+    }
+    return error(400, 'BadRequest', `The fake does not serve ${method} ${url.pathname}.`)
+  }
+
+  private findFolder(folders: FakeFolder[], idOrWellKnown: string): FakeFolder | undefined {
+    for (const folder of folders) {
+      if (folder.id === idOrWellKnown || folder.wellKnownName === idOrWellKnown.toLowerCase()) return folder
+      const nested = this.findFolder(folder.children, idOrWellKnown)
+      if (nested) return nested
+    }
+    return undefined
+  }
+
+  private folderJson(folder: FakeFolder) {
+    return { id: folder.id, displayName: folder.displayName, childFolderCount: folder.children.length, parentFolderId: null }
+  }
+
+  private verifyToken(token: string): { tid: string; appid: string; roles: string[] } | null {
+    const [header, payload, signature] = token.split('.')
+    if (!header || !payload || !signature) return null
+    const expected = createHmac('sha256', TOKEN_SIGNING_KEY).update(`${header}.${payload}`).digest('base64url')
+    if (expected !== signature) return null
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString()) as { tid: string; appid: string; roles: string[]; exp: number }
+    if (claims.exp * 1000 < Date.now()) return null
+    return claims
   }
 
   /** Verifies a certificate client assertion the way Entra does, short of revocation. */
