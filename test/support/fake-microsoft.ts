@@ -142,9 +142,9 @@ export class FakeMicrosoft {
     }
     for (const host of GRAPH_HOSTS) {
       for (const method of ['get', 'post', 'patch', 'delete'] as const) {
-        const scope = nock(`https://${host}`)
-          .persist()
-          [method](/^\/v1\.0\//)
+        const base = nock(`https://${host}`).persist()
+        const scope = base
+          .intercept(/^\/v1\.0\//, method.toUpperCase())
           .query(true)
           .reply(async function (this: nock.ReplyFnContext, uri: string, body: nock.Body) {
             const result = await fake.graph(method.toUpperCase(), uri, body, this.req.headers)
