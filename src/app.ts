@@ -20,6 +20,8 @@ import { auditRoutes } from './modules/audit/routes.ts'
 import { AuditEventSchema } from './modules/audit/schemas.ts'
 import { integrationRoutes } from './modules/integrations/routes.ts'
 import { TestResultSchema } from './modules/connection-tests/schemas.ts'
+import { connectorRoutes } from './modules/connectors/routes.ts'
+import { ConnectorSchema } from './modules/connectors/schemas.ts'
 import { IntegrationSchema } from './modules/integrations/schemas.ts'
 import authPlugin, { apiKeyScope } from './plugins/auth.ts'
 import databasePlugin from './plugins/database.ts'
@@ -39,6 +41,7 @@ export interface AppOptions {
   secretBox: SecretBox
   /** Defaults to one talking to Microsoft's public hosts. */
   tokenProvider?: TokenProvider
+  connectorFailureThreshold?: number
   /** A pino logger (see createLogger); without one the app logs nothing. */
   logger?: FastifyBaseLogger
   bodyLimit?: number
@@ -84,9 +87,13 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await app.register(requestLifecyclePlugin)
   await app.register(errorsPlugin)
   await app.register(databasePlugin, { database: options.database })
-  await app.register(servicesPlugin, { secretBox: options.secretBox, tokens: options.tokenProvider })
+  await app.register(servicesPlugin, {
+    secretBox: options.secretBox,
+    tokens: options.tokenProvider,
+    connectorFailureThreshold: options.connectorFailureThreshold,
+  })
   await app.register(authPlugin)
-  for (const schema of [ApiKeySchema, CreatedApiKeySchema, AuditEventSchema, TestResultSchema, IntegrationSchema]) {
+  for (const schema of [ApiKeySchema, CreatedApiKeySchema, AuditEventSchema, TestResultSchema, IntegrationSchema, ConnectorSchema]) {
     app.addSchema(schema)
   }
   await app.register(swaggerPlugin, { version: packageJson.version })
@@ -100,6 +107,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       await v1.register(apiKeyRoutes)
       await v1.register(auditRoutes)
       await v1.register(integrationRoutes)
+      await v1.register(connectorRoutes)
     },
     { prefix: '/v1' },
   )

@@ -54,6 +54,12 @@ export const EnvSchema = Type.Object({
   PUBLIC_BASE_URL: Type.Optional(
     Type.String({ pattern: '^https?://[^\\s/]+(/[^\\s]*)?$', description: 'Externally reachable base URL' }),
   ),
+  CONNECTOR_FAILURE_THRESHOLD: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 5,
+    description: 'Authentication or unreachable-mailbox failures in a row before a connector is disabled',
+  }),
   BODY_LIMIT: Type.Integer({
     minimum: 1024,
     maximum: 157_286_400,
@@ -78,6 +84,7 @@ export interface AppConfig {
   adminApiKey: string | undefined
   publicBaseUrl: string | undefined
   bodyLimit: number
+  connectorFailureThreshold: number
 }
 
 const expectations: Record<keyof Env, string> = {
@@ -94,6 +101,7 @@ const expectations: Record<keyof Env, string> = {
   ADMIN_API_KEY: '32 to 256 printable ASCII characters without spaces',
   PUBLIC_BASE_URL: 'an http(s) URL such as https://mailgate.example.com',
   BODY_LIMIT: 'a byte count from 1024 to 157286400',
+  CONNECTOR_FAILURE_THRESHOLD: 'an integer from 1 to 1000',
 }
 
 export class ConfigError extends Error {
@@ -146,5 +154,6 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
     adminApiKey: valid.ADMIN_API_KEY,
     publicBaseUrl: valid.PUBLIC_BASE_URL?.replace(/\/$/, ''),
     bodyLimit: valid.BODY_LIMIT,
+    connectorFailureThreshold: valid.CONNECTOR_FAILURE_THRESHOLD,
   }
 }

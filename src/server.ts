@@ -60,7 +60,14 @@ async function main(): Promise<void> {
     log.info('created the first admin API key from ADMIN_API_KEY')
   }
 
-  const app = await buildApp({ database, secretBox, tokenProvider, logger: log, bodyLimit: config.bodyLimit })
+  const app = await buildApp({
+    database,
+    secretBox,
+    tokenProvider,
+    connectorFailureThreshold: config.connectorFailureThreshold,
+    logger: log,
+    bodyLimit: config.bodyLimit,
+  })
 
   closeWithGrace({ delay: 10_000, logger: log }, async ({ signal, err }) => {
     if (err) log.error({ err }, 'shutting down after an error')

@@ -44,6 +44,19 @@ export function withoutNulls<T extends Record<string, unknown>>(args: T): Partia
   return Object.fromEntries(Object.entries(args).filter(([, v]) => v !== null && v !== undefined)) as Partial<T>
 }
 
+/** GraphQL sends null for "not given", nested objects too; REST schemas expect absence. */
+export function deepWithoutNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(deepWithoutNulls)
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([, v]) => v !== null && v !== undefined)
+        .map(([k, v]) => [k, deepWithoutNulls(v)]),
+    )
+  }
+  return value
+}
+
 function parseLiteral(ast: ValueNode): unknown {
   switch (ast.kind) {
     case Kind.STRING:

@@ -11,6 +11,7 @@ import { DateTimeScalar, JsonScalar, scopeFromEnum } from '../lib/graphql.ts'
 import { apiKeyResolvers } from '../modules/api-keys/resolvers.ts'
 import type { Principal } from '../modules/api-keys/service.ts'
 import { auditResolvers } from '../modules/audit/resolvers.ts'
+import { connectorResolvers } from '../modules/connectors/resolvers.ts'
 import { integrationResolvers } from '../modules/integrations/resolvers.ts'
 import { assertScopes } from './auth.ts'
 
@@ -70,6 +71,7 @@ async function graphqlPlugin(app: FastifyInstance) {
         apiKeyResolvers,
         auditResolvers,
         integrationResolvers,
+        connectorResolvers,
       ),
       graphiql: true,
       path: '/graphql',

@@ -8,6 +8,9 @@ import { ApiKeyService } from '../modules/api-keys/service.ts'
 import { AuditRepository } from '../modules/audit/repository.ts'
 import { AuditService } from '../modules/audit/service.ts'
 import { ConnectionTestRepository } from '../modules/connection-tests/repository.ts'
+import { ConnectorRepository } from '../modules/connectors/repository.ts'
+import { EmailRouteRepository } from '../modules/connectors/routes-repository.ts'
+import { ConnectorService } from '../modules/connectors/service.ts'
 import { IntegrationRepository } from '../modules/integrations/repository.ts'
 import { IntegrationService } from '../modules/integrations/service.ts'
 
@@ -15,12 +18,15 @@ export interface Services {
   audit: AuditService
   apiKeys: ApiKeyService
   integrations: IntegrationService
+  connectors: ConnectorService
 }
 
 export interface ServiceDeps {
   db: Db
   secretBox: SecretBox
   tokens?: TokenProvider
+  /** Failures in a row before a connector is disabled automatically (default 5). */
+  connectorFailureThreshold?: number
 }
 
 declare module 'fastify' {
@@ -35,15 +41,28 @@ export function createServices(deps: ServiceDeps): Services {
   const audit = new AuditService(db, new AuditRepository())
   const connectionTests = new ConnectionTestRepository()
   const apiKeys = new ApiKeyService(db, new ApiKeyRepository(), audit)
+  const tokens = deps.tokens ?? new TokenProvider()
+  const connectorRepository = new ConnectorRepository()
   const integrations = new IntegrationService({
     db,
     repository: new IntegrationRepository(),
     tests: connectionTests,
     audit,
     secretBox,
-    tokens: deps.tokens ?? new TokenProvider(),
+    tokens,
+    usage: { connectorCount: (executor, integrationId) => connectorRepository.countByIntegration(executor, integrationId) },
   })
-  return { audit, apiKeys, integrations }
+  const connectors = new ConnectorService({
+    db,
+    repository: connectorRepository,
+    routes: new EmailRouteRepository(),
+    tests: connectionTests,
+    audit,
+    integrations,
+    tokens,
+    failureThreshold: deps.connectorFailureThreshold ?? 5,
+  })
+  return { audit, apiKeys, integrations, connectors }
 }
 
 async function servicesPlugin(app: FastifyInstance, options: Omit<ServiceDeps, 'db'>) {

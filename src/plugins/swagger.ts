@@ -24,6 +24,7 @@ async function swaggerPlugin(app: FastifyInstance, options: { version: string })
         { name: 'API keys', description: 'Keys and their scopes (admin)' },
         { name: 'Audit', description: 'Who changed what' },
         { name: 'Integrations', description: 'Entra ID app registrations: tenant, app and credential' },
+        { name: 'Connectors', description: 'Shared mailboxes: incoming (read into work) and outgoing (send from)' },
         { name: 'Health', description: 'Probes and metrics' },
       ],
     },

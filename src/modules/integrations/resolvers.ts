@@ -1,20 +1,8 @@
 import type { IResolvers, MercuriusContext } from 'mercurius'
-import { validateInput, withoutNulls } from '../../lib/graphql.ts'
+import { deepWithoutNulls, validateInput, withoutNulls } from '../../lib/graphql.ts'
 import { IdParams } from '../../lib/schemas.ts'
 import { ConnectionChanges, CreateIntegrationBody, ListIntegrationsQuery, UpdateIntegrationBody } from './schemas.ts'
 
-/** GraphQL sends null for "not given"; nested objects too. */
-function deepWithoutNulls(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(deepWithoutNulls)
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.entries(value)
-        .filter(([, v]) => v !== null && v !== undefined)
-        .map(([k, v]) => [k, deepWithoutNulls(v)]),
-    )
-  }
-  return value
-}
 
 export const integrationResolvers: IResolvers<unknown, MercuriusContext> = {
   Query: {

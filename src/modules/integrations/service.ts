@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { AuthMethod, Cloud, ConnectionTestResult, TestStep } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
-import { TokenError, type AppCredential, type TokenProvider } from '../../graph/token-provider.ts'
+import { TokenError, type AppCredential, type AppRegistration, type TokenProvider } from '../../graph/token-provider.ts'
 import { ConflictError, NotFoundError, ValidationError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
@@ -241,6 +241,41 @@ export class IntegrationService {
       return stored
     })
     return presentTest(test, currentHash)
+  }
+
+  /**
+   * What a connector needs to reach Graph through this integration: the app registration
+   * with its credential opened, and whether the integration is verified.
+   */
+  async connectionFor(executor: Db, integrationId: string): Promise<{ registration: AppRegistration; verified: boolean }> {
+    const row = await this.deps.repository.findById(executor, integrationId)
+    if (!row) throw new NotFoundError('integration', integrationId)
+    const connection = connectionOf(row)
+    const configHash = configHashOf(connection)
+    const latest = await this.deps.tests.latestOf(executor, 'integration', row.id, configHash)
+    return {
+      verified: latest?.ok === true,
+      registration: {
+        integrationId: row.id,
+        configHash,
+        tenant: row.tenant,
+        clientId: row.clientId,
+        cloud: row.cloud,
+        credential: this.appCredential(row, { connection, configHash }),
+      },
+    }
+  }
+
+  async exists(executor: Db, integrationId: string): Promise<boolean> {
+    return (await this.deps.repository.findById(executor, integrationId)) !== undefined
+  }
+
+  /** Whether the integration exists and its saved configuration passed its latest test. */
+  async isVerified(executor: Db, integrationId: string): Promise<boolean> {
+    const row = await this.deps.repository.findById(executor, integrationId)
+    if (!row) return false
+    const latest = await this.deps.tests.latestOf(executor, 'integration', row.id, configHashOf(connectionOf(row)))
+    return latest?.ok === true
   }
 
   /** Moves every sealed value to the current SECRETS_KEY; returns how many rows changed. */
