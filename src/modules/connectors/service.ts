@@ -66,7 +66,7 @@ interface ConnectorConnection {
   afterProcessing: string | null
 }
 
-const CONNECTION_FIELDS = ['integrationId', 'primaryAddress', 'folderPaths', 'afterProcessing'] as const
+type ConnectionField = 'integrationId' | 'primaryAddress' | 'folderPaths' | 'afterProcessing'
 export const TEST_MESSAGE_HEADER = 'x-mailgate-test'
 
 export function connectorConfigHash(connection: ConnectorConnection): string {
@@ -492,7 +492,7 @@ export class ConnectorService {
     }
   }
 
-  private applyConnection(row: ConnectorRow, changes: Partial<Record<(typeof CONNECTION_FIELDS)[number], unknown>>): ConnectorConnection {
+  private applyConnection(row: ConnectorRow, changes: Partial<Record<ConnectionField, unknown>>): ConnectorConnection {
     return {
       integrationId: (changes.integrationId as string | undefined) ?? row.integrationId,
       direction: row.direction,
