@@ -31,6 +31,7 @@ export async function buildTestApp(
     secretBox?: SecretBox
     tokenProvider?: TokenProvider
     database?: TestDatabase
+    connectorFailureThreshold?: number
   } = {},
 ): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase())
@@ -45,6 +46,7 @@ export async function buildTestApp(
     database: db.database,
     secretBox: options.secretBox ?? new SecretBox(randomSecretsKey()),
     tokenProvider: options.tokenProvider ?? new TokenProvider({ timeoutMs: 2_000 }),
+    connectorFailureThreshold: options.connectorFailureThreshold,
     logger: createLogger('info', sink),
     bodyLimit: options.bodyLimit,
     collectDefaultMetrics: false,
