@@ -22,6 +22,8 @@ import { integrationRoutes } from './modules/integrations/routes.ts'
 import { TestResultSchema } from './modules/connection-tests/schemas.ts'
 import { connectorRoutes } from './modules/connectors/routes.ts'
 import { ConnectorSchema } from './modules/connectors/schemas.ts'
+import { emailRouteRoutes } from './modules/email-routes/routes.ts'
+import { RouteSchema } from './modules/email-routes/schemas.ts'
 import { IntegrationSchema } from './modules/integrations/schemas.ts'
 import authPlugin, { apiKeyScope } from './plugins/auth.ts'
 import databasePlugin from './plugins/database.ts'
@@ -93,7 +95,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     connectorFailureThreshold: options.connectorFailureThreshold,
   })
   await app.register(authPlugin)
-  for (const schema of [ApiKeySchema, CreatedApiKeySchema, AuditEventSchema, TestResultSchema, IntegrationSchema, ConnectorSchema]) {
+  for (const schema of [ApiKeySchema, CreatedApiKeySchema, AuditEventSchema, TestResultSchema, IntegrationSchema, ConnectorSchema, RouteSchema]) {
     app.addSchema(schema)
   }
   await app.register(swaggerPlugin, { version: packageJson.version })
@@ -108,6 +110,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       await v1.register(auditRoutes)
       await v1.register(integrationRoutes)
       await v1.register(connectorRoutes)
+      await v1.register(emailRouteRoutes)
     },
     { prefix: '/v1' },
   )

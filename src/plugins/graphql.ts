@@ -12,6 +12,7 @@ import { apiKeyResolvers } from '../modules/api-keys/resolvers.ts'
 import type { Principal } from '../modules/api-keys/service.ts'
 import { auditResolvers } from '../modules/audit/resolvers.ts'
 import { connectorResolvers } from '../modules/connectors/resolvers.ts'
+import { emailRouteResolvers } from '../modules/email-routes/resolvers.ts'
 import { integrationResolvers } from '../modules/integrations/resolvers.ts'
 import { assertScopes } from './auth.ts'
 
@@ -72,6 +73,7 @@ async function graphqlPlugin(app: FastifyInstance) {
         auditResolvers,
         integrationResolvers,
         connectorResolvers,
+        emailRouteResolvers,
       ),
       graphiql: true,
       path: '/graphql',

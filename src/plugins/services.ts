@@ -9,7 +9,8 @@ import { AuditRepository } from '../modules/audit/repository.ts'
 import { AuditService } from '../modules/audit/service.ts'
 import { ConnectionTestRepository } from '../modules/connection-tests/repository.ts'
 import { ConnectorRepository } from '../modules/connectors/repository.ts'
-import { EmailRouteRepository } from '../modules/connectors/routes-repository.ts'
+import { EmailRouteRepository } from '../modules/email-routes/repository.ts'
+import { EmailRouteService } from '../modules/email-routes/service.ts'
 import { ConnectorService } from '../modules/connectors/service.ts'
 import { IntegrationRepository } from '../modules/integrations/repository.ts'
 import { IntegrationService } from '../modules/integrations/service.ts'
@@ -19,6 +20,7 @@ export interface Services {
   apiKeys: ApiKeyService
   integrations: IntegrationService
   connectors: ConnectorService
+  routes: EmailRouteService
 }
 
 export interface ServiceDeps {
@@ -43,6 +45,7 @@ export function createServices(deps: ServiceDeps): Services {
   const apiKeys = new ApiKeyService(db, new ApiKeyRepository(), audit)
   const tokens = deps.tokens ?? new TokenProvider()
   const connectorRepository = new ConnectorRepository()
+  const routeRepository = new EmailRouteRepository()
   const integrations = new IntegrationService({
     db,
     repository: new IntegrationRepository(),
@@ -55,14 +58,23 @@ export function createServices(deps: ServiceDeps): Services {
   const connectors = new ConnectorService({
     db,
     repository: connectorRepository,
-    routes: new EmailRouteRepository(),
+    routes: routeRepository,
     tests: connectionTests,
     audit,
     integrations,
     tokens,
     failureThreshold: deps.connectorFailureThreshold ?? 5,
   })
-  return { audit, apiKeys, integrations, connectors }
+  const routes = new EmailRouteService({
+    db,
+    repository: routeRepository,
+    connectors: connectorRepository,
+    tests: connectionTests,
+    audit,
+    integrations,
+    tokens,
+  })
+  return { audit, apiKeys, integrations, connectors, routes }
 }
 
 async function servicesPlugin(app: FastifyInstance, options: Omit<ServiceDeps, 'db'>) {

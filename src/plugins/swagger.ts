@@ -25,6 +25,7 @@ async function swaggerPlugin(app: FastifyInstance, options: { version: string })
         { name: 'Audit', description: 'Who changed what' },
         { name: 'Integrations', description: 'Entra ID app registrations: tenant, app and credential' },
         { name: 'Connectors', description: 'Shared mailboxes: incoming (read into work) and outgoing (send from)' },
+        { name: 'Routes', description: 'Incoming routes (which process mail becomes) and outgoing aliases' },
         { name: 'Health', description: 'Probes and metrics' },
       ],
     },

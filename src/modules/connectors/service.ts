@@ -12,7 +12,7 @@ import type { ConnectionTestRepository, ConnectionTestRow } from '../connection-
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
 import type { IntegrationService } from '../integrations/service.ts'
 import type { ConnectorRepository, ConnectorRow, NewConnector } from './repository.ts'
-import type { EmailRouteRepository } from './routes-repository.ts'
+import type { EmailRouteRepository } from '../email-routes/repository.ts'
 import {
   INCOMING_ONLY_FIELDS,
   type Connector,

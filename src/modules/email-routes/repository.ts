@@ -1,0 +1,77 @@
+import { and, asc, desc, eq, lt, max, sql, type SQL } from 'drizzle-orm'
+import { emailRoutes } from '../../../db/schema.ts'
+import type { Db } from '../../database/index.ts'
+
+export type EmailRouteRow = typeof emailRoutes.$inferSelect
+export type NewEmailRoute = typeof emailRoutes.$inferInsert
+
+export class EmailRouteRepository {
+  async insert(executor: Db, row: NewEmailRoute): Promise<EmailRouteRow> {
+    const [created] = await executor.insert(emailRoutes).values(row).returning()
+    return created!
+  }
+
+  async listForConnector(executor: Db, connectorId: string): Promise<EmailRouteRow[]> {
+    return executor
+      .select()
+      .from(emailRoutes)
+      .where(eq(emailRoutes.connectorId, connectorId))
+      .orderBy(
+        sql`case ${emailRoutes.kind} when 'default' then 0 when 'specific' then 1 when 'wildcard' then 2 when 'alias' then 3 else 4 end`,
+        asc(emailRoutes.priority),
+        asc(emailRoutes.id),
+      )
+  }
+
+  async findById(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<EmailRouteRow | undefined> {
+    const query = executor.select().from(emailRoutes).where(eq(emailRoutes.id, id)).limit(1)
+    const [row] = options.forUpdate ? await query.for('update') : await query
+    return row
+  }
+
+  async findOutgoingByAddress(executor: Db, address: string): Promise<EmailRouteRow | undefined> {
+    const [row] = await executor
+      .select()
+      .from(emailRoutes)
+      .where(and(eq(emailRoutes.direction, 'outgoing'), eq(emailRoutes.emailAddress, address)))
+      .limit(1)
+    return row
+  }
+
+  async list(executor: Db, filter: { direction?: EmailRouteRow['direction']; beforeId?: string; limit: number }) {
+    const conditions: SQL[] = []
+    if (filter.direction) conditions.push(eq(emailRoutes.direction, filter.direction))
+    if (filter.beforeId) conditions.push(lt(emailRoutes.id, filter.beforeId))
+    return executor
+      .select()
+      .from(emailRoutes)
+      .where(and(...conditions))
+      .orderBy(desc(emailRoutes.id))
+      .limit(filter.limit + 1)
+  }
+
+  async nextPriority(executor: Db, connectorId: string, kind: EmailRouteRow['kind']): Promise<number> {
+    const [row] = await executor
+      .select({ highest: max(emailRoutes.priority) })
+      .from(emailRoutes)
+      .where(and(eq(emailRoutes.connectorId, connectorId), eq(emailRoutes.kind, kind)))
+    return row?.highest === null || row?.highest === undefined ? 0 : row.highest + 1
+  }
+
+  async update(executor: Db, id: string, changes: Partial<NewEmailRoute>): Promise<EmailRouteRow> {
+    const [row] = await executor.update(emailRoutes).set(changes).where(eq(emailRoutes.id, id)).returning()
+    return row!
+  }
+
+  async delete(executor: Db, id: string): Promise<void> {
+    await executor.delete(emailRoutes).where(eq(emailRoutes.id, id))
+  }
+
+  /** The routes that carry the connector's own address (fallback or default) follow it. */
+  async moveConnectorAddress(executor: Db, connectorId: string, address: string): Promise<void> {
+    await executor
+      .update(emailRoutes)
+      .set({ emailAddress: address, updatedAt: new Date() })
+      .where(and(eq(emailRoutes.connectorId, connectorId), sql`${emailRoutes.kind} in ('fallback', 'default')`))
+  }
+}
