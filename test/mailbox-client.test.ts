@@ -56,6 +56,23 @@ describe('MailboxClient against the fake Graph', () => {
     await expect(client.folder('support@contoso.com', 'inbox')).rejects.toMatchObject({ code: 'GRAPH_TIMEOUT' })
   })
 
+  it('uses the operator host overrides for both sign-in and Graph, whatever the cloud says', async () => {
+    const overridden = new TokenProvider({ hostOverrides: { authority: 'login.microsoftonline.us', graph: 'graph.microsoft.us' } })
+    const registration: AppRegistration = {
+      integrationId: 'override',
+      configHash: 'h',
+      tenant: tenant.id,
+      clientId: app.clientId,
+      cloud: 'global',
+      credential: { kind: 'clientSecret', clientSecret: 's' },
+    }
+    const tokensBefore = fake.tokenRequests.length
+    const graphBefore = fake.graphRequests.length
+    await new MailboxClient(overridden, registration).folder('support@contoso.com', 'inbox')
+    expect(fake.tokenRequests.slice(tokensBefore).map((r) => r.host)).toEqual(['login.microsoftonline.us'])
+    expect(fake.graphRequests.slice(graphBefore).map((r) => r.host)).toEqual(['graph.microsoft.us'])
+  })
+
   it('sends once per call, from an alias only with Send As rights, and never retries a failed send', async () => {
     const client = clientFor()
     await client.sendMail('support@contoso.com', {

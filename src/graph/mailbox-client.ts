@@ -117,7 +117,7 @@ export class MailboxClient {
   private readonly timeoutMs: number
 
   constructor(tokens: TokenProvider, registration: AppRegistration, options: { hostOverrides?: HostOverrides; timeoutMs?: number } = {}) {
-    const hosts = hostsFor(registration.cloud, options.hostOverrides)
+    const hosts = hostsFor(registration.cloud, options.hostOverrides ?? tokens.hostOverrides)
     // Only authentication and transport: the SDK's RetryHandler would re-send POSTs such as
     // sendMail on 429/5xx, which can duplicate mail. Retries are the callers' decision.
     const auth = new AuthenticationHandler({

@@ -121,7 +121,8 @@ export interface TokenProviderOptions {
  */
 export class TokenProvider {
   private readonly clients = new Map<string, { configHash: string; client: ConfidentialClientApplication }>()
-  private readonly hostOverrides: HostOverrides
+  /** Operator overrides of the Microsoft hosts; Graph clients built on this provider use them too. */
+  readonly hostOverrides: HostOverrides
   private readonly timeoutMs: number
 
   constructor(options: TokenProviderOptions = {}) {

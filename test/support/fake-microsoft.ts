@@ -48,6 +48,7 @@ export type GraphFault =
   | { kind: 'delay'; ms: number }
 
 export interface GraphRequestRecord {
+  host: string
   method: string
   path: string
   appId: string | undefined
@@ -147,7 +148,7 @@ export class FakeMicrosoft {
           .intercept(/^\/v1\.0\//, method.toUpperCase())
           .query(true)
           .reply(async function (this: nock.ReplyFnContext, uri: string, body: nock.Body) {
-            const result = await fake.graph(method.toUpperCase(), uri, body, this.req.headers)
+            const result = await fake.graph(host, method.toUpperCase(), uri, body, this.req.headers)
             if (result === 'network') throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
             return [result.status, result.body as nock.Body, result.headers ?? {}]
           })
@@ -333,13 +334,14 @@ export class FakeMicrosoft {
   }
 
   private async graph(
+    host: string,
     method: string,
     uri: string,
     rawBody: nock.Body,
     headers: Record<string, string | string[] | undefined>,
   ): Promise<'network' | { status: number; body?: unknown; headers?: Record<string, string> }> {
     const url = new URL(uri, 'https://graph.local')
-    const record: GraphRequestRecord = { method, path: url.pathname, appId: undefined, status: 0 }
+    const record: GraphRequestRecord = { host, method, path: url.pathname, appId: undefined, status: 0 }
     this.graphRequests.push(record)
     const done = (status: number, body?: unknown, extra?: Record<string, string>) => {
       record.status = status
