@@ -56,19 +56,35 @@ describe('MailboxClient against the fake Graph', () => {
     await expect(client.folder('support@contoso.com', 'inbox')).rejects.toMatchObject({ code: 'GRAPH_TIMEOUT' })
   })
 
+  it('a token failure during a mailbox call is an authentication failure that counts toward automatic disable', async () => {
+    const registration: AppRegistration = {
+      integrationId: 'expired',
+      configHash: 'h',
+      tenant: tenant.id,
+      clientId: app.clientId,
+      cloud: 'global',
+      credential: { kind: 'clientSecret', clientSecret: 'no-longer-valid' },
+    }
+    const error = await new MailboxClient(tokens, registration).folder('support@contoso.com', 'inbox').catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'AUTHENTICATION_FAILED', message: expect.stringContaining('INVALID_CLIENT_SECRET'), countsTowardDisable: true })
+  })
+
   it('uses the operator host overrides for both sign-in and Graph, whatever the cloud says', async () => {
+    const govTenant = fake.addTenant({ cloud: 'usgov' })
+    const govApp = fake.registerApp(govTenant, { secrets: [{ value: 's', expiresAt: new Date(Date.now() + 86_400_000) }] })
+    fake.addMailbox(govTenant, 'support@agency.gov')
     const overridden = new TokenProvider({ hostOverrides: { authority: 'login.microsoftonline.us', graph: 'graph.microsoft.us' } })
     const registration: AppRegistration = {
       integrationId: 'override',
       configHash: 'h',
-      tenant: tenant.id,
-      clientId: app.clientId,
+      tenant: govTenant.id,
+      clientId: govApp.clientId,
       cloud: 'global',
       credential: { kind: 'clientSecret', clientSecret: 's' },
     }
     const tokensBefore = fake.tokenRequests.length
     const graphBefore = fake.graphRequests.length
-    await new MailboxClient(overridden, registration).folder('support@contoso.com', 'inbox')
+    await new MailboxClient(overridden, registration).folder('support@agency.gov', 'inbox')
     expect(fake.tokenRequests.slice(tokensBefore).map((r) => r.host)).toEqual(['login.microsoftonline.us'])
     expect(fake.graphRequests.slice(graphBefore).map((r) => r.host)).toEqual(['graph.microsoft.us'])
   })

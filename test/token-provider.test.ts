@@ -97,6 +97,10 @@ describe('TokenProvider against the fake Entra ID', () => {
   it('reports server errors, network failures and timeouts', async () => {
     fake.failNextTokenRequests({ kind: 'status', status: 503 })
     await expect(provider.acquire(registration())).rejects.toMatchObject({ code: 'IDENTITY_PROVIDER_ERROR' })
+    fake.failNextTokenRequests({ kind: 'status', status: 504, body: '<html><body>Gateway Timeout</body></html>', contentType: 'text/html' })
+    await expect(provider.acquire(registration())).rejects.toMatchObject({ code: 'IDENTITY_PROVIDER_ERROR' })
+    fake.failNextTokenRequests({ kind: 'status', status: 502, body: '' })
+    await expect(provider.acquire(registration())).rejects.toMatchObject({ code: 'IDENTITY_PROVIDER_ERROR' })
     fake.failNextTokenRequests({ kind: 'network' })
     await expect(provider.acquire(registration())).rejects.toMatchObject({ code: 'NETWORK_ERROR' })
     fake.failNextTokenRequests({ kind: 'delay', ms: 1_500 })

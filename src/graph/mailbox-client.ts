@@ -79,7 +79,8 @@ export function toMailboxError(error: unknown): MailboxError {
       return new MailboxError('ACCESS_POLICY_BLOCKED', message, details)
     }
     if (status === 403 && graphCode === 'ErrorSendAsDenied') return new MailboxError('SEND_AS_DENIED', message, details)
-    if (status === 403 || status === 401) return new MailboxError('PERMISSION_MISSING', message, details)
+    if (status === 401) return new MailboxError('AUTHENTICATION_FAILED', message, details)
+    if (status === 403) return new MailboxError('PERMISSION_MISSING', message, details)
     if (status === 429) return new MailboxError('THROTTLED', message, details)
     if (status >= 500) return new MailboxError('GRAPH_UNAVAILABLE', message, details)
     return new MailboxError('GRAPH_REQUEST_FAILED', message, details)
@@ -115,13 +116,22 @@ interface Page<T> {
 export class MailboxClient {
   private readonly client: Client
   private readonly timeoutMs: number
+  /** The SDK wraps a failed token request in a status -1 GraphError; this keeps the original. */
+  private tokenFailure: TokenError | undefined
 
   constructor(tokens: TokenProvider, registration: AppRegistration, options: { hostOverrides?: HostOverrides; timeoutMs?: number } = {}) {
     const hosts = hostsFor(registration.cloud, options.hostOverrides ?? tokens.hostOverrides)
     // Only authentication and transport: the SDK's RetryHandler would re-send POSTs such as
     // sendMail on 429/5xx, which can duplicate mail. Retries are the callers' decision.
     const auth = new AuthenticationHandler({
-      getAccessToken: async () => (await tokens.acquire(registration)).accessToken,
+      getAccessToken: async () => {
+        try {
+          return (await tokens.acquire(registration)).accessToken
+        } catch (error) {
+          if (error instanceof TokenError) this.tokenFailure = error
+          throw error
+        }
+      },
     })
     auth.setNext(new HTTPMessageHandler())
     this.client = Client.initWithMiddleware({ middleware: auth, baseUrl: `https://${hosts.graph}/`, defaultVersion: 'v1.0' })
@@ -191,11 +201,12 @@ export class MailboxClient {
     method: 'GET' | 'POST' = 'GET',
     body?: unknown,
   ): Promise<T> {
+    this.tokenFailure = undefined
     try {
       const request = build().options({ signal: AbortSignal.timeout(this.timeoutMs) })
       return (method === 'GET' ? await request.get() : await request.post(body)) as T
     } catch (error) {
-      throw toMailboxError(error)
+      throw toMailboxError(this.tokenFailure ?? error)
     }
   }
 }

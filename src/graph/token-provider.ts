@@ -90,7 +90,8 @@ export function toTokenError(error: unknown): TokenError {
     /AADSTS\d+:.*?(?= - Correlation ID| - Trace ID|\r|\n|$)/.exec(text)?.[0]?.trim() ??
     (err.errorMessage || err.message || 'token request failed').split(/\r?\n/)[0]!.trim()
   if (aadsts && AADSTS_CODES[aadsts]) return new TokenError(AADSTS_CODES[aadsts], description, aadsts)
-  if ((err.status ?? 0) >= 500 || /server_error|temporarily_unavailable/.test(err.errorCode ?? '')) {
+  // token_parsing_error: a gateway answered with HTML or nothing instead of Entra's JSON.
+  if ((err.status ?? 0) >= 500 || /server_error|temporarily_unavailable|token_parsing_error/.test(err.errorCode ?? '')) {
     return new TokenError('IDENTITY_PROVIDER_ERROR', `Entra ID answered with a server error${err.status ? ` (${err.status})` : ''}`, aadsts)
   }
   if (err.errorCode === 'network_error' || /ECONNREFUSED|ENOTFOUND|ECONNRESET|EAI_AGAIN|fetch failed/i.test(text)) {

@@ -70,14 +70,24 @@ export interface FakeApp {
   roles: string[]
 }
 
+/** Which national cloud a tenant lives in decides its sign-in and Graph hosts. */
+export type FakeCloud = 'global' | 'usgov' | 'usgovdod' | 'china'
+const CLOUD_HOSTS: Record<FakeCloud, { authority: string; graph: string }> = {
+  global: { authority: 'login.microsoftonline.com', graph: 'graph.microsoft.com' },
+  usgov: { authority: 'login.microsoftonline.us', graph: 'graph.microsoft.us' },
+  usgovdod: { authority: 'login.microsoftonline.us', graph: 'dod-graph.microsoft.us' },
+  china: { authority: 'login.chinacloudapi.cn', graph: 'microsoftgraph.chinacloudapi.cn' },
+}
+
 export interface FakeTenant {
   id: string
+  cloud: FakeCloud
   domains: string[]
   apps: Map<string, FakeApp>
 }
 
 export type TokenFault =
-  | { kind: 'status'; status: number; body?: unknown }
+  | { kind: 'status'; status: number; body?: unknown; contentType?: string }
   | { kind: 'network' }
   | { kind: 'delay'; ms: number }
 
@@ -137,7 +147,8 @@ export class FakeMicrosoft {
           const tenant = uri.split('?')[0]!.split('/')[1]!
           const result = await this.token(host, tenant, typeof body === 'string' ? body : new URLSearchParams(body as Record<string, string>).toString())
           if (result === 'network') throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
-          return [result.status, result.body as nock.Body, { 'content-type': 'application/json; charset=utf-8' }]
+          const contentType = 'contentType' in result && result.contentType ? result.contentType : 'application/json; charset=utf-8'
+          return [result.status, result.body as nock.Body, { 'content-type': contentType }]
         })
       this.scopes.push(scope)
     }
@@ -165,9 +176,10 @@ export class FakeMicrosoft {
     this.scopes = []
   }
 
-  addTenant(options: { id?: string; domains?: string[] } = {}): FakeTenant {
+  addTenant(options: { id?: string; domains?: string[]; cloud?: FakeCloud } = {}): FakeTenant {
     const tenant: FakeTenant = {
       id: options.id ?? randomUUID(),
+      cloud: options.cloud ?? 'global',
       domains: options.domains ?? [],
       apps: new Map(),
     }
@@ -250,9 +262,11 @@ export class FakeMicrosoft {
     this.tokenFaults.push(...faults)
   }
 
-  private findTenant(idOrDomain: string): FakeTenant | undefined {
+  /** Like Entra: a tenant exists only in its own cloud. */
+  private findTenant(host: string, idOrDomain: string): FakeTenant | undefined {
     const key = idOrDomain.toLowerCase()
     for (const tenant of this.tenants.values()) {
+      if (CLOUD_HOSTS[tenant.cloud].authority !== host) continue
       if (tenant.id === key || tenant.domains.some((domain) => domain.toLowerCase() === key)) return tenant
     }
     return undefined
@@ -277,7 +291,11 @@ export class FakeMicrosoft {
     }
     if (fault?.kind === 'status') {
       record.outcome = `status ${fault.status}`
-      return { status: fault.status, body: fault.body ?? { error: 'server_error', error_description: 'AADSTS90033: A transient error has occurred.' } }
+      return {
+        status: fault.status,
+        body: fault.body ?? { error: 'server_error', error_description: 'AADSTS90033: A transient error has occurred.' },
+        contentType: fault.contentType,
+      }
     }
     const outcome = this.issue(host, tenantKey, form)
     record.outcome = outcome.status === 200 ? 'issued' : String((outcome.body as { error_codes?: number[] }).error_codes?.[0])
@@ -288,7 +306,7 @@ export class FakeMicrosoft {
     if (form.grant_type !== 'client_credentials') {
       return entraError(400, 'unsupported_grant_type', 70003, 'The app requested an unsupported grant type.')
     }
-    const tenant = this.findTenant(tenantKey)
+    const tenant = this.findTenant(host, tenantKey)
     if (!tenant) {
       return entraError(400, 'invalid_request', 90002, `Tenant '${tenantKey}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.`)
     }
@@ -310,8 +328,8 @@ export class FakeMicrosoft {
     } else {
       return entraError(401, 'invalid_client', 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
     }
-    const expectedScope = /^https:\/\/[^/]+\/\.default$/
-    if (!form.scope || !expectedScope.test(form.scope)) {
+    // Tokens are for the Graph host of the tenant's cloud and no other.
+    if (form.scope !== `https://${CLOUD_HOSTS[tenant.cloud].graph}/.default`) {
       return entraError(400, 'invalid_scope', 1002012, `The provided value for scope ${form.scope} is not valid.`)
     }
     const now = Math.floor(Date.now() / 1000)
@@ -368,7 +386,10 @@ export class FakeMicrosoft {
 
     const authorization = String(headers.authorization ?? headers.Authorization ?? '')
     const claims = this.verifyToken(authorization.replace(/^Bearer /, ''))
-    if (!claims) return error(401, 'InvalidAuthenticationToken', 'Access token validation failure. Invalid audience.')
+    if (!claims) return error(401, 'InvalidAuthenticationToken', 'Access token validation failure.')
+    if (claims.aud !== `https://${host}`) {
+      return error(401, 'InvalidAuthenticationToken', 'Access token validation failure. Invalid audience.')
+    }
     record.appId = claims.appid
 
     const segments = url.pathname.replace(/^\/v1\.0\//, '').split('/').map(decodeURIComponent)
@@ -451,12 +472,18 @@ export class FakeMicrosoft {
     return { id: folder.id, displayName: folder.displayName, childFolderCount: folder.children.length, parentFolderId: null }
   }
 
-  private verifyToken(token: string): { tid: string; appid: string; roles: string[] } | null {
+  private verifyToken(token: string): { tid: string; appid: string; roles: string[]; aud: string } | null {
     const [header, payload, signature] = token.split('.')
     if (!header || !payload || !signature) return null
     const expected = createHmac('sha256', TOKEN_SIGNING_KEY).update(`${header}.${payload}`).digest('base64url')
     if (expected !== signature) return null
-    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString()) as { tid: string; appid: string; roles: string[]; exp: number }
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString()) as {
+      tid: string
+      appid: string
+      roles: string[]
+      aud: string
+      exp: number
+    }
     if (claims.exp * 1000 < Date.now()) return null
     return claims
   }
