@@ -340,9 +340,56 @@ describe('integrations in use', () => {
     const saved = await call('PATCH', `/v1/integrations/${id}`, { clientSecret: rotated })
     expect(saved.status).toBe(200)
     expect(saved.body.verified).toBe(true)
-    expect((await call('GET', `/v1/connectors/${created.id}`)).body).toMatchObject({ enabled: true, integrationVerified: true })
+    // A rotated secret is the same app: the connector's own test still holds.
+    expect((await call('GET', `/v1/connectors/${created.id}`)).body).toMatchObject({ enabled: true, integrationVerified: true, verified: true })
     // Renaming is not a connection change and needs no test.
     expect((await call('PATCH', `/v1/integrations/${id}`, { name: 'renamed' })).status).toBe(200)
+  })
+})
+
+describe('changes to the app behind a connector', () => {
+  it('a connector test of another app does not count: after the integration points at another app, test again', async () => {
+    const id = await newIntegration()
+    const created = (await call('POST', '/v1/connectors', incoming(newMailbox().address, { integrationId: id }))).body
+    expect((await call('POST', `/v1/connectors/${created.id}/test`)).body.ok).toBe(true)
+    const otherApp = fake.registerApp(tenant, { secrets: [{ value: 'other', expiresAt: new Date(Date.now() + 86_400_000) }] })
+    expect((await call('PATCH', `/v1/integrations/${id}`, { clientId: otherApp.clientId, clientSecret: 'other' })).status).toBe(200)
+    expect((await call('POST', `/v1/integrations/${id}/test`)).body.ok).toBe(true)
+    expect((await call('GET', `/v1/connectors/${created.id}`)).body.verified).toBe(false)
+    expect((await call('POST', `/v1/connectors/${created.id}/enable`)).body.code).toBe('CONNECTION_TEST_REQUIRED')
+  })
+
+  it('an integration with enabled connectors cannot move to another tenant, app or cloud', async () => {
+    const id = await newIntegration()
+    const created = (await call('POST', '/v1/connectors', incoming(newMailbox().address, { integrationId: id }))).body
+    await call('POST', `/v1/connectors/${created.id}/test`)
+    await call('POST', `/v1/connectors/${created.id}/enable`)
+    const otherApp = fake.registerApp(tenant, { secrets: [{ value: 'x', expiresAt: new Date(Date.now() + 86_400_000) }] })
+    await call('POST', `/v1/integrations/${id}/test`, { clientId: otherApp.clientId, clientSecret: 'x' })
+    const refused = await call('PATCH', `/v1/integrations/${id}`, { clientId: otherApp.clientId, clientSecret: 'x' })
+    expect(refused.status).toBe(409)
+    expect(refused.body).toMatchObject({ code: 'INTEGRATION_IN_USE', enabledConnectors: 1 })
+  })
+
+  it("an outgoing connector that moves to another address disables its aliases, which must be tested again", async () => {
+    const first = newMailbox()
+    const second = newMailbox()
+    first.sendAs.add('alias-move@contoso.com')
+    const connector = (await call('POST', '/v1/connectors', { integrationId, name: 'o', direction: 'outgoing', primaryAddress: first.address })).body
+    await call('POST', `/v1/connectors/${connector.id}/test`)
+    await call('POST', `/v1/connectors/${connector.id}/enable`)
+    const alias = (await call('POST', '/v1/routes', { connectorId: connector.id, name: 'a', emailAddress: 'alias-move@contoso.com' })).body
+    await call('POST', `/v1/routes/${alias.id}/test`)
+    expect((await call('POST', `/v1/routes/${alias.id}/enable`)).body.enabled).toBe(true)
+
+    expect((await call('POST', `/v1/connectors/${connector.id}/test`, { primaryAddress: second.address })).body.ok).toBe(true)
+    expect((await call('PATCH', `/v1/connectors/${connector.id}`, { primaryAddress: second.address })).status).toBe(200)
+    const after = (await call('GET', `/v1/routes/${alias.id}`)).body
+    expect(after).toMatchObject({ enabled: false, verified: false })
+    const audit = (await call('GET', `/v1/audit?resourceType=route&resourceId=${alias.id}&action=disable`)).body.items
+    expect(audit[0].diff.details.reason).toContain('test the alias again')
+    const defaultRoute = (await call('GET', `/v1/routes?connectorId=${connector.id}`)).body.items.find((r: { kind: string }) => r.kind === 'default')
+    expect(defaultRoute.emailAddress).toBe(second.address)
   })
 })
 

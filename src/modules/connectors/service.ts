@@ -10,7 +10,7 @@ import { SecretUnreadableError } from '../../lib/secret-box.ts'
 import { systemActor, type Actor, type AuditService } from '../audit/service.ts'
 import type { ConnectionTestRepository, ConnectionTestRow } from '../connection-tests/repository.ts'
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
-import type { IntegrationService } from '../integrations/service.ts'
+import type { IntegrationService, IntegrationState } from '../integrations/service.ts'
 import type { ConnectorRepository, ConnectorRow, NewConnector } from './repository.ts'
 import type { EmailRouteRepository } from '../email-routes/repository.ts'
 import {
@@ -69,11 +69,15 @@ interface ConnectorConnection {
 type ConnectionField = 'integrationId' | 'primaryAddress' | 'folderPaths' | 'afterProcessing'
 export const TEST_MESSAGE_HEADER = 'x-mailgate-test'
 
-export function connectorConfigHash(connection: ConnectorConnection): string {
+/**
+ * The integration enters through its identity (tenant, app, cloud): moving to another app
+ * needs a new test, rotating the app's secret does not.
+ */
+export function connectorConfigHash(connection: ConnectorConnection, integrationIdentity: string): string {
   return createHash('sha256')
     .update(
       JSON.stringify([
-        connection.integrationId,
+        integrationIdentity,
         connection.direction,
         connection.primaryAddress.toLowerCase(),
         connection.folderPaths?.map((path) => path.toLowerCase()) ?? null,
@@ -204,27 +208,39 @@ export class ConnectorService {
         if (input[field] !== undefined) Object.assign(changes, { [field]: input[field] })
       }
       const next = this.applyConnection(existing, input)
-      const nextHash = connectorConfigHash(next)
-      if (nextHash !== connectorConfigHash(connectionOf(existing))) {
-        if (next.integrationId !== existing.integrationId) await this.requireIntegration(tx, next.integrationId)
+      const current = await this.hashOf(tx, connectionOf(existing))
+      const target = await this.hashOf(tx, next, { forShare: true })
+      const movesIntegration = next.integrationId !== existing.integrationId
+      if (existing.enabled && movesIntegration && !target.verified) {
+        throw new ConnectorGateError(
+          'INTEGRATION_NOT_VERIFIED',
+          `The connector is enabled and integration ${next.integrationId} is not verified. Test that integration first.`,
+        )
+      }
+      if (target.hash !== current.hash) {
         if (next.primaryAddress !== existing.primaryAddress) await this.requireFreeAddress(tx, existing.direction, next.primaryAddress)
-        const test = await this.deps.tests.latestOf(tx, 'connector', id, nextHash)
+        const test = await this.deps.tests.latestOf(tx, 'connector', id, target.hash)
         if (existing.enabled && !test?.ok) {
           throw new CandidateTestRequiredError(
             `The connector is enabled. Run POST /v1/connectors/${id}/test with exactly these changes; once it succeeds, send this change again.`,
             { lastCandidateTestOk: test ? test.ok : null },
           )
         }
+        changes.folderIds = test?.ok ? ((test.result.facts?.folderIds as Record<string, string>) ?? null) : null
+        if (next.primaryAddress !== existing.primaryAddress) {
+          await this.deps.routes.moveConnectorAddress(tx, id, next.primaryAddress)
+        }
+        if (existing.direction === 'outgoing' && (next.primaryAddress !== existing.primaryAddress || target.identityHash !== current.identityHash)) {
+          await this.disableAliases(tx, actor, id)
+        }
+      }
+      if (movesIntegration || target.hash !== current.hash) {
         Object.assign(changes, {
           integrationId: next.integrationId,
           primaryAddress: next.primaryAddress,
           folderPaths: next.folderPaths,
           afterProcessing: next.afterProcessing,
-          folderIds: test?.ok ? ((test.result.facts?.folderIds as Record<string, string>) ?? null) : null,
         })
-        if (next.primaryAddress !== existing.primaryAddress) {
-          await this.deps.routes.moveConnectorAddress(tx, id, next.primaryAddress)
-        }
       }
       const updated = await this.deps.repository.update(tx, id, changes)
       await this.deps.audit.record(tx, actor, {
@@ -267,10 +283,9 @@ export class ConnectorService {
       throw new ValidationError([{ field: 'testRecipient', message: 'is only for outgoing connectors; remove it' }])
     }
     const connection = this.applyConnection(row, input)
-    const configHash = connectorConfigHash(connection)
-    const currentHash = connectorConfigHash(connectionOf(row))
+    const configHash = (await this.hashOf(this.deps.db, connection)).hash
+    const currentHash = (await this.hashOf(this.deps.db, connectionOf(row))).hash
     const candidate = configHash !== currentHash
-    if (connection.integrationId !== row.integrationId) await this.requireIntegration(this.deps.db, connection.integrationId)
     const testId = newId()
     const outcome =
       connection.direction === 'incoming'
@@ -290,7 +305,7 @@ export class ConnectorService {
       })
       if (outcome.ok && !candidate) {
         const fresh = await this.require(tx, id, { forUpdate: true })
-        if (connectorConfigHash(connectionOf(fresh)) === configHash && connection.direction === 'incoming') {
+        if ((await this.hashOf(tx, connectionOf(fresh))).hash === configHash && connection.direction === 'incoming') {
           await this.deps.repository.update(tx, id, { folderIds: outcome.facts?.folderIds as Record<string, string> })
         }
       }
@@ -310,13 +325,13 @@ export class ConnectorService {
     const row = await this.deps.db.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
       if (existing.enabled) return existing
-      if (!(await this.deps.integrations.isVerified(tx, existing.integrationId))) {
+      const { hash, verified } = await this.hashOf(tx, connectionOf(existing), { forShare: true })
+      if (!verified) {
         throw new ConnectorGateError(
           'INTEGRATION_NOT_VERIFIED',
           `Integration ${existing.integrationId} has no successful test of its current settings. Run POST /v1/integrations/${existing.integrationId}/test, then enable this connector.`,
         )
       }
-      const hash = connectorConfigHash(connectionOf(existing))
       const test = await this.deps.tests.latestOf(tx, 'connector', id, hash)
       if (!test) {
         throw new ConnectorGateError(
@@ -492,6 +507,33 @@ export class ConnectorService {
     }
   }
 
+  /** The configuration hash of a connection, with its integration's state. */
+  private async hashOf(executor: Db, connection: ConnectorConnection, options: { forShare?: boolean } = {}) {
+    const state = await this.deps.integrations.state(executor, connection.integrationId, options)
+    if (!state) {
+      throw new UnknownIntegrationError(`No integration with id ${connection.integrationId}. Create it first with POST /v1/integrations.`, {
+        field: 'integrationId',
+      })
+    }
+    return { hash: connectorConfigHash(connection, state.identityHash), ...state }
+  }
+
+  /** A connector that now sends through another mailbox or app invalidates its aliases' tests. */
+  private async disableAliases(tx: Db, actor: Actor, connectorId: string): Promise<void> {
+    const routes = await this.deps.routes.listForConnector(tx, connectorId)
+    for (const alias of routes.filter((route) => route.kind === 'alias' && route.enabled)) {
+      await this.deps.routes.update(tx, alias.id, { enabled: false, updatedAt: new Date() })
+      await this.deps.audit.record(tx, actor, {
+        action: 'disable',
+        resourceType: 'route',
+        resourceId: alias.id,
+        before: { enabled: true },
+        after: { enabled: false },
+        details: { reason: "The connector's address or app changed: test the alias again, then enable it." },
+      })
+    }
+  }
+
   private applyConnection(row: ConnectorRow, changes: Partial<Record<ConnectionField, unknown>>): ConnectorConnection {
     return {
       integrationId: (changes.integrationId as string | undefined) ?? row.integrationId,
@@ -533,19 +575,20 @@ export class ConnectorService {
   }
 
   private async present(executor: Db, rows: ConnectorRow[]): Promise<Connector[]> {
-    const ids = rows.map((row) => row.id)
-    const [latest, current, verifiedIntegrations] = await Promise.all([
-      this.deps.tests.latest(executor, 'connector', ids),
-      this.deps.tests.latestOfEach(
-        executor,
-        'connector',
-        rows.map((row) => ({ resourceId: row.id, configHash: connectorConfigHash(connectionOf(row)) })),
-      ),
-      Promise.all([...new Set(rows.map((row) => row.integrationId))].map(async (integrationId) =>
-        [integrationId, await this.deps.integrations.isVerified(executor, integrationId)] as const,
-      )).then((entries) => new Map(entries)),
+    const states = new Map<string, IntegrationState | undefined>()
+    for (const integrationId of new Set(rows.map((row) => row.integrationId))) {
+      states.set(integrationId, await this.deps.integrations.state(executor, integrationId))
+    }
+    const hashes = new Map(
+      rows.map((row) => [row.id, connectorConfigHash(connectionOf(row), states.get(row.integrationId)?.identityHash ?? '')]),
+    )
+    const [latest, current] = await Promise.all([
+      this.deps.tests.latest(executor, 'connector', rows.map((row) => row.id)),
+      this.deps.tests.latestOfEach(executor, 'connector', rows.map((row) => ({ resourceId: row.id, configHash: hashes.get(row.id)! }))),
     ])
-    return rows.map((row) => presentConnector(row, latest.get(row.id), current.get(row.id), verifiedIntegrations.get(row.integrationId) ?? false))
+    return rows.map((row) =>
+      presentConnector(row, hashes.get(row.id)!, latest.get(row.id), current.get(row.id), states.get(row.integrationId)?.verified ?? false),
+    )
   }
 }
 
@@ -593,11 +636,11 @@ function rejectIncomingFields(input: Record<string, unknown>): void {
 
 function presentConnector(
   row: ConnectorRow,
+  hash: string,
   latestTest: ConnectionTestRow | undefined,
   latestTestOfCurrent: ConnectionTestRow | undefined,
   integrationVerified: boolean,
 ): Connector {
-  const hash = connectorConfigHash(connectionOf(row))
   return {
     id: row.id,
     integrationId: row.integrationId,

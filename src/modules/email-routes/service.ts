@@ -38,9 +38,10 @@ export class AliasInUseError extends ConflictError {
 
 const INCOMING_ONLY = ['workItemType', 'processId', 'ticketCategory', 'rules', 'sendAutomatedEmails', 'forAttention', 'testModeOnly'] as const
 
-function aliasConfigHash(route: { connectorId: string; emailAddress: string }, connector: ConnectorRow): string {
+/** An alias is proven for one mailbox reached through one app (the integration's identity). */
+function aliasConfigHash(route: { connectorId: string; emailAddress: string }, connector: ConnectorRow, integrationIdentity: string): string {
   return createHash('sha256')
-    .update(JSON.stringify([route.connectorId, connector.integrationId, connector.primaryAddress, route.emailAddress.toLowerCase()]))
+    .update(JSON.stringify([route.connectorId, integrationIdentity, connector.primaryAddress, route.emailAddress.toLowerCase()]))
     .digest('hex')
 }
 
@@ -194,7 +195,8 @@ export class EmailRouteService {
           await this.requireFreeAlias(tx, address)
           if (existing.enabled) {
             const connector = await this.requireConnector(tx, existing.connectorId)
-            const test = await this.deps.tests.latestOf(tx, 'route', id, aliasConfigHash({ connectorId: existing.connectorId, emailAddress: address }, connector))
+            const hash = aliasConfigHash({ connectorId: existing.connectorId, emailAddress: address }, connector, await this.identityOf(tx, connector))
+            const test = await this.deps.tests.latestOf(tx, 'route', id, hash)
             if (!test?.ok) {
               throw new CandidateTestRequiredError(
                 `The alias is enabled. Run POST /v1/routes/${id}/test with {"emailAddress": "${address}"}; once it succeeds, send this change again.`,
@@ -240,8 +242,9 @@ export class EmailRouteService {
     const connector = await this.requireConnector(this.deps.db, route.connectorId)
     const address = input.emailAddress?.toLowerCase() ?? route.emailAddress
     if (address !== route.emailAddress) await this.requireFreeAlias(this.deps.db, address, id)
-    const configHash = aliasConfigHash({ connectorId: route.connectorId, emailAddress: address }, connector)
-    const currentHash = aliasConfigHash(route, connector)
+    const identity = await this.identityOf(this.deps.db, connector)
+    const configHash = aliasConfigHash({ connectorId: route.connectorId, emailAddress: address }, connector, identity)
+    const currentHash = aliasConfigHash(route, connector, identity)
     const testId = newId()
     const outcome = await this.sendTestMessage(connector, address, input.testRecipient?.toLowerCase() ?? connector.primaryAddress, testId)
     const stored = await this.deps.db.transaction(async (tx) => {
@@ -272,7 +275,8 @@ export class EmailRouteService {
       if (existing.enabled) return existing
       if (existing.kind === 'alias') {
         const connector = await this.requireConnector(tx, existing.connectorId)
-        const test = await this.deps.tests.latestOf(tx, 'route', id, aliasConfigHash(existing, connector))
+        const hash = aliasConfigHash(existing, connector, await this.identityOf(tx, connector, { forShare: true }))
+        const test = await this.deps.tests.latestOf(tx, 'route', id, hash)
         if (!test) {
           throw new ConnectorGateError('CONNECTION_TEST_REQUIRED', `This alias has not been tested. Run POST /v1/routes/${id}/test, then enable it.`)
         }
@@ -407,6 +411,10 @@ export class EmailRouteService {
     return finish([])
   }
 
+  private async identityOf(executor: Db, connector: ConnectorRow, options: { forShare?: boolean } = {}): Promise<string> {
+    return (await this.deps.integrations.state(executor, connector.integrationId, options))?.identityHash ?? ''
+  }
+
   private async require(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<EmailRouteRow> {
     const row = await this.deps.repository.findById(executor, id, options)
     if (!row) throw new NotFoundError('route', id)
@@ -440,7 +448,13 @@ export class EmailRouteService {
       const connector = await this.deps.connectors.findById(executor, connectorId)
       if (connector) connectors.set(connectorId, connector)
     }
-    const hashes = new Map(aliases.filter((row) => connectors.has(row.connectorId)).map((row) => [row.id, aliasConfigHash(row, connectors.get(row.connectorId)!)]))
+    const identities = new Map<string, string>()
+    for (const connector of connectors.values()) identities.set(connector.id, await this.identityOf(executor, connector))
+    const hashes = new Map(
+      aliases
+        .filter((row) => connectors.has(row.connectorId))
+        .map((row) => [row.id, aliasConfigHash(row, connectors.get(row.connectorId)!, identities.get(row.connectorId)!)]),
+    )
     const [latest, current] = await Promise.all([
       this.deps.tests.latest(executor, 'route', aliases.map((row) => row.id)),
       this.deps.tests.latestOfEach(executor, 'route', [...hashes].map(([resourceId, configHash]) => ({ resourceId, configHash }))),

@@ -11,9 +11,13 @@ export class IntegrationRepository {
     return created!
   }
 
-  async findById(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<IntegrationRow | undefined> {
+  async findById(
+    executor: Db,
+    id: string,
+    options: { forUpdate?: boolean; forShare?: boolean } = {},
+  ): Promise<IntegrationRow | undefined> {
     const query = executor.select().from(integrations).where(eq(integrations.id, id)).limit(1)
-    const [row] = options.forUpdate ? await query.for('update') : await query
+    const [row] = options.forUpdate ? await query.for('update') : options.forShare ? await query.for('share') : await query
     return row
   }
 

@@ -57,6 +57,21 @@ interface Resolved {
   credential?: NewCredential
 }
 
+/**
+ * Which app in which tenant and cloud: what decides the mailboxes an integration can reach.
+ * Connector and alias tests depend on it; a rotated secret does not change it.
+ */
+export function identityHashOf(row: Pick<IntegrationRow, 'tenant' | 'clientId' | 'cloud'>): string {
+  return createHash('sha256')
+    .update(JSON.stringify([row.tenant.toLowerCase(), row.clientId.toLowerCase(), row.cloud]))
+    .digest('hex')
+}
+
+export interface IntegrationState {
+  verified: boolean
+  identityHash: string
+}
+
 export function configHashOf(connection: Connection): string {
   return createHash('sha256')
     .update(
@@ -162,6 +177,9 @@ export class IntegrationService {
       }
       if (touchesConnection(input)) {
         const resolved = this.resolve(existing, input)
+        if (identityHashOf(resolved.connection) !== identityHashOf(existing)) {
+          await this.refuseIdentityChangeIfInUse(tx, existing)
+        }
         if (resolved.configHash !== configHashOf(connectionOf(existing))) {
           await this.requireCandidateTestIfInUse(tx, existing, resolved.configHash)
         }
@@ -270,12 +288,16 @@ export class IntegrationService {
     return (await this.deps.repository.findById(executor, integrationId)) !== undefined
   }
 
-  /** Whether the integration exists and its saved configuration passed its latest test. */
-  async isVerified(executor: Db, integrationId: string): Promise<boolean> {
-    const row = await this.deps.repository.findById(executor, integrationId)
-    if (!row) return false
+  /**
+   * Whether the integration's saved configuration passed its latest test, and its identity.
+   * `forShare` holds the row against a concurrent change until the caller's transaction
+   * ends, so an enable cannot slip past a credential change.
+   */
+  async state(executor: Db, integrationId: string, options: { forShare?: boolean } = {}): Promise<IntegrationState | undefined> {
+    const row = await this.deps.repository.findById(executor, integrationId, options)
+    if (!row) return undefined
     const latest = await this.deps.tests.latestOf(executor, 'integration', row.id, configHashOf(connectionOf(row)))
-    return latest?.ok === true
+    return { verified: latest?.ok === true, identityHash: identityHashOf(row) }
   }
 
   /** Moves every sealed value to the current SECRETS_KEY; returns how many rows changed. */
@@ -297,6 +319,15 @@ export class IntegrationService {
       })
     }
     return rows.length
+  }
+
+  private async refuseIdentityChangeIfInUse(tx: Db, existing: IntegrationRow): Promise<void> {
+    const usage = await this.deps.usage?.connectorCount(tx, existing.id)
+    if (!usage || usage.enabled === 0) return
+    throw new IntegrationInUseError(
+      `${usage.enabled} enabled connector(s) reach their mailboxes through this app. Changing tenant, client id or cloud points them at another app: disable them first, or create a new integration.`,
+      { enabledConnectors: usage.enabled },
+    )
   }
 
   private async requireCandidateTestIfInUse(tx: Db, existing: IntegrationRow, newHash: string): Promise<void> {
