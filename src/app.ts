@@ -27,7 +27,7 @@ import { RouteSchema } from './modules/email-routes/schemas.ts'
 import { IntegrationSchema } from './modules/integrations/schemas.ts'
 import authPlugin, { apiKeyScope } from './plugins/auth.ts'
 import databasePlugin from './plugins/database.ts'
-import errorsPlugin from './plugins/errors.ts'
+import errorsPlugin, { sendProblem, toDomainError } from './plugins/errors.ts'
 import graphqlPlugin from './plugins/graphql.ts'
 import healthPlugin from './plugins/health.ts'
 import metricsPlugin from './plugins/metrics.ts'
@@ -82,12 +82,14 @@ export async function buildApp(options: AppOptions): Promise<App> {
       const given = request.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
-    return503OnClosing: true,
+    // Closing is answered by the request-lifecycle plugin, as problem+json like every error.
+    return503OnClosing: false,
+    frameworkErrors: (error, _request, reply) => sendProblem(reply, toDomainError(error)),
     schemaController: { compilersFactory: validatorCompilers() },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  await app.register(requestLifecyclePlugin)
   await app.register(errorsPlugin)
+  await app.register(requestLifecyclePlugin)
   await app.register(databasePlugin, { database: options.database })
   await app.register(servicesPlugin, {
     secretBox: options.secretBox,

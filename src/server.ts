@@ -47,8 +47,14 @@ async function main(): Promise<void> {
 
   const tokenProvider = new TokenProvider({ hostOverrides: config.microsoftHosts })
   const services = createServices({ db: database.db, secretBox, tokens: tokenProvider })
-  const resealed = await services.integrations.resealSecrets()
+  const { resealed, unreadable } = await services.integrations.resealSecrets()
   if (resealed > 0) log.info({ resealed, keyId: secretBox.currentKeyId }, 're-sealed stored secrets with the current SECRETS_KEY')
+  if (unreadable.length > 0) {
+    log.warn(
+      { unreadable },
+      'some stored credentials were sealed with a key this server does not have: add it to SECRETS_KEY_PREVIOUS, or enter those credentials again',
+    )
+  }
   const bootstrap = await services.apiKeys.ensureInitialAdminKey(config.adminApiKey)
   if (bootstrap?.generatedKey) {
     // Printed once, straight to the terminal and never through the logger, so log shipping

@@ -105,6 +105,12 @@ describe('creating connectors', () => {
     }
   })
 
+  it('two creates of the same address at once: one wins, the other is a 409, never a 500', async () => {
+    const address = newMailbox().address
+    const results = await Promise.all([1, 2, 3].map(() => call('POST', '/v1/connectors', incoming(address))))
+    expect(results.map((r) => r.status).sort()).toEqual([201, 409, 409])
+  })
+
   it('an outgoing connector may share its address with an incoming one', async () => {
     const { status, body } = await call('POST', '/v1/connectors', {
       integrationId,

@@ -78,6 +78,27 @@ describe('GraphQL', () => {
     expect(body.errors![0].extensions.code).toBe('GRAPHQL_VALIDATION_FAILED')
   })
 
+  it('client mistakes get the REST codes, and coercion errors never echo the submitted value', async () => {
+    const post = (payload: string) =>
+      t.app.inject({ method: 'POST', url: '/graphql', headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' }, payload })
+    const malformed = await post('{"query": ')
+    expect(malformed.json().errors[0].extensions.code).toBe('MALFORMED_BODY')
+    const noQuery = await post('{}')
+    expect(noQuery.json().errors[0].extensions.code).toBe('GRAPHQL_BAD_REQUEST')
+    const leaky = await post(
+      JSON.stringify({
+        query: 'mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { key } }',
+        variables: { i: { name: 'TopSecretValue-123', scopes: 'NOT-A-SCOPE-secret' } },
+      }),
+    )
+    expect(leaky.statusCode).toBe(400)
+    expect(leaky.json().errors[0].extensions.code).toBe('GRAPHQL_VALIDATION_FAILED')
+    expect(leaky.json().errors[0].message).toContain('i.scopes')
+    expect(leaky.body).not.toMatch(/TopSecretValue|NOT-A-SCOPE/)
+    const logs = t.logs.join('\n')
+    expect(logs).not.toMatch(/TopSecretValue|NOT-A-SCOPE/)
+  })
+
   it('serves GraphiQL without a key and keeps GraphQL out of the OpenAPI document', async () => {
     const page = await t.app.inject({ method: 'GET', url: '/graphiql' })
     expect(page.statusCode).toBe(200)

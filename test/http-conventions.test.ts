@@ -101,6 +101,11 @@ describe('problem+json for every error', () => {
     expectProblem(response, 415, 'UNSUPPORTED_MEDIA_TYPE')
   })
 
+  it('400 problem+json for a URL Fastify cannot decode', async () => {
+    const response = await t.app.inject({ method: 'GET', url: '/v1/api-keys/%zz', headers: bearer(t.adminKey) })
+    expectProblem(response, 400, 'BAD_REQUEST')
+  })
+
   it('404 for a missing resource names it', async () => {
     const id = '0190f5e0-0000-7000-8000-000000000000'
     const response = await t.app.inject({ method: 'GET', url: `/v1/api-keys/${id}`, headers: bearer(t.adminKey) })

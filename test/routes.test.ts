@@ -164,6 +164,14 @@ describe('outgoing routes (aliases)', () => {
     const duplicate = await call('POST', '/v1/routes', { connectorId: outgoingId, name: 'dup', emailAddress: 'help@contoso.com' })
     expect(duplicate.status).toBe(409)
     expect(duplicate.body).toMatchObject({ code: 'ADDRESS_IN_USE', field: 'emailAddress' })
+    const connectorOnAlias = await call('POST', '/v1/connectors', {
+      integrationId: (await call('GET', `/v1/connectors/${outgoingId}`)).body.integrationId,
+      name: 'clash',
+      direction: 'outgoing',
+      primaryAddress: 'help@contoso.com',
+    })
+    expect(connectorOnAlias.status).toBe(409)
+    expect(connectorOnAlias.body).toMatchObject({ code: 'ADDRESS_IN_USE', field: 'primaryAddress' })
     const incomingFields = await call('POST', '/v1/routes', { connectorId: outgoingId, name: 'x', emailAddress: 'x@contoso.com', processId: 'p' })
     expect(incomingFields.status).toBe(400)
   })

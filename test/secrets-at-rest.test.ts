@@ -132,12 +132,15 @@ describe('rotating SECRETS_KEY', () => {
     const withoutOldKey = servicesWith(new SecretBox(newKey))
     const unreadable = await withoutOldKey.integrations.test({ keyId: null }, secretOne.id)
     expect(unreadable.steps[0]).toMatchObject({ ok: false, code: 'SECRETS_UNREADABLE', hint: expect.stringContaining('SECRETS_KEY_PREVIOUS') })
+    // A start without the old key neither fails nor damages anything: it reports the rows.
+    const skipped = await withoutOldKey.integrations.resealSecrets()
+    expect(skipped).toEqual({ resealed: 0, unreadable: expect.arrayContaining([expect.objectContaining({ integrationId: secretOne.id })]) })
 
     const during = servicesWith(new SecretBox(newKey, [oldKey]))
     expect((await during.integrations.test({ keyId: null }, secretOne.id)).ok).toBe(true)
     expect((await during.integrations.test({ keyId: null }, certOne.id)).ok).toBe(true)
-    expect(await during.integrations.resealSecrets()).toBe(2)
-    expect(await during.integrations.resealSecrets()).toBe(0)
+    expect(await during.integrations.resealSecrets()).toEqual({ resealed: 2, unreadable: [] })
+    expect(await during.integrations.resealSecrets()).toEqual({ resealed: 0, unreadable: [] })
 
     const after = servicesWith(new SecretBox(newKey))
     expect((await after.integrations.test({ keyId: null }, secretOne.id)).ok).toBe(true)

@@ -41,6 +41,13 @@ export class MalformedBodyError extends DomainError {
   readonly title = 'The request body could not be parsed'
 }
 
+/** A malformed request that no more specific code describes (bad URL encoding, and so on). */
+export class BadRequestError extends DomainError {
+  readonly code = 'BAD_REQUEST'
+  readonly status = 400
+  readonly title = 'Bad request'
+}
+
 export class UnauthenticatedError extends DomainError {
   readonly code = 'UNAUTHENTICATED'
   readonly status = 401

@@ -1,6 +1,8 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import {
+  BadRequestError,
+  ConflictError,
   DomainError,
   InternalError,
   MalformedBodyError,
@@ -95,8 +97,20 @@ export function toDomainError(error: unknown): DomainError {
         `${fastifyError.message}. Send the body as application/json.`,
       )
   }
+  // A constraint caught a race the service's own checks could not see (two creates at once).
+  const databaseCode = (error as { cause?: { code?: string } })?.cause?.code ?? (error as { code?: string })?.code
+  if (databaseCode === '23505') {
+    return new ConflictError('Another request created the same thing at the same moment (a unique value is taken). Read the current state and retry if still needed.')
+  }
+  if (databaseCode === '23503') {
+    return new ConflictError('Something this refers to was deleted or is still referred to by another resource. Read the current state and retry.')
+  }
   if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
     return new MalformedBodyError(`${error.message}. Send a valid JSON document.`)
+  }
+  // Fastify's own client errors (bad URL encoding, ...) carry safe, specific messages.
+  if (typeof fastifyError?.code === 'string' && fastifyError.code.startsWith('FST_') && (fastifyError.statusCode ?? 500) < 500) {
+    return new BadRequestError(`${fastifyError.message}.`)
   }
   return new InternalError()
 }
@@ -117,6 +131,8 @@ export function problemBody(error: DomainError, request: FastifyRequest): Record
 export function sendProblem(reply: FastifyReply, error: DomainError): FastifyReply {
   return reply
     .code(error.status)
+    // Also for errors raised before any hook ran (a URL Fastify cannot decode).
+    .header('x-request-id', reply.request.id)
     .type(PROBLEM_CONTENT_TYPE)
     .serializer(JSON.stringify)
     .send(problemBody(error, reply.request))

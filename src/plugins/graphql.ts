@@ -15,6 +15,7 @@ import { connectorResolvers } from '../modules/connectors/resolvers.ts'
 import { emailRouteResolvers } from '../modules/email-routes/resolvers.ts'
 import { integrationResolvers } from '../modules/integrations/resolvers.ts'
 import { assertScopes } from './auth.ts'
+import { toDomainError } from './errors.ts'
 
 // The package is CommonJS whose module.exports is the plugin itself.
 const mercuriusAuth = mercuriusAuthModule as unknown as FastifyPluginAsync<MercuriusAuthOptions>
@@ -41,17 +42,35 @@ interface AuthOutcome {
 }
 
 
+/**
+ * graphql-js repeats the submitted value in input-coercion messages ("got invalid value
+ * {...}"), which can hold a secret. Keep the reason, drop the value.
+ */
+export function withoutInputValues(message: string): string {
+  return message
+    .replace(/got invalid value .*?(?=; | at "|$)/s, 'got an invalid value')
+    .replace(/Value ".*?" does not/g, 'The value does not')
+    .replace(/(non string|non-string|non integer|non-integer|non boolean|non-boolean) value: .*$/s, '$1 value')
+}
+
 function graphqlCode(error: GraphQLError): { code: string; extensions: Record<string, unknown>; message: string } {
-  const original = error.originalError
+  const original = error.originalError as (Error & { errors?: GraphQLError[]; statusCode?: number }) | undefined
   if (original instanceof DomainError) {
     return { code: original.code, extensions: original.extensions, message: original.message }
   }
   if (!original) {
     // Parse and validation errors of the query itself carry no original error.
-    return { code: 'GRAPHQL_VALIDATION_FAILED', extensions: {}, message: error.message }
+    return { code: 'GRAPHQL_VALIDATION_FAILED', extensions: {}, message: withoutInputValues(error.message) }
   }
-  if ((original as { code?: string }).code?.startsWith('MER_ERR_GQL_VALIDATION')) {
-    return { code: 'GRAPHQL_VALIDATION_FAILED', extensions: {}, message: error.message }
+  if (Array.isArray(original.errors)) {
+    // Mercurius gathers the query's validation errors into one.
+    const messages = original.errors.map((inner) => withoutInputValues(inner.message))
+    return { code: 'GRAPHQL_VALIDATION_FAILED', extensions: { errors: messages }, message: messages.join(' ') }
+  }
+  const mapped = toDomainError(original)
+  if (!(mapped instanceof InternalError)) return { code: mapped.code, extensions: mapped.extensions, message: mapped.message }
+  if ((original.statusCode ?? 500) < 500) {
+    return { code: 'GRAPHQL_BAD_REQUEST', extensions: {}, message: withoutInputValues(original.message) }
   }
   const internal = new InternalError()
   return { code: internal.code, extensions: {}, message: internal.message }

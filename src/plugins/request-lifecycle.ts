@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { ServiceUnavailableError } from '../lib/errors.ts'
 
 /**
  * Echoes the request id to the caller, and once the app starts closing asks clients to
@@ -13,10 +14,11 @@ async function requestLifecyclePlugin(app: FastifyInstance) {
   })
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
+    if (closing) throw new ServiceUnavailableError('The server is shutting down. Retry against another instance or in a moment.')
   })
   app.addHook('onSend', async (_request, reply) => {
     if (closing) reply.header('connection', 'close')
   })
 }
 
-export default fp(requestLifecyclePlugin, { name: 'request-lifecycle', fastify: '5.x' })
+export default fp(requestLifecyclePlugin, { name: 'request-lifecycle', fastify: '5.x', dependencies: ['errors'] })

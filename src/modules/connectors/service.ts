@@ -567,6 +567,14 @@ export class ConnectorService {
         connectorId: taken.id,
       })
     }
+    // An outgoing address must name one sender: no alias of another connector may hold it.
+    const alias = direction === 'outgoing' ? await this.deps.routes.findOutgoingByAddress(executor, address) : undefined
+    if (alias) {
+      throw new AddressInUseError(`Route ${alias.id} of connector ${alias.connectorId} already sends as ${address}.`, {
+        field: 'primaryAddress',
+        routeId: alias.id,
+      })
+    }
   }
 
   private async presentOne(executor: Db, row: ConnectorRow): Promise<Connector> {

@@ -300,25 +300,43 @@ export class IntegrationService {
     return { verified: latest?.ok === true, identityHash: identityHashOf(row) }
   }
 
-  /** Moves every sealed value to the current SECRETS_KEY; returns how many rows changed. */
-  async resealSecrets(): Promise<number> {
+  /**
+   * Moves every sealed value to the current SECRETS_KEY. Each row is re-read under lock, so
+   * a credential changed meanwhile by another instance is never overwritten; a value no
+   * configured key opens is left as it is and reported (its connection test says what to do).
+   */
+  async resealSecrets(): Promise<{ resealed: number; unreadable: { integrationId: string; keyId: string | undefined }[] }> {
     const box = this.deps.secretBox
-    const rows = await this.deps.repository.sealedWithOtherKeys(this.deps.db, box.currentKeyId)
-    for (const row of rows) {
+    const candidates = await this.deps.repository.sealedWithOtherKeys(this.deps.db, box.currentKeyId)
+    let resealed = 0
+    const unreadable: { integrationId: string; keyId: string | undefined }[] = []
+    for (const candidate of candidates) {
       await this.deps.db.transaction(async (tx) => {
+        const row = await this.deps.repository.findById(tx, candidate.id, { forUpdate: true })
+        if (!row) return
         const changes: Partial<NewIntegration> = {}
-        if (row.clientSecretSealed) {
-          const context = sealContext(row.id, 'clientSecret')
-          changes.clientSecretSealed = box.seal(box.open(row.clientSecretSealed, context), context)
+        try {
+          for (const [column, field] of [
+            ['clientSecretSealed', 'clientSecret'],
+            ['privateKeySealed', 'privateKey'],
+          ] as const) {
+            const sealed = row[column]
+            if (sealed && !box.isCurrent(sealed)) {
+              const context = sealContext(row.id, field)
+              changes[column] = box.seal(box.open(sealed, context), context)
+            }
+          }
+        } catch (error) {
+          if (!(error instanceof SecretUnreadableError)) throw error
+          unreadable.push({ integrationId: row.id, keyId: error.keyId })
+          return
         }
-        if (row.privateKeySealed) {
-          const context = sealContext(row.id, 'privateKey')
-          changes.privateKeySealed = box.seal(box.open(row.privateKeySealed, context), context)
-        }
+        if (Object.keys(changes).length === 0) return
         await this.deps.repository.update(tx, row.id, changes)
+        resealed += 1
       })
     }
-    return rows.length
+    return { resealed, unreadable }
   }
 
   private async refuseIdentityChangeIfInUse(tx: Db, existing: IntegrationRow): Promise<void> {
