@@ -8,6 +8,7 @@ import { ApiKeyService } from '../modules/api-keys/service.ts'
 import { AuditRepository } from '../modules/audit/repository.ts'
 import { AuditService } from '../modules/audit/service.ts'
 import { ConnectionTestRepository } from '../modules/connection-tests/repository.ts'
+import { ConnectionTests } from '../modules/connection-tests/service.ts'
 import { ConnectorRepository } from '../modules/connectors/repository.ts'
 import { EmailRouteRepository } from '../modules/email-routes/repository.ts'
 import { EmailRouteService } from '../modules/email-routes/service.ts'
@@ -42,6 +43,7 @@ export function createServices(deps: ServiceDeps): Services {
   const { db, secretBox } = deps
   const audit = new AuditService(db, new AuditRepository())
   const connectionTests = new ConnectionTestRepository()
+  const testRecords = new ConnectionTests(connectionTests, audit)
   const apiKeys = new ApiKeyService(db, new ApiKeyRepository(), audit)
   const tokens = deps.tokens ?? new TokenProvider()
   const connectorRepository = new ConnectorRepository()
@@ -50,6 +52,7 @@ export function createServices(deps: ServiceDeps): Services {
     db,
     repository: new IntegrationRepository(),
     tests: connectionTests,
+    testRecords,
     audit,
     secretBox,
     tokens,
@@ -60,6 +63,7 @@ export function createServices(deps: ServiceDeps): Services {
     repository: connectorRepository,
     routes: routeRepository,
     tests: connectionTests,
+    testRecords,
     audit,
     integrations,
     tokens,
@@ -70,6 +74,7 @@ export function createServices(deps: ServiceDeps): Services {
     repository: routeRepository,
     connectors: connectorRepository,
     tests: connectionTests,
+    testRecords,
     audit,
     integrations,
     tokens,

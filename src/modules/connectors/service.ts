@@ -10,6 +10,7 @@ import { SecretUnreadableError } from '../../lib/secret-box.ts'
 import { systemActor, type Actor, type AuditService } from '../audit/service.ts'
 import type { ConnectionTestRepository, ConnectionTestRow } from '../connection-tests/repository.ts'
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
+import { EnableGateError, type ConnectionTests } from '../connection-tests/service.ts'
 import type { IntegrationService, IntegrationState } from '../integrations/service.ts'
 import type { ConnectorRepository, ConnectorRow, NewConnector } from './repository.ts'
 import type { EmailRouteRepository } from '../email-routes/repository.ts'
@@ -21,21 +22,6 @@ import {
   type TestConnectorInput,
   type UpdateConnectorInput,
 } from './schemas.ts'
-
-export class ConnectorGateError extends ConflictError {
-  override readonly code: 'INTEGRATION_NOT_VERIFIED' | 'CONNECTION_TEST_REQUIRED' | 'CONNECTION_TEST_FAILED'
-  override readonly title: string
-
-  constructor(code: ConnectorGateError['code'], detail: string) {
-    super(detail)
-    this.code = code
-    this.title = {
-      INTEGRATION_NOT_VERIFIED: "The connector's integration is not verified",
-      CONNECTION_TEST_REQUIRED: 'Test this configuration first',
-      CONNECTION_TEST_FAILED: 'The latest test of this configuration failed',
-    }[code]
-  }
-}
 
 export class CandidateTestRequiredError extends ConflictError {
   override readonly code = 'CANDIDATE_TEST_REQUIRED'
@@ -106,6 +92,7 @@ export interface ConnectorServiceDeps {
   repository: ConnectorRepository
   routes: EmailRouteRepository
   tests: ConnectionTestRepository
+  testRecords: ConnectionTests
   audit: AuditService
   integrations: IntegrationService
   tokens: TokenProvider
@@ -212,7 +199,7 @@ export class ConnectorService {
       const target = await this.hashOf(tx, next, { forShare: true })
       const movesIntegration = next.integrationId !== existing.integrationId
       if (existing.enabled && movesIntegration && !target.verified) {
-        throw new ConnectorGateError(
+        throw new EnableGateError(
           'INTEGRATION_NOT_VERIFIED',
           `The connector is enabled and integration ${next.integrationId} is not verified. Test that integration first.`,
         )
@@ -293,28 +280,13 @@ export class ConnectorService {
         : await this.testOutgoing(connection, input.testRecipient?.toLowerCase() ?? connection.primaryAddress, testId)
 
     const stored = await this.deps.db.transaction(async (tx) => {
-      const test = await this.deps.tests.insert(tx, {
-        id: testId,
-        resourceType: 'connector',
-        resourceId: id,
-        configHash,
-        candidate,
-        ok: outcome.ok,
-        result: outcome,
-        actorKeyId: actor.keyId,
-      })
+      const test = await this.deps.testRecords.record(tx, actor, { id: testId, resourceType: 'connector', resourceId: id, configHash, candidate, outcome })
       if (outcome.ok && !candidate) {
         const fresh = await this.require(tx, id, { forUpdate: true })
         if ((await this.hashOf(tx, connectionOf(fresh))).hash === configHash && connection.direction === 'incoming') {
           await this.deps.repository.update(tx, id, { folderIds: outcome.facts?.folderIds as Record<string, string> })
         }
       }
-      await this.deps.audit.record(tx, actor, {
-        action: 'test',
-        resourceType: 'connector',
-        resourceId: id,
-        details: { ok: outcome.ok, candidate, failedStep: outcome.steps.find((step) => !step.ok && !step.skipped)?.code ?? null },
-      })
       return test
     })
     return presentTest(stored, currentHash)
@@ -327,25 +299,12 @@ export class ConnectorService {
       if (existing.enabled) return existing
       const { hash, verified } = await this.hashOf(tx, connectionOf(existing), { forShare: true })
       if (!verified) {
-        throw new ConnectorGateError(
+        throw new EnableGateError(
           'INTEGRATION_NOT_VERIFIED',
           `Integration ${existing.integrationId} has no successful test of its current settings. Run POST /v1/integrations/${existing.integrationId}/test, then enable this connector.`,
         )
       }
-      const test = await this.deps.tests.latestOf(tx, 'connector', id, hash)
-      if (!test) {
-        throw new ConnectorGateError(
-          'CONNECTION_TEST_REQUIRED',
-          `This configuration of the connector has not been tested. Run POST /v1/connectors/${id}/test, then enable it.`,
-        )
-      }
-      if (!test.ok) {
-        const failed = test.result.steps.find((step) => !step.ok && !step.skipped)
-        throw new ConnectorGateError(
-          'CONNECTION_TEST_FAILED',
-          `The latest test of this configuration failed${failed ? ` at ${failed.name} (${failed.code})` : ''}. Fix it, test again, then enable.`,
-        )
-      }
+      const test = await this.deps.testRecords.requirePassed(tx, 'connector', id, hash, `/v1/connectors/${id}/test`)
       const enabled = await this.deps.repository.update(tx, id, {
         enabled: true,
         consecutiveFailures: 0,

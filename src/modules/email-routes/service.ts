@@ -11,7 +11,8 @@ import type { Actor, AuditService } from '../audit/service.ts'
 import type { ConnectionTestRepository, ConnectionTestRow } from '../connection-tests/repository.ts'
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
 import type { ConnectorRepository, ConnectorRow } from '../connectors/repository.ts'
-import { CandidateTestRequiredError, ConnectorGateError, testMessage } from '../connectors/service.ts'
+import { CandidateTestRequiredError, testMessage } from '../connectors/service.ts'
+import type { ConnectionTests } from '../connection-tests/service.ts'
 import type { IntegrationService } from '../integrations/service.ts'
 import type { EmailRouteRepository, EmailRouteRow, NewEmailRoute } from './repository.ts'
 import type { CreateRouteInput, EmailRoute, ListRoutesInput, TestRouteInput, UpdateRouteInput } from './schemas.ts'
@@ -62,6 +63,7 @@ export interface EmailRouteServiceDeps {
   repository: EmailRouteRepository
   connectors: ConnectorRepository
   tests: ConnectionTestRepository
+  testRecords: ConnectionTests
   audit: AuditService
   integrations: IntegrationService
   tokens: TokenProvider
@@ -248,23 +250,14 @@ export class EmailRouteService {
     const testId = newId()
     const outcome = await this.sendTestMessage(connector, address, input.testRecipient?.toLowerCase() ?? connector.primaryAddress, testId)
     const stored = await this.deps.db.transaction(async (tx) => {
-      const test = await this.deps.tests.insert(tx, {
+      return this.deps.testRecords.record(tx, actor, {
         id: testId,
         resourceType: 'route',
         resourceId: id,
         configHash,
         candidate: configHash !== currentHash,
-        ok: outcome.ok,
-        result: outcome,
-        actorKeyId: actor.keyId,
+        outcome,
       })
-      await this.deps.audit.record(tx, actor, {
-        action: 'test',
-        resourceType: 'route',
-        resourceId: id,
-        details: { ok: outcome.ok, candidate: configHash !== currentHash, failedStep: outcome.steps.find((s) => !s.ok && !s.skipped)?.code ?? null },
-      })
-      return test
     })
     return presentTest(stored, currentHash)
   }
@@ -276,17 +269,7 @@ export class EmailRouteService {
       if (existing.kind === 'alias') {
         const connector = await this.requireConnector(tx, existing.connectorId)
         const hash = aliasConfigHash(existing, connector, await this.identityOf(tx, connector, { forShare: true }))
-        const test = await this.deps.tests.latestOf(tx, 'route', id, hash)
-        if (!test) {
-          throw new ConnectorGateError('CONNECTION_TEST_REQUIRED', `This alias has not been tested. Run POST /v1/routes/${id}/test, then enable it.`)
-        }
-        if (!test.ok) {
-          const failed = test.result.steps.find((step) => !step.ok && !step.skipped)
-          throw new ConnectorGateError(
-            'CONNECTION_TEST_FAILED',
-            `The latest test of this alias failed${failed ? ` at ${failed.name} (${failed.code})` : ''}. Fix it, test again, then enable.`,
-          )
-        }
+        await this.deps.testRecords.requirePassed(tx, 'route', id, hash, `/v1/routes/${id}/test`)
       }
       return this.setEnabled(tx, actor, existing, true)
     })

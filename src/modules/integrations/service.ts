@@ -10,6 +10,7 @@ import type { Actor, AuditService } from '../audit/service.ts'
 import { parsePem, parsePfx, type ParsedCertificate } from './certificates.ts'
 import type { ConnectionTestRepository, ConnectionTestRow } from '../connection-tests/repository.ts'
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
+import type { ConnectionTests } from '../connection-tests/service.ts'
 import type { IntegrationRepository, IntegrationRow, NewIntegration } from './repository.ts'
 import type {
   CertificateInputType,
@@ -106,6 +107,7 @@ export interface IntegrationServiceDeps {
   db: Db
   repository: IntegrationRepository
   tests: ConnectionTestRepository
+  testRecords: ConnectionTests
   audit: AuditService
   secretBox: SecretBox
   tokens: TokenProvider
@@ -236,27 +238,14 @@ export class IntegrationService {
     const outcome = await this.runTest(row, resolved)
 
     const test = await this.deps.db.transaction(async (tx) => {
-      const stored = await this.deps.tests.insert(tx, {
+      return this.deps.testRecords.record(tx, actor, {
         id: newId(),
         resourceType: 'integration',
         resourceId: id,
         configHash: resolved.configHash,
         candidate,
-        ok: outcome.ok,
-        result: outcome,
-        actorKeyId: actor.keyId,
+        outcome,
       })
-      await this.deps.audit.record(tx, actor, {
-        action: 'test',
-        resourceType: 'integration',
-        resourceId: id,
-        details: {
-          ok: outcome.ok,
-          candidate,
-          failedStep: outcome.steps.find((step) => !step.ok && !step.skipped)?.code ?? null,
-        },
-      })
-      return stored
     })
     return presentTest(test, currentHash)
   }

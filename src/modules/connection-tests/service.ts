@@ -1,0 +1,84 @@
+import type { ConnectionTestResult, TestedResource } from '../../../db/schema.ts'
+import type { Db } from '../../database/index.ts'
+import { ConflictError } from '../../lib/errors.ts'
+import type { Actor, AuditService } from '../audit/service.ts'
+import type { ConnectionTestRepository, ConnectionTestRow } from './repository.ts'
+
+export class EnableGateError extends ConflictError {
+  override readonly code: 'INTEGRATION_NOT_VERIFIED' | 'CONNECTION_TEST_REQUIRED' | 'CONNECTION_TEST_FAILED'
+  override readonly title: string
+
+  constructor(code: EnableGateError['code'], detail: string) {
+    super(detail)
+    this.code = code
+    this.title = {
+      INTEGRATION_NOT_VERIFIED: 'The integration is not verified',
+      CONNECTION_TEST_REQUIRED: 'Test this configuration first',
+      CONNECTION_TEST_FAILED: 'The latest test of this configuration failed',
+    }[code]
+  }
+}
+
+export interface TestRecord {
+  id: string
+  resourceType: TestedResource
+  resourceId: string
+  configHash: string
+  candidate: boolean
+  outcome: ConnectionTestResult
+}
+
+export function failedStep(result: ConnectionTestResult) {
+  return result.steps.find((step) => !step.ok && !step.skipped)
+}
+
+/** Storing tests and judging the enable gate, the same way for every gated resource. */
+export class ConnectionTests {
+  private readonly repository: ConnectionTestRepository
+  private readonly audit: AuditService
+
+  constructor(repository: ConnectionTestRepository, audit: AuditService) {
+    this.repository = repository
+    this.audit = audit
+  }
+
+  /** Stores a test and its audit record; call inside the caller's transaction. */
+  async record(tx: Db, actor: Actor, test: TestRecord): Promise<ConnectionTestRow> {
+    const stored = await this.repository.insert(tx, {
+      id: test.id,
+      resourceType: test.resourceType,
+      resourceId: test.resourceId,
+      configHash: test.configHash,
+      candidate: test.candidate,
+      ok: test.outcome.ok,
+      result: test.outcome,
+      actorKeyId: actor.keyId,
+    })
+    await this.audit.record(tx, actor, {
+      action: 'test',
+      resourceType: test.resourceType,
+      resourceId: test.resourceId,
+      details: { ok: test.outcome.ok, candidate: test.candidate, failedStep: failedStep(test.outcome)?.code ?? null },
+    })
+    return stored
+  }
+
+  /**
+   * The gate: the latest test of exactly this configuration must have succeeded. `testPath`
+   * is the endpoint to run, named in the problem so the caller knows what to do.
+   */
+  async requirePassed(tx: Db, resourceType: TestedResource, resourceId: string, configHash: string, testPath: string): Promise<ConnectionTestRow> {
+    const test = await this.repository.latestOf(tx, resourceType, resourceId, configHash)
+    if (!test) {
+      throw new EnableGateError('CONNECTION_TEST_REQUIRED', `This configuration has not been tested. Run POST ${testPath}, then enable it.`)
+    }
+    if (!test.ok) {
+      const failed = failedStep(test.result)
+      throw new EnableGateError(
+        'CONNECTION_TEST_FAILED',
+        `The latest test of this configuration failed${failed ? ` at ${failed.name} (${failed.code})` : ''}. Fix it, run POST ${testPath} again, then enable.`,
+      )
+    }
+    return test
+  }
+}
