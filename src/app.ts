@@ -24,6 +24,8 @@ import { connectorRoutes } from './modules/connectors/routes.ts'
 import { ConnectorSchema } from './modules/connectors/schemas.ts'
 import { emailRouteRoutes } from './modules/email-routes/routes.ts'
 import { RouteSchema } from './modules/email-routes/schemas.ts'
+import { messageRoutes } from './modules/messages/routes.ts'
+import { MessageSchema } from './modules/messages/schemas.ts'
 import { IntegrationSchema } from './modules/integrations/schemas.ts'
 import authPlugin, { apiKeyScope } from './plugins/auth.ts'
 import databasePlugin from './plugins/database.ts'
@@ -44,6 +46,7 @@ export interface AppOptions {
   /** Defaults to one talking to Microsoft's public hosts. */
   tokenProvider?: TokenProvider
   connectorFailureThreshold?: number
+  messageSizeLimit?: number
   /** A pino logger (see createLogger); without one the app logs nothing. */
   logger?: FastifyBaseLogger
   bodyLimit?: number
@@ -95,9 +98,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
     secretBox: options.secretBox,
     tokens: options.tokenProvider,
     connectorFailureThreshold: options.connectorFailureThreshold,
+    messageSizeLimit: options.messageSizeLimit,
   })
   await app.register(authPlugin)
-  for (const schema of [ApiKeySchema, CreatedApiKeySchema, AuditEventSchema, TestResultSchema, IntegrationSchema, ConnectorSchema, RouteSchema]) {
+  for (const schema of [ApiKeySchema, CreatedApiKeySchema, AuditEventSchema, TestResultSchema, IntegrationSchema, ConnectorSchema, RouteSchema, MessageSchema]) {
     app.addSchema(schema)
   }
   await app.register(swaggerPlugin, { version: packageJson.version })
@@ -113,6 +117,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       await v1.register(integrationRoutes)
       await v1.register(connectorRoutes)
       await v1.register(emailRouteRoutes)
+      await v1.register(messageRoutes)
     },
     { prefix: '/v1' },
   )

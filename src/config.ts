@@ -60,6 +60,12 @@ export const EnvSchema = Type.Object({
     default: 5,
     description: 'Authentication or unreachable-mailbox failures in a row before a connector is disabled',
   }),
+  MESSAGE_SIZE_LIMIT: Type.Integer({
+    minimum: 1024,
+    maximum: 157_286_400,
+    default: 36_700_160,
+    description: 'Largest total size of one outgoing message with its attachments, in bytes',
+  }),
   BODY_LIMIT: Type.Integer({
     minimum: 1024,
     maximum: 157_286_400,
@@ -85,6 +91,7 @@ export interface AppConfig {
   publicBaseUrl: string | undefined
   bodyLimit: number
   connectorFailureThreshold: number
+  messageSizeLimit: number
 }
 
 const expectations: Record<keyof Env, string> = {
@@ -102,6 +109,7 @@ const expectations: Record<keyof Env, string> = {
   PUBLIC_BASE_URL: 'an http(s) URL such as https://mailgate.example.com',
   BODY_LIMIT: 'a byte count from 1024 to 157286400',
   CONNECTOR_FAILURE_THRESHOLD: 'an integer from 1 to 1000',
+  MESSAGE_SIZE_LIMIT: 'a byte count from 1024 to 157286400 (150 MB)',
 }
 
 export class ConfigError extends Error {
@@ -155,5 +163,6 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
     publicBaseUrl: valid.PUBLIC_BASE_URL?.replace(/\/$/, ''),
     bodyLimit: valid.BODY_LIMIT,
     connectorFailureThreshold: valid.CONNECTOR_FAILURE_THRESHOLD,
+    messageSizeLimit: valid.MESSAGE_SIZE_LIMIT,
   }
 }

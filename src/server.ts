@@ -71,6 +71,7 @@ async function main(): Promise<void> {
     secretBox,
     tokenProvider,
     connectorFailureThreshold: config.connectorFailureThreshold,
+    messageSizeLimit: config.messageSizeLimit,
     logger: log,
     bodyLimit: config.bodyLimit,
   })

@@ -13,6 +13,7 @@ import type { Principal } from '../modules/api-keys/service.ts'
 import { auditResolvers } from '../modules/audit/resolvers.ts'
 import { connectorResolvers } from '../modules/connectors/resolvers.ts'
 import { emailRouteResolvers } from '../modules/email-routes/resolvers.ts'
+import { messageResolvers } from '../modules/messages/resolvers.ts'
 import { integrationResolvers } from '../modules/integrations/resolvers.ts'
 import { assertScopes } from './auth.ts'
 import { toDomainError } from './errors.ts'
@@ -93,6 +94,7 @@ async function graphqlPlugin(app: FastifyInstance) {
         integrationResolvers,
         connectorResolvers,
         emailRouteResolvers,
+        messageResolvers,
       ),
       graphiql: true,
       path: '/graphql',

@@ -13,6 +13,8 @@ import { ConnectorRepository } from '../modules/connectors/repository.ts'
 import { EmailRouteRepository } from '../modules/email-routes/repository.ts'
 import { EmailRouteService } from '../modules/email-routes/service.ts'
 import { ConnectorService } from '../modules/connectors/service.ts'
+import { MessageRepository } from '../modules/messages/repository.ts'
+import { MessageService } from '../modules/messages/service.ts'
 import { IntegrationRepository } from '../modules/integrations/repository.ts'
 import { IntegrationService } from '../modules/integrations/service.ts'
 
@@ -22,6 +24,7 @@ export interface Services {
   integrations: IntegrationService
   connectors: ConnectorService
   routes: EmailRouteService
+  messages: MessageService
 }
 
 export interface ServiceDeps {
@@ -30,6 +33,8 @@ export interface ServiceDeps {
   tokens?: TokenProvider
   /** Failures in a row before a connector is disabled automatically (default 5). */
   connectorFailureThreshold?: number
+  /** Largest total message size in bytes (default 35 MB). */
+  messageSizeLimit?: number
 }
 
 declare module 'fastify' {
@@ -79,7 +84,15 @@ export function createServices(deps: ServiceDeps): Services {
     integrations,
     tokens,
   })
-  return { audit, apiKeys, integrations, connectors, routes }
+  const messages = new MessageService({
+    db,
+    repository: new MessageRepository(),
+    routes: routeRepository,
+    connectors: connectorRepository,
+    integrations,
+    sizeLimit: deps.messageSizeLimit ?? 35 * 1024 * 1024,
+  })
+  return { audit, apiKeys, integrations, connectors, routes, messages }
 }
 
 async function servicesPlugin(app: FastifyInstance, options: Omit<ServiceDeps, 'db'>) {

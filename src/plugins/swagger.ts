@@ -26,6 +26,7 @@ async function swaggerPlugin(app: FastifyInstance, options: { version: string })
         { name: 'Integrations', description: 'Entra ID app registrations: tenant, app and credential' },
         { name: 'Connectors', description: 'Shared mailboxes: incoming (read into work) and outgoing (send from)' },
         { name: 'Routes', description: 'Incoming routes (which process mail becomes) and outgoing aliases' },
+        { name: 'Messages', description: 'Sending mail: the outbox and each message\'s status' },
         { name: 'Health', description: 'Probes and metrics' },
       ],
     },

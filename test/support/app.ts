@@ -32,6 +32,7 @@ export async function buildTestApp(
     tokenProvider?: TokenProvider
     database?: TestDatabase
     connectorFailureThreshold?: number
+    messageSizeLimit?: number
   } = {},
 ): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase())
@@ -47,6 +48,7 @@ export async function buildTestApp(
     secretBox: options.secretBox ?? new SecretBox(randomSecretsKey()),
     tokenProvider: options.tokenProvider ?? new TokenProvider({ timeoutMs: 2_000 }),
     connectorFailureThreshold: options.connectorFailureThreshold,
+    messageSizeLimit: options.messageSizeLimit,
     logger: createLogger('info', sink),
     bodyLimit: options.bodyLimit,
     collectDefaultMetrics: false,

@@ -71,6 +71,8 @@ export function identityHashOf(row: Pick<IntegrationRow, 'tenant' | 'clientId' |
 export interface IntegrationState {
   verified: boolean
   identityHash: string
+  /** Application permissions seen by the latest successful test of the saved configuration. */
+  roles: string[]
 }
 
 export function configHashOf(connection: Connection): string {
@@ -286,7 +288,11 @@ export class IntegrationService {
     const row = await this.deps.repository.findById(executor, integrationId, options)
     if (!row) return undefined
     const latest = await this.deps.tests.latestOf(executor, 'integration', row.id, configHashOf(connectionOf(row)))
-    return { verified: latest?.ok === true, identityHash: identityHashOf(row) }
+    return {
+      verified: latest?.ok === true,
+      identityHash: identityHashOf(row),
+      roles: latest?.ok ? (latest.result.roles ?? []) : [],
+    }
   }
 
   /**

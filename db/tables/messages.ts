@@ -1,0 +1,90 @@
+import { sql } from 'drizzle-orm'
+import { boolean, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+import { connectors, emailRoutes } from './connectors.ts'
+
+const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' })
+
+export const MESSAGE_STATUSES = ['queued', 'sending', 'sent', 'failed', 'uncertain', 'cancelled'] as const
+export type MessageStatus = (typeof MESSAGE_STATUSES)[number]
+
+export interface MessageError {
+  code: string
+  message: string
+  hint?: string
+  graphCode?: string
+  status?: number
+}
+
+/** The transactional outbox: a message is stored here before anything is sent. */
+export const outboundMessages = pgTable(
+  'outbound_messages',
+  {
+    id: uuid().primaryKey(),
+    status: text().$type<MessageStatus>().notNull(),
+    connectorId: uuid()
+      .notNull()
+      .references(() => connectors.id, { onDelete: 'restrict' }),
+    /** The outgoing route (default address or alias) the message is sent as. */
+    routeId: uuid()
+      .notNull()
+      .references(() => emailRoutes.id, { onDelete: 'restrict' }),
+    fromAddress: text().notNull(),
+    toAddresses: text().array().notNull(),
+    ccAddresses: text().array().notNull(),
+    bccAddresses: text().array().notNull(),
+    replyTo: text().array().notNull(),
+    subject: text().notNull(),
+    bodyType: text().$type<'text' | 'html'>().notNull(),
+    body: text().notNull(),
+    headers: jsonb().$type<Record<string, string>>().notNull(),
+    importance: text().$type<'low' | 'normal' | 'high'>().notNull(),
+    workItemRef: text(),
+    totalBytes: integer().notNull(),
+    attempts: integer().notNull().default(0),
+    nextAttemptAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    lastError: jsonb().$type<MessageError>(),
+    /** Ids Graph gave (draft id, internet message id), for checking after a crash. */
+    graphIds: jsonb().$type<Record<string, string>>().notNull().default({}),
+    leaseOwner: text(),
+    leaseExpiresAt: timestamp({ withTimezone: true }),
+    createdByKeyId: uuid(),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    sentAt: timestamp({ withTimezone: true }),
+  },
+  (table) => [
+    index('outbound_messages_due_idx').on(table.nextAttemptAt).where(sql`${table.status} = 'queued'`),
+    index('outbound_messages_connector_idx').on(table.connectorId, table.id),
+  ],
+)
+
+export const outboundAttachments = pgTable(
+  'outbound_attachments',
+  {
+    messageId: uuid()
+      .notNull()
+      .references(() => outboundMessages.id, { onDelete: 'cascade' }),
+    position: integer().notNull(),
+    name: text().notNull(),
+    contentType: text().notNull(),
+    isInline: boolean().notNull(),
+    contentId: text(),
+    size: integer().notNull(),
+    content: bytea().notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.messageId, table.position] })],
+)
+
+/** First answers to Idempotency-Key requests, per API key, replayed for 24 hours. */
+export const idempotencyKeys = pgTable(
+  'idempotency_keys',
+  {
+    apiKeyId: uuid().notNull(),
+    key: text().notNull(),
+    requestHash: text().notNull(),
+    responseStatus: integer().notNull(),
+    responseBody: jsonb().$type<Record<string, unknown>>().notNull(),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [primaryKey({ columns: [table.apiKeyId, table.key] })],
+)

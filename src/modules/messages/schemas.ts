@@ -1,0 +1,114 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { MESSAGE_STATUSES } from '../../../db/schema.ts'
+import { DateTime, NullableDateTime, Page, PageQuery, Uuid } from '../../lib/schemas.ts'
+import { EmailAddress } from '../connectors/schemas.ts'
+
+const Recipients = Type.Array(EmailAddress, { maxItems: 500 })
+
+export const AttachmentInput = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 255 }),
+    contentType: Type.String({ minLength: 3, maxLength: 255, default: 'application/octet-stream' }),
+    contentBytes: Type.String({ pattern: '^[A-Za-z0-9+/=\\r\\n]*$', description: 'The file, base64' }),
+    isInline: Type.Optional(Type.Boolean({ default: false })),
+    contentId: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'For inline images: referenced as cid:<contentId>' })),
+  },
+  { additionalProperties: false },
+)
+
+export const SendMessageBody = Type.Object(
+  {
+    from: { ...EmailAddress, description: 'An enabled outgoing connector address or an enabled alias' },
+    to: Type.Optional(Recipients),
+    cc: Type.Optional(Recipients),
+    bcc: Type.Optional(Recipients),
+    replyTo: Type.Optional(Type.Array(EmailAddress, { maxItems: 10 })),
+    subject: Type.String({ maxLength: 2000 }),
+    body: Type.Object(
+      {
+        contentType: Type.Union([Type.Literal('text'), Type.Literal('html')]),
+        content: Type.String(),
+      },
+      { additionalProperties: false },
+    ),
+    attachments: Type.Optional(Type.Array(AttachmentInput, { maxItems: 250 })),
+    headers: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[Xx]-[A-Za-z0-9-]{1,100}$' }), Type.String({ maxLength: 1000 }), {
+        description: 'Custom headers; Graph accepts only names that start with x-',
+        additionalProperties: false,
+      }),
+    ),
+    importance: Type.Optional(Type.Union([Type.Literal('low'), Type.Literal('normal'), Type.Literal('high')])),
+    workItemRef: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9._-]{1,64}$',
+        description: 'The work item this mail belongs to; replies are matched back to it (x-mailgate-work-item header and a plus-addressed Reply-To)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type SendMessageInput = Static<typeof SendMessageBody>
+
+export const StatusSchema = Type.Union(MESSAGE_STATUSES.map((status) => Type.Literal(status)))
+
+export const MessageSchema = Type.Object(
+  {
+    id: Uuid,
+    status: StatusSchema,
+    connectorId: Uuid,
+    from: Type.String(),
+    to: Type.Array(Type.String()),
+    cc: Type.Array(Type.String()),
+    bcc: Type.Array(Type.String()),
+    replyTo: Type.Array(Type.String()),
+    subject: Type.String(),
+    importance: Type.String(),
+    headers: Type.Record(Type.String(), Type.String()),
+    workItemRef: Type.Union([Type.String(), Type.Null()]),
+    attachments: Type.Array(
+      Type.Object({ name: Type.String(), contentType: Type.String(), size: Type.Integer(), isInline: Type.Boolean() }),
+    ),
+    totalBytes: Type.Integer(),
+    attempts: Type.Integer(),
+    lastError: Type.Union([
+      Type.Object({
+        code: Type.String(),
+        message: Type.String(),
+        hint: Type.Optional(Type.String()),
+        graphCode: Type.Optional(Type.String()),
+        status: Type.Optional(Type.Integer()),
+      }),
+      Type.Null(),
+    ]),
+    createdAt: DateTime,
+    updatedAt: DateTime,
+    sentAt: NullableDateTime,
+  },
+  { $id: 'Message', description: 'An outgoing message and where it stands' },
+)
+export type Message = Static<typeof MessageSchema>
+
+export const AcceptedSchema = Type.Object(
+  { id: Uuid, status: StatusSchema, createdAt: DateTime },
+  { description: 'Stored and queued; GET /v1/messages/{id} follows it' },
+)
+
+export const ListMessagesQuery = Type.Object(
+  {
+    status: Type.Optional(StatusSchema),
+    connectorId: Type.Optional(Uuid),
+    workItemRef: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    ...PageQuery,
+  },
+  { additionalProperties: false },
+)
+export type ListMessagesInput = Static<typeof ListMessagesQuery>
+
+export const MessagePage = Page(Type.Unsafe<Message>({ $ref: 'Message#' }), 'A page of messages')
+
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({ minLength: 1, maxLength: 255, description: 'Same key and body within 24 h replays the first answer' }),
+  ),
+})
