@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { boolean, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+import { boolean, customType, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 import { connectors, emailRoutes } from './connectors.ts'
 
 const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' })
@@ -88,3 +88,15 @@ export const idempotencyKeys = pgTable(
   },
   (table) => [primaryKey({ columns: [table.apiKeyId, table.key] })],
 )
+
+/**
+ * A token bucket per outgoing connector, shared by every instance through the row lock:
+ * Exchange Online allows about 30 messages a minute per mailbox.
+ */
+export const mailboxSendBudgets = pgTable('mailbox_send_budgets', {
+  connectorId: uuid()
+    .primaryKey()
+    .references(() => connectors.id, { onDelete: 'cascade' }),
+  tokens: doublePrecision().notNull(),
+  refilledAt: timestamp({ withTimezone: true }).notNull(),
+})
