@@ -84,4 +84,11 @@ export function toPage<T extends { id: string }>(rows: T[], limit: number): Page
   return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }
 }
 
-export type PageQueryType = { limit: number; cursor?: string }
+
+/**
+ * preValidation hook for POST actions whose body is optional (test, disable): no body
+ * means an empty one, so `{}` and nothing are the same request.
+ */
+export async function emptyBodyAsObject(request: { body: unknown }): Promise<void> {
+  request.body ??= {}
+}

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { IdParams, problemResponses } from '../../lib/schemas.ts'
+import { emptyBodyAsObject, IdParams, problemResponses } from '../../lib/schemas.ts'
 import { TestResultSchema } from '../connection-tests/schemas.ts'
 import {
   ConnectorPage,
@@ -14,9 +14,6 @@ import {
 
 const tags = ['Connectors']
 const Connector = Type.Ref(ConnectorSchema)
-const emptyBodyIsEmptyObject = async (request: { body: unknown }) => {
-  request.body ??= {}
-}
 
 export const connectorRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const service = app.services.connectors
@@ -108,7 +105,7 @@ export const connectorRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/connectors/:id/test',
     {
       config: { scopes: ['config:write'] },
-      preValidation: emptyBodyIsEmptyObject,
+      preValidation: emptyBodyAsObject,
       schema: {
         operationId: 'testConnector',
         tags,
@@ -144,7 +141,7 @@ export const connectorRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/connectors/:id/disable',
     {
       config: { scopes: ['config:write'] },
-      preValidation: emptyBodyIsEmptyObject,
+      preValidation: emptyBodyAsObject,
       schema: {
         operationId: 'disableConnector',
         tags,

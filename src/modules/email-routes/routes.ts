@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { IdParams, problemResponses } from '../../lib/schemas.ts'
+import { emptyBodyAsObject, IdParams, problemResponses } from '../../lib/schemas.ts'
 import { TestResultSchema } from '../connection-tests/schemas.ts'
 import { CreateRouteBody, ListRoutesQuery, ReorderRoutesBody, RouteList, RoutePage, RouteSchema, TestRouteBody, UpdateRouteBody } from './schemas.ts'
 
@@ -93,9 +93,7 @@ export const emailRouteRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/routes/:id/test',
     {
       config: { scopes: ['config:write'] },
-      preValidation: async (request) => {
-        request.body ??= {}
-      },
+      preValidation: emptyBodyAsObject,
       schema: {
         operationId: 'testRoute',
         tags,

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { IdParams, problemResponses } from '../../lib/schemas.ts'
+import { emptyBodyAsObject, IdParams, problemResponses } from '../../lib/schemas.ts'
 import {
   ConnectionChanges,
   CreateIntegrationBody,
@@ -105,10 +105,7 @@ export const integrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/integrations/:id/test',
     {
       config: { scopes: ['config:write'] },
-      // No body means "test the saved configuration".
-      preValidation: async (request) => {
-        request.body ??= {}
-      },
+      preValidation: emptyBodyAsObject,
       schema: {
         operationId: 'testIntegration',
         tags,
