@@ -105,10 +105,12 @@ describe('submitting', () => {
       attachments: [{ name: 'invoice.pdf', contentType: 'application/pdf', size: pdf.length, isInline: false }],
       attempts: 0,
     })
-    const [stored] = rowsOf<{ content: Buffer | Uint8Array }>(
-      await t.db.database.db.execute(sql`select content from outbound_attachments where message_id = ${accepted.id}`),
+    const chunks = rowsOf<{ data: Buffer | Uint8Array }>(
+      await t.db.database.db.execute(
+        sql`select c.data from outbound_attachments a join attachment_chunks c on c.blob_id = a.blob_id where a.message_id = ${accepted.id} order by c.seq`,
+      ),
     )
-    expect(Buffer.from(stored!.content).equals(pdf)).toBe(true)
+    expect(Buffer.concat(chunks.map((chunk) => Buffer.from(chunk.data))).equals(pdf)).toBe(true)
   })
 
   it('sends from an enabled alias, and refuses any other sender naming why', async () => {

@@ -58,6 +58,30 @@ export const outboundMessages = pgTable(
   ],
 )
 
+/**
+ * Attachment content, stored in chunks so that neither the submit path nor the dispatcher
+ * ever holds a whole large file in memory. A blob is staged first (multipart uploads write
+ * it while the request streams in) and owned once an outbound attachment references it;
+ * unreferenced staged blobs are removed after a grace period.
+ */
+export const attachmentBlobs = pgTable('attachment_blobs', {
+  id: uuid().primaryKey(),
+  size: integer().notNull(),
+  createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+})
+
+export const attachmentChunks = pgTable(
+  'attachment_chunks',
+  {
+    blobId: uuid()
+      .notNull()
+      .references(() => attachmentBlobs.id, { onDelete: 'cascade' }),
+    seq: integer().notNull(),
+    data: bytea().notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.blobId, table.seq] })],
+)
+
 export const outboundAttachments = pgTable(
   'outbound_attachments',
   {
@@ -70,9 +94,11 @@ export const outboundAttachments = pgTable(
     isInline: boolean().notNull(),
     contentId: text(),
     size: integer().notNull(),
-    content: bytea().notNull(),
+    blobId: uuid()
+      .notNull()
+      .references(() => attachmentBlobs.id, { onDelete: 'restrict' }),
   },
-  (table) => [primaryKey({ columns: [table.messageId, table.position] })],
+  (table) => [primaryKey({ columns: [table.messageId, table.position] }), index('outbound_attachments_blob_idx').on(table.blobId)],
 )
 
 /** First answers to Idempotency-Key requests, per API key, replayed for 24 hours. */

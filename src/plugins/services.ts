@@ -13,6 +13,7 @@ import { ConnectorRepository } from '../modules/connectors/repository.ts'
 import { EmailRouteRepository } from '../modules/email-routes/repository.ts'
 import { EmailRouteService } from '../modules/email-routes/service.ts'
 import { ConnectorService } from '../modules/connectors/service.ts'
+import { AttachmentStore } from '../modules/messages/attachment-store.ts'
 import { MessageRepository } from '../modules/messages/repository.ts'
 import { MessageService } from '../modules/messages/service.ts'
 import { IntegrationRepository } from '../modules/integrations/repository.ts'
@@ -90,6 +91,7 @@ export function createServices(deps: ServiceDeps): Services {
     routes: routeRepository,
     connectors: connectorRepository,
     integrations,
+    attachments: new AttachmentStore(),
     sizeLimit: deps.messageSizeLimit ?? 35 * 1024 * 1024,
   })
   return { audit, apiKeys, integrations, connectors, routes, messages }

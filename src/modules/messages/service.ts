@@ -7,6 +7,7 @@ import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import type { ConnectorRepository } from '../connectors/repository.ts'
 import type { EmailRouteRepository } from '../email-routes/repository.ts'
 import type { IntegrationService } from '../integrations/service.ts'
+import type { AttachmentStore } from './attachment-store.ts'
 import type { AttachmentInfo, MessageRepository, MessageRow, NewAttachment } from './repository.ts'
 import type { ListMessagesInput, Message, SendMessageInput } from './schemas.ts'
 
@@ -67,6 +68,7 @@ export interface MessageServiceDeps {
   routes: EmailRouteRepository
   connectors: ConnectorRepository
   integrations: IntegrationService
+  attachments: AttachmentStore
   /** Largest total message size in bytes (MESSAGE_SIZE_LIMIT). */
   sizeLimit: number
 }
@@ -107,11 +109,12 @@ export class MessageService {
       }
       const prepared = await this.prepare(tx, input)
       const id = newId()
-      const row = await this.deps.repository.insert(
-        tx,
-        { id, status: 'queued', createdByKeyId: apiKeyId, ...prepared.message },
-        prepared.attachments.map((attachment) => ({ ...attachment, messageId: id })),
-      )
+      const attachments: NewAttachment[] = []
+      for (const { content, ...attachment } of prepared.attachments) {
+        const { blobId } = await this.deps.attachments.write(tx, content)
+        attachments.push({ ...attachment, messageId: id, blobId })
+      }
+      const row = await this.deps.repository.insert(tx, { id, status: 'queued', createdByKeyId: apiKeyId, ...prepared.message }, attachments)
       const body = { id: row.id, status: row.status, createdAt: row.createdAt.toISOString() }
       if (idempotencyKey) await this.deps.repository.storeIdempotentResponse(tx, apiKeyId, idempotencyKey, 202, body)
       return { status: 202, body, replayed: false }
@@ -184,7 +187,7 @@ export class MessageService {
 
     const state = await this.deps.integrations.state(tx, connector.integrationId)
     const canUseDrafts = state?.roles.includes('Mail.ReadWrite') ?? false
-    const attachments: Omit<NewAttachment, 'messageId'>[] = []
+    const attachments: (Omit<NewAttachment, 'messageId' | 'blobId'> & { content: Buffer })[] = []
     let totalBytes = Buffer.byteLength(input.subject) + Buffer.byteLength(input.body.content)
     for (const [position, attachment] of (input.attachments ?? []).entries()) {
       const content = Buffer.from(attachment.contentBytes, 'base64')
