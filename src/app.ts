@@ -29,6 +29,7 @@ import { MessageSchema } from './modules/messages/schemas.ts'
 import { IntegrationSchema } from './modules/integrations/schemas.ts'
 import authPlugin, { apiKeyScope } from './plugins/auth.ts'
 import databasePlugin from './plugins/database.ts'
+import dispatcherPlugin, { type DispatcherPluginOptions } from './plugins/dispatcher.ts'
 import errorsPlugin, { sendProblem, toDomainError } from './plugins/errors.ts'
 import graphqlPlugin from './plugins/graphql.ts'
 import healthPlugin from './plugins/health.ts'
@@ -51,6 +52,8 @@ export interface AppOptions {
   logger?: FastifyBaseLogger
   bodyLimit?: number
   collectDefaultMetrics?: boolean
+  /** The outbox dispatcher; it starts only when `autostart` is set. */
+  dispatcher?: DispatcherPluginOptions
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -100,6 +103,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     connectorFailureThreshold: options.connectorFailureThreshold,
     messageSizeLimit: options.messageSizeLimit,
   })
+  await app.register(dispatcherPlugin, options.dispatcher ?? { autostart: false })
   await app.register(authPlugin)
   for (const schema of [ApiKeySchema, CreatedApiKeySchema, AuditEventSchema, TestResultSchema, IntegrationSchema, ConnectorSchema, RouteSchema, MessageSchema]) {
     app.addSchema(schema)

@@ -66,6 +66,22 @@ export const EnvSchema = Type.Object({
     default: 36_700_160,
     description: 'Largest total size of one outgoing message with its attachments, in bytes',
   }),
+  DISPATCHER_ENABLED: Type.Boolean({
+    default: true,
+    description: 'Run the outbox dispatcher in this instance (false for API-only instances)',
+  }),
+  SEND_RATE_PER_MINUTE: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 30,
+    description: 'Messages a minute each outgoing mailbox may send, across all instances (Exchange Online allows about 30)',
+  }),
+  SEND_MAX_ATTEMPTS: Type.Integer({
+    minimum: 1,
+    maximum: 100,
+    default: 8,
+    description: 'Attempts before a transiently failing message is marked failed',
+  }),
   BODY_LIMIT: Type.Integer({
     minimum: 1024,
     maximum: 157_286_400,
@@ -92,6 +108,7 @@ export interface AppConfig {
   bodyLimit: number
   connectorFailureThreshold: number
   messageSizeLimit: number
+  dispatcher: { enabled: boolean; perMinute: number; maxAttempts: number }
 }
 
 const expectations: Record<keyof Env, string> = {
@@ -110,6 +127,9 @@ const expectations: Record<keyof Env, string> = {
   BODY_LIMIT: 'a byte count from 1024 to 157286400',
   CONNECTOR_FAILURE_THRESHOLD: 'an integer from 1 to 1000',
   MESSAGE_SIZE_LIMIT: 'a byte count from 1024 to 157286400 (150 MB)',
+  DISPATCHER_ENABLED: '"true" or "false"',
+  SEND_RATE_PER_MINUTE: 'an integer from 1 to 10000',
+  SEND_MAX_ATTEMPTS: 'an integer from 1 to 100',
 }
 
 export class ConfigError extends Error {
@@ -164,5 +184,6 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
     bodyLimit: valid.BODY_LIMIT,
     connectorFailureThreshold: valid.CONNECTOR_FAILURE_THRESHOLD,
     messageSizeLimit: valid.MESSAGE_SIZE_LIMIT,
+    dispatcher: { enabled: valid.DISPATCHER_ENABLED, perMinute: valid.SEND_RATE_PER_MINUTE, maxAttempts: valid.SEND_MAX_ATTEMPTS },
   }
 }

@@ -74,11 +74,15 @@ async function main(): Promise<void> {
     messageSizeLimit: config.messageSizeLimit,
     logger: log,
     bodyLimit: config.bodyLimit,
+    dispatcher: {
+      autostart: config.dispatcher.enabled,
+      settings: { perMinute: config.dispatcher.perMinute, maxAttempts: config.dispatcher.maxAttempts },
+    },
   })
 
   closeWithGrace({ delay: 10_000, logger: log }, async ({ signal, err }) => {
     if (err) log.error({ err }, 'shutting down after an error')
-    else log.info({ signal }, 'shutting down: finishing in-flight requests')
+    else log.info({ signal }, 'shutting down: finishing in-flight requests and sends')
     await app.close()
     await database.close()
   })

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { schema } from '../src/database/index.ts'
 import { newId } from '../src/lib/ids.ts'
@@ -28,14 +29,26 @@ beforeAll(async () => {
 })
 afterAll(() => db.drop())
 
-async function queue(count: number, nextAttemptAt = new Date(Date.now() - 1000)): Promise<string[]> {
+const routeOf = new Map<string, string>()
+
+async function addConnector(address: string): Promise<string> {
+  const id = newId()
+  const [integration] = await db.database.db.select().from(schema.integrations).limit(1)
+  await db.database.db.insert(schema.connectors).values({ id, integrationId: integration!.id, name: address, direction: 'outgoing', primaryAddress: address, enabled: true })
+  const route = newId()
+  routeOf.set(id, route)
+  await db.database.db.insert(schema.emailRoutes).values({ id: route, connectorId: id, direction: 'outgoing', kind: 'default', name: address, emailAddress: address, enabled: true })
+  return id
+}
+
+async function queue(count: number, nextAttemptAt = new Date(Date.now() - 1000), connector = connectorId): Promise<string[]> {
   const ids = Array.from({ length: count }, () => newId())
   await db.database.db.insert(schema.outboundMessages).values(
     ids.map((id) => ({
       id,
       status: 'queued' as const,
-      connectorId,
-      routeId,
+      connectorId: connector,
+      routeId: connector === connectorId ? routeId : routeOf.get(connector)!,
       fromAddress: 'out@contoso.com',
       toAddresses: ['a@example.com'],
       ccAddresses: [],
@@ -53,54 +66,79 @@ async function queue(count: number, nextAttemptAt = new Date(Date.now() - 1000))
   return ids
 }
 
+const limits = { maxInFlight: 4, perMinute: 30, leaseMs: 30_000, max: 100 }
+
 describe('Outbox', () => {
-  it('claims due messages once, under a lease, leaving future ones', async () => {
-    const due = await queue(4)
-    const later = await queue(1, new Date(Date.now() + 60_000))
-    const claimed = await outbox.claimDue(db.database.db, 'dispatcher-a', 10, 30_000)
-    expect(claimed.map((row) => row.id).sort()).toEqual([...due].sort())
-    expect(claimed.every((row) => row.status === 'sending' && row.leaseOwner === 'dispatcher-a')).toBe(true)
-    expect(await outbox.claimDue(db.database.db, 'dispatcher-b', 10, 30_000)).toEqual([])
+  it('claims due messages of a mailbox once, under a lease, at most 4 in flight, leaving future ones', async () => {
+    const due = await queue(6)
+    await queue(1, new Date(Date.now() + 60_000))
+    const claim = await outbox.claimForConnector(db.database.db, connectorId, 'dispatcher-a', limits)
+    expect(claim.messages.map((row) => row.id)).toEqual(due.slice(0, 4))
+    expect(claim.messages.every((row) => row.status === 'sending' && row.leaseOwner === 'dispatcher-a')).toBe(true)
     expect(await outbox.inFlight(db.database.db, connectorId)).toBe(4)
-    expect(later).toHaveLength(1)
+    expect((await outbox.claimForConnector(db.database.db, connectorId, 'dispatcher-b', limits)).messages).toEqual([])
+    for (const row of claim.messages) await outbox.finish(db.database.db, row.id, 'dispatcher-a', { status: 'sent', countsAsAttempt: true })
+    const next = await outbox.claimForConnector(db.database.db, connectorId, 'dispatcher-b', limits)
+    expect(next.messages.map((row) => row.id)).toEqual(due.slice(4))
+    for (const row of next.messages) await outbox.finish(db.database.db, row.id, 'dispatcher-b', { status: 'sent', countsAsAttempt: true })
   })
 
-  it('three dispatchers claiming at once never get the same message', async () => {
+  it('three dispatchers claiming at once never get the same message, and never more than 4 in flight together', async () => {
     const ids = await queue(12)
-    const batches = await Promise.all(['x', 'y', 'z'].map((owner) => outbox.claimDue(db.database.db, owner, 5, 30_000)))
-    const claimed = batches.flat().map((row) => row.id)
+    const claims = await Promise.all(['x', 'y', 'z'].map((owner) => outbox.claimForConnector(db.database.db, connectorId, owner, { ...limits, perMinute: 1000 })))
+    const claimed = claims.flatMap((claim) => claim.messages.map((row) => row.id))
     expect(new Set(claimed).size).toBe(claimed.length)
-    const rest = await outbox.claimDue(db.database.db, 'w', 20, 30_000)
-    expect(new Set([...claimed, ...rest.map((row) => row.id)])).toEqual(new Set(ids))
+    expect(claimed.length).toBeLessThanOrEqual(4)
+    expect(await outbox.inFlight(db.database.db, connectorId)).toBe(claimed.length)
+    await db.database.db.update(schema.outboundMessages).set({ status: 'cancelled' }).where(sql`${schema.outboundMessages.id} in ${ids}`)
   })
 
   it('gives messages of a dispatcher that died back for recovery once the lease ran out, never requeued', async () => {
     const [id] = await queue(1)
     const soon = new Date(Date.now() + 1000)
-    const claimed = await outbox.claimDue(db.database.db, 'doomed', 1, 500, soon)
-    expect(claimed.map((row) => row.id)).toEqual([id])
+    const claimed = await outbox.claimForConnector(db.database.db, connectorId, 'doomed', { ...limits, leaseMs: 500, perMinute: 1000 }, soon)
+    expect(claimed.messages.map((row) => row.id)).toEqual([id])
     expect(await outbox.claimAbandoned(db.database.db, 'rescuer', 10, 30_000, soon)).toEqual([])
     const later = new Date(soon.getTime() + 600)
     const recovered = await outbox.claimAbandoned(db.database.db, 'rescuer', 10, 30_000, later)
     expect(recovered.map((row) => [row.id, row.status, row.leaseOwner])).toContainEqual([id, 'sending', 'rescuer'])
+    expect(await outbox.recordProgress(db.database.db, id!, 'doomed', { draftId: 'x' }, 30_000, later)).toBe(false)
+    expect(await outbox.finish(db.database.db, id!, 'doomed', { status: 'sent', countsAsAttempt: true }, later)).toBeUndefined()
+    expect(await outbox.finish(db.database.db, id!, 'rescuer', { status: 'sent', countsAsAttempt: true }, later)).toMatchObject({ status: 'sent' })
   })
 
   it('the send budget grants perMinute sends, then says how long to wait, and refills', async () => {
+    const otherConnector = await addConnector('budget@contoso.com')
+    await queue(40, new Date('2029-12-31T00:00:00Z'), otherConnector)
     const now = new Date('2030-01-01T00:00:00Z')
-    const grants = []
-    for (let i = 0; i < 31; i++) grants.push(await outbox.takeSendToken(db.database.db, connectorId, 30, now))
-    expect(grants.slice(0, 30).every((wait) => wait === 0)).toBe(true)
-    expect(grants[30]).toBe(2000)
-    expect(await outbox.takeSendToken(db.database.db, connectorId, 30, new Date(now.getTime() + 1999))).toBeGreaterThan(0)
-    expect(await outbox.takeSendToken(db.database.db, connectorId, 30, new Date(now.getTime() + 4000))).toBe(0)
+    const wide = { ...limits, maxInFlight: 100 }
+    const first = await outbox.claimForConnector(db.database.db, otherConnector, 'a', wide, now)
+    expect(first.messages).toHaveLength(30)
+    const empty = await outbox.claimForConnector(db.database.db, otherConnector, 'a', wide, now)
+    expect(empty).toEqual({ messages: [], retryInMs: 2000 })
+    expect((await outbox.claimForConnector(db.database.db, otherConnector, 'a', wide, new Date(now.getTime() + 1999))).messages).toHaveLength(0)
+    expect((await outbox.claimForConnector(db.database.db, otherConnector, 'a', wide, new Date(now.getTime() + 4000))).messages).toHaveLength(2)
   })
 
-  it('the budget holds across concurrent takers', async () => {
-    const otherConnector = newId()
-    const [integration] = await db.database.db.select().from(schema.integrations).limit(1)
-    await db.database.db.insert(schema.connectors).values({ id: otherConnector, integrationId: integration!.id, name: 'p', direction: 'outgoing', primaryAddress: 'other@contoso.com' })
+  it('the budget and the in-flight limit hold across concurrent claimers', async () => {
+    const otherConnector = await addConnector('race@contoso.com')
+    await queue(40, new Date('2030-05-31T00:00:00Z'), otherConnector)
     const now = new Date('2030-06-01T00:00:00Z')
-    const waits = await Promise.all(Array.from({ length: 40 }, () => outbox.takeSendToken(db.database.db, otherConnector, 30, now)))
-    expect(waits.filter((wait) => wait === 0)).toHaveLength(30)
+    const claims = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => outbox.claimForConnector(db.database.db, otherConnector, `c${i}`, { ...limits, maxInFlight: 100, perMinute: 10 }, now)),
+    )
+    const claimed = claims.flatMap((claim) => claim.messages.map((row) => row.id))
+    expect(new Set(claimed).size).toBe(claimed.length)
+    expect(claimed.length).toBeLessThanOrEqual(10)
+  })
+
+  it('a paused mailbox gives nothing until the pause ends, for every claimer', async () => {
+    const otherConnector = await addConnector('paused@contoso.com')
+    const now = new Date('2031-01-01T00:00:00Z')
+    await queue(2, new Date(now.getTime() - 1000), otherConnector)
+    await outbox.claimForConnector(db.database.db, otherConnector, 'a', { ...limits, max: 0 }, now)
+    await outbox.pauseMailbox(db.database.db, otherConnector, new Date(now.getTime() + 30_000))
+    expect(await outbox.claimForConnector(db.database.db, otherConnector, 'b', limits, now)).toEqual({ messages: [], retryInMs: 30_000 })
+    expect((await outbox.claimForConnector(db.database.db, otherConnector, 'b', limits, new Date(now.getTime() + 30_000))).messages).toHaveLength(2)
   })
 })

@@ -15,6 +15,17 @@ export interface MessageError {
   status?: number
 }
 
+/** What the dispatcher stores about a message's progress in Graph, to resume after a crash. */
+export interface SendProgress {
+  /** Immutable id of the draft, once Graph created it. */
+  draftId?: string
+  internetMessageId?: string
+  /** Set once every attachment is on the draft. */
+  uploadedAt?: string
+  /** Set just before the send request leaves: from here on, the message may be out. */
+  sendRequestedAt?: string
+}
+
 /** The transactional outbox: a message is stored here before anything is sent. */
 export const outboundMessages = pgTable(
   'outbound_messages',
@@ -43,8 +54,8 @@ export const outboundMessages = pgTable(
     attempts: integer().notNull().default(0),
     nextAttemptAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     lastError: jsonb().$type<MessageError>(),
-    /** Ids Graph gave (draft id, internet message id), for checking after a crash. */
-    graphIds: jsonb().$type<Record<string, string>>().notNull().default({}),
+    /** Ids Graph gave (draft id, internet message id) and send progress, for checking after a crash. */
+    graphIds: jsonb().$type<SendProgress>().notNull().default({}),
     leaseOwner: text(),
     leaseExpiresAt: timestamp({ withTimezone: true }),
     createdByKeyId: uuid(),
@@ -125,4 +136,6 @@ export const mailboxSendBudgets = pgTable('mailbox_send_budgets', {
     .references(() => connectors.id, { onDelete: 'cascade' }),
   tokens: doublePrecision().notNull(),
   refilledAt: timestamp({ withTimezone: true }).notNull(),
+  /** Set when Graph throttles the mailbox: no instance sends from it before this time. */
+  pausedUntil: timestamp({ withTimezone: true }),
 })

@@ -39,11 +39,13 @@ export class MailboxError extends Error {
   readonly status: number | undefined
   readonly graphCode: string | undefined
   readonly retryAfterSeconds: number | undefined
+  /** For AUTHENTICATION_FAILED from Entra: the token error's code. */
+  readonly tokenCode: string | undefined
 
   constructor(
     code: GraphErrorCode,
     message: string,
-    details: { status?: number; graphCode?: string; retryAfterSeconds?: number; hint?: string } = {},
+    details: { status?: number; graphCode?: string; retryAfterSeconds?: number; hint?: string; tokenCode?: string } = {},
   ) {
     super(message)
     this.name = 'MailboxError'
@@ -52,6 +54,7 @@ export class MailboxError extends Error {
     this.status = details.status
     this.graphCode = details.graphCode
     this.retryAfterSeconds = details.retryAfterSeconds
+    this.tokenCode = details.tokenCode
   }
 
   /** Authentication and unreachable-mailbox failures count toward automatic disable. */
@@ -63,7 +66,7 @@ export class MailboxError extends Error {
 export function toMailboxError(error: unknown): MailboxError {
   if (error instanceof MailboxError) return error
   if (error instanceof TokenError) {
-    return new MailboxError('AUTHENTICATION_FAILED', `${error.code}: ${error.message}`, { hint: error.hint })
+    return new MailboxError('AUTHENTICATION_FAILED', `${error.code}: ${error.message}`, { hint: error.hint, tokenCode: error.code })
   }
   if (error instanceof GraphError && error.statusCode > 0) {
     const status = error.statusCode
@@ -98,13 +101,95 @@ export interface MailFolder {
   displayName: string
 }
 
+export interface FileAttachment {
+  name: string
+  contentType: string
+  isInline: boolean
+  contentId?: string | null
+  content: Buffer
+}
+
 export interface OutgoingMail {
   from?: string
   to: string[]
+  cc?: string[]
+  bcc?: string[]
+  replyTo?: string[]
   subject: string
   body: { contentType: 'text' | 'html'; content: string }
+  importance?: 'low' | 'normal' | 'high'
   /** Custom headers; Graph accepts only names starting with x-. */
   headers?: Record<string, string>
+  /** Small files that travel inside the request (under 3 MB each). */
+  attachments?: FileAttachment[]
+}
+
+export interface DraftInfo {
+  id: string
+  isDraft: boolean
+  internetMessageId?: string
+}
+
+export interface UploadItem {
+  name: string
+  size: number
+  contentType: string
+  isInline: boolean
+  contentId?: string | null
+}
+
+/** Graph keeps a draft's id valid in Sent Items only when asked for immutable ids. */
+const IMMUTABLE_IDS = { Prefer: 'IdType="ImmutableId"' }
+
+function recipients(addresses: string[] | undefined) {
+  return (addresses ?? []).map((address) => ({ emailAddress: { address } }))
+}
+
+function fileAttachmentJson(attachment: FileAttachment) {
+  return {
+    '@odata.type': '#microsoft.graph.fileAttachment',
+    name: attachment.name,
+    contentType: attachment.contentType,
+    isInline: attachment.isInline,
+    ...(attachment.contentId ? { contentId: attachment.contentId } : {}),
+    contentBytes: attachment.content.toString('base64'),
+  }
+}
+
+/** The Graph message resource for a mail; the same shape serves sendMail and drafts. */
+export function graphMessageJson(mail: OutgoingMail) {
+  return {
+    subject: mail.subject,
+    body: mail.body,
+    toRecipients: recipients(mail.to),
+    ...(mail.cc?.length ? { ccRecipients: recipients(mail.cc) } : {}),
+    ...(mail.bcc?.length ? { bccRecipients: recipients(mail.bcc) } : {}),
+    ...(mail.replyTo?.length ? { replyTo: recipients(mail.replyTo) } : {}),
+    ...(mail.from ? { from: { emailAddress: { address: mail.from } } } : {}),
+    ...(mail.importance ? { importance: mail.importance } : {}),
+    ...(mail.headers && Object.keys(mail.headers).length > 0
+      ? { internetMessageHeaders: Object.entries(mail.headers).map(([name, value]) => ({ name, value })) }
+      : {}),
+    ...(mail.attachments?.length ? { attachments: mail.attachments.map(fileAttachmentJson) } : {}),
+  }
+}
+
+/** An upload-session PUT that failed, in the same vocabulary as Graph calls. */
+function uploadError(status: number, text: string, retryAfter: string | null): MailboxError {
+  let graphCode: string | undefined
+  let message = `The attachment upload answered ${status}`
+  try {
+    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } }
+    graphCode = parsed.error?.code
+    if (parsed.error?.message) message = parsed.error.message
+  } catch {
+    // Not JSON: keep the status line.
+  }
+  const seconds = Number(retryAfter)
+  const details = { status, graphCode, retryAfterSeconds: Number.isFinite(seconds) && seconds > 0 ? seconds : undefined }
+  if (status === 429) return new MailboxError('THROTTLED', message, details)
+  if (status >= 500) return new MailboxError('GRAPH_UNAVAILABLE', message, details)
+  return new MailboxError('GRAPH_REQUEST_FAILED', message, details)
 }
 
 interface Page<T> {
@@ -172,16 +257,102 @@ export class MailboxClient {
 
   /** One sendMail request; never retried here. */
   async sendMail(mailbox: string, mail: OutgoingMail, saveToSentItems = true): Promise<void> {
-    const message = {
-      subject: mail.subject,
-      body: mail.body,
-      toRecipients: mail.to.map((address) => ({ emailAddress: { address } })),
-      ...(mail.from ? { from: { emailAddress: { address: mail.from } } } : {}),
-      ...(mail.headers
-        ? { internetMessageHeaders: Object.entries(mail.headers).map(([name, value]) => ({ name, value })) }
-        : {}),
+    await this.call(() => this.client.api(`/users/${encodeURIComponent(mailbox)}/sendMail`), 'POST', {
+      message: graphMessageJson(mail),
+      saveToSentItems,
+    })
+  }
+
+  /** Creates a draft with an immutable id, which stays valid after the draft is sent. */
+  async createDraft(mailbox: string, mail: OutgoingMail): Promise<DraftInfo> {
+    const draft = await this.call<DraftInfo>(
+      () => this.client.api(`${this.messagesPath(mailbox)}`).headers(IMMUTABLE_IDS),
+      'POST',
+      graphMessageJson(mail),
+    )
+    return { id: draft.id, isDraft: draft.isDraft, internetMessageId: draft.internetMessageId }
+  }
+
+  /** The message with this immutable id, or undefined when the mailbox has no such item. */
+  async findMessage(mailbox: string, id: string): Promise<DraftInfo | undefined> {
+    try {
+      const found = await this.call<DraftInfo>(() =>
+        this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}`).headers(IMMUTABLE_IDS).select('id,isDraft,internetMessageId'),
+      )
+      return { id: found.id, isDraft: found.isDraft, internetMessageId: found.internetMessageId }
+    } catch (error) {
+      if (error instanceof MailboxError && error.status === 404 && error.graphCode === 'ErrorItemNotFound') return undefined
+      throw error
     }
-    await this.call(() => this.client.api(`/users/${encodeURIComponent(mailbox)}/sendMail`), 'POST', { message, saveToSentItems })
+  }
+
+  async deleteMessage(mailbox: string, id: string): Promise<void> {
+    try {
+      await this.call(() => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}`).headers(IMMUTABLE_IDS), 'DELETE')
+    } catch (error) {
+      if (error instanceof MailboxError && error.status === 404) return
+      throw error
+    }
+  }
+
+  /** Adds a small file (under 3 MB) to a draft. */
+  async addAttachment(mailbox: string, draftId: string, attachment: FileAttachment): Promise<void> {
+    await this.call(
+      () => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(draftId)}/attachments`).headers(IMMUTABLE_IDS),
+      'POST',
+      fileAttachmentJson(attachment),
+    )
+  }
+
+  /**
+   * Uploads a large file (3-150 MB) to a draft through an upload session: pieces of at most
+   * 4 MB, in order, to a pre-authorised URL that must not get our bearer token.
+   */
+  async uploadAttachment(mailbox: string, draftId: string, item: UploadItem, pieces: AsyncIterable<Buffer>): Promise<void> {
+    const session = await this.call<{ uploadUrl: string }>(
+      () => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(draftId)}/attachments/createUploadSession`).headers(IMMUTABLE_IDS),
+      'POST',
+      {
+        AttachmentItem: {
+          attachmentType: 'file',
+          name: item.name,
+          size: item.size,
+          contentType: item.contentType,
+          isInline: item.isInline,
+          ...(item.contentId ? { contentId: item.contentId } : {}),
+        },
+      },
+    )
+    let offset = 0
+    for await (const piece of pieces) {
+      const end = offset + piece.length - 1
+      let response: Response
+      try {
+        response = await fetch(session.uploadUrl, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/octet-stream', 'content-range': `bytes ${offset}-${end}/${item.size}` },
+          body: piece,
+          signal: AbortSignal.timeout(this.timeoutMs),
+        })
+      } catch (error) {
+        throw toMailboxError(error)
+      }
+      const text = await response.text()
+      if (!response.ok) throw uploadError(response.status, text, response.headers.get('retry-after'))
+      offset = end + 1
+    }
+    if (offset !== item.size) {
+      throw new MailboxError('GRAPH_REQUEST_FAILED', `Uploaded ${offset} bytes of "${item.name}", expected ${item.size}`)
+    }
+  }
+
+  /** Sends a draft; never retried here. Graph answers 202 once it accepted the submission. */
+  async sendDraft(mailbox: string, draftId: string): Promise<void> {
+    await this.call(() => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(draftId)}/send`).headers(IMMUTABLE_IDS), 'POST')
+  }
+
+  private messagesPath(mailbox: string): string {
+    return `/users/${encodeURIComponent(mailbox)}/messages`
   }
 
   private async findByName(listPath: string, name: string): Promise<MailFolder | undefined> {
@@ -198,13 +369,15 @@ export class MailboxClient {
 
   private async call<T>(
     build: () => ReturnType<Client['api']>,
-    method: 'GET' | 'POST' = 'GET',
+    method: 'GET' | 'POST' | 'DELETE' = 'GET',
     body?: unknown,
   ): Promise<T> {
     this.tokenFailure = undefined
     try {
       const request = build().options({ signal: AbortSignal.timeout(this.timeoutMs) })
-      return (method === 'GET' ? await request.get() : await request.post(body)) as T
+      if (method === 'GET') return (await request.get()) as T
+      if (method === 'DELETE') return (await request.delete()) as T
+      return (await request.post(body)) as T
     } catch (error) {
       throw toMailboxError(this.tokenFailure ?? error)
     }

@@ -26,6 +26,8 @@ export interface Services {
   connectors: ConnectorService
   routes: EmailRouteService
   messages: MessageService
+  /** Lower-level parts the background workers use alongside the services. */
+  workers: { tokens: TokenProvider; connectorRepository: ConnectorRepository; attachments: AttachmentStore }
 }
 
 export interface ServiceDeps {
@@ -85,16 +87,17 @@ export function createServices(deps: ServiceDeps): Services {
     integrations,
     tokens,
   })
+  const attachments = new AttachmentStore()
   const messages = new MessageService({
     db,
     repository: new MessageRepository(),
     routes: routeRepository,
     connectors: connectorRepository,
     integrations,
-    attachments: new AttachmentStore(),
+    attachments,
     sizeLimit: deps.messageSizeLimit ?? 35 * 1024 * 1024,
   })
-  return { audit, apiKeys, integrations, connectors, routes, messages }
+  return { audit, apiKeys, integrations, connectors, routes, messages, workers: { tokens, connectorRepository, attachments } }
 }
 
 async function servicesPlugin(app: FastifyInstance, options: Omit<ServiceDeps, 'db'>) {

@@ -4,6 +4,7 @@ import { buildApp, type App } from '../../src/app.ts'
 import { TokenProvider } from '../../src/graph/token-provider.ts'
 import { SecretBox } from '../../src/lib/secret-box.ts'
 import { createLogger } from '../../src/logger.ts'
+import type { DispatcherPluginOptions } from '../../src/plugins/dispatcher.ts'
 import type { Scope } from '../../src/modules/api-keys/scopes.ts'
 import { createTestDatabase, type TestDatabase } from './database.ts'
 
@@ -33,6 +34,7 @@ export async function buildTestApp(
     database?: TestDatabase
     connectorFailureThreshold?: number
     messageSizeLimit?: number
+    dispatcher?: DispatcherPluginOptions
   } = {},
 ): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase())
@@ -52,6 +54,7 @@ export async function buildTestApp(
     logger: createLogger('info', sink),
     bodyLimit: options.bodyLimit,
     collectDefaultMetrics: false,
+    dispatcher: options.dispatcher,
   })
   options.extend?.(app)
   await app.services.apiKeys.ensureInitialAdminKey(TEST_ADMIN_KEY)

@@ -1,0 +1,22 @@
+import { index, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+
+export const EVENT_TYPES = ['message.sent', 'message.failed', 'message.uncertain'] as const
+export type EventType = (typeof EVENT_TYPES)[number]
+
+/**
+ * Domain events for subscribers (webhooks), written in the same transaction as the change
+ * they describe, so none is lost and none describes a change that was rolled back.
+ */
+export const domainEvents = pgTable(
+  'domain_events',
+  {
+    /** UUIDv7: ordering by id is ordering by time. */
+    id: uuid().primaryKey(),
+    type: text().$type<EventType>().notNull(),
+    subjectType: text().notNull(),
+    subjectId: uuid().notNull(),
+    payload: jsonb().$type<Record<string, unknown>>().notNull(),
+    occurredAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [index('domain_events_subject_idx').on(table.subjectType, table.subjectId, table.id)],
+)

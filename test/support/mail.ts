@@ -1,0 +1,49 @@
+import { expect } from 'vitest'
+import { Dispatcher, type DispatcherDeps, type DispatcherSettings } from '../../src/workers/dispatcher.ts'
+import { bearer, type TestApp } from './app.ts'
+
+/** Admin calls through the API, the way an operator wires up sending. */
+export function mailSetup(t: TestApp) {
+  async function admin(method: 'GET' | 'POST' | 'PATCH', url: string, payload?: unknown) {
+    const response = await t.app.inject({ method, url, headers: bearer(t.adminKey), payload: payload as object })
+    return { status: response.statusCode, body: response.json() }
+  }
+  return {
+    admin,
+    async integration(tenantId: string, clientId: string, secret: string): Promise<string> {
+      const created = (await admin('POST', '/v1/integrations', { name: `app ${clientId.slice(0, 8)}`, tenant: tenantId, clientId, authMethod: 'clientSecret', clientSecret: secret })).body
+      expect((await admin('POST', `/v1/integrations/${created.id}/test`)).body.ok).toBe(true)
+      return created.id
+    },
+    async outgoing(integrationId: string, address: string): Promise<string> {
+      const connector = (await admin('POST', '/v1/connectors', { integrationId, name: address, direction: 'outgoing', primaryAddress: address })).body
+      expect((await admin('POST', `/v1/connectors/${connector.id}/test`)).body.ok).toBe(true)
+      expect((await admin('POST', `/v1/connectors/${connector.id}/enable`)).body.enabled).toBe(true)
+      return connector.id
+    },
+    async alias(connectorId: string, address: string): Promise<string> {
+      const route = (await admin('POST', '/v1/routes', { connectorId, name: address, emailAddress: address })).body
+      expect((await admin('POST', `/v1/routes/${route.id}/test`)).body.ok).toBe(true)
+      expect((await admin('POST', `/v1/routes/${route.id}/enable`)).body.enabled).toBe(true)
+      return route.id
+    },
+  }
+}
+
+/** Another dispatcher on the app's database, as a second instance would run one. */
+export function extraDispatcher(
+  t: TestApp,
+  options: { owner: string; settings?: Partial<DispatcherSettings>; clock?: () => Date; onStep?: DispatcherDeps['onStep'] },
+): Dispatcher {
+  const { workers, integrations, connectors } = t.app.services
+  return new Dispatcher({
+    db: t.db.database.db,
+    tokens: workers.tokens,
+    integrations,
+    connectors,
+    connectorRepository: workers.connectorRepository,
+    attachments: workers.attachments,
+    log: t.app.log,
+    ...options,
+  })
+}
