@@ -240,12 +240,13 @@ export class Dispatcher {
       if (access.canUseDrafts) await this.sendThroughDraft(message, access)
       else await this.sendDirectly(message, access)
     } catch (error) {
-      if (error instanceof LeaseLost) {
+      try {
+        if (error instanceof LeaseLost) throw error
+        await this.settleFailure(message, error instanceof SendFailure ? error : new SendFailure(toSendError(error), false))
+      } catch (settleError) {
+        if (!(settleError instanceof LeaseLost)) throw settleError
         this.deps.log.warn({ messageId: message.id }, 'dispatcher: another dispatcher took this message over; leaving it')
-        return
       }
-      const failure = error instanceof SendFailure ? error : new SendFailure(toSendError(error), false)
-      await this.settleFailure(message, failure)
     } finally {
       clearInterval(renew)
     }
@@ -434,7 +435,7 @@ export class Dispatcher {
       const { sendRequestedAt: _dropped, ...rest } = await this.currentProgress(message)
       graphIds = rest
     }
-    await this.outbox.requeue(this.deps.db, message.id, this.owner, { ...options, graphIds }, this.now())
+    if (!(await this.outbox.requeue(this.deps.db, message.id, this.owner, { ...options, graphIds }, this.now()))) throw new LeaseLost()
   }
 
   private async finish(
