@@ -392,13 +392,15 @@ export class Dispatcher {
       return
     }
 
+    // Graph answered the send itself with a refusal: the draft is certainly unsent.
+    const deleteDraft = { deleteDraft: true, draftUnsent: failure.atSend }
     if (isPermanent(error)) {
-      await this.finish(message, 'failed', lastError, undefined, { deleteDraft: true })
+      await this.finish(message, 'failed', lastError, undefined, deleteDraft)
       return
     }
 
     if (attempts >= this.settings.maxAttempts) {
-      await this.finish(message, 'failed', { ...lastError, message: `${lastError.message} (gave up after ${attempts} attempts)` }, undefined, { deleteDraft: true })
+      await this.finish(message, 'failed', { ...lastError, message: `${lastError.message} (gave up after ${attempts} attempts)` }, undefined, deleteDraft)
       return
     }
     await this.requeue(message, { at: new Date(this.now().getTime() + this.backoff(attempts)), countsAsAttempt: true, lastError, clearSendRequest: failure.atSend })
@@ -443,11 +445,11 @@ export class Dispatcher {
     status: 'sent' | 'failed' | 'uncertain',
     lastError?: MessageError,
     progress?: SendProgress,
-    options: { deleteDraft?: boolean; countsAsAttempt?: boolean } = {},
+    options: { deleteDraft?: boolean; draftUnsent?: boolean; countsAsAttempt?: boolean } = {},
   ): Promise<void> {
     if (options.deleteDraft) {
       const current = await this.currentProgress(message)
-      if (current.draftId && !current.sendRequestedAt) {
+      if (current.draftId && (!current.sendRequestedAt || options.draftUnsent)) {
         await this.accessFor(message.connectorId)
           .then((access) => access.client.deleteMessage(access.mailbox, current.draftId!))
           .catch(() => {})
