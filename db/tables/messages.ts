@@ -51,6 +51,8 @@ export const outboundMessages = pgTable(
     importance: text().$type<'low' | 'normal' | 'high'>().notNull(),
     workItemRef: text(),
     totalBytes: integer().notNull(),
+    /** Saves the dispatcher a query for the many messages that have none. */
+    attachmentCount: integer().notNull().default(0),
     attempts: integer().notNull().default(0),
     nextAttemptAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     lastError: jsonb().$type<MessageError>(),
@@ -66,6 +68,9 @@ export const outboundMessages = pgTable(
   (table) => [
     index('outbound_messages_due_idx').on(table.nextAttemptAt).where(sql`${table.status} = 'queued'`),
     index('outbound_messages_connector_idx').on(table.connectorId, table.id),
+    // Claims per mailbox, in-flight counts and abandoned leases only ever look at these few rows.
+    index('outbound_messages_queued_by_connector_idx').on(table.connectorId, table.nextAttemptAt).where(sql`${table.status} = 'queued'`),
+    index('outbound_messages_sending_idx').on(table.leaseExpiresAt).where(sql`${table.status} = 'sending'`),
   ],
 )
 

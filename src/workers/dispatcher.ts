@@ -113,6 +113,12 @@ export class Dispatcher {
   private readonly access = new Map<string, MailboxAccess>()
   /** Connectors not worth asking before this time (budget empty or mailbox paused). */
   private readonly quietUntil = new Map<string, number>()
+  /** This instance's sends per connector: a mailbox already at the limit here needs no claim query. */
+  private readonly sendingHere = new Map<string, number>()
+  private due: string[] = []
+  private scannedAt = 0
+  /** Connectors whose failure count this instance reset recently, so each send need not. */
+  private readonly healthySince = new Map<string, number>()
   private running = false
   private loop: Promise<void> | undefined
   private wake: (() => void) | undefined
@@ -147,7 +153,7 @@ export class Dispatcher {
 
   /** One round: recover abandoned messages, claim what the limits allow, and wait for those sends. */
   async runOnce(): Promise<number> {
-    const started = await this.claimAndStart()
+    const started = await this.claimAndStart(true)
     await Promise.allSettled([...this.active])
     return started
   }
@@ -179,20 +185,32 @@ export class Dispatcher {
     return this.deps.clock?.() ?? new Date()
   }
 
-  private async claimAndStart(): Promise<number> {
+  /**
+   * Completions wake the loop many times a second; the due-mailbox and abandoned-message
+   * scans run at most this often, and in between only mailboxes known to have work are asked.
+   */
+  private scanIntervalMs(): number {
+    return Math.max(100, this.settings.pollMs / 4)
+  }
+
+  private async claimAndStart(rescan = false): Promise<number> {
     const { db } = this.deps
     let started = 0
     const capacity = () => this.settings.maxConcurrentSends - this.active.size
-    if (capacity() > 0) {
+    if (capacity() > 0 && (rescan || this.now().getTime() - this.scannedAt >= this.scanIntervalMs())) {
       const abandoned = await this.outbox.claimAbandoned(db, this.owner, capacity(), this.settings.leaseMs, this.now())
       for (const message of abandoned) this.launch(message)
       started += abandoned.length
     }
     const now = this.now()
-    const connectorIds = await this.outbox.dueConnectors(db, now)
-    for (const connectorId of connectorIds) {
+    if (rescan || now.getTime() - this.scannedAt >= this.scanIntervalMs()) {
+      this.due = await this.outbox.dueConnectors(db, now)
+      this.scannedAt = now.getTime()
+    }
+    for (const connectorId of [...this.due]) {
       if (capacity() <= 0) break
       if ((this.quietUntil.get(connectorId) ?? 0) > now.getTime()) continue
+      if ((this.sendingHere.get(connectorId) ?? 0) >= this.settings.maxInFlightPerMailbox) continue
       const claim = await this.outbox.claimForConnector(
         db,
         connectorId,
@@ -207,6 +225,9 @@ export class Dispatcher {
       )
       if (claim.retryInMs) this.quietUntil.set(connectorId, now.getTime() + claim.retryInMs)
       else this.quietUntil.delete(connectorId)
+      if (claim.messages.length === 0 && !claim.retryInMs && !this.sendingHere.has(connectorId)) {
+        this.due = this.due.filter((id) => id !== connectorId) // nothing due there until the next scan
+      }
       for (const message of claim.messages) this.launch(message)
       started += claim.messages.length
     }
@@ -214,11 +235,16 @@ export class Dispatcher {
   }
 
   private launch(message: MessageRow): void {
+    const { connectorId } = message
+    this.sendingHere.set(connectorId, (this.sendingHere.get(connectorId) ?? 0) + 1)
     const work = this.process(message)
       .catch((error: unknown) => {
         this.deps.log.error({ err: error, messageId: message.id }, 'dispatcher: unexpected failure; the lease will bring the message back')
       })
       .finally(() => {
+        const left = (this.sendingHere.get(connectorId) ?? 1) - 1
+        if (left > 0) this.sendingHere.set(connectorId, left)
+        else this.sendingHere.delete(connectorId)
         this.active.delete(work)
         this.notify()
       })
@@ -262,7 +288,7 @@ export class Dispatcher {
       })
       return
     }
-    const attachments = await this.loadSmallAttachments(await this.outbox.attachmentsOf(this.deps.db, message.id))
+    const attachments = await this.loadSmallAttachments(await this.attachmentsOf(message))
     await this.progress(message, { sendRequestedAt: this.now().toISOString() })
     await this.step('send-requested', message.id)
     try {
@@ -318,11 +344,17 @@ export class Dispatcher {
       await this.replaceProgress(message, progress)
     }
 
-    const attachments = await this.outbox.attachmentsOf(this.deps.db, message.id)
-    const [inRequest, separate] = splitForDraft(attachments)
+    const [inRequest, separate] = splitForDraft(await this.attachmentsOf(message))
     const draft = await client.createDraft(mailbox, { ...outgoingMail(message), attachments: await this.loadSmallAttachments(inRequest) })
     await this.step('draft-returned', message.id)
     progress = { draftId: draft.id, ...(draft.internetMessageId ? { internetMessageId: draft.internetMessageId } : {}) }
+    if (separate.length === 0) {
+      // Complete as created: one write records the draft and the send about to be requested.
+      await this.step('draft-created', message.id)
+      await this.step('uploaded', message.id)
+      await this.sendDraft(message, access, { ...progress, uploadedAt: this.now().toISOString() })
+      return
+    }
     await this.progress(message, progress)
     await this.step('draft-created', message.id)
 
@@ -347,7 +379,7 @@ export class Dispatcher {
   }
 
   private async sendDraft(message: MessageRow, { client, mailbox }: MailboxAccess, progress: SendProgress): Promise<void> {
-    await this.progress(message, { sendRequestedAt: this.now().toISOString() })
+    await this.progress(message, { ...progress, sendRequestedAt: this.now().toISOString() })
     await this.step('send-requested', message.id)
     try {
       await client.sendDraft(mailbox, progress.draftId!)
@@ -367,6 +399,7 @@ export class Dispatcher {
         this.deps.log.error({ err: reportError, connectorId: message.connectorId }, 'dispatcher: could not record a mailbox failure')
       })
       this.access.delete(message.connectorId)
+      this.healthySince.delete(message.connectorId)
     }
     const attempts = message.attempts + 1
 
@@ -463,7 +496,10 @@ export class Dispatcher {
       this.now(),
     )
     if (!row) throw new LeaseLost()
-    if (status === 'sent') await this.deps.connectors.recordMailboxSuccess(message.connectorId)
+    if (status === 'sent' && Date.now() - (this.healthySince.get(message.connectorId) ?? 0) > 60_000) {
+      await this.deps.connectors.recordMailboxSuccess(message.connectorId)
+      this.healthySince.set(message.connectorId, Date.now())
+    }
     this.deps.log.info({ messageId: message.id, status, code: lastError?.code }, `message ${status}`)
   }
 
@@ -493,6 +529,10 @@ export class Dispatcher {
     }
     this.access.set(connectorId, access)
     return access
+  }
+
+  private async attachmentsOf(message: MessageRow): Promise<AttachmentToSend[]> {
+    return message.attachmentCount === 0 ? [] : this.outbox.attachmentsOf(this.deps.db, message.id)
   }
 
   private async loadSmallAttachments(attachments: AttachmentToSend[]): Promise<FileAttachment[]> {

@@ -67,22 +67,33 @@ export class Outbox {
    */
   async claimForConnector(executor: Db, connectorId: string, owner: string, limits: ClaimLimits, now = new Date()): Promise<ConnectorClaim> {
     return executor.transaction(async (tx) => {
-      await tx.insert(mailboxSendBudgets).values({ connectorId, tokens: limits.perMinute, refilledAt: now }).onConflictDoNothing()
-      const [budget] = await tx
-        .select()
-        .from(mailboxSendBudgets)
-        .where(eq(mailboxSendBudgets.connectorId, connectorId))
-        .for('update', { skipLocked: true })
+      const lockBudget = () =>
+        tx
+          .select({
+            tokens: mailboxSendBudgets.tokens,
+            refilledAt: mailboxSendBudgets.refilledAt,
+            pausedUntil: mailboxSendBudgets.pausedUntil,
+            sending: sql<number>`(select count(*)::int from ${outboundMessages} where ${outboundMessages.connectorId} = ${connectorId} and ${outboundMessages.status} = 'sending' and ${outboundMessages.leaseExpiresAt} > ${now.toISOString()}::timestamptz)`,
+          })
+          .from(mailboxSendBudgets)
+          .where(eq(mailboxSendBudgets.connectorId, connectorId))
+          .for('update', { of: mailboxSendBudgets, skipLocked: true })
+      let [budget] = await lockBudget()
+      if (!budget) {
+        const created = await tx.insert(mailboxSendBudgets).values({ connectorId, tokens: limits.perMinute, refilledAt: now }).onConflictDoNothing().returning()
+        // Another claimer holds the row (or just created it): leave this mailbox to it for now.
+        if (created.length === 0) return { messages: [], retryInMs: 50 }
+        ;[budget] = await lockBudget()
+      }
       if (!budget) return { messages: [], retryInMs: 50 }
       if (budget.pausedUntil && budget.pausedUntil > now) return { messages: [], retryInMs: budget.pausedUntil.getTime() - now.getTime() }
 
       const elapsedMs = Math.max(0, now.getTime() - budget.refilledAt.getTime())
       const tokens = Math.min(limits.perMinute, budget.tokens + (elapsedMs * limits.perMinute) / 60_000)
-      const sending = await this.inFlight(tx, connectorId, now)
-      const wanted = Math.min(limits.max, limits.maxInFlight - sending, Math.floor(tokens))
+      const wanted = Math.min(limits.max, limits.maxInFlight - budget.sending, Math.floor(tokens))
       let claimed: MessageRow[] = []
       if (wanted > 0) {
-        const due = await tx
+        const due = tx
           .select({ id: outboundMessages.id })
           .from(outboundMessages)
           .innerJoin(emailRoutes, and(eq(emailRoutes.id, outboundMessages.routeId), eq(emailRoutes.enabled, true)))
@@ -90,13 +101,13 @@ export class Outbox {
           .orderBy(asc(outboundMessages.nextAttemptAt), asc(outboundMessages.id))
           .limit(wanted)
           .for('update', { of: outboundMessages, skipLocked: true })
-        if (due.length > 0) {
-          claimed = await tx
-            .update(outboundMessages)
-            .set({ status: 'sending', leaseOwner: owner, leaseExpiresAt: new Date(now.getTime() + limits.leaseMs), updatedAt: now })
-            .where(inArray(outboundMessages.id, due.map((row) => row.id)))
-            .returning()
-        }
+        claimed = await tx
+          .update(outboundMessages)
+          .set({ status: 'sending', leaseOwner: owner, leaseExpiresAt: new Date(now.getTime() + limits.leaseMs), updatedAt: now })
+          .where(inArray(outboundMessages.id, due))
+          .returning()
+        // RETURNING keeps no order: oldest first, as they were chosen.
+        claimed.sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime() || (a.id < b.id ? -1 : 1))
       }
       const left = tokens - claimed.length
       await tx.update(mailboxSendBudgets).set({ tokens: left, refilledAt: now }).where(eq(mailboxSendBudgets.connectorId, connectorId))

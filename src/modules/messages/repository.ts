@@ -17,7 +17,7 @@ export interface AttachmentInfo {
 
 export class MessageRepository {
   async insert(executor: Db, message: NewMessage, attachments: NewAttachment[]): Promise<MessageRow> {
-    const [row] = await executor.insert(outboundMessages).values(message).returning()
+    const [row] = await executor.insert(outboundMessages).values({ ...message, attachmentCount: attachments.length }).returning()
     if (attachments.length > 0) await executor.insert(outboundAttachments).values(attachments)
     return row!
   }
