@@ -158,10 +158,26 @@ export class Dispatcher {
     return started
   }
 
+  /**
+   * Removes what nobody will use again: staged attachment content no message took (uploads
+   * refused or cut off more than an hour ago) and idempotency keys past their 24 hours.
+   */
+  async housekeep(now = this.now()): Promise<{ blobs: number; idempotencyKeys: number }> {
+    const blobs = await this.deps.attachments.removeUnreferenced(this.deps.db, new Date(now.getTime() - 3_600_000))
+    const idempotencyKeys = await this.outbox.removeExpiredIdempotencyKeys(this.deps.db, new Date(now.getTime() - 24 * 3_600_000))
+    return { blobs, idempotencyKeys }
+  }
+
   private async run(): Promise<void> {
+    let housekeptAt = 0
     while (this.running) {
       try {
         await this.claimAndStart()
+        if (Date.now() - housekeptAt > 10 * 60_000) {
+          housekeptAt = Date.now()
+          const removed = await this.housekeep()
+          if (removed.blobs + removed.idempotencyKeys > 0) this.deps.log.info(removed, 'dispatcher: housekeeping removed expired data')
+        }
       } catch (error) {
         this.deps.log.error({ err: error }, 'dispatcher: claiming failed; trying again shortly')
       }

@@ -3,6 +3,7 @@ import {
   connectors,
   domainEvents,
   emailRoutes,
+  idempotencyKeys,
   mailboxSendBudgets,
   outboundAttachments,
   outboundMessages,
@@ -285,6 +286,11 @@ export class Outbox {
       .from(outboundAttachments)
       .where(eq(outboundAttachments.messageId, messageId))
       .orderBy(asc(outboundAttachments.position))
+  }
+
+  async removeExpiredIdempotencyKeys(executor: Db, before: Date): Promise<number> {
+    const removed = await executor.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, before)).returning({ key: idempotencyKeys.key })
+    return removed.length
   }
 
   private heldBy(id: string, owner: string) {
