@@ -187,7 +187,7 @@ export class Dispatcher {
         continue
       }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.settings.pollMs)
+        const timer = setTimeout(resolve, this.nextWakeInMs())
         this.wake = () => {
           clearTimeout(timer)
           resolve()
@@ -195,6 +195,17 @@ export class Dispatcher {
       })
       this.wake = undefined
     }
+  }
+
+  /** Until the next poll, or sooner when a quiet mailbox's next budget token comes due. */
+  private nextWakeInMs(): number {
+    const now = this.now().getTime()
+    let wait = this.settings.pollMs
+    for (const [connectorId, until] of this.quietUntil) {
+      if (until <= now) this.quietUntil.delete(connectorId)
+      else wait = Math.min(wait, until - now)
+    }
+    return Math.max(5, wait)
   }
 
   private now(): Date {
