@@ -100,8 +100,9 @@ describe('the draft path (Mail.ReadWrite)', () => {
     expect(sent).toMatchObject({ status: 'sent', attempts: 1, lastError: null })
     expect(sent.sentAt).toBeTruthy()
     const stored = await row(id)
-    expect(stored.graphIds.draftId).toBeTruthy()
-    expect(stored.graphIds.internetMessageId).toBeTruthy()
+    expect(sent.graphIds).toEqual({ draftId: stored.graphIds.draftId, internetMessageId: stored.graphIds.internetMessageId })
+    expect(sent.graphIds.draftId).toBeTruthy()
+    expect(sent.graphIds.internetMessageId).toBe(deliveriesOf(sent.subject)[0]?.internetMessageId)
     expect(stored.leaseOwner).toBeNull()
 
     const delivered = deliveriesOf(sent.subject)
@@ -172,7 +173,10 @@ describe('the sendMail path (Mail.Send only)', () => {
     expect(await eventsOf(id)).toEqual(['message.uncertain'])
 
     const retried = await t.app.inject({ method: 'POST', url: `/v1/messages/${id}/retry`, headers: bearer(sender) })
-    expect(retried.json().status).toBe('queued')
+    expect(retried.json()).toMatchObject({ status: 'queued', attempts: 0 })
+    await t.app.dispatcher.runOnce()
+    expect((await message(id)).status).toBe('sent')
+    expect(deliveriesOf(uncertain.subject)).toHaveLength(2) // a person decided to send it again
   })
 })
 
@@ -316,13 +320,15 @@ describe('pacing', () => {
 })
 
 describe('housekeeping', () => {
-  it('removes staged attachment content nobody took after an hour, and expired idempotency keys, keeping the rest', async () => {
+  it('removes staged attachment content nobody took after the grace period, and expired idempotency keys, keeping the rest', async () => {
     const { attachments } = t.app.services.workers
     const staged = await attachments.write(t.db.database.db, randomBytes(10))
     const kept = await submit({ attachments: [{ name: 'k.txt', contentBytes: Buffer.from('keep').toString('base64') }] })
     await t.app.inject({ method: 'POST', url: '/v1/messages', headers: { ...bearer(sender), 'idempotency-key': 'old-key' }, payload: { from: 'support@contoso.com', to: ['customer@contoso.com'], subject: 's', body: { contentType: 'text', content: 'b' } } })
 
     expect(await t.app.dispatcher.housekeep(new Date())).toEqual({ blobs: 0, idempotencyKeys: 0 })
+    // An upload may still be streaming in: staged content is kept for hours.
+    expect((await t.app.dispatcher.housekeep(new Date(Date.now() + 5 * 3_600_000))).blobs).toBe(0)
     const later = await t.app.dispatcher.housekeep(new Date(Date.now() + 25 * 3_600_000))
     expect(later.blobs).toBeGreaterThanOrEqual(1)
     expect(later.idempotencyKeys).toBeGreaterThanOrEqual(1)

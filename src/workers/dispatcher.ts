@@ -8,6 +8,7 @@ import { SecretUnreadableError } from '../lib/secret-box.ts'
 import type { ConnectorService } from '../modules/connectors/service.ts'
 import type { IntegrationService } from '../modules/integrations/service.ts'
 import type { AttachmentStore } from '../modules/messages/attachment-store.ts'
+import { STAGED_UPLOAD_GRACE_MS } from '../modules/messages/service.ts'
 import type { MessageRow } from '../modules/messages/repository.ts'
 import type { ConnectorRepository } from '../modules/connectors/repository.ts'
 import { Outbox, type AttachmentToSend } from './outbox.ts'
@@ -160,10 +161,11 @@ export class Dispatcher {
 
   /**
    * Removes what nobody will use again: staged attachment content no message took (uploads
-   * refused or cut off more than an hour ago) and idempotency keys past their 24 hours.
+   * cut off by a crash, after a grace period far longer than any upload) and idempotency keys
+   * past their 24 hours.
    */
   async housekeep(now = this.now()): Promise<{ blobs: number; idempotencyKeys: number }> {
-    const blobs = await this.deps.attachments.removeUnreferenced(this.deps.db, new Date(now.getTime() - 3_600_000))
+    const blobs = await this.deps.attachments.removeUnreferenced(this.deps.db, new Date(now.getTime() - STAGED_UPLOAD_GRACE_MS))
     const idempotencyKeys = await this.outbox.removeExpiredIdempotencyKeys(this.deps.db, new Date(now.getTime() - 24 * 3_600_000))
     return { blobs, idempotencyKeys }
   }

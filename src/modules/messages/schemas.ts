@@ -50,6 +50,28 @@ export const SendMessageBody = Type.Object(
 )
 export type SendMessageInput = Static<typeof SendMessageBody>
 
+const FilePart = Type.Unsafe<never>({ type: 'string', contentMediaType: 'application/octet-stream' })
+
+/** The multipart/form-data body as documented; multipart.ts reads it part by part. */
+export const SendMessageForm = Type.Object(
+  {
+    message: {
+      ...SendMessageBody,
+      description: 'First part: the message as JSON, exactly as the JSON body (it may still carry small base64 attachments)',
+    },
+    attachment: Type.Optional(
+      Type.Array(FilePart, {
+        description: 'File parts after the message (250 attachments in all at most): the filename names the attachment, the part Content-Type is its type',
+      }),
+    ),
+  },
+  {
+    patternProperties: {
+      '^inline:.+$': { ...FilePart, description: 'An inline image: a part named inline:<contentId>, referenced in an html body as cid:<contentId>' },
+    },
+  },
+)
+
 export const StatusSchema = Type.Union(MESSAGE_STATUSES.map((status) => Type.Literal(status)))
 
 export const MessageSchema = Type.Object(
@@ -81,6 +103,14 @@ export const MessageSchema = Type.Object(
       }),
       Type.Null(),
     ]),
+    graphIds: Type.Object(
+      {
+        draftId: Type.Union([Type.String(), Type.Null()], { description: 'Immutable id of the draft it was sent through (Mail.ReadWrite)' }),
+        internetMessageId: Type.Union([Type.String(), Type.Null()], { description: 'The Message-ID header, for matching replies' }),
+      },
+      { description: 'What Microsoft Graph knows the message by' },
+    ),
+    nextAttemptAt: { ...NullableDateTime, description: 'While queued: when the dispatcher will try it' },
     createdAt: DateTime,
     updatedAt: DateTime,
     sentAt: NullableDateTime,

@@ -13,8 +13,16 @@ import type { ListMessagesInput, Message, SendMessageInput } from './schemas.ts'
 
 /** Graph takes attachments up to 3 MB inline in a message; larger ones need an upload session. */
 export const INLINE_ATTACHMENT_LIMIT = 3 * 1024 * 1024
+/**
+ * Without Mail.ReadWrite a message can only go out as one sendMail request of at most 4 MB,
+ * in which attachments travel base64 (4/3 of their size): 3 MB of them at most.
+ */
+export const SEND_MAIL_ATTACHMENTS_LIMIT = 3 * 1024 * 1024
 export const MAX_RECIPIENTS = 500
+export const MAX_ATTACHMENTS = 250
 const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
+/** Longer than any upload can take: a blob younger than this may belong to a request still streaming. */
+export const STAGED_UPLOAD_GRACE_MS = 6 * 3600 * 1000
 export const WORK_ITEM_HEADER = 'x-mailgate-work-item'
 
 export class SenderNotAllowedError extends UnprocessableError {
@@ -36,6 +44,27 @@ export class MessageStateError extends ConflictError {
   override readonly code = 'MESSAGE_STATE_CONFLICT'
   override readonly title = 'The message is not in a state that allows this'
 }
+
+/** A file that arrives as a stream (a multipart part), read once, as it comes. */
+export interface IncomingFile {
+  name: string | undefined
+  contentType: string
+  /** Set for an inline image: the body refers to it as cid:<contentId>. */
+  contentId?: string
+  content: AsyncIterable<Buffer>
+}
+
+/** A streamed file already written to the attachment store, not yet owned by a message. */
+interface StagedFile {
+  name: string
+  contentType: string
+  contentId: string | null
+  size: number
+  sha256: string
+  blobId: string
+}
+
+type PreparedAttachment = Omit<NewAttachment, 'messageId' | 'blobId'> & ({ content: Buffer } | { blobId: string })
 
 export interface SubmitResult {
   /** Only 202 is ever stored and replayed: a refused request leaves no trace under its key. */
@@ -89,17 +118,58 @@ export class MessageService {
    * dispatcher. With an Idempotency-Key, the same key and body replay the first answer.
    */
   async submit(apiKeyId: string, input: SendMessageInput, idempotencyKey?: string): Promise<SubmitResult> {
-    const requestHash = createHash('sha256').update(canonicalJson(input)).digest('hex')
+    return this.record(apiKeyId, input, [], requestHash(input), idempotencyKey)
+  }
+
+  /**
+   * Like submit, with more attachments arriving as streams (multipart uploads). The sender and
+   * recipients are checked before the first file byte is read; each file is written to the
+   * attachment store as it streams in and refused at the byte that breaks a size rule; then the
+   * message takes the staged files in one transaction. Staged files that no message took (a
+   * refusal, a replay) are removed; if the process dies first, the dispatcher's housekeeping does it.
+   */
+  async submitWithFiles(
+    apiKeyId: string,
+    input: SendMessageInput,
+    files: AsyncIterable<IncomingFile>,
+    idempotencyKey?: string,
+  ): Promise<SubmitResult> {
+    const staged: StagedFile[] = []
+    try {
+      const { attachments, rules } = await this.prepare(this.deps.db, input)
+      for await (const file of files) staged.push(await this.stage(file, attachments.length + staged.length, rules))
+      // Without files the request means what the same JSON body means, and hashes the same.
+      const hash =
+        staged.length === 0
+          ? requestHash(input)
+          : requestHash({ message: input, files: staged.map(({ name, contentType, contentId, sha256 }) => ({ name, contentType, contentId, sha256 })) })
+      const result = await this.record(apiKeyId, input, staged, hash, idempotencyKey)
+      if (result.replayed) await this.discard(staged)
+      return result
+    } catch (error) {
+      await this.discard(staged)
+      throw error
+    }
+  }
+
+
+  private async record(
+    apiKeyId: string,
+    input: SendMessageInput,
+    staged: StagedFile[],
+    hash: string,
+    idempotencyKey: string | undefined,
+  ): Promise<SubmitResult> {
     return this.deps.db.transaction(async (tx) => {
       if (idempotencyKey) {
         const claim = await this.deps.repository.claimIdempotencyKey(
           tx,
-          { apiKeyId, key: idempotencyKey, requestHash, responseStatus: 0, responseBody: {} },
+          { apiKeyId, key: idempotencyKey, requestHash: hash, responseStatus: 0, responseBody: {} },
           new Date(Date.now() - IDEMPOTENCY_WINDOW_MS),
         )
         if (!claim.claimed) {
           if (!claim.existing) throw new ConflictError('The Idempotency-Key is being used by a request that just failed; retry.')
-          if (claim.existing.requestHash !== requestHash) {
+          if (claim.existing.requestHash !== hash) {
             throw new IdempotencyKeyReusedError(
               'This Idempotency-Key was used in the last 24 hours with a different body. Use a new key for a new message.',
             )
@@ -107,18 +177,69 @@ export class MessageService {
           return { status: 202, body: claim.existing.responseBody as SubmitResult['body'], replayed: true }
         }
       }
-      const prepared = await this.prepare(tx, input)
+      const prepared = await this.prepare(tx, input, staged)
       const id = newId()
       const attachments: NewAttachment[] = []
-      for (const { content, ...attachment } of prepared.attachments) {
-        const { blobId } = await this.deps.attachments.write(tx, content)
-        attachments.push({ ...attachment, messageId: id, blobId })
+      for (const attachment of prepared.attachments) {
+        if ('blobId' in attachment) {
+          attachments.push({ ...attachment, messageId: id })
+        } else {
+          const { content, ...rest } = attachment
+          const { blobId } = await this.deps.attachments.write(tx, content)
+          attachments.push({ ...rest, messageId: id, blobId })
+        }
       }
       const row = await this.deps.repository.insert(tx, { id, status: 'queued', createdByKeyId: apiKeyId, ...prepared.message }, attachments)
       const body = { id: row.id, status: row.status, createdAt: row.createdAt.toISOString() }
       if (idempotencyKey) await this.deps.repository.storeIdempotentResponse(tx, apiKeyId, idempotencyKey, 202, body)
       return { status: 202, body, replayed: false }
     })
+  }
+
+  /** Writes one streamed file to the attachment store, checking the size rules as its bytes arrive. */
+  private async stage(file: IncomingFile, position: number, rules: SizeRules): Promise<StagedFile> {
+    const field = `attachments.${position}`
+    if (position >= MAX_ATTACHMENTS) {
+      throw new ValidationError([{ field: 'attachments', message: `a message may have at most ${MAX_ATTACHMENTS} attachments, base64 and file parts together` }])
+    }
+    const name = file.name ?? ''
+    if (name.length < 1 || name.length > 255) {
+      throw new ValidationError([{ field: `${field}.name`, message: 'the file part needs a filename of 1 to 255 characters (its Content-Disposition filename)' }])
+    }
+    if (file.contentId !== undefined && (file.contentId.length < 1 || file.contentId.length > 255)) {
+      throw new ValidationError([{ field: `${field}.contentId`, message: 'must be 1 to 255 characters' }])
+    }
+    const attachment = { field, name, isInline: file.contentId !== undefined }
+    const sha256 = createHash('sha256')
+    let size = 0
+    let failure: unknown
+    // A stream that threw through writeStream would take the id of the blob it staged with it,
+    // so a broken rule or a broken upload ends the stream here and is thrown once the blob is gone.
+    async function* checked(): AsyncGenerator<Buffer> {
+      try {
+        for await (const data of file.content) {
+          size += data.length
+          rules.check(attachment, size)
+          sha256.update(data)
+          yield data
+        }
+      } catch (error) {
+        failure = error
+      }
+    }
+    const { blobId } = await this.deps.attachments.writeStream(this.deps.db, checked())
+    const staged = { name, contentType: file.contentType, contentId: file.contentId ?? null, size, sha256: sha256.digest('hex'), blobId }
+    if (failure !== undefined) {
+      await this.discard([staged])
+      throw failure
+    }
+    rules.add(size)
+    return staged
+  }
+
+  /** Best effort: whatever is left is removed later by the dispatcher's housekeeping. */
+  private async discard(staged: StagedFile[]): Promise<void> {
+    await this.deps.attachments.remove(this.deps.db, staged.map((file) => file.blobId)).catch(() => {})
   }
 
   async list(query: ListMessagesInput): Promise<PageResult<Message>> {
@@ -158,15 +279,23 @@ export class MessageService {
           status: existing.status,
         })
       }
-      return this.deps.repository.update(tx, id, { status: 'queued', nextAttemptAt: new Date(), updatedAt: new Date() })
+      // A person decided to send again: the dispatcher must not stop at the earlier, unresolved
+      // send request, and the attempt count starts over. A draft id stays, so a draft that did
+      // go out after all is still found and recorded instead of sent twice.
+      const { sendRequestedAt: _decided, ...graphIds } = existing.graphIds
+      return this.deps.repository.update(tx, id, { status: 'queued', attempts: 0, graphIds, nextAttemptAt: new Date(), updatedAt: new Date() })
     })
     return (await this.present([row]))[0]!
   }
 
-  private async prepare(tx: Db, input: SendMessageInput) {
+  /**
+   * Checks a message against the sender, recipient and size rules and shapes it for storage.
+   * Runs before streamed files are read (without them) and again inside the storing transaction.
+   */
+  private async prepare(executor: Db, input: SendMessageInput, staged: StagedFile[] = []) {
     const from = input.from.toLowerCase()
-    const route = await this.deps.routes.findOutgoingByAddress(tx, from)
-    const connector = route ? await this.deps.connectors.findById(tx, route.connectorId) : undefined
+    const route = await this.deps.routes.findOutgoingByAddress(executor, from)
+    const connector = route ? await this.deps.connectors.findById(executor, route.connectorId) : undefined
     if (!route || !connector || !route.enabled || !connector.enabled) {
       const why = !route
         ? 'no outgoing connector or alias has this address'
@@ -185,40 +314,41 @@ export class MessageService {
       throw new ValidationError([{ field: 'to', message: `to, cc and bcc together may hold at most ${MAX_RECIPIENTS} recipients; this has ${recipients}` }])
     }
 
-    const state = await this.deps.integrations.state(tx, connector.integrationId)
-    const canUseDrafts = state?.roles.includes('Mail.ReadWrite') ?? false
-    const attachments: (Omit<NewAttachment, 'messageId' | 'blobId'> & { content: Buffer })[] = []
-    let totalBytes = Buffer.byteLength(input.subject) + Buffer.byteLength(input.body.content)
+    const state = await this.deps.integrations.state(executor, connector.integrationId)
+    const rules = new SizeRules({
+      sizeLimit: this.deps.sizeLimit,
+      canUseDrafts: state?.roles.includes('Mail.ReadWrite') ?? false,
+      from,
+      textBytes: Buffer.byteLength(input.subject) + Buffer.byteLength(input.body.content),
+    })
+    rules.checkTotal()
+    const attachments: PreparedAttachment[] = []
     for (const [position, attachment] of (input.attachments ?? []).entries()) {
       const content = Buffer.from(attachment.contentBytes, 'base64')
-      totalBytes += content.length
       const field = `attachments.${position}`
       if (attachment.isInline && !attachment.contentId) {
         throw new ValidationError([{ field: `${field}.contentId`, message: 'is required for an inline attachment' }])
       }
-      if (content.length > INLINE_ATTACHMENT_LIMIT && attachment.isInline) {
-        throw new AttachmentNotSendableError(`Inline attachments must be under 3 MB; "${attachment.name}" is ${mb(content.length)}.`, { field })
-      }
-      if (content.length > INLINE_ATTACHMENT_LIMIT && !canUseDrafts) {
-        throw new AttachmentNotSendableError(
-          `"${attachment.name}" is ${mb(content.length)}. Attachments over 3 MB are uploaded to a draft, which needs the Mail.ReadWrite permission; the integration behind ${from} has only Mail.Send. Grant Mail.ReadWrite and test the integration again, or send smaller files.`,
-          { field },
-        )
-      }
+      const isInline = attachment.isInline ?? false
+      rules.check({ field, name: attachment.name, isInline }, content.length)
+      rules.add(content.length)
       attachments.push({
         position,
         name: attachment.name,
         contentType: attachment.contentType ?? 'application/octet-stream',
-        isInline: attachment.isInline ?? false,
+        isInline,
         contentId: attachment.contentId ?? null,
         size: content.length,
         content,
       })
     }
-    if (totalBytes > this.deps.sizeLimit) {
-      throw new PayloadTooLargeError(
-        `The message is ${mb(totalBytes)}; the limit is ${mb(this.deps.sizeLimit)} (MESSAGE_SIZE_LIMIT).`,
-      )
+    for (const file of staged) {
+      const position = attachments.length
+      const isInline = file.contentId !== null
+      rules.check({ field: `attachments.${position}`, name: file.name, isInline }, file.size)
+      rules.add(file.size)
+      const { name, contentType, contentId, size, blobId } = file
+      attachments.push({ position, name, contentType, isInline, contentId, size, blobId })
     }
 
     const headers: Record<string, string> = { ...(input.headers ?? {}) }
@@ -242,9 +372,10 @@ export class MessageService {
         headers,
         importance: input.importance ?? 'normal',
         workItemRef: input.workItemRef ?? null,
-        totalBytes,
+        totalBytes: rules.totalBytes,
       },
       attachments,
+      rules,
     }
   }
 
@@ -269,11 +400,70 @@ export class MessageService {
       totalBytes: row.totalBytes,
       attempts: row.attempts,
       lastError: row.lastError,
+      graphIds: { draftId: row.graphIds.draftId ?? null, internetMessageId: row.graphIds.internetMessageId ?? null },
+      nextAttemptAt: row.status === 'queued' ? row.nextAttemptAt.toISOString() : null,
       createdAt: row.createdAt.toISOString(),
       updatedAt: row.updatedAt.toISOString(),
       sentAt: row.sentAt?.toISOString() ?? null,
     }))
   }
+}
+
+/**
+ * The size rules of one message, checked while its attachments grow, so that a streamed file
+ * is refused at the byte that breaks one rather than after it was stored.
+ */
+class SizeRules {
+  private readonly limits: { sizeLimit: number; canUseDrafts: boolean; from: string; textBytes: number }
+  private attachmentBytes = 0
+
+  constructor(limits: { sizeLimit: number; canUseDrafts: boolean; from: string; textBytes: number }) {
+    this.limits = limits
+  }
+
+  get totalBytes(): number {
+    return this.limits.textBytes + this.attachmentBytes
+  }
+
+  /** Throws if an attachment that has reached `size` bytes, after those already added, breaks a rule. */
+  check(attachment: { field: string; name: string; isInline: boolean }, size: number): void {
+    const { sizeLimit, canUseDrafts, from } = this.limits
+    const { field, name } = attachment
+    if (attachment.isInline && size > INLINE_ATTACHMENT_LIMIT) {
+      throw new AttachmentNotSendableError(`Inline attachments must be under 3 MB; "${name}" is larger.`, { field })
+    }
+    if (!canUseDrafts && size > INLINE_ATTACHMENT_LIMIT) {
+      throw new AttachmentNotSendableError(
+        `"${name}" is larger than 3 MB. Attachments over 3 MB are uploaded to a draft, which needs the Mail.ReadWrite permission; the integration behind ${from} has only Mail.Send. Grant Mail.ReadWrite and test the integration again, or send smaller files.`,
+        { field },
+      )
+    }
+    if (!canUseDrafts && this.attachmentBytes + size > SEND_MAIL_ATTACHMENTS_LIMIT) {
+      throw new AttachmentNotSendableError(
+        `The attachments together are larger than 3 MB (at "${name}"). The integration behind ${from} has only Mail.Send, so the message must go out as one sendMail request of at most 4 MB, in which attachments grow by a third. Grant Mail.ReadWrite and test the integration again (large messages then go through a draft), or send smaller files.`,
+        { field },
+      )
+    }
+    if (this.totalBytes + size > sizeLimit) throw this.tooLarge()
+  }
+
+  /** Throws if subject, body and the attachments added so far are already over the limit. */
+  checkTotal(): void {
+    if (this.totalBytes > this.limits.sizeLimit) throw this.tooLarge()
+  }
+
+  private tooLarge(): PayloadTooLargeError {
+    return new PayloadTooLargeError(`The message with its attachments is larger than ${mb(this.limits.sizeLimit)}, the limit (MESSAGE_SIZE_LIMIT).`)
+  }
+
+  /** Counts an attachment that passed check() with its final size. */
+  add(size: number): void {
+    this.attachmentBytes += size
+  }
+}
+
+function requestHash(request: unknown): string {
+  return createHash('sha256').update(canonicalJson(request)).digest('hex')
 }
 
 function mb(bytes: number): string {
