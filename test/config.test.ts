@@ -66,6 +66,19 @@ describe('loadConfig', () => {
     })
   })
 
+  it('reads the dispatcher settings, with the Exchange Online pace as the default', () => {
+    expect(loadConfig({}).dispatcher).toEqual({ enabled: true, perMinute: 30, maxAttempts: 8 })
+    expect(loadConfig({ DISPATCHER_ENABLED: 'false', SEND_RATE_PER_MINUTE: '10', SEND_MAX_ATTEMPTS: '3' }).dispatcher).toEqual({
+      enabled: false,
+      perMinute: 10,
+      maxAttempts: 3,
+    })
+    expect(Object.fromEntries(problemsOf({ SEND_RATE_PER_MINUTE: '0', SEND_MAX_ATTEMPTS: 'many' }).map((p) => [p.variable, p.expected]))).toEqual({
+      SEND_RATE_PER_MINUTE: 'an integer from 1 to 10000',
+      SEND_MAX_ATTEMPTS: 'an integer from 1 to 100',
+    })
+  })
+
   it('requires SECRETS_KEY with an external database, and has no default for it', () => {
     const problems = problemsOf({ DATABASE_URL: 'postgres://localhost/mailgate' })
     expect(problems).toEqual([{ variable: 'SECRETS_KEY', expected: expect.stringContaining('required with an external DATABASE_URL') }])

@@ -77,6 +77,7 @@ describe('server process', () => {
       // The key is printed for the operator, never written through the logger.
       const logLines = server.output().split('\n').filter((line) => line.startsWith('{'))
       expect(logLines.some((line) => line.includes(key!))).toBe(false)
+      expect(logLines.some((line) => line.includes('"msg":"dispatcher started"'))).toBe(true)
     } finally {
       server.child.kill('SIGTERM')
     }
@@ -96,9 +97,10 @@ describe('server process', () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'mailgate-server-'))
     dirs.push(dataDir)
     const adminKey = 'operator-chosen-admin-key-0123456789'
-    const server = await startServer({ DATA_DIR: dataDir, ADMIN_API_KEY: adminKey })
+    const server = await startServer({ DATA_DIR: dataDir, ADMIN_API_KEY: adminKey, DISPATCHER_ENABLED: 'false' })
     try {
       expect(server.output()).not.toContain(adminKey)
+      expect(server.output()).not.toContain('dispatcher started')
       const response = await fetch(`${server.baseUrl}/v1/api-keys`, { headers: { authorization: `Bearer ${adminKey}` } })
       expect(response.status).toBe(200)
       expect(((await response.json()) as any).items[0]).toMatchObject({ scopes: ['admin'], prefix: 'oper' })

@@ -36,7 +36,12 @@ async function dispatcherPlugin(app: FastifyInstance, options: DispatcherPluginO
     onStep: options.onStep,
   })
   app.decorate('dispatcher', dispatcher)
-  if (options.autostart) app.addHook('onReady', async () => dispatcher.start())
+  if (options.autostart) {
+    app.addHook('onReady', async () => {
+      dispatcher.start()
+      app.log.info({ owner: dispatcher.owner, ...options.settings }, 'dispatcher started')
+    })
+  }
   app.addHook('onClose', async () => dispatcher.stop(options.closeGraceMs))
 }
 
