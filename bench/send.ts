@@ -12,6 +12,8 @@
  *
  * Microsoft is the test fake (nock, in this process); the load generator and the upload
  * client run as child processes so they do not share the server's CPU time or memory.
+ * BENCH_DATABASES=pglite or =postgres runs one database only: measure the upload's memory
+ * in a process of its own, as earlier runs leave the heap larger.
  */
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -251,7 +253,9 @@ async function benchUpload(kind: 'pglite' | 'postgres', megabytes: number) {
 
 const parts = process.argv.slice(2).filter((arg) => !arg.startsWith('-'))
 const run = (part: string) => parts.length === 0 || parts.includes(part)
-const kinds: ('pglite' | 'postgres')[] = postgresUrl ? ['pglite', 'postgres'] : ['pglite']
+const kinds = (postgresUrl ? (['pglite', 'postgres'] as const) : (['pglite'] as const)).filter(
+  (kind) => !process.env.BENCH_DATABASES || process.env.BENCH_DATABASES.split(',').includes(kind),
+)
 if (!postgresUrl) console.log('PostgreSQL runs skipped: set BENCH_DATABASE_URL (or TEST_DATABASE_URL) to a server to include them.')
 console.log(`node ${process.version}`)
 if (run('submit')) for (const kind of kinds) await benchSubmit(kind, Number(process.env.SECONDS ?? 10))
