@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { eq, sql } from 'drizzle-orm'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { rowsOf, schema } from '../src/database/index.ts'
-import { bearer, buildTestApp, type TestApp } from './support/app.ts'
+import { bearer, buildTestApp, graphql, type TestApp } from './support/app.ts'
 import { FakeMicrosoft, type FakeApp, type FakeMailbox, type FakeTenant } from './support/fake-microsoft.ts'
 import { extraDispatcher, mailSetup } from './support/mail.ts'
 
@@ -123,6 +123,9 @@ describe('the draft path (Mail.ReadWrite)', () => {
     expect(calls.map((request) => `${request.method} ${request.path.split('/').slice(-1)[0]}`)).toEqual(['POST messages', 'POST send'])
     expect(calls.every((request) => request.prefer === 'IdType="ImmutableId"')).toBe(true)
     expect(await eventsOf(id)).toEqual(['message.sent'])
+
+    const viaGraphql = await graphql(t.app, t.adminKey, 'query ($id: ID!) { message(id: $id) { status attempts graphIds { draftId internetMessageId } nextAttemptAt } }', { id })
+    expect(viaGraphql.body.data.message).toEqual({ status: 'sent', attempts: 1, graphIds: sent.graphIds, nextAttemptAt: null })
   })
 
   it('uploads a large attachment through an upload session in pieces of at most 4 MB, without our token', async () => {
