@@ -268,6 +268,21 @@ describe('failures', () => {
     expect(deliveriesOf(resent.subject)).toHaveLength(1)
   })
 
+  it('after repeated unanswered sends of a draft that stayed unsent, fails and removes the draft', async () => {
+    const id = await submit()
+    for (let attempt = 0; attempt < settings.maxAttempts; attempt++) {
+      fake.failGraphRequests({ method: 'POST', path: /\/send$/ }, { kind: 'network' })
+      await t.app.dispatcher.runOnce()
+      clockOffsetMs += settings.settleMs
+    }
+    await t.app.dispatcher.runOnce()
+    const failed = await message(id)
+    expect(failed).toMatchObject({ status: 'failed', attempts: settings.maxAttempts, lastError: { code: 'NETWORK_ERROR' } })
+    expect(failed.lastError.message).toMatch(/Not sent after 3 attempts; the draft was removed/)
+    expect(deliveriesOf(failed.subject)).toHaveLength(0)
+    expect(fake.findMessage(failed.graphIds.draftId)).toBeUndefined()
+  })
+
   it('repeated authentication failures disable the connector; its messages wait instead of failing', async () => {
     const ids = [await submit(), await submit(), await submit(), await submit()]
     fake.failGraphRequests({ path: /\/support(@|%40)contoso\.com\// }, ...ids.map(() => ({ kind: 'status' as const, status: 401, code: 'InvalidAuthenticationToken', message: 'Access token validation failure.' })))

@@ -360,7 +360,8 @@ export class Dispatcher {
         }
       }
       if (found && message.attempts >= this.settings.maxAttempts) {
-        await this.finish(message, 'failed', { ...(message.lastError ?? { code: 'SEND_FAILED', message: 'Sending failed' }), message: `Not sent after ${message.attempts} attempts; the draft was removed.` }, undefined, { deleteDraft: true })
+        const gaveUp = { code: message.lastError?.code ?? 'SEND_FAILED', ...message.lastError, message: `Not sent after ${message.attempts} attempts; the draft was removed.` }
+        await this.finish(message, 'failed', gaveUp, undefined, { deleteDraft: true, draftUnsent: true, countsAsAttempt: false })
         return
       }
       if (found && progress.uploadedAt) {
