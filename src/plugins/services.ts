@@ -92,7 +92,6 @@ export function createServices(deps: ServiceDeps): Services {
     db,
     repository: new MessageRepository(),
     routes: routeRepository,
-    connectors: connectorRepository,
     integrations,
     attachments,
     sizeLimit: deps.messageSizeLimit ?? 35 * 1024 * 1024,

@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, lt, max, sql, type SQL } from 'drizzle-orm'
-import { emailRoutes } from '../../../db/schema.ts'
+import { connectors, emailRoutes } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 
 export type EmailRouteRow = typeof emailRoutes.$inferSelect
@@ -21,6 +21,23 @@ export class EmailRouteRepository {
         asc(emailRoutes.priority),
         asc(emailRoutes.id),
       )
+  }
+
+  /** What the submit path needs about a sending address, in one query (it runs for every message). */
+  async findSender(executor: Db, address: string) {
+    const [row] = await executor
+      .select({
+        routeId: emailRoutes.id,
+        routeEnabled: emailRoutes.enabled,
+        connectorId: connectors.id,
+        connectorEnabled: connectors.enabled,
+        integrationId: connectors.integrationId,
+      })
+      .from(emailRoutes)
+      .innerJoin(connectors, eq(connectors.id, emailRoutes.connectorId))
+      .where(and(eq(emailRoutes.direction, 'outgoing'), eq(emailRoutes.emailAddress, address)))
+      .limit(1)
+    return row
   }
 
   async findById(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<EmailRouteRow | undefined> {

@@ -16,8 +16,11 @@ export interface AttachmentInfo {
 }
 
 export class MessageRepository {
-  async insert(executor: Db, message: NewMessage, attachments: NewAttachment[]): Promise<MessageRow> {
-    const [row] = await executor.insert(outboundMessages).values({ ...message, attachmentCount: attachments.length }).returning()
+  async insert(executor: Db, message: NewMessage, attachments: NewAttachment[]): Promise<Pick<MessageRow, 'id' | 'status' | 'createdAt'>> {
+    const [row] = await executor
+      .insert(outboundMessages)
+      .values({ ...message, attachmentCount: attachments.length })
+      .returning({ id: outboundMessages.id, status: outboundMessages.status, createdAt: outboundMessages.createdAt })
     if (attachments.length > 0) await executor.insert(outboundAttachments).values(attachments)
     return row!
   }

@@ -4,7 +4,6 @@ import type { Db } from '../../database/index.ts'
 import { ConflictError, NotFoundError, PayloadTooLargeError, UnprocessableError, ValidationError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
-import type { ConnectorRepository } from '../connectors/repository.ts'
 import type { EmailRouteRepository } from '../email-routes/repository.ts'
 import type { IntegrationService } from '../integrations/service.ts'
 import type { AttachmentStore } from './attachment-store.ts'
@@ -95,7 +94,6 @@ export interface MessageServiceDeps {
   db: Db
   repository: MessageRepository
   routes: EmailRouteRepository
-  connectors: ConnectorRepository
   integrations: IntegrationService
   attachments: AttachmentStore
   /** Largest total message size in bytes (MESSAGE_SIZE_LIMIT). */
@@ -294,14 +292,13 @@ export class MessageService {
    */
   private async prepare(executor: Db, input: SendMessageInput, staged: StagedFile[] = []) {
     const from = input.from.toLowerCase()
-    const route = await this.deps.routes.findOutgoingByAddress(executor, from)
-    const connector = route ? await this.deps.connectors.findById(executor, route.connectorId) : undefined
-    if (!route || !connector || !route.enabled || !connector.enabled) {
-      const why = !route
+    const sender = await this.deps.routes.findSender(executor, from)
+    if (!sender || !sender.routeEnabled || !sender.connectorEnabled) {
+      const why = !sender
         ? 'no outgoing connector or alias has this address'
-        : !connector?.enabled
-          ? `its connector ${route.connectorId} is disabled`
-          : `the alias ${route.id} is not enabled (test it, then enable it)`
+        : !sender.connectorEnabled
+          ? `its connector ${sender.connectorId} is disabled`
+          : `the alias ${sender.routeId} is not enabled (test it, then enable it)`
       throw new SenderNotAllowedError(`Mailgate cannot send from ${from}: ${why}.`, { field: 'from' })
     }
     const lower = (list: string[] | undefined) => (list ?? []).map((address) => address.toLowerCase())
@@ -314,7 +311,7 @@ export class MessageService {
       throw new ValidationError([{ field: 'to', message: `to, cc and bcc together may hold at most ${MAX_RECIPIENTS} recipients; this has ${recipients}` }])
     }
 
-    const state = await this.deps.integrations.state(executor, connector.integrationId)
+    const state = await this.deps.integrations.state(executor, sender.integrationId)
     const rules = new SizeRules({
       sizeLimit: this.deps.sizeLimit,
       canUseDrafts: state?.roles.includes('Mail.ReadWrite') ?? false,
@@ -359,8 +356,8 @@ export class MessageService {
     }
     return {
       message: {
-        connectorId: connector.id,
-        routeId: route.id,
+        connectorId: sender.connectorId,
+        routeId: sender.routeId,
         fromAddress: from,
         toAddresses: to,
         ccAddresses: cc,
