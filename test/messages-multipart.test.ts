@@ -6,6 +6,7 @@ import { rowsOf } from '../src/database/index.ts'
 import { STORAGE_CHUNK_BYTES } from '../src/modules/messages/attachment-store.ts'
 import { bearer, buildTestApp, type TestApp } from './support/app.ts'
 import { FakeMicrosoft, type FakeTenant } from './support/fake-microsoft.ts'
+import { mailSetup } from './support/mail.ts'
 
 const MiB = 1024 * 1024
 const SIZE_LIMIT = 8 * MiB
@@ -28,31 +29,14 @@ beforeAll(async () => {
   t = await buildTestApp({ messageSizeLimit: SIZE_LIMIT })
   sender = await t.keyWith('mail:send')
   reader = await t.keyWith('mail:read')
-  await enabledOutgoing(await setUpIntegration(app.clientId, 'mp-secret'), 'support@contoso.com')
-  await enabledOutgoing(await setUpIntegration(sendOnlyApp.clientId, 'send-only'), sendOnlyFrom)
+  const setup = mailSetup(t)
+  await setup.outgoing(await setup.integration(tenant.id, app.clientId, 'mp-secret'), 'support@contoso.com')
+  await setup.outgoing(await setup.integration(tenant.id, sendOnlyApp.clientId, 'send-only'), sendOnlyFrom)
 })
 afterAll(async () => {
   await t.close()
   fake.stop()
 })
-
-async function admin(method: 'GET' | 'POST', url: string, payload?: unknown) {
-  const response = await t.app.inject({ method, url, headers: bearer(t.adminKey), payload: payload as object })
-  return { status: response.statusCode, body: response.json() }
-}
-
-async function setUpIntegration(clientId: string, secret: string): Promise<string> {
-  const integration = (await admin('POST', '/v1/integrations', { name: 'i', tenant: tenant.id, clientId, authMethod: 'clientSecret', clientSecret: secret })).body
-  expect((await admin('POST', `/v1/integrations/${integration.id}/test`)).body.ok).toBe(true)
-  return integration.id
-}
-
-async function enabledOutgoing(integrationId: string, address: string): Promise<string> {
-  const connector = (await admin('POST', '/v1/connectors', { integrationId, name: address, direction: 'outgoing', primaryAddress: address })).body
-  expect((await admin('POST', `/v1/connectors/${connector.id}/test`)).body.ok).toBe(true)
-  expect((await admin('POST', `/v1/connectors/${connector.id}/enable`)).body.enabled).toBe(true)
-  return connector.id
-}
 
 const message = (overrides: Record<string, unknown> = {}) => ({
   from: 'support@contoso.com',

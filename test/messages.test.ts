@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { rowsOf } from '../src/database/index.ts'
 import { bearer, buildTestApp, graphql, type TestApp } from './support/app.ts'
 import { FakeMicrosoft, type FakeTenant } from './support/fake-microsoft.ts'
+import { mailSetup } from './support/mail.ts'
 
 const fake = new FakeMicrosoft()
 let t: TestApp
@@ -22,15 +23,15 @@ beforeAll(async () => {
   sender = await t.keyWith('mail:send')
   reader = await t.keyWith('mail:read')
 
-  const integration = await setUpIntegration(app.clientId, 'msg-secret')
-  const connector = await enabledOutgoing(integration, 'support@contoso.com')
+  const setup = mailSetup(t)
+  const integration = await setup.integration(tenant.id, app.clientId, 'msg-secret')
+  const connector = await setup.outgoing(integration, 'support@contoso.com')
   const alias = (await admin('POST', '/v1/routes', { connectorId: connector, name: 'help', emailAddress: 'help@contoso.com' })).body
   await admin('POST', `/v1/routes/${alias.id}/test`)
   expect((await admin('POST', `/v1/routes/${alias.id}/enable`)).body.enabled).toBe(true)
   await admin('POST', '/v1/routes', { connectorId: connector, name: 'untested', emailAddress: 'untested@contoso.com' })
 
-  const sendOnly = await setUpIntegration(sendOnlyApp.clientId, 'send-only')
-  await enabledOutgoing(sendOnly, 'notify@contoso.com')
+  await setup.outgoing(await setup.integration(tenant.id, sendOnlyApp.clientId, 'send-only'), 'notify@contoso.com')
   sendOnlyFrom = 'notify@contoso.com'
 })
 afterAll(async () => {
@@ -41,19 +42,6 @@ afterAll(async () => {
 async function admin(method: 'GET' | 'POST', url: string, payload?: unknown) {
   const response = await t.app.inject({ method, url, headers: bearer(t.adminKey), payload: payload as object })
   return { status: response.statusCode, body: response.json() }
-}
-
-async function setUpIntegration(clientId: string, secret: string): Promise<string> {
-  const integration = (await admin('POST', '/v1/integrations', { name: 'i', tenant: tenant.id, clientId, authMethod: 'clientSecret', clientSecret: secret })).body
-  expect((await admin('POST', `/v1/integrations/${integration.id}/test`)).body.ok).toBe(true)
-  return integration.id
-}
-
-async function enabledOutgoing(integrationId: string, address: string): Promise<string> {
-  const connector = (await admin('POST', '/v1/connectors', { integrationId, name: address, direction: 'outgoing', primaryAddress: address })).body
-  expect((await admin('POST', `/v1/connectors/${connector.id}/test`)).body.ok).toBe(true)
-  expect((await admin('POST', `/v1/connectors/${connector.id}/enable`)).body.enabled).toBe(true)
-  return connector.id
 }
 
 function send(payload: unknown, options: { key?: string; idempotencyKey?: string } = {}) {
