@@ -146,8 +146,8 @@ export class Dispatcher {
     await Promise.race([Promise.allSettled([...this.active]), new Promise((resolve) => setTimeout(resolve, graceMs).unref())])
   }
 
-  /** Wakes the loop (a message was queued). */
-  notify(): void {
+  /** Wakes the loop now: a send finished (its mailbox has room again), or it is stopping. */
+  private notify(): void {
     if (this.wake) this.wake()
     else this.wakePending = true
   }
@@ -226,13 +226,13 @@ export class Dispatcher {
     const { db } = this.deps
     let started = 0
     const capacity = () => this.settings.maxConcurrentSends - this.active.size
-    if (capacity() > 0 && (rescan || this.now().getTime() - this.scannedAt >= this.scanIntervalMs())) {
-      const abandoned = await this.outbox.claimAbandoned(db, this.owner, capacity(), this.settings.leaseMs, this.now())
-      for (const message of abandoned) this.launch(message)
-      started += abandoned.length
-    }
     const now = this.now()
     if (rescan || now.getTime() - this.scannedAt >= this.scanIntervalMs()) {
+      if (capacity() > 0) {
+        const abandoned = await this.outbox.claimAbandoned(db, this.owner, capacity(), this.settings.leaseMs, now)
+        for (const message of abandoned) this.launch(message)
+        started += abandoned.length
+      }
       this.due = await this.outbox.dueConnectors(db, now)
       this.scannedAt = now.getTime()
     }

@@ -42,6 +42,16 @@ export interface AttachmentToSend {
   blobId: string
 }
 
+/** A connector's messages being sent right now: `sending` under a lease that has not run out. */
+function sendingNow(connectorId: string, now: Date) {
+  return and(
+    eq(outboundMessages.connectorId, connectorId),
+    eq(outboundMessages.status, 'sending'),
+    // Spelled as a timestamptz literal: postgres.js cannot type a Date inside a subquery's raw SQL.
+    gt(outboundMessages.leaseExpiresAt, sql`${now.toISOString()}::timestamptz`),
+  )
+}
+
 /**
  * The outbox as dispatchers see it. Every operation is safe with any number of dispatchers
  * on one database: claims skip rows another transaction holds, a claim is a lease that a
@@ -74,7 +84,7 @@ export class Outbox {
             tokens: mailboxSendBudgets.tokens,
             refilledAt: mailboxSendBudgets.refilledAt,
             pausedUntil: mailboxSendBudgets.pausedUntil,
-            sending: sql<number>`(select count(*)::int from ${outboundMessages} where ${outboundMessages.connectorId} = ${connectorId} and ${outboundMessages.status} = 'sending' and ${outboundMessages.leaseExpiresAt} > ${now.toISOString()}::timestamptz)`,
+            sending: sql<number>`(select count(*)::int from ${outboundMessages} where ${sendingNow(connectorId, now)})`,
           })
           .from(mailboxSendBudgets)
           .where(eq(mailboxSendBudgets.connectorId, connectorId))
@@ -145,7 +155,7 @@ export class Outbox {
     const [row] = await executor
       .select({ count: sql<number>`count(*)::int` })
       .from(outboundMessages)
-      .where(and(eq(outboundMessages.connectorId, connectorId), eq(outboundMessages.status, 'sending'), gt(outboundMessages.leaseExpiresAt, now)))
+      .where(sendingNow(connectorId, now))
     return row?.count ?? 0
   }
 
