@@ -27,7 +27,7 @@ import { openEmbeddedDatabase, openExternalDatabase, rowsOf, schema, type Databa
 import { TokenProvider } from '../src/graph/token-provider.ts'
 import { SecretBox } from '../src/lib/secret-box.ts'
 import { createLogger } from '../src/logger.ts'
-import type { DispatcherSettings } from '../src/workers/dispatcher.ts'
+import type { DispatcherSettings } from '../src/modules/outbound/dispatcher.ts'
 import { createScratchPostgresDatabase } from '../test/support/database.ts'
 import { FakeMicrosoft, type FakeTenant } from '../test/support/fake-microsoft.ts'
 import { randomSecretsKey } from '../test/support/app.ts'

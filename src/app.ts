@@ -14,22 +14,10 @@ import packageJson from '../package.json' with { type: 'json' }
 import type { Database } from './database/index.ts'
 import type { TokenProvider } from './graph/token-provider.ts'
 import type { SecretBox } from './lib/secret-box.ts'
-import { apiKeyRoutes } from './modules/api-keys/routes.ts'
-import { ApiKeySchema, CreatedApiKeySchema } from './modules/api-keys/schemas.ts'
-import { auditRoutes } from './modules/audit/routes.ts'
-import { AuditEventSchema } from './modules/audit/schemas.ts'
-import { integrationRoutes } from './modules/integrations/routes.ts'
-import { TestResultSchema } from './modules/connection-tests/schemas.ts'
-import { connectorRoutes } from './modules/connectors/routes.ts'
-import { ConnectorSchema } from './modules/connectors/schemas.ts'
-import { emailRouteRoutes } from './modules/email-routes/routes.ts'
-import { RouteSchema } from './modules/email-routes/schemas.ts'
-import { messageRoutes } from './modules/messages/routes.ts'
-import { MessageSchema } from './modules/messages/schemas.ts'
-import { IntegrationSchema } from './modules/integrations/schemas.ts'
+import { appModules } from './modules/index.ts'
+import type { DispatcherPluginOptions } from './modules/outbound/dispatcher-plugin.ts'
 import authPlugin, { apiKeyScope } from './plugins/auth.ts'
 import databasePlugin from './plugins/database.ts'
-import dispatcherPlugin, { type DispatcherPluginOptions } from './plugins/dispatcher.ts'
 import errorsPlugin, { sendProblem, toDomainError } from './plugins/errors.ts'
 import graphqlPlugin from './plugins/graphql.ts'
 import healthPlugin from './plugins/health.ts'
@@ -37,6 +25,7 @@ import metricsPlugin from './plugins/metrics.ts'
 import requestLifecyclePlugin from './plugins/request-lifecycle.ts'
 import servicesPlugin from './plugins/services.ts'
 import swaggerPlugin from './plugins/swagger.ts'
+import workersPlugin from './plugins/workers.ts'
 
 export type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
 
@@ -54,6 +43,8 @@ export interface AppOptions {
   collectDefaultMetrics?: boolean
   /** The outbox dispatcher; it starts only when `autostart` is set. */
   dispatcher?: DispatcherPluginOptions
+  /** Housekeeping (expired data); it runs every 10 minutes only when `autostart` is set. */
+  housekeeping?: { autostart: boolean }
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -103,25 +94,19 @@ export async function buildApp(options: AppOptions): Promise<App> {
     connectorFailureThreshold: options.connectorFailureThreshold,
     messageSizeLimit: options.messageSizeLimit,
   })
-  await app.register(dispatcherPlugin, options.dispatcher ?? { autostart: false })
   await app.register(authPlugin)
-  for (const schema of [ApiKeySchema, CreatedApiKeySchema, AuditEventSchema, TestResultSchema, IntegrationSchema, ConnectorSchema, RouteSchema, MessageSchema]) {
-    app.addSchema(schema)
-  }
-  await app.register(swaggerPlugin, { version: packageJson.version })
+  for (const schema of appModules.flatMap((module) => module.schemas ?? [])) app.addSchema(schema)
+  await app.register(swaggerPlugin, { version: packageJson.version, tags: appModules.flatMap((module) => (module.tag ? [module.tag] : [])) })
   await app.register(healthPlugin)
   await app.register(metricsPlugin, { collectDefaults: options.collectDefaultMetrics })
-  await app.register(graphqlPlugin)
+  await app.register(workersPlugin, { housekeeping: options.housekeeping })
+  for (const module of appModules) if (module.plugin) await app.register(module.plugin, options)
+  await app.register(graphqlPlugin, { resolvers: appModules.flatMap((module) => (module.resolvers ? [module.resolvers] : [])) })
 
   await app.register(
     async (v1) => {
       await apiKeyScope(v1)
-      await v1.register(apiKeyRoutes)
-      await v1.register(auditRoutes)
-      await v1.register(integrationRoutes)
-      await v1.register(connectorRoutes)
-      await v1.register(emailRouteRoutes)
-      await v1.register(messageRoutes)
+      for (const module of appModules) if (module.routes) await v1.register(module.routes)
     },
     { prefix: '/v1' },
   )

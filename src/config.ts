@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { GRAPH_LIMITS } from './graph/limits.ts'
 
 const LogLevel = Type.Union(
   ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
@@ -62,7 +63,7 @@ export const EnvSchema = Type.Object({
   }),
   MESSAGE_SIZE_LIMIT: Type.Integer({
     minimum: 1024,
-    maximum: 157_286_400,
+    maximum: GRAPH_LIMITS.uploadSessionBytes,
     default: 36_700_160,
     description: 'Largest total size of one outgoing message with its attachments, in bytes',
   }),

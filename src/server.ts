@@ -5,7 +5,6 @@ import { openEmbeddedDatabase, openExternalDatabase, type Database } from './dat
 import { TokenProvider } from './graph/token-provider.ts'
 import { SecretBox } from './lib/secret-box.ts'
 import { createLogger } from './logger.ts'
-import { createServices } from './plugins/services.ts'
 import { resolveSecretsKey } from './secrets-key.ts'
 
 export async function openDatabase(config: AppConfig): Promise<Database> {
@@ -45,9 +44,22 @@ async function main(): Promise<void> {
     }
   }
 
-  const tokenProvider = new TokenProvider({ hostOverrides: config.microsoftHosts })
-  const services = createServices({ db: database.db, secretBox, tokens: tokenProvider })
-  const { resealed, unreadable } = await services.integrations.resealSecrets()
+  const app = await buildApp({
+    database,
+    secretBox,
+    tokenProvider: new TokenProvider({ hostOverrides: config.microsoftHosts }),
+    connectorFailureThreshold: config.connectorFailureThreshold,
+    messageSizeLimit: config.messageSizeLimit,
+    logger: log,
+    bodyLimit: config.bodyLimit,
+    dispatcher: {
+      autostart: config.dispatcher.enabled,
+      settings: { perMinute: config.dispatcher.perMinute, maxAttempts: config.dispatcher.maxAttempts },
+    },
+    housekeeping: { autostart: true },
+  })
+
+  const { resealed, unreadable } = await app.services.integrations.resealSecrets()
   if (resealed > 0) log.info({ resealed, keyId: secretBox.currentKeyId }, 're-sealed stored secrets with the current SECRETS_KEY')
   if (unreadable.length > 0) {
     log.warn(
@@ -55,7 +67,7 @@ async function main(): Promise<void> {
       'some stored credentials were sealed with a key this server does not have: add it to SECRETS_KEY_PREVIOUS, or enter those credentials again',
     )
   }
-  const bootstrap = await services.apiKeys.ensureInitialAdminKey(config.adminApiKey)
+  const bootstrap = await app.services.apiKeys.ensureInitialAdminKey(config.adminApiKey)
   if (bootstrap?.generatedKey) {
     // Printed once, straight to the terminal and never through the logger, so log shipping
     // does not carry it. It cannot be shown again: only its hash is stored.
@@ -65,20 +77,6 @@ async function main(): Promise<void> {
   } else if (bootstrap) {
     log.info('created the first admin API key from ADMIN_API_KEY')
   }
-
-  const app = await buildApp({
-    database,
-    secretBox,
-    tokenProvider,
-    connectorFailureThreshold: config.connectorFailureThreshold,
-    messageSizeLimit: config.messageSizeLimit,
-    logger: log,
-    bodyLimit: config.bodyLimit,
-    dispatcher: {
-      autostart: config.dispatcher.enabled,
-      settings: { perMinute: config.dispatcher.perMinute, maxAttempts: config.dispatcher.maxAttempts },
-    },
-  })
 
   closeWithGrace({ delay: 10_000, logger: log }, async ({ signal, err }) => {
     if (err) log.error({ err }, 'shutting down after an error')

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { schema } from '../src/database/index.ts'
-import { AttachmentStore, STORAGE_CHUNK_BYTES } from '../src/modules/messages/attachment-store.ts'
+import { AttachmentStore, STORAGE_CHUNK_BYTES } from '../src/modules/attachments/store.ts'
 import { createTestDatabase, type TestDatabase } from './support/database.ts'
 
 let db: TestDatabase

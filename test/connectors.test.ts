@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MailboxError } from '../src/graph/mailbox-client.ts'
+import { MailboxError } from '../src/graph/errors.ts'
 import { bearer, buildTestApp, graphql, type TestApp } from './support/app.ts'
 import { FakeMicrosoft, type FakeApp, type FakeMailbox, type FakeTenant } from './support/fake-microsoft.ts'
 

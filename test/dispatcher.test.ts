@@ -339,15 +339,15 @@ describe('pacing', () => {
 
 describe('housekeeping', () => {
   it('removes staged attachment content nobody took after the grace period, and expired idempotency keys, keeping the rest', async () => {
-    const { attachments } = t.app.services.workers
+    const { attachments } = t.app.services
     const staged = await attachments.write(t.db.database.db, randomBytes(10))
     const kept = await submit({ attachments: [{ name: 'k.txt', contentBytes: Buffer.from('keep').toString('base64') }] })
     await t.app.inject({ method: 'POST', url: '/v1/messages', headers: { ...bearer(sender), 'idempotency-key': 'old-key' }, payload: { from: 'support@contoso.com', to: ['customer@contoso.com'], subject: 's', body: { contentType: 'text', content: 'b' } } })
 
-    expect(await t.app.dispatcher.housekeep(new Date())).toEqual({ blobs: 0, idempotencyKeys: 0 })
+    expect(await t.app.housekeeping.run(new Date())).toEqual({ blobs: 0, idempotencyKeys: 0 })
     // An upload may still be streaming in: staged content is kept for hours.
-    expect((await t.app.dispatcher.housekeep(new Date(Date.now() + 5 * 3_600_000))).blobs).toBe(0)
-    const later = await t.app.dispatcher.housekeep(new Date(Date.now() + 25 * 3_600_000))
+    expect((await t.app.housekeeping.run(new Date(Date.now() + 5 * 3_600_000))).blobs).toBe(0)
+    const later = await t.app.housekeeping.run(new Date(Date.now() + 25 * 3_600_000))
     expect(later.blobs).toBeGreaterThanOrEqual(1)
     expect(later.idempotencyKeys).toBeGreaterThanOrEqual(1)
     const blobs = await t.db.database.db.select({ id: schema.attachmentBlobs.id }).from(schema.attachmentBlobs)

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { schema } from '../src/database/index.ts'
 import { newId } from '../src/lib/ids.ts'
-import { Outbox } from '../src/workers/outbox.ts'
+import { Outbox } from '../src/modules/outbound/outbox.ts'
 import { createTestDatabase, type TestDatabase } from './support/database.ts'
 
 let db: TestDatabase

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { migrationsFolder, openExternalDatabase, type Database } from '../src/database/index.ts'
 import { SecretBox } from '../src/lib/secret-box.ts'
-import { createServices } from '../src/plugins/services.ts'
+import { createServices } from '../src/modules/services.ts'
 import { createScratchPostgresDatabase, externalTestUrl } from './support/database.ts'
 
 if (!externalTestUrl) {

@@ -14,14 +14,35 @@ const CLOUD_HOSTS: Record<Cloud, CloudHosts> = {
   china: { authority: 'login.chinacloudapi.cn', graph: 'microsoftgraph.chinacloudapi.cn' },
 }
 
+const MICROSOFT_GRAPH_HOSTS = new Set(Object.values(CLOUD_HOSTS).map((hosts) => hosts.graph))
+
+/** Operator overrides (AUTHORITY_HOST, GRAPH_HOST): `host[:port]`, never taken from a request. */
 export type HostOverrides = Partial<CloudHosts>
 
-/** The Microsoft hosts for a cloud; only the operator's server config can override them. */
+/** The hosts Mailgate connects to for a cloud: the cloud's own, or the operator's overrides. */
 export function hostsFor(cloud: Cloud, overrides: HostOverrides = {}): CloudHosts {
   const hosts = CLOUD_HOSTS[cloud]
   return { authority: overrides.authority ?? hosts.authority, graph: overrides.graph ?? hosts.graph }
 }
 
-export function graphScope(hosts: CloudHosts): string {
-  return `https://${hosts.graph}/.default`
+/**
+ * What app tokens are for (their audience), as a `.default` scope. A proxy or stand-in host
+ * forwards to the cloud's Graph, which only accepts tokens for itself, so the scope stays the
+ * cloud's Graph resource; an override that names another Microsoft Graph host (a sovereign
+ * cloud) makes that host the resource.
+ */
+export function graphScope(cloud: Cloud, overrides: HostOverrides = {}): string {
+  const resource = overrides.graph && MICROSOFT_GRAPH_HOSTS.has(overrides.graph) ? overrides.graph : CLOUD_HOSTS[cloud].graph
+  return `https://${resource}/.default`
+}
+
+/**
+ * URLs Graph hands back (an `@odata.nextLink`, an upload session's `uploadUrl`) name
+ * Microsoft's hosts. With a Graph host override every request goes to the override instead,
+ * keeping the path and query.
+ */
+export function throughOverride(url: string, overrides: HostOverrides): string {
+  if (!overrides.graph) return url
+  const parsed = new URL(url)
+  return `https://${overrides.graph}${parsed.pathname}${parsed.search}`
 }

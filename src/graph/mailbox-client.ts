@@ -1,100 +1,9 @@
-import { AuthenticationHandler, Client, GraphError, HTTPMessageHandler } from '@microsoft/microsoft-graph-client'
-import { hostsFor, type HostOverrides } from './clouds.ts'
-import { TokenError, type AppRegistration, type TokenProvider } from './token-provider.ts'
-
-export type GraphErrorCode =
-  | 'MAILBOX_NOT_FOUND'
-  | 'ACCESS_POLICY_BLOCKED'
-  | 'PERMISSION_MISSING'
-  | 'SEND_AS_DENIED'
-  | 'FOLDER_NOT_FOUND'
-  | 'THROTTLED'
-  | 'GRAPH_UNAVAILABLE'
-  | 'NETWORK_ERROR'
-  | 'GRAPH_TIMEOUT'
-  | 'AUTHENTICATION_FAILED'
-  | 'GRAPH_REQUEST_FAILED'
-
-const HINTS: Record<GraphErrorCode, string> = {
-  MAILBOX_NOT_FOUND:
-    'Exchange Online has no mailbox with this address in the tenant. Check the address, and that the shared mailbox exists and is licensed for Exchange Online.',
-  ACCESS_POLICY_BLOCKED:
-    'An application access policy or RBAC for Applications scope keeps this app away from the mailbox. Add the mailbox to the group the policy allows (New-ApplicationAccessPolicy / management scope), then test again; changes can take up to an hour.',
-  PERMISSION_MISSING:
-    'The app lacks the Graph application permission for this. Grant Mail.ReadWrite (incoming) or Mail.Send (outgoing) with admin consent.',
-  SEND_AS_DENIED:
-    'The mailbox may not send as this address. Give the mailbox Send As rights on the alias in Exchange, or use an address of the mailbox itself.',
-  FOLDER_NOT_FOUND: 'No folder with this path exists in the mailbox. Folder names are matched case-insensitively, level by level.',
-  THROTTLED: 'Microsoft Graph is throttling this app for the mailbox. Wait for the Retry-After period and try again.',
-  GRAPH_UNAVAILABLE: 'Microsoft Graph answered with a server error. This is usually temporary: try again shortly.',
-  NETWORK_ERROR: 'Could not reach Microsoft Graph. Check outbound HTTPS from this server to the Graph host.',
-  GRAPH_TIMEOUT: 'Microsoft Graph did not answer in time. Try again.',
-  AUTHENTICATION_FAILED: 'No token could be acquired for the integration. Test the integration for details.',
-  GRAPH_REQUEST_FAILED: 'Microsoft Graph refused the request. The message has its reason.',
-}
-
-export class MailboxError extends Error {
-  readonly code: GraphErrorCode
-  readonly hint: string
-  readonly status: number | undefined
-  readonly graphCode: string | undefined
-  readonly retryAfterSeconds: number | undefined
-  /** For AUTHENTICATION_FAILED from Entra: the token error's code. */
-  readonly tokenCode: string | undefined
-
-  constructor(
-    code: GraphErrorCode,
-    message: string,
-    details: { status?: number; graphCode?: string; retryAfterSeconds?: number; hint?: string; tokenCode?: string } = {},
-  ) {
-    super(message)
-    this.name = 'MailboxError'
-    this.code = code
-    this.hint = details.hint ?? HINTS[code]
-    this.status = details.status
-    this.graphCode = details.graphCode
-    this.retryAfterSeconds = details.retryAfterSeconds
-    this.tokenCode = details.tokenCode
-  }
-
-  /** Authentication and unreachable-mailbox failures count toward automatic disable. */
-  get countsTowardDisable(): boolean {
-    return ['AUTHENTICATION_FAILED', 'MAILBOX_NOT_FOUND', 'ACCESS_POLICY_BLOCKED', 'PERMISSION_MISSING'].includes(this.code)
-  }
-}
-
-export function toMailboxError(error: unknown): MailboxError {
-  if (error instanceof MailboxError) return error
-  if (error instanceof TokenError) {
-    return new MailboxError('AUTHENTICATION_FAILED', `${error.code}: ${error.message}`, { hint: error.hint, tokenCode: error.code })
-  }
-  if (error instanceof GraphError && error.statusCode > 0) {
-    const status = error.statusCode
-    const graphCode = error.code ?? undefined
-    const message = error.message || `Graph answered ${status}`
-    const retryAfter = Number(error.headers?.get?.('retry-after'))
-    const details = { status, graphCode, retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined }
-    if (status === 404 && /ErrorInvalidUser|MailboxNotEnabledForRESTAPI|ResourceNotFound|ErrorNonExistentMailbox/i.test(graphCode ?? '')) {
-      return new MailboxError('MAILBOX_NOT_FOUND', message, details)
-    }
-    if (status === 404) return new MailboxError('FOLDER_NOT_FOUND', message, details)
-    if (status === 403 && /RAOP|AccessPolicy|Access to OData is disabled|management scope/i.test(message)) {
-      return new MailboxError('ACCESS_POLICY_BLOCKED', message, details)
-    }
-    if (status === 403 && graphCode === 'ErrorSendAsDenied') return new MailboxError('SEND_AS_DENIED', message, details)
-    if (status === 401) return new MailboxError('AUTHENTICATION_FAILED', message, details)
-    if (status === 403) return new MailboxError('PERMISSION_MISSING', message, details)
-    if (status === 429) return new MailboxError('THROTTLED', message, details)
-    if (status >= 500) return new MailboxError('GRAPH_UNAVAILABLE', message, details)
-    return new MailboxError('GRAPH_REQUEST_FAILED', message, details)
-  }
-  // The SDK wraps transport failures in a GraphError with statusCode -1 and the cause's name as code.
-  const err = error as { name?: string; message?: string; code?: string | null }
-  if (err?.name === 'TimeoutError' || err?.name === 'AbortError' || err?.code === 'TimeoutError' || err?.code === 'AbortError') {
-    return new MailboxError('GRAPH_TIMEOUT', 'No answer from Microsoft Graph in time')
-  }
-  return new MailboxError('NETWORK_ERROR', 'Could not reach Microsoft Graph')
-}
+import { Client } from '@microsoft/microsoft-graph-client'
+import { hostsFor, throughOverride, type HostOverrides } from './clouds.ts'
+import { MailboxError, toMailboxError } from './errors.ts'
+import { BearerToken, CallState, Transport } from './sdk-middleware.ts'
+import type { AppRegistration, TokenProvider } from './token-provider.ts'
+import { microsoftFetch } from './transport.ts'
 
 export interface MailFolder {
   id: string
@@ -201,25 +110,16 @@ interface Page<T> {
 export class MailboxClient {
   private readonly client: Client
   private readonly timeoutMs: number
-  /** The SDK wraps a failed token request in a status -1 GraphError; this keeps the original. */
-  private tokenFailure: TokenError | undefined
+  private readonly hostOverrides: HostOverrides
 
   constructor(tokens: TokenProvider, registration: AppRegistration, options: { hostOverrides?: HostOverrides; timeoutMs?: number } = {}) {
-    const hosts = hostsFor(registration.cloud, options.hostOverrides ?? tokens.hostOverrides)
+    this.hostOverrides = options.hostOverrides ?? tokens.hostOverrides
+    const origin = `https://${hostsFor(registration.cloud, this.hostOverrides).graph}`
     // Only authentication and transport: the SDK's RetryHandler would re-send POSTs such as
     // sendMail on 429/5xx, which can duplicate mail. Retries are the callers' decision.
-    const auth = new AuthenticationHandler({
-      getAccessToken: async () => {
-        try {
-          return (await tokens.acquire(registration)).accessToken
-        } catch (error) {
-          if (error instanceof TokenError) this.tokenFailure = error
-          throw error
-        }
-      },
-    })
-    auth.setNext(new HTTPMessageHandler())
-    this.client = Client.initWithMiddleware({ middleware: auth, baseUrl: `https://${hosts.graph}/`, defaultVersion: 'v1.0' })
+    const auth = new BearerToken(origin, async () => (await tokens.acquire(registration)).accessToken)
+    auth.setNext(new Transport())
+    this.client = Client.initWithMiddleware({ middleware: auth, baseUrl: `${origin}/`, defaultVersion: 'v1.0' })
     this.timeoutMs = options.timeoutMs ?? 30_000
   }
 
@@ -323,12 +223,13 @@ export class MailboxClient {
         },
       },
     )
+    const uploadUrl = throughOverride(session.uploadUrl, this.hostOverrides)
     let offset = 0
     for await (const piece of pieces) {
       const end = offset + piece.length - 1
       let response: Response
       try {
-        response = await fetch(session.uploadUrl, {
+        response = await microsoftFetch(uploadUrl, {
           method: 'PUT',
           headers: { 'content-type': 'application/octet-stream', 'content-range': `bytes ${offset}-${end}/${item.size}` },
           body: piece,
@@ -362,7 +263,8 @@ export class MailboxClient {
       const page: Page<MailFolder> = await this.call(() => this.client.api(url).select('id,displayName'))
       const match = page.value.find((folder) => folder.displayName.toLowerCase() === name.toLowerCase())
       if (match) return match
-      next = page['@odata.nextLink']
+      const nextLink = page['@odata.nextLink']
+      next = nextLink ? throughOverride(nextLink, this.hostOverrides) : undefined
     }
     return undefined
   }
@@ -372,14 +274,14 @@ export class MailboxClient {
     method: 'GET' | 'POST' | 'DELETE' = 'GET',
     body?: unknown,
   ): Promise<T> {
-    this.tokenFailure = undefined
+    const state = new CallState()
     try {
-      const request = build().options({ signal: AbortSignal.timeout(this.timeoutMs) })
+      const request = build().middlewareOptions([state]).options({ signal: AbortSignal.timeout(this.timeoutMs) })
       if (method === 'GET') return (await request.get()) as T
       if (method === 'DELETE') return (await request.delete()) as T
       return (await request.post(body)) as T
     } catch (error) {
-      throw toMailboxError(this.tokenFailure ?? error)
+      throw toMailboxError(state.failure ?? error)
     }
   }
 }

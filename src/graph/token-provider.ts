@@ -1,6 +1,16 @@
-import { ConfidentialClientApplication, LogLevel, type Configuration } from '@azure/msal-node'
+import {
+  AuthError,
+  ConfidentialClientApplication,
+  LogLevel,
+  type Configuration,
+  type INetworkModule,
+  type NetworkRequestOptions,
+  type NetworkResponse,
+} from '@azure/msal-node'
 import type { Cloud } from '../../db/tables/integrations.ts'
 import { graphScope, hostsFor, type HostOverrides } from './clouds.ts'
+import { TokenError, toTokenError } from './errors.ts'
+import { microsoftFetch, TransportError } from './transport.ts'
 
 export type AppCredential =
   | { kind: 'clientSecret'; clientSecret: string }
@@ -23,83 +33,6 @@ export interface GraphToken {
   roles: string[]
 }
 
-export type TokenErrorCode =
-  | 'TENANT_NOT_FOUND'
-  | 'APP_NOT_FOUND'
-  | 'INVALID_CLIENT_SECRET'
-  | 'CLIENT_SECRET_EXPIRED'
-  | 'CERTIFICATE_NOT_REGISTERED'
-  | 'INVALID_CLIENT_ASSERTION'
-  | 'IDENTITY_PROVIDER_ERROR'
-  | 'NETWORK_ERROR'
-  | 'TOKEN_TIMEOUT'
-  | 'TOKEN_REQUEST_FAILED'
-
-const HINTS: Record<TokenErrorCode, string> = {
-  TENANT_NOT_FOUND:
-    'Entra ID does not know this tenant. Use the Directory (tenant) ID from the app registration overview, or a verified domain of the tenant, and check the cloud.',
-  APP_NOT_FOUND:
-    'No app with this Application (client) ID exists in the tenant. Copy the client ID from the app registration overview, and check that the app lives in this tenant.',
-  INVALID_CLIENT_SECRET:
-    'The client secret is wrong. Copy the secret Value (not the Secret ID) from Certificates & secrets, or create a new one.',
-  CLIENT_SECRET_EXPIRED: 'The client secret has expired. Create a new secret in Certificates & secrets and update the integration.',
-  CERTIFICATE_NOT_REGISTERED:
-    'Entra ID does not know this certificate for the app. Upload its public part (.cer) under Certificates & secrets of the app registration; the thumbprints must match.',
-  INVALID_CLIENT_ASSERTION: 'Entra ID rejected the signed client assertion. Check the certificate and the server clock.',
-  IDENTITY_PROVIDER_ERROR: 'Entra ID answered with a server error. This is usually temporary: try again in a minute.',
-  NETWORK_ERROR: 'Could not reach Entra ID. Check outbound HTTPS from this server to the sign-in host.',
-  TOKEN_TIMEOUT: 'Entra ID did not answer within 10 seconds. Check outbound network access, then try again.',
-  TOKEN_REQUEST_FAILED: 'Entra ID refused the token request. The message has its reason.',
-}
-
-export class TokenError extends Error {
-  readonly code: TokenErrorCode
-  readonly hint: string
-  /** The AADSTS code Entra gave, when it gave one. */
-  readonly aadsts: string | undefined
-
-  constructor(code: TokenErrorCode, message: string, aadsts?: string) {
-    super(message)
-    this.name = 'TokenError'
-    this.code = code
-    this.hint = HINTS[code]
-    this.aadsts = aadsts
-  }
-}
-
-const AADSTS_CODES: Record<string, TokenErrorCode> = {
-  '90002': 'TENANT_NOT_FOUND',
-  '900023': 'TENANT_NOT_FOUND',
-  '700016': 'APP_NOT_FOUND',
-  '7000215': 'INVALID_CLIENT_SECRET',
-  '7000222': 'CLIENT_SECRET_EXPIRED',
-  '700027': 'CERTIFICATE_NOT_REGISTERED',
-  '700024': 'INVALID_CLIENT_ASSERTION',
-  '5000224': 'TENANT_NOT_FOUND',
-  '90033': 'IDENTITY_PROVIDER_ERROR',
-}
-
-/** Turns whatever MSAL threw into a stable code, without echoing anything secret. */
-export function toTokenError(error: unknown): TokenError {
-  if (error instanceof TokenError) return error
-  const err = error as { errorCode?: string; errorMessage?: string; message?: string; status?: number }
-  const text = `${err.errorMessage ?? ''} ${err.message ?? ''}`
-  const aadsts = /AADSTS(\d+)/.exec(text)?.[1]
-  // Entra's own description, without MSAL's framing or trace ids.
-  const description =
-    /AADSTS\d+:.*?(?= - Correlation ID| - Trace ID|\r|\n|$)/.exec(text)?.[0]?.trim() ??
-    (err.errorMessage || err.message || 'token request failed').split(/\r?\n/)[0]!.trim()
-  if (aadsts && AADSTS_CODES[aadsts]) return new TokenError(AADSTS_CODES[aadsts], description, aadsts)
-  // token_parsing_error: a gateway answered with HTML or nothing instead of Entra's JSON.
-  if ((err.status ?? 0) >= 500 || /server_error|temporarily_unavailable|token_parsing_error/.test(err.errorCode ?? '')) {
-    return new TokenError('IDENTITY_PROVIDER_ERROR', `Entra ID answered with a server error${err.status ? ` (${err.status})` : ''}`, aadsts)
-  }
-  if (err.errorCode === 'network_error' || /ECONNREFUSED|ENOTFOUND|ECONNRESET|EAI_AGAIN|fetch failed/i.test(text)) {
-    return new TokenError('NETWORK_ERROR', 'Could not reach the Entra ID sign-in host')
-  }
-  return new TokenError('TOKEN_REQUEST_FAILED', description, aadsts)
-}
-
 export function rolesOf(accessToken: string): string[] {
   const payload = accessToken.split('.')[1]
   if (!payload) return []
@@ -108,6 +41,46 @@ export function rolesOf(accessToken: string): string[] {
     return Array.isArray(claims.roles) ? claims.roles.filter((role): role is string => typeof role === 'string') : []
   } catch {
     return []
+  }
+}
+
+/** MSAL rethrows an AuthError from its network module as it is: this one carries the classified failure. */
+class TransportAuthError extends AuthError {
+  readonly transport: TransportError
+
+  constructor(transport: TransportError) {
+    super('network_error', transport.message)
+    this.transport = transport
+  }
+}
+
+/**
+ * MSAL's HTTP through microsoftFetch, so that an untrusted certificate or a dead host reaches
+ * toTokenError as such instead of as MSAL's bare "network request failed".
+ */
+const networkClient: INetworkModule = {
+  sendGetRequestAsync: (url, options, timeout) => send(url, 'GET', options, timeout),
+  sendPostRequestAsync: (url, options) => send(url, 'POST', options),
+}
+
+async function send<T>(url: string, method: 'GET' | 'POST', options?: NetworkRequestOptions, timeout?: number): Promise<NetworkResponse<T>> {
+  let response: Response
+  try {
+    response = await microsoftFetch(url, {
+      method,
+      headers: options?.headers,
+      ...(method === 'POST' ? { body: options?.body ?? '' } : {}),
+      ...(timeout ? { signal: AbortSignal.timeout(timeout) } : {}),
+    })
+  } catch (error) {
+    throw error instanceof TransportError ? new TransportAuthError(error) : error
+  }
+  const headers: Record<string, string> = {}
+  response.headers.forEach((value, key) => (headers[key] = value))
+  try {
+    return { headers, body: (await response.json()) as T, status: response.status }
+  } catch {
+    throw new AuthError('token_parsing_error', `Entra ID answered ${response.status} with a body that is not JSON`)
   }
 }
 
@@ -149,7 +122,7 @@ export class TokenProvider {
     })
     try {
       const result = await Promise.race([
-        client.acquireTokenByClientCredential({ scopes: [graphScope(hosts)] }),
+        client.acquireTokenByClientCredential({ scopes: [graphScope(registration.cloud, this.hostOverrides)] }),
         timeout,
       ])
       if (!result?.accessToken) throw new TokenError('TOKEN_REQUEST_FAILED', 'Entra ID returned no access token')
@@ -209,7 +182,10 @@ export class TokenProvider {
               },
             }),
       },
-      system: { loggerOptions: { piiLoggingEnabled: false, logLevel: LogLevel.Error, loggerCallback: () => {} } },
+      system: {
+        networkClient,
+        loggerOptions: { piiLoggingEnabled: false, logLevel: LogLevel.Error, loggerCallback: () => {} },
+      },
     }
   }
 }

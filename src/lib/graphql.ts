@@ -3,18 +3,6 @@ import { Value } from '@sinclair/typebox/value'
 import { GraphQLScalarType, Kind, type ValueNode } from 'graphql'
 import { ValidationError } from './errors.ts'
 import { registerFormats } from './formats.ts'
-import { SCOPES, type Scope } from '../modules/api-keys/scopes.ts'
-
-/** GraphQL enum value (CONFIG_READ) <-> scope (config:read). */
-export function scopeFromEnum(value: string): Scope {
-  const scope = value.toLowerCase().replace('_', ':') as Scope
-  if (!SCOPES.includes(scope)) throw new ValidationError([{ field: 'scopes', message: `unknown scope ${value}` }])
-  return scope
-}
-
-export function scopeToEnum(scope: string): string {
-  return scope.replace(':', '_').toUpperCase()
-}
 
 /**
  * Checks GraphQL arguments against the same TypeBox schema the REST route uses, so both

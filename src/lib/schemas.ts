@@ -3,6 +3,7 @@ import { ValidationError } from './errors.ts'
 
 export const Uuid = Type.String({ format: 'uuid', description: 'Resource id (UUID)' })
 export const DateTime = Type.String({ format: 'date-time' })
+export const EmailAddress = Type.String({ format: 'email', maxLength: 320, description: 'An email address' })
 export const NullableDateTime = Type.Union([DateTime, Type.Null()])
 
 export const IdParams = Type.Object({ id: Uuid }, { additionalProperties: false })

@@ -7,14 +7,9 @@ import type { DirectiveNode, GraphQLError } from 'graphql'
 import mercurius, { type IResolvers, type MercuriusContext } from 'mercurius'
 import mercuriusAuthModule, { type MercuriusAuthOptions } from 'mercurius-auth'
 import { DomainError, InternalError, UnauthenticatedError } from '../lib/errors.ts'
-import { DateTimeScalar, JsonScalar, scopeFromEnum } from '../lib/graphql.ts'
-import { apiKeyResolvers } from '../modules/api-keys/resolvers.ts'
+import { DateTimeScalar, JsonScalar } from '../lib/graphql.ts'
+import { scopeFromEnum } from '../modules/api-keys/scopes.ts'
 import type { Principal } from '../modules/api-keys/service.ts'
-import { auditResolvers } from '../modules/audit/resolvers.ts'
-import { connectorResolvers } from '../modules/connectors/resolvers.ts'
-import { emailRouteResolvers } from '../modules/email-routes/resolvers.ts'
-import { messageResolvers } from '../modules/messages/resolvers.ts'
-import { integrationResolvers } from '../modules/integrations/resolvers.ts'
 import { assertScopes } from './auth.ts'
 import { toDomainError } from './errors.ts'
 
@@ -77,7 +72,12 @@ function graphqlCode(error: GraphQLError): { code: string; extensions: Record<st
   return { code: internal.code, extensions: {}, message: internal.message }
 }
 
-async function graphqlPlugin(app: FastifyInstance) {
+/** The modules' resolvers; their types are schema/*.graphql. */
+export interface GraphqlPluginOptions {
+  resolvers: IResolvers[]
+}
+
+async function graphqlPlugin(app: FastifyInstance, options: GraphqlPluginOptions) {
   const schema = await loadSchema()
   // Encapsulated so that hiding GraphQL's routes from OpenAPI touches no other route.
   await app.register(async (scope) => {
@@ -87,15 +87,7 @@ async function graphqlPlugin(app: FastifyInstance) {
 
     await scope.register(mercurius, {
       schema,
-      resolvers: mergeResolvers(
-        { DateTime: DateTimeScalar, JSON: JsonScalar } as unknown as IResolvers,
-        apiKeyResolvers,
-        auditResolvers,
-        integrationResolvers,
-        connectorResolvers,
-        emailRouteResolvers,
-        messageResolvers,
-      ),
+      resolvers: mergeResolvers({ DateTime: DateTimeScalar, JSON: JsonScalar } as unknown as IResolvers, ...options.resolvers),
       graphiql: true,
       path: '/graphql',
       errorFormatter: (execution, context) => {

@@ -5,11 +5,17 @@ import swaggerUi from '@fastify/swagger-ui'
 
 const description = `Connects Microsoft 365 shared mailboxes to a work-management system through Microsoft Graph.
 
-Every endpoint except /health, /docs and the Graph notification receiver needs an API key:
+Every endpoint except /health and /docs needs an API key:
 \`Authorization: Bearer <key>\`. Errors are RFC 9457 problem+json; their \`code\` is stable and
 equals the GraphQL \`extensions.code\`.`
 
-async function swaggerPlugin(app: FastifyInstance, options: { version: string }) {
+export interface SwaggerPluginOptions {
+  version: string
+  /** The modules' tags, in order; Health is added last. */
+  tags: { name: string; description: string }[]
+}
+
+async function swaggerPlugin(app: FastifyInstance, options: SwaggerPluginOptions) {
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -20,15 +26,7 @@ async function swaggerPlugin(app: FastifyInstance, options: { version: string })
         },
       },
       security: [{ apiKey: [] }],
-      tags: [
-        { name: 'API keys', description: 'Keys and their scopes (admin)' },
-        { name: 'Audit', description: 'Who changed what' },
-        { name: 'Integrations', description: 'Entra ID app registrations: tenant, app and credential' },
-        { name: 'Connectors', description: 'Shared mailboxes: incoming (read into work) and outgoing (send from)' },
-        { name: 'Routes', description: 'Incoming routes (which process mail becomes) and outgoing aliases' },
-        { name: 'Messages', description: 'Sending mail: the outbox and each message\'s status' },
-        { name: 'Health', description: 'Probes and metrics' },
-      ],
+      tags: [...options.tags, { name: 'Health', description: 'Probes and metrics' }],
     },
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),

@@ -4,7 +4,7 @@ import { buildApp, type App } from '../../src/app.ts'
 import { TokenProvider } from '../../src/graph/token-provider.ts'
 import { SecretBox } from '../../src/lib/secret-box.ts'
 import { createLogger } from '../../src/logger.ts'
-import type { DispatcherPluginOptions } from '../../src/plugins/dispatcher.ts'
+import type { DispatcherPluginOptions } from '../../src/modules/outbound/dispatcher-plugin.ts'
 import type { Scope } from '../../src/modules/api-keys/scopes.ts'
 import { createTestDatabase, type TestDatabase } from './database.ts'
 

@@ -1,5 +1,6 @@
 import { expect } from 'vitest'
-import { Dispatcher, type DispatcherDeps, type DispatcherSettings } from '../../src/workers/dispatcher.ts'
+import type { Dispatcher } from '../../src/modules/outbound/dispatcher.ts'
+import { createDispatcher, type DispatcherOptions } from '../../src/modules/outbound/dispatcher-plugin.ts'
 import { bearer, type TestApp } from './app.ts'
 
 /** Admin calls through the API, the way an operator wires up sending. */
@@ -31,19 +32,6 @@ export function mailSetup(t: TestApp) {
 }
 
 /** Another dispatcher on the app's database, as a second instance would run one. */
-export function extraDispatcher(
-  t: TestApp,
-  options: { owner: string; settings?: Partial<DispatcherSettings>; clock?: () => Date; onStep?: DispatcherDeps['onStep'] },
-): Dispatcher {
-  const { workers, integrations, connectors } = t.app.services
-  return new Dispatcher({
-    db: t.db.database.db,
-    tokens: workers.tokens,
-    integrations,
-    connectors,
-    connectorRepository: workers.connectorRepository,
-    attachments: workers.attachments,
-    log: t.app.log,
-    ...options,
-  })
+export function extraDispatcher(t: TestApp, options: DispatcherOptions & { owner: string }): Dispatcher {
+  return createDispatcher(t.app, options)
 }

@@ -1,5 +1,6 @@
 import type { IResolvers, MercuriusContext } from 'mercurius'
-import { scopeFromEnum, scopeToEnum, validateInput, withoutNulls } from '../../lib/graphql.ts'
+import { validateInput, withoutNulls } from '../../lib/graphql.ts'
+import { scopeFromEnum, scopeToEnum } from './scopes.ts'
 import { IdParams } from '../../lib/schemas.ts'
 import { CreateApiKeyBody, ListApiKeysQuery, type ApiKey } from './schemas.ts'
 

@@ -1,3 +1,5 @@
+import { ValidationError } from '../../lib/errors.ts'
+
 export const SCOPES = ['config:read', 'config:write', 'mail:send', 'mail:read', 'metrics:read', 'admin'] as const
 export type Scope = (typeof SCOPES)[number]
 
@@ -20,4 +22,15 @@ export function effectiveScopes(granted: readonly string[]): Set<Scope> {
 export function missingScopes(granted: readonly string[], required: readonly Scope[]): Scope[] {
   const effective = effectiveScopes(granted)
   return required.filter((scope) => !effective.has(scope))
+}
+
+/** GraphQL enum value (CONFIG_READ) <-> scope (config:read). */
+export function scopeFromEnum(value: string): Scope {
+  const scope = value.toLowerCase().replace('_', ':') as Scope
+  if (!SCOPES.includes(scope)) throw new ValidationError([{ field: 'scopes', message: `unknown scope ${value}` }])
+  return scope
+}
+
+export function scopeToEnum(scope: string): string {
+  return scope.replace(':', '_').toUpperCase()
 }

@@ -4,6 +4,12 @@ import { ConflictError } from '../../lib/errors.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
 import type { ConnectionTestRepository, ConnectionTestRow } from './repository.ts'
 
+/** A change to the connection settings of a resource in use, before they were tested. */
+export class CandidateTestRequiredError extends ConflictError {
+  override readonly code = 'CANDIDATE_TEST_REQUIRED'
+  override readonly title = 'Test the new connection settings first'
+}
+
 export class EnableGateError extends ConflictError {
   override readonly code: 'INTEGRATION_NOT_VERIFIED' | 'CONNECTION_TEST_REQUIRED' | 'CONNECTION_TEST_FAILED'
   override readonly title: string
@@ -30,6 +36,12 @@ export interface TestRecord {
 
 export function failedStep(result: ConnectionTestResult) {
   return result.steps.find((step) => !step.ok && !step.skipped)
+}
+
+/** The tests a resource's presentation shows: its newest, and the newest of its current configuration. */
+export interface TestsOf {
+  latest: ConnectionTestRow | undefined
+  ofCurrent: ConnectionTestRow | undefined
 }
 
 /** Storing tests and judging the enable gate, the same way for every gated resource. */
@@ -61,6 +73,29 @@ export class ConnectionTests {
       details: { ok: test.outcome.ok, candidate: test.candidate, failedStep: failedStep(test.outcome)?.code ?? null },
     })
     return stored
+  }
+
+  /** The newest test of exactly this configuration of a resource, candidate or not. */
+  async latestOf(executor: Db, resourceType: TestedResource, resourceId: string, configHash: string): Promise<ConnectionTestRow | undefined> {
+    return this.repository.latestOf(executor, resourceType, resourceId, configHash)
+  }
+
+  /** For each resource (with the hash of its current configuration), the tests it shows. */
+  async testsOf(
+    executor: Db,
+    resourceType: TestedResource,
+    resources: { resourceId: string; configHash: string }[],
+  ): Promise<Map<string, TestsOf>> {
+    const [latest, ofCurrent] = await Promise.all([
+      this.repository.latest(executor, resourceType, resources.map((resource) => resource.resourceId)),
+      this.repository.latestOfEach(executor, resourceType, resources),
+    ])
+    return new Map(resources.map(({ resourceId }) => [resourceId, { latest: latest.get(resourceId), ofCurrent: ofCurrent.get(resourceId) }]))
+  }
+
+  /** A resource's tests go with it. */
+  async deleteFor(executor: Db, resourceType: TestedResource, resourceId: string): Promise<void> {
+    await this.repository.deleteFor(executor, resourceType, resourceId)
   }
 
   /**

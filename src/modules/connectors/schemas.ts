@@ -1,13 +1,12 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { DIRECTIONS } from '../../../db/schema.ts'
-import { DateTime, NullableDateTime, Page, PageQuery, Uuid } from '../../lib/schemas.ts'
+import { DateTime, EmailAddress, NullableDateTime, Page, PageQuery, Uuid } from '../../lib/schemas.ts'
 import { LastTest } from '../connection-tests/schemas.ts'
 
 export const DirectionSchema = Type.Union(
   DIRECTIONS.map((direction) => Type.Literal(direction)),
   { description: 'incoming reads mail into work; outgoing sends mail. Fixed at creation.' },
 )
-export const EmailAddress = Type.String({ format: 'email', maxLength: 320, description: 'An email address' })
 export const FolderPath = Type.String({
   minLength: 1,
   maxLength: 400,

@@ -1,19 +1,19 @@
 import { createHash } from 'node:crypto'
-import type { ConnectionTestResult, Direction, TestStep } from '../../../db/schema.ts'
+import type { Direction } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
-import { MailboxClient, MailboxError, toMailboxError } from '../../graph/mailbox-client.ts'
-import { TokenError, type AppRegistration, type TokenProvider } from '../../graph/token-provider.ts'
-import { ConflictError, NotFoundError, UnprocessableError, ValidationError } from '../../lib/errors.ts'
+import type { MailboxError } from '../../graph/errors.ts'
+import { NotFoundError, ValidationError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
-import { SecretUnreadableError } from '../../lib/secret-box.ts'
 import { systemActor, type Actor, type AuditService } from '../audit/service.ts'
-import type { ConnectionTestRepository, ConnectionTestRow } from '../connection-tests/repository.ts'
+import type { ConnectionTestRow } from '../connection-tests/repository.ts'
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
-import { EnableGateError, type ConnectionTests } from '../connection-tests/service.ts'
-import type { IntegrationService, IntegrationState } from '../integrations/service.ts'
+import { CandidateTestRequiredError, EnableGateError, type ConnectionTests } from '../connection-tests/service.ts'
+import { testSending } from '../connection-tests/test-message.ts'
+import type { Mailboxes } from '../integrations/mailbox-access.ts'
+import { AddressInUseError, DirectionImmutableError, UnknownIntegrationError } from './errors.ts'
+import { testIncoming } from './incoming-test.ts'
 import type { ConnectorRepository, ConnectorRow, NewConnector } from './repository.ts'
-import type { EmailRouteRepository } from '../email-routes/repository.ts'
 import {
   INCOMING_ONLY_FIELDS,
   type Connector,
@@ -23,24 +23,36 @@ import {
   type UpdateConnectorInput,
 } from './schemas.ts'
 
-export class CandidateTestRequiredError extends ConflictError {
-  override readonly code = 'CANDIDATE_TEST_REQUIRED'
-  override readonly title = 'Test the new connection settings first'
+/** What connectors need to know of an integration. */
+export interface IntegrationStates {
+  exists(executor: Db, integrationId: string): Promise<boolean>
+  /** `forShare` holds the integration against concurrent change until the transaction ends. */
+  state(executor: Db, integrationId: string, options?: { forShare?: boolean }): Promise<{ verified: boolean; identityHash: string } | undefined>
 }
 
-export class AddressInUseError extends ConflictError {
-  override readonly code = 'ADDRESS_IN_USE'
-  override readonly title = 'Another connector already uses this address'
+/** The connector's own route as its creator describes it. */
+export interface OwnRouteSpec {
+  connectorId: string
+  direction: Direction
+  /** The connector's name, from which the route's is made. */
+  connectorName: string
+  address: string
+  /** Incoming only: the process unrouted mail becomes. */
+  fallback?: NonNullable<CreateConnectorInput['fallbackRoute']>
 }
 
-export class DirectionImmutableError extends UnprocessableError {
-  override readonly code = 'DIRECTION_IMMUTABLE'
-  override readonly title = 'A connector cannot change direction'
-}
-
-export class UnknownIntegrationError extends UnprocessableError {
-  override readonly code = 'UNKNOWN_INTEGRATION'
-  override readonly title = 'No such integration'
+/** What connectors need of their routes (the email-routes module). */
+export interface ConnectorRoutes {
+  /** Creates the fallback (incoming) or default (outgoing) route, in the connector's transaction. */
+  createOwnRoute(tx: Db, actor: Actor, spec: OwnRouteSpec): Promise<void>
+  /** The connector's own route follows its new address. */
+  followAddress(tx: Db, connectorId: string, address: string): Promise<void>
+  /** Removes the connector's routes and their tests; returns how many there were. */
+  removeAllOf(tx: Db, connectorId: string): Promise<number>
+  /** Aliases were proven for the old mailbox or app: they must be tested again. */
+  disableAliasesOf(tx: Db, actor: Actor, connectorId: string, reason: string): Promise<void>
+  /** The alias (outgoing route) that sends as `address`, if there is one. */
+  aliasSendingAs(executor: Db, address: string): Promise<{ id: string; connectorId: string } | undefined>
 }
 
 /** The settings a connection test proves; anything else may change while enabled. */
@@ -53,7 +65,6 @@ interface ConnectorConnection {
 }
 
 type ConnectionField = 'integrationId' | 'primaryAddress' | 'folderPaths' | 'afterProcessing'
-export const TEST_MESSAGE_HEADER = 'x-mailgate-test'
 
 /**
  * The integration enters through its identity (tenant, app, cloud): moving to another app
@@ -83,22 +94,16 @@ function connectionOf(row: ConnectorRow): ConnectorConnection {
   }
 }
 
-function moveTarget(afterProcessing: string | null): string | null {
-  return afterProcessing?.startsWith('move:') ? afterProcessing.slice('move:'.length) : null
-}
-
 export interface ConnectorServiceDeps {
   db: Db
   repository: ConnectorRepository
-  routes: EmailRouteRepository
-  tests: ConnectionTestRepository
-  testRecords: ConnectionTests
+  routes: ConnectorRoutes
+  tests: ConnectionTests
   audit: AuditService
-  integrations: IntegrationService
-  tokens: TokenProvider
+  integrations: IntegrationStates
+  mailboxes: Pick<Mailboxes, 'open'>
   /** Authentication or unreachable-mailbox failures in a row before automatic disable. */
   failureThreshold: number
-  graphTimeoutMs?: number
 }
 
 export class ConnectorService {
@@ -144,26 +149,14 @@ export class ConnectorService {
             }
           : { sendAutomatedEmails: false }),
       })
+      await this.deps.audit.record(tx, actor, { action: 'create', resourceType: 'connector', resourceId: id, after: auditSnapshot(created) })
       // The connector's own route is created with it, so a connector never exists without one.
-      const route = await this.deps.routes.insert(tx, {
-        id: newId(),
+      await this.deps.routes.createOwnRoute(tx, actor, {
         connectorId: id,
         direction: input.direction,
-        kind: incoming ? 'fallback' : 'default',
-        name: incoming ? (input.fallbackRoute!.name ?? `${input.name} fallback`) : input.name,
-        emailAddress: address,
-        workItemType: incoming ? input.fallbackRoute!.workItemType : null,
-        processId: incoming ? input.fallbackRoute!.processId : null,
-        ticketCategory: incoming ? (input.fallbackRoute!.ticketCategory ?? null) : null,
-        enabled: true,
-        priority: 0,
-      })
-      await this.deps.audit.record(tx, actor, { action: 'create', resourceType: 'connector', resourceId: id, after: auditSnapshot(created) })
-      await this.deps.audit.record(tx, actor, {
-        action: 'create',
-        resourceType: 'route',
-        resourceId: route.id,
-        after: { kind: route.kind, connectorId: id, emailAddress: route.emailAddress, processId: route.processId },
+        connectorName: input.name,
+        address,
+        ...(incoming ? { fallback: input.fallbackRoute! } : {}),
       })
       return created
     })
@@ -174,6 +167,11 @@ export class ConnectorService {
     const rows = await this.deps.repository.list(this.deps.db, { ...query, beforeId: decodeCursor(query.cursor) })
     const page = toPage(rows, query.limit)
     return { items: await this.present(this.deps.db, page.items), nextCursor: page.nextCursor }
+  }
+
+  /** A connector row, for modules that work with connectors (routes). */
+  async find(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<ConnectorRow | undefined> {
+    return this.deps.repository.findById(executor, id, options)
   }
 
   async get(id: string): Promise<Connector> {
@@ -214,11 +212,9 @@ export class ConnectorService {
           )
         }
         changes.folderIds = test?.ok ? ((test.result.facts?.folderIds as Record<string, string>) ?? null) : null
-        if (next.primaryAddress !== existing.primaryAddress) {
-          await this.deps.routes.moveConnectorAddress(tx, id, next.primaryAddress)
-        }
+        if (next.primaryAddress !== existing.primaryAddress) await this.deps.routes.followAddress(tx, id, next.primaryAddress)
         if (existing.direction === 'outgoing' && (next.primaryAddress !== existing.primaryAddress || target.identityHash !== current.identityHash)) {
-          await this.disableAliases(tx, actor, id)
+          await this.deps.routes.disableAliasesOf(tx, actor, id, "The connector's address or app changed: test the alias again, then enable it.")
         }
       }
       if (movesIntegration || target.hash !== current.hash) {
@@ -245,16 +241,15 @@ export class ConnectorService {
   async delete(actor: Actor, id: string): Promise<void> {
     await this.deps.db.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
-      const routes = await this.deps.routes.listForConnector(tx, id)
+      const routesDeleted = await this.deps.routes.removeAllOf(tx, id)
       await this.deps.repository.delete(tx, id)
       await this.deps.tests.deleteFor(tx, 'connector', id)
-      for (const route of routes) await this.deps.tests.deleteFor(tx, 'route', route.id)
       await this.deps.audit.record(tx, actor, {
         action: 'delete',
         resourceType: 'connector',
         resourceId: id,
         before: auditSnapshot(existing),
-        details: { routesDeleted: routes.length },
+        details: { routesDeleted },
       })
     })
   }
@@ -274,13 +269,20 @@ export class ConnectorService {
     const currentHash = (await this.hashOf(this.deps.db, connectionOf(row))).hash
     const candidate = configHash !== currentHash
     const testId = newId()
+    const open = () => this.deps.mailboxes.open(connection.integrationId, { fresh: true })
     const outcome =
       connection.direction === 'incoming'
-        ? await this.testIncoming(connection)
-        : await this.testOutgoing(connection, input.testRecipient?.toLowerCase() ?? connection.primaryAddress, testId)
+        ? await testIncoming(open, connection)
+        : await testSending({
+            open,
+            mailbox: connection.primaryAddress,
+            from: connection.primaryAddress,
+            to: input.testRecipient?.toLowerCase() ?? connection.primaryAddress,
+            testId,
+          })
 
     const stored = await this.deps.db.transaction(async (tx) => {
-      const test = await this.deps.testRecords.record(tx, actor, { id: testId, resourceType: 'connector', resourceId: id, configHash, candidate, outcome })
+      const test = await this.deps.tests.record(tx, actor, { id: testId, resourceType: 'connector', resourceId: id, configHash, candidate, outcome })
       if (outcome.ok && !candidate) {
         const fresh = await this.require(tx, id, { forUpdate: true })
         if ((await this.hashOf(tx, connectionOf(fresh))).hash === configHash && connection.direction === 'incoming') {
@@ -304,7 +306,7 @@ export class ConnectorService {
           `Integration ${existing.integrationId} has no successful test of its current settings. Run POST /v1/integrations/${existing.integrationId}/test, then enable this connector.`,
         )
       }
-      const test = await this.deps.testRecords.requirePassed(tx, 'connector', id, hash, `/v1/connectors/${id}/test`)
+      const test = await this.deps.tests.requirePassed(tx, 'connector', id, hash, `/v1/connectors/${id}/test`)
       const enabled = await this.deps.repository.update(tx, id, {
         enabled: true,
         consecutiveFailures: 0,
@@ -387,85 +389,6 @@ export class ConnectorService {
     return disabled
   }
 
-  private async testIncoming(connection: ConnectorConnection): Promise<ConnectionTestResult> {
-    const run = new StepRunner()
-    const access = await this.acquire(run, connection.integrationId)
-    if (!access) return run.finish(['mail_permission', 'mailbox_reachable', 'folders_resolved'])
-    const canRead = access.roles.some((role) => role === 'Mail.ReadWrite' || role === 'Mail.Read')
-    if (!canRead) {
-      run.fail('mail_permission', new MailboxError('PERMISSION_MISSING', 'The app holds neither Mail.ReadWrite nor Mail.Read.', {
-        hint: 'Add the Microsoft Graph application permission Mail.ReadWrite and grant admin consent; an incoming connector also marks, moves or deletes mail.',
-      }))
-      return run.finish(['mailbox_reachable', 'folders_resolved'])
-    }
-    run.pass('mail_permission', access.roles.includes('Mail.ReadWrite') ? 'Mail.ReadWrite is granted.' : 'Mail.Read is granted (read only: marking, moving and deleting will fail).')
-    const client = access.client
-    try {
-      await client.folder(connection.primaryAddress, 'inbox')
-      run.pass('mailbox_reachable', `The mailbox ${connection.primaryAddress} answers.`)
-    } catch (error) {
-      run.fail('mailbox_reachable', toMailboxError(error))
-      return run.finish(['folders_resolved'])
-    }
-    const folderIds: Record<string, string> = {}
-    const paths = [...(connection.folderPaths ?? ['Inbox'])]
-    const target = moveTarget(connection.afterProcessing)
-    for (const path of target ? [...paths, target] : paths) {
-      try {
-        folderIds[path] = (await client.resolveFolderPath(connection.primaryAddress, path)).id
-      } catch (error) {
-        run.fail(path === target && !paths.includes(path) ? 'move_target_resolved' : 'folders_resolved', toMailboxError(error), `"${path}": `)
-        return run.finish([])
-      }
-    }
-    run.pass('folders_resolved', `Resolved ${paths.join(', ')}.`)
-    if (target) run.pass('move_target_resolved', `Processed mail will move to ${target}.`)
-    return run.finish([], { folderIds })
-  }
-
-  private async testOutgoing(connection: ConnectorConnection, recipient: string, testId: string): Promise<ConnectionTestResult> {
-    const run = new StepRunner()
-    const access = await this.acquire(run, connection.integrationId)
-    if (!access) return run.finish(['send_permission', 'test_message_sent'])
-    if (!access.roles.includes('Mail.Send')) {
-      run.fail('send_permission', new MailboxError('PERMISSION_MISSING', 'The app does not hold Mail.Send.', {
-        hint: 'Add the Microsoft Graph application permission Mail.Send and grant admin consent.',
-      }))
-      return run.finish(['test_message_sent'])
-    }
-    run.pass('send_permission', 'Mail.Send is granted.')
-    try {
-      await access.client.sendMail(connection.primaryAddress, testMessage(connection.primaryAddress, recipient, testId), false)
-      run.pass('test_message_sent', `A test message went from ${connection.primaryAddress} to ${recipient}.`)
-    } catch (error) {
-      run.fail('test_message_sent', toMailboxError(error))
-    }
-    return run.finish([])
-  }
-
-  /** Token (fresh, so the test proves today's credential) and a Graph client for the integration. */
-  private async acquire(run: StepRunner, integrationId: string) {
-    let registration: AppRegistration
-    try {
-      registration = (await this.deps.integrations.connectionFor(this.deps.db, integrationId)).registration
-    } catch (error) {
-      if (!(error instanceof SecretUnreadableError)) throw error
-      run.failWith('token_acquired', 'SECRETS_UNREADABLE', `The integration's credential cannot be read (key ${error.keyId}).`,
-        'Start the server with the key that sealed it in SECRETS_KEY_PREVIOUS, or enter the credential again.')
-      return null
-    }
-    try {
-      const token = await this.deps.tokens.acquire(registration, { fresh: true })
-      run.pass('token_acquired', 'Entra ID issued an app-only token for Microsoft Graph.')
-      const client = new MailboxClient(this.deps.tokens, registration, { timeoutMs: this.deps.graphTimeoutMs })
-      return { roles: token.roles, client }
-    } catch (error) {
-      if (!(error instanceof TokenError)) throw error
-      run.failWith('token_acquired', error.code, error.message, error.hint)
-      return null
-    }
-  }
-
   /** The configuration hash of a connection, with its integration's state. */
   private async hashOf(executor: Db, connection: ConnectorConnection, options: { forShare?: boolean } = {}) {
     const state = await this.deps.integrations.state(executor, connection.integrationId, options)
@@ -475,22 +398,6 @@ export class ConnectorService {
       })
     }
     return { hash: connectorConfigHash(connection, state.identityHash), ...state }
-  }
-
-  /** A connector that now sends through another mailbox or app invalidates its aliases' tests. */
-  private async disableAliases(tx: Db, actor: Actor, connectorId: string): Promise<void> {
-    const routes = await this.deps.routes.listForConnector(tx, connectorId)
-    for (const alias of routes.filter((route) => route.kind === 'alias' && route.enabled)) {
-      await this.deps.routes.update(tx, alias.id, { enabled: false, updatedAt: new Date() })
-      await this.deps.audit.record(tx, actor, {
-        action: 'disable',
-        resourceType: 'route',
-        resourceId: alias.id,
-        before: { enabled: true },
-        after: { enabled: false },
-        details: { reason: "The connector's address or app changed: test the alias again, then enable it." },
-      })
-    }
   }
 
   private applyConnection(row: ConnectorRow, changes: Partial<Record<ConnectionField, unknown>>): ConnectorConnection {
@@ -527,7 +434,7 @@ export class ConnectorService {
       })
     }
     // An outgoing address must name one sender: no alias of another connector may hold it.
-    const alias = direction === 'outgoing' ? await this.deps.routes.findOutgoingByAddress(executor, address) : undefined
+    const alias = direction === 'outgoing' ? await this.deps.routes.aliasSendingAs(executor, address) : undefined
     if (alias) {
       throw new AddressInUseError(`Route ${alias.id} of connector ${alias.connectorId} already sends as ${address}.`, {
         field: 'primaryAddress',
@@ -542,55 +449,17 @@ export class ConnectorService {
   }
 
   private async present(executor: Db, rows: ConnectorRow[]): Promise<Connector[]> {
-    const states = new Map<string, IntegrationState | undefined>()
+    const states = new Map<string, { verified: boolean; identityHash: string } | undefined>()
     for (const integrationId of new Set(rows.map((row) => row.integrationId))) {
       states.set(integrationId, await this.deps.integrations.state(executor, integrationId))
     }
     const hashes = new Map(
       rows.map((row) => [row.id, connectorConfigHash(connectionOf(row), states.get(row.integrationId)?.identityHash ?? '')]),
     )
-    const [latest, current] = await Promise.all([
-      this.deps.tests.latest(executor, 'connector', rows.map((row) => row.id)),
-      this.deps.tests.latestOfEach(executor, 'connector', rows.map((row) => ({ resourceId: row.id, configHash: hashes.get(row.id)! }))),
-    ])
+    const tests = await this.deps.tests.testsOf(executor, 'connector', [...hashes].map(([resourceId, configHash]) => ({ resourceId, configHash })))
     return rows.map((row) =>
-      presentConnector(row, hashes.get(row.id)!, latest.get(row.id), current.get(row.id), states.get(row.integrationId)?.verified ?? false),
+      presentConnector(row, hashes.get(row.id)!, tests.get(row.id)?.latest, tests.get(row.id)?.ofCurrent, states.get(row.integrationId)?.verified ?? false),
     )
-  }
-}
-
-/** Collects test steps; after the first failure the remaining ones are reported as skipped. */
-class StepRunner {
-  private readonly steps: TestStep[] = []
-
-  pass(name: string, message: string): void {
-    this.steps.push({ name, ok: true, message })
-  }
-
-  fail(name: string, error: MailboxError, prefix = ''): void {
-    this.steps.push({ name, ok: false, code: error.code, message: prefix + error.message, hint: error.hint })
-  }
-
-  failWith(name: string, code: string, message: string, hint: string): void {
-    this.steps.push({ name, ok: false, code, message, hint })
-  }
-
-  finish(skipped: string[], facts?: Record<string, unknown>): ConnectionTestResult {
-    for (const name of skipped) this.steps.push({ name, ok: false, skipped: true, message: 'Not run: an earlier step failed.' })
-    return { ok: this.steps.every((step) => step.ok), steps: this.steps, ...(facts ? { facts } : {}) }
-  }
-}
-
-/** Marked with an x- header so ingest recognises and ignores it. */
-export function testMessage(from: string, to: string, testId: string) {
-  return {
-    to: [to],
-    subject: 'Mailgate connection test',
-    body: {
-      contentType: 'text' as const,
-      content: `This message tests that Mailgate can send from ${from}. It can be deleted. Test ${testId}.`,
-    },
-    headers: { [TEST_MESSAGE_HEADER]: testId },
   }
 }
 

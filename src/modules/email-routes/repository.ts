@@ -84,6 +84,10 @@ export class EmailRouteRepository {
     await executor.delete(emailRoutes).where(eq(emailRoutes.id, id))
   }
 
+  async deleteForConnector(executor: Db, connectorId: string): Promise<void> {
+    await executor.delete(emailRoutes).where(eq(emailRoutes.connectorId, connectorId))
+  }
+
   /** The routes that carry the connector's own address (fallback or default) follow it. */
   async moveConnectorAddress(executor: Db, connectorId: string, address: string): Promise<void> {
     await executor

@@ -1,8 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { ROUTE_KINDS } from '../../../db/schema.ts'
-import { DateTime, Page, PageQuery, Uuid } from '../../lib/schemas.ts'
+import { DateTime, EmailAddress, Page, PageQuery, Uuid } from '../../lib/schemas.ts'
 import { LastTest } from '../connection-tests/schemas.ts'
-import { DirectionSchema, EmailAddress, WorkItemType } from '../connectors/schemas.ts'
+import { DirectionSchema, WorkItemType } from '../connectors/schemas.ts'
 
 const AddressOrDomain = Type.String({
   minLength: 3,

@@ -1,21 +1,36 @@
 import { createHash } from 'node:crypto'
-import type { ConnectionTestResult, RouteRules, TestStep } from '../../../db/schema.ts'
+import type { RouteRules } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
-import { MailboxClient, toMailboxError } from '../../graph/mailbox-client.ts'
-import { TokenError, type TokenProvider } from '../../graph/token-provider.ts'
 import { ConflictError, NotFoundError, UnprocessableError, ValidationError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
-import { SecretUnreadableError } from '../../lib/secret-box.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
-import type { ConnectionTestRepository, ConnectionTestRow } from '../connection-tests/repository.ts'
+import type { ConnectionTestRow } from '../connection-tests/repository.ts'
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
-import type { ConnectorRepository, ConnectorRow } from '../connectors/repository.ts'
-import { CandidateTestRequiredError, testMessage } from '../connectors/service.ts'
-import type { ConnectionTests } from '../connection-tests/service.ts'
-import type { IntegrationService } from '../integrations/service.ts'
+import { CandidateTestRequiredError, type ConnectionTests } from '../connection-tests/service.ts'
+import { testSending } from '../connection-tests/test-message.ts'
+import { AddressInUseError } from '../connectors/errors.ts'
+import type { ConnectorRoutes, OwnRouteSpec } from '../connectors/service.ts'
+import type { Mailboxes } from '../integrations/mailbox-access.ts'
 import type { EmailRouteRepository, EmailRouteRow, NewEmailRoute } from './repository.ts'
 import type { CreateRouteInput, EmailRoute, ListRoutesInput, TestRouteInput, UpdateRouteInput } from './schemas.ts'
+
+/** What routes need to know of their connector. */
+export interface RouteConnector {
+  id: string
+  direction: 'incoming' | 'outgoing'
+  primaryAddress: string
+  integrationId: string
+}
+
+export interface RouteConnectors {
+  find(executor: Db, id: string, options?: { forUpdate?: boolean }): Promise<RouteConnector | undefined>
+}
+
+/** What routes need to know of an integration: which app it is. */
+export interface IntegrationIdentities {
+  state(executor: Db, integrationId: string, options?: { forShare?: boolean }): Promise<{ identityHash: string } | undefined>
+}
 
 export class RouteRuleError extends UnprocessableError {
   override readonly code: string
@@ -32,15 +47,10 @@ export class ProtectedRouteError extends ConflictError {
   override readonly title = "A connector's own route cannot be removed or disabled"
 }
 
-export class AliasInUseError extends ConflictError {
-  override readonly code = 'ADDRESS_IN_USE'
-  override readonly title = 'Another outgoing route already sends as this address'
-}
-
 const INCOMING_ONLY = ['workItemType', 'processId', 'ticketCategory', 'rules', 'sendAutomatedEmails', 'forAttention', 'testModeOnly'] as const
 
 /** An alias is proven for one mailbox reached through one app (the integration's identity). */
-function aliasConfigHash(route: { connectorId: string; emailAddress: string }, connector: ConnectorRow, integrationIdentity: string): string {
+function aliasConfigHash(route: { connectorId: string; emailAddress: string }, connector: RouteConnector, integrationIdentity: string): string {
   return createHash('sha256')
     .update(JSON.stringify([route.connectorId, integrationIdentity, connector.primaryAddress, route.emailAddress.toLowerCase()]))
     .digest('hex')
@@ -61,15 +71,15 @@ function normaliseRules(rules: RouteRules | undefined): RouteRules {
 export interface EmailRouteServiceDeps {
   db: Db
   repository: EmailRouteRepository
-  connectors: ConnectorRepository
-  tests: ConnectionTestRepository
-  testRecords: ConnectionTests
+  connectors: RouteConnectors
+  tests: ConnectionTests
   audit: AuditService
-  integrations: IntegrationService
-  tokens: TokenProvider
+  integrations: IntegrationIdentities
+  mailboxes: Pick<Mailboxes, 'open'>
 }
 
-export class EmailRouteService {
+/** Routes as the connectors module sees them (ConnectorRoutes), besides the API's operations. */
+export class EmailRouteService implements ConnectorRoutes {
   private readonly deps: EmailRouteServiceDeps
 
   constructor(deps: EmailRouteServiceDeps) {
@@ -248,9 +258,15 @@ export class EmailRouteService {
     const configHash = aliasConfigHash({ connectorId: route.connectorId, emailAddress: address }, connector, identity)
     const currentHash = aliasConfigHash(route, connector, identity)
     const testId = newId()
-    const outcome = await this.sendTestMessage(connector, address, input.testRecipient?.toLowerCase() ?? connector.primaryAddress, testId)
+    const outcome = await testSending({
+      open: () => this.deps.mailboxes.open(connector.integrationId, { fresh: true }),
+      mailbox: connector.primaryAddress,
+      from: address,
+      to: input.testRecipient?.toLowerCase() ?? connector.primaryAddress,
+      testId,
+    })
     const stored = await this.deps.db.transaction(async (tx) => {
-      return this.deps.testRecords.record(tx, actor, {
+      return this.deps.tests.record(tx, actor, {
         id: testId,
         resourceType: 'route',
         resourceId: id,
@@ -269,7 +285,7 @@ export class EmailRouteService {
       if (existing.kind === 'alias') {
         const connector = await this.requireConnector(tx, existing.connectorId)
         const hash = aliasConfigHash(existing, connector, await this.identityOf(tx, connector, { forShare: true }))
-        await this.deps.testRecords.requirePassed(tx, 'route', id, hash, `/v1/routes/${id}/test`)
+        await this.deps.tests.requirePassed(tx, 'route', id, hash, `/v1/routes/${id}/test`)
       }
       return this.setEnabled(tx, actor, existing, true)
     })
@@ -357,44 +373,65 @@ export class EmailRouteService {
     return updated
   }
 
-  private async sendTestMessage(connector: ConnectorRow, alias: string, recipient: string, testId: string): Promise<ConnectionTestResult> {
-    const steps: TestStep[] = []
-    const finish = (skipped: string[]) => {
-      for (const name of skipped) steps.push({ name, ok: false, skipped: true, message: 'Not run: an earlier step failed.' })
-      return { ok: steps.every((step) => step.ok), steps }
-    }
-    let client: MailboxClient
-    try {
-      const { registration } = await this.deps.integrations.connectionFor(this.deps.db, connector.integrationId)
-      const token = await this.deps.tokens.acquire(registration, { fresh: true })
-      steps.push({ name: 'token_acquired', ok: true, message: 'Entra ID issued an app-only token for Microsoft Graph.' })
-      if (!token.roles.includes('Mail.Send')) {
-        steps.push({ name: 'send_permission', ok: false, code: 'PERMISSION_MISSING', message: 'The app does not hold Mail.Send.', hint: 'Add the Microsoft Graph application permission Mail.Send and grant admin consent.' })
-        return finish(['test_message_sent'])
-      }
-      steps.push({ name: 'send_permission', ok: true, message: 'Mail.Send is granted.' })
-      client = new MailboxClient(this.deps.tokens, registration)
-    } catch (error) {
-      if (error instanceof TokenError) {
-        steps.push({ name: 'token_acquired', ok: false, code: error.code, message: error.message, hint: error.hint })
-      } else if (error instanceof SecretUnreadableError) {
-        steps.push({ name: 'token_acquired', ok: false, code: 'SECRETS_UNREADABLE', message: error.message, hint: 'Configure SECRETS_KEY_PREVIOUS or enter the credential again.' })
-      } else {
-        throw error
-      }
-      return finish(['send_permission', 'test_message_sent'])
-    }
-    try {
-      await client.sendMail(connector.primaryAddress, { ...testMessage(alias, recipient, testId), from: alias }, false)
-      steps.push({ name: 'test_message_sent', ok: true, message: `A test message went from ${alias} (through ${connector.primaryAddress}) to ${recipient}.` })
-    } catch (error) {
-      const mailboxError = toMailboxError(error)
-      steps.push({ name: 'test_message_sent', ok: false, code: mailboxError.code, message: mailboxError.message, hint: mailboxError.hint })
-    }
-    return finish([])
+  async createOwnRoute(tx: Db, actor: Actor, spec: OwnRouteSpec): Promise<void> {
+    const incoming = spec.direction === 'incoming'
+    const route = await this.deps.repository.insert(tx, {
+      id: newId(),
+      connectorId: spec.connectorId,
+      direction: spec.direction,
+      kind: incoming ? 'fallback' : 'default',
+      name: incoming ? (spec.fallback?.name ?? `${spec.connectorName} fallback`) : spec.connectorName,
+      emailAddress: spec.address,
+      workItemType: spec.fallback?.workItemType ?? null,
+      processId: spec.fallback?.processId ?? null,
+      ticketCategory: spec.fallback?.ticketCategory ?? null,
+      enabled: true,
+      priority: 0,
+    })
+    await this.deps.audit.record(tx, actor, {
+      action: 'create',
+      resourceType: 'route',
+      resourceId: route.id,
+      after: { kind: route.kind, connectorId: spec.connectorId, emailAddress: route.emailAddress, processId: route.processId },
+    })
   }
 
-  private async identityOf(executor: Db, connector: ConnectorRow, options: { forShare?: boolean } = {}): Promise<string> {
+  async followAddress(tx: Db, connectorId: string, address: string): Promise<void> {
+    await this.deps.repository.moveConnectorAddress(tx, connectorId, address)
+  }
+
+  async removeAllOf(tx: Db, connectorId: string): Promise<number> {
+    const routes = await this.deps.repository.listForConnector(tx, connectorId)
+    for (const route of routes) await this.deps.tests.deleteFor(tx, 'route', route.id)
+    await this.deps.repository.deleteForConnector(tx, connectorId)
+    return routes.length
+  }
+
+  async disableAliasesOf(tx: Db, actor: Actor, connectorId: string, reason: string): Promise<void> {
+    const routes = await this.deps.repository.listForConnector(tx, connectorId)
+    for (const alias of routes.filter((route) => route.kind === 'alias' && route.enabled)) {
+      await this.deps.repository.update(tx, alias.id, { enabled: false, updatedAt: new Date() })
+      await this.deps.audit.record(tx, actor, {
+        action: 'disable',
+        resourceType: 'route',
+        resourceId: alias.id,
+        before: { enabled: true },
+        after: { enabled: false },
+        details: { reason },
+      })
+    }
+  }
+
+  async aliasSendingAs(executor: Db, address: string): Promise<{ id: string; connectorId: string } | undefined> {
+    return this.deps.repository.findOutgoingByAddress(executor, address)
+  }
+
+  /** What submitting a message needs to know about a sending address, in one query. */
+  async findSender(executor: Db, address: string) {
+    return this.deps.repository.findSender(executor, address)
+  }
+
+  private async identityOf(executor: Db, connector: RouteConnector, options: { forShare?: boolean } = {}): Promise<string> {
     return (await this.deps.integrations.state(executor, connector.integrationId, options))?.identityHash ?? ''
   }
 
@@ -404,8 +441,8 @@ export class EmailRouteService {
     return row
   }
 
-  private async requireConnector(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<ConnectorRow> {
-    const row = await this.deps.connectors.findById(executor, id, options)
+  private async requireConnector(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<RouteConnector> {
+    const row = await this.deps.connectors.find(executor, id, options)
     if (!row) {
       throw new RouteRuleError('UNKNOWN_CONNECTOR', 'connectorId', `No connector with id ${id}. Create it first with POST /v1/connectors.`)
     }
@@ -415,7 +452,7 @@ export class EmailRouteService {
   private async requireFreeAlias(executor: Db, address: string, exceptRouteId?: string): Promise<void> {
     const taken = await this.deps.repository.findOutgoingByAddress(executor, address)
     if (taken && taken.id !== exceptRouteId) {
-      throw new AliasInUseError(`Route ${taken.id} of connector ${taken.connectorId} already sends as ${address}.`, { field: 'emailAddress', routeId: taken.id })
+      throw new AddressInUseError(`Route ${taken.id} of connector ${taken.connectorId} already sends as ${address}.`, { field: 'emailAddress', routeId: taken.id })
     }
   }
 
@@ -426,9 +463,9 @@ export class EmailRouteService {
 
   private async present(executor: Db, rows: EmailRouteRow[]): Promise<EmailRoute[]> {
     const aliases = rows.filter((row) => row.kind === 'alias')
-    const connectors = new Map<string, ConnectorRow>()
+    const connectors = new Map<string, RouteConnector>()
     for (const connectorId of new Set(aliases.map((row) => row.connectorId))) {
-      const connector = await this.deps.connectors.findById(executor, connectorId)
+      const connector = await this.deps.connectors.find(executor, connectorId)
       if (connector) connectors.set(connectorId, connector)
     }
     const identities = new Map<string, string>()
@@ -438,11 +475,8 @@ export class EmailRouteService {
         .filter((row) => connectors.has(row.connectorId))
         .map((row) => [row.id, aliasConfigHash(row, connectors.get(row.connectorId)!, identities.get(row.connectorId)!)]),
     )
-    const [latest, current] = await Promise.all([
-      this.deps.tests.latest(executor, 'route', aliases.map((row) => row.id)),
-      this.deps.tests.latestOfEach(executor, 'route', [...hashes].map(([resourceId, configHash]) => ({ resourceId, configHash }))),
-    ])
-    return rows.map((row) => presentRoute(row, hashes.get(row.id), latest.get(row.id), current.get(row.id)))
+    const tests = await this.deps.tests.testsOf(executor, 'route', [...hashes].map(([resourceId, configHash]) => ({ resourceId, configHash })))
+    return rows.map((row) => presentRoute(row, hashes.get(row.id), tests.get(row.id)?.latest, tests.get(row.id)?.ofCurrent))
   }
 }
 

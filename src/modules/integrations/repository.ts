@@ -21,6 +21,22 @@ export class IntegrationRepository {
     return row
   }
 
+  /** The connection settings alone, which say whether a cached client is still the right one. */
+  async findConnection(executor: Db, id: string) {
+    const [row] = await executor
+      .select({
+        tenant: integrations.tenant,
+        clientId: integrations.clientId,
+        cloud: integrations.cloud,
+        authMethod: integrations.authMethod,
+        credentialFingerprint: integrations.credentialFingerprint,
+      })
+      .from(integrations)
+      .where(eq(integrations.id, id))
+      .limit(1)
+    return row
+  }
+
   async list(executor: Db, filter: { cloud?: string; tenant?: string; beforeId?: string; limit: number }) {
     const conditions: SQL[] = []
     if (filter.cloud) conditions.push(eq(integrations.cloud, filter.cloud as IntegrationRow['cloud']))

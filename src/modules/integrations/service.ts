@@ -1,16 +1,19 @@
-import { createHash } from 'node:crypto'
-import type { AuthMethod, Cloud, ConnectionTestResult, TestStep } from '../../../db/schema.ts'
+import type { ConnectionTestResult } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
-import { TokenError, type AppCredential, type AppRegistration, type TokenProvider } from '../../graph/token-provider.ts'
+import { TokenError } from '../../graph/errors.ts'
+import type { AppCredential, TokenProvider } from '../../graph/token-provider.ts'
 import { ConflictError, NotFoundError, ValidationError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import { SecretUnreadableError, type SecretBox } from '../../lib/secret-box.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
-import { parsePem, parsePfx, type ParsedCertificate } from './certificates.ts'
-import type { ConnectionTestRepository, ConnectionTestRow } from '../connection-tests/repository.ts'
+import type { ConnectionTestRow } from '../connection-tests/repository.ts'
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
-import type { ConnectionTests } from '../connection-tests/service.ts'
+import { CandidateTestRequiredError, type ConnectionTests } from '../connection-tests/service.ts'
+import { TestSteps } from '../connection-tests/steps.ts'
+import { parsePem, parsePfx, type ParsedCertificate } from './certificates.ts'
+import { configHashOf, connectionOf, identityHashOf, type Connection } from './connection.ts'
+import { openCredential, sealContext } from './credentials.ts'
 import type { IntegrationRepository, IntegrationRow, NewIntegration } from './repository.ts'
 import type {
   CertificateInputType,
@@ -26,26 +29,12 @@ export interface IntegrationUsage {
   connectorCount(executor: Db, integrationId: string): Promise<{ total: number; enabled: number }>
 }
 
-export class CandidateTestRequiredError extends ConflictError {
-  override readonly code = 'CANDIDATE_TEST_REQUIRED'
-  override readonly title = 'Test the new connection settings first'
-}
-
 export class IntegrationInUseError extends ConflictError {
   override readonly code = 'INTEGRATION_IN_USE'
   override readonly title = 'The integration is used by connectors'
 }
 
 const CONNECTION_FIELDS = ['tenant', 'clientId', 'cloud', 'authMethod', 'clientSecret', 'certificate'] as const
-
-/** The connection-relevant settings; their hash is what tests verify. */
-interface Connection {
-  tenant: string
-  clientId: string
-  cloud: Cloud
-  authMethod: AuthMethod
-  credentialFingerprint: string
-}
 
 type NewCredential =
   | { kind: 'clientSecret'; clientSecret: string; fingerprint: string }
@@ -58,45 +47,11 @@ interface Resolved {
   credential?: NewCredential
 }
 
-/**
- * Which app in which tenant and cloud: what decides the mailboxes an integration can reach.
- * Connector and alias tests depend on it; a rotated secret does not change it.
- */
-export function identityHashOf(row: Pick<IntegrationRow, 'tenant' | 'clientId' | 'cloud'>): string {
-  return createHash('sha256')
-    .update(JSON.stringify([row.tenant.toLowerCase(), row.clientId.toLowerCase(), row.cloud]))
-    .digest('hex')
-}
-
 export interface IntegrationState {
   verified: boolean
   identityHash: string
   /** Application permissions seen by the latest successful test of the saved configuration. */
   roles: string[]
-}
-
-export function configHashOf(connection: Connection): string {
-  return createHash('sha256')
-    .update(
-      JSON.stringify([
-        connection.tenant.toLowerCase(),
-        connection.clientId.toLowerCase(),
-        connection.cloud,
-        connection.authMethod,
-        connection.credentialFingerprint,
-      ]),
-    )
-    .digest('hex')
-}
-
-function connectionOf(row: IntegrationRow): Connection {
-  return {
-    tenant: row.tenant,
-    clientId: row.clientId,
-    cloud: row.cloud,
-    authMethod: row.authMethod,
-    credentialFingerprint: row.credentialFingerprint,
-  }
 }
 
 function touchesConnection(changes: Record<string, unknown>): boolean {
@@ -108,8 +63,7 @@ const REQUIRED_ROLES = ['Mail.ReadWrite', 'Mail.Send'] as const
 export interface IntegrationServiceDeps {
   db: Db
   repository: IntegrationRepository
-  tests: ConnectionTestRepository
-  testRecords: ConnectionTests
+  tests: ConnectionTests
   audit: AuditService
   secretBox: SecretBox
   tokens: TokenProvider
@@ -143,31 +97,19 @@ export class IntegrationService {
       })
       return created
     })
-    return this.present(row, undefined, undefined)
+    return presentIntegration(row, undefined, undefined)
   }
 
   async list(query: ListIntegrationsInput): Promise<PageResult<Integration>> {
     const rows = await this.deps.repository.list(this.deps.db, { ...query, beforeId: decodeCursor(query.cursor) })
     const page = toPage(rows, query.limit)
-    const ids = page.items.map((row) => row.id)
-    const [latest, current] = await Promise.all([
-      this.deps.tests.latest(this.deps.db, 'integration', ids),
-      this.deps.tests.latestOfEach(
-        this.deps.db,
-        'integration',
-        page.items.map((row) => ({ resourceId: row.id, configHash: configHashOf(connectionOf(row)) })),
-      ),
-    ])
-    return {
-      items: page.items.map((row) => this.present(row, latest.get(row.id), current.get(row.id))),
-      nextCursor: page.nextCursor,
-    }
+    return { items: await this.present(this.deps.db, page.items), nextCursor: page.nextCursor }
   }
 
   async get(id: string): Promise<Integration> {
     const row = await this.deps.repository.findById(this.deps.db, id)
     if (!row) throw new NotFoundError('integration', id)
-    return this.presentWithTests(this.deps.db, row)
+    return (await this.present(this.deps.db, [row]))[0]!
   }
 
   async update(actor: Actor, id: string, input: UpdateIntegrationInput): Promise<Integration> {
@@ -201,7 +143,7 @@ export class IntegrationService {
       return updated
     })
     this.deps.tokens.forget(id)
-    return this.presentWithTests(this.deps.db, row)
+    return (await this.present(this.deps.db, [row]))[0]!
   }
 
   async delete(actor: Actor, id: string): Promise<void> {
@@ -240,7 +182,7 @@ export class IntegrationService {
     const outcome = await this.runTest(row, resolved)
 
     const test = await this.deps.db.transaction(async (tx) => {
-      return this.deps.testRecords.record(tx, actor, {
+      return this.deps.tests.record(tx, actor, {
         id: newId(),
         resourceType: 'integration',
         resourceId: id,
@@ -250,29 +192,6 @@ export class IntegrationService {
       })
     })
     return presentTest(test, currentHash)
-  }
-
-  /**
-   * What a connector needs to reach Graph through this integration: the app registration
-   * with its credential opened, and whether the integration is verified.
-   */
-  async connectionFor(executor: Db, integrationId: string): Promise<{ registration: AppRegistration; verified: boolean }> {
-    const row = await this.deps.repository.findById(executor, integrationId)
-    if (!row) throw new NotFoundError('integration', integrationId)
-    const connection = connectionOf(row)
-    const configHash = configHashOf(connection)
-    const latest = await this.deps.tests.latestOf(executor, 'integration', row.id, configHash)
-    return {
-      verified: latest?.ok === true,
-      registration: {
-        integrationId: row.id,
-        configHash,
-        tenant: row.tenant,
-        clientId: row.clientId,
-        cloud: row.cloud,
-        credential: this.appCredential(row, { connection, configHash }),
-      },
-    }
   }
 
   async exists(executor: Db, integrationId: string): Promise<boolean> {
@@ -355,97 +274,61 @@ export class IntegrationService {
   }
 
   private async runTest(row: IntegrationRow, resolved: Resolved): Promise<ConnectionTestResult> {
-    const steps: TestStep[] = []
-    const skip = (name: string) =>
-      steps.push({ name, ok: false, skipped: true, message: 'Not run: an earlier step failed.' })
-
+    const steps = new TestSteps()
     let credential: AppCredential
     try {
       credential = this.appCredential(row, resolved)
-      steps.push({ name: 'secrets_readable', ok: true, message: 'The stored credential can be read.' })
+      steps.pass('secrets_readable', 'The stored credential can be read.')
     } catch (error) {
       if (!(error instanceof SecretUnreadableError)) throw error
-      steps.push({
-        name: 'secrets_readable',
-        ok: false,
+      steps.fail('secrets_readable', {
         code: 'SECRETS_UNREADABLE',
         message: `The stored credential cannot be read: it was sealed with key ${error.keyId ?? 'unknown'}, which this server does not have.`,
         hint: 'Start the server with the key that sealed it in SECRETS_KEY_PREVIOUS, or enter the credential again.',
       })
-      skip('token_acquired')
-      skip('roles_granted')
-      return { ok: false, steps }
+      return steps.finish(['token_acquired', 'roles_granted'])
     }
 
     let roles: string[]
     try {
+      const { connection, configHash } = resolved
       const token = await this.deps.tokens.acquire(
-        {
-          integrationId: row.id,
-          configHash: resolved.configHash,
-          tenant: resolved.connection.tenant,
-          clientId: resolved.connection.clientId,
-          cloud: resolved.connection.cloud,
-          credential,
-        },
+        { integrationId: row.id, configHash, tenant: connection.tenant, clientId: connection.clientId, cloud: connection.cloud, credential },
         { fresh: true },
       )
       roles = token.roles
-      steps.push({ name: 'token_acquired', ok: true, message: 'Entra ID issued an app-only token for Microsoft Graph.' })
+      steps.pass('token_acquired', 'Entra ID issued an app-only token for Microsoft Graph.')
     } catch (error) {
       if (!(error instanceof TokenError)) throw error
-      steps.push({ name: 'token_acquired', ok: false, code: error.code, message: error.message, hint: error.hint })
-      skip('roles_granted')
-      return { ok: false, steps }
+      steps.fail('token_acquired', error)
+      return steps.finish(['roles_granted'])
     }
 
     const granted = REQUIRED_ROLES.filter((role) => roles.includes(role))
     const missing = REQUIRED_ROLES.filter((role) => !roles.includes(role))
     const purpose = { 'Mail.ReadWrite': 'read and file incoming mail', 'Mail.Send': 'send mail' }
     if (granted.length === 0) {
-      steps.push({
-        name: 'roles_granted',
-        ok: false,
+      steps.fail('roles_granted', {
         code: 'MAIL_PERMISSIONS_MISSING',
         message: `The app holds neither Mail.ReadWrite nor Mail.Send${roles.length ? ` (it has ${roles.join(', ')})` : ''}.`,
         hint: 'In the app registration, add the Microsoft Graph application permissions Mail.ReadWrite and Mail.Send, then grant admin consent.',
       })
     } else {
-      steps.push({
-        name: 'roles_granted',
-        ok: true,
-        message: `Granted: ${granted.join(', ')}.${missing.length ? ` Missing: ${missing.join(', ')}.` : ''}`,
-        ...(missing.length
-          ? {
-              hint: `Without ${missing.join(' and ')} the app cannot ${missing.map((role) => purpose[role]).join(' or ')}. Add it as an application permission and grant admin consent if you need that.`,
-            }
-          : {}),
-      })
+      steps.pass('roles_granted', `Granted: ${granted.join(', ')}.${missing.length ? ` Missing: ${missing.join(', ')}.` : ''}`, missing.length
+        ? `Without ${missing.join(' and ')} the app cannot ${missing.map((role) => purpose[role]).join(' or ')}. Add it as an application permission and grant admin consent if you need that.`
+        : undefined)
     }
-    return { ok: steps.every((step) => step.ok), steps, roles }
+    return steps.finish([], { roles })
   }
 
   private appCredential(row: IntegrationRow, resolved: Resolved): AppCredential {
     const fresh = resolved.credential
     if (fresh?.kind === 'clientSecret') return { kind: 'clientSecret', clientSecret: fresh.clientSecret }
     if (fresh?.kind === 'certificate') {
-      return {
-        kind: 'certificate',
-        privateKeyPem: fresh.certificate.privateKeyPem,
-        certificatePem: fresh.certificate.certificatePem,
-        thumbprintSha256: fresh.certificate.thumbprintSha256,
-      }
+      const { privateKeyPem, certificatePem, thumbprintSha256 } = fresh.certificate
+      return { kind: 'certificate', privateKeyPem, certificatePem, thumbprintSha256 }
     }
-    const box = this.deps.secretBox
-    if (row.authMethod === 'clientSecret') {
-      return { kind: 'clientSecret', clientSecret: box.open(row.clientSecretSealed!, sealContext(row.id, 'clientSecret')) }
-    }
-    return {
-      kind: 'certificate',
-      privateKeyPem: box.open(row.privateKeySealed!, sealContext(row.id, 'privateKey')),
-      certificatePem: row.certificatePem!,
-      thumbprintSha256: row.thumbprintSha256!,
-    }
+    return openCredential(this.deps.secretBox, row)
   }
 
   /** Applies changes to a saved row (or none) and checks the credential rules. */
@@ -524,45 +407,42 @@ export class IntegrationService {
     }
   }
 
-  private async presentWithTests(executor: Db, row: IntegrationRow): Promise<Integration> {
-    const currentHash = configHashOf(connectionOf(row))
-    const [latest, current] = await Promise.all([
-      this.deps.tests.latest(executor, 'integration', [row.id]),
-      this.deps.tests.latestOf(executor, 'integration', row.id, currentHash),
-    ])
-    return this.present(row, latest.get(row.id), current)
+  private async present(executor: Db, rows: IntegrationRow[]): Promise<Integration[]> {
+    const hashes = new Map(rows.map((row) => [row.id, configHashOf(connectionOf(row))]))
+    const tests = await this.deps.tests.testsOf(executor, 'integration', [...hashes].map(([resourceId, configHash]) => ({ resourceId, configHash })))
+    return rows.map((row) => presentIntegration(row, tests.get(row.id)?.latest, tests.get(row.id)?.ofCurrent))
   }
+}
 
-  private present(
-    row: IntegrationRow,
-    latestTest: ConnectionTestRow | undefined,
-    latestTestOfCurrent: ConnectionTestRow | undefined,
-  ): Integration {
-    const currentHash = configHashOf(connectionOf(row))
-    return {
-      id: row.id,
-      name: row.name,
-      tenant: row.tenant,
-      clientId: row.clientId,
-      cloud: row.cloud,
-      authMethod: row.authMethod,
-      secretExpiresAt: row.secretExpiresAt?.toISOString() ?? null,
-      createdAt: row.createdAt.toISOString(),
-      updatedAt: row.updatedAt.toISOString(),
-      hasClientSecret: row.clientSecretSealed !== null,
-      certificate:
-        row.authMethod === 'certificate' && row.thumbprintSha256
-          ? {
-              thumbprintSha1: row.thumbprintSha1!,
-              thumbprintSha256: row.thumbprintSha256,
-              subject: row.certificateSubject ?? '',
-              notBefore: row.certificateNotBefore!.toISOString(),
-              notAfter: row.certificateNotAfter!.toISOString(),
-            }
-          : null,
-      verified: latestTestOfCurrent?.ok === true,
-      lastTest: latestTest ? presentTest(latestTest, currentHash) : null,
-    }
+function presentIntegration(
+  row: IntegrationRow,
+  latestTest: ConnectionTestRow | undefined,
+  latestTestOfCurrent: ConnectionTestRow | undefined,
+): Integration {
+  const currentHash = configHashOf(connectionOf(row))
+  return {
+    id: row.id,
+    name: row.name,
+    tenant: row.tenant,
+    clientId: row.clientId,
+    cloud: row.cloud,
+    authMethod: row.authMethod,
+    secretExpiresAt: row.secretExpiresAt?.toISOString() ?? null,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+    hasClientSecret: row.clientSecretSealed !== null,
+    certificate:
+      row.authMethod === 'certificate' && row.thumbprintSha256
+        ? {
+            thumbprintSha1: row.thumbprintSha1!,
+            thumbprintSha256: row.thumbprintSha256,
+            subject: row.certificateSubject ?? '',
+            notBefore: row.certificateNotBefore!.toISOString(),
+            notAfter: row.certificateNotAfter!.toISOString(),
+          }
+        : null,
+    verified: latestTestOfCurrent?.ok === true,
+    lastTest: latestTest ? presentTest(latestTest, currentHash) : null,
   }
 }
 
@@ -582,10 +462,6 @@ function parseCertificateInput(input: CertificateInputType): ParsedCertificate {
     )
   }
   return parsePem(input.certificatePem!, input.privateKeyPem!)
-}
-
-function sealContext(integrationId: string, field: 'clientSecret' | 'privateKey'): string {
-  return `integration:${integrationId}:${field}`
 }
 
 /** What the audit trail keeps of an integration: no secrets, but a marker when one changed. */

@@ -1,47 +1,36 @@
 import { createHash } from 'node:crypto'
 import type { MessageStatus } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
-import { ConflictError, NotFoundError, PayloadTooLargeError, UnprocessableError, ValidationError } from '../../lib/errors.ts'
+import { capabilitiesOf, GRAPH_LIMITS } from '../../graph/limits.ts'
+import { ConflictError, NotFoundError, ValidationError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
-import type { EmailRouteRepository } from '../email-routes/repository.ts'
-import type { IntegrationService } from '../integrations/service.ts'
-import type { AttachmentStore } from './attachment-store.ts'
-import type { AttachmentInfo, MessageRepository, MessageRow, NewAttachment } from './repository.ts'
-import type { ListMessagesInput, Message, SendMessageInput } from './schemas.ts'
+import type { AttachmentStore } from '../attachments/store.ts'
+import { IdempotencyKeyReusedError, MessageStateError, SenderNotAllowedError } from './errors.ts'
+import type { IdempotencyRepository } from './idempotency-repository.ts'
+import type { AttachmentInfo, MessageRepository, MessageRow, NewAttachment } from './message-repository.ts'
+import { MAX_ATTACHMENTS, type ListMessagesInput, type Message, type SendMessageInput } from './schemas.ts'
+import { SizeRules } from './size-rules.ts'
 
-/** Graph takes attachments up to 3 MB inline in a message; larger ones need an upload session. */
-export const INLINE_ATTACHMENT_LIMIT = 3 * 1024 * 1024
-/**
- * Without Mail.ReadWrite a message can only go out as one sendMail request of at most 4 MB,
- * in which attachments travel base64 (4/3 of their size): 3 MB of them at most.
- */
-export const SEND_MAIL_ATTACHMENTS_LIMIT = 3 * 1024 * 1024
-export const MAX_RECIPIENTS = 500
-export const MAX_ATTACHMENTS = 250
-const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
-/** Longer than any upload can take: a blob younger than this may belong to a request still streaming. */
-export const STAGED_UPLOAD_GRACE_MS = 6 * 3600 * 1000
+export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
 export const WORK_ITEM_HEADER = 'x-mailgate-work-item'
 
-export class SenderNotAllowedError extends UnprocessableError {
-  override readonly code = 'SENDER_NOT_ALLOWED'
-  override readonly title = 'Mailgate may not send from this address'
+/** What submitting needs to know about a sending address (the email-routes module answers). */
+export interface Sender {
+  routeId: string
+  routeEnabled: boolean
+  connectorId: string
+  connectorEnabled: boolean
+  integrationId: string
 }
 
-export class AttachmentNotSendableError extends UnprocessableError {
-  override readonly code = 'ATTACHMENT_NOT_SENDABLE'
-  override readonly title = 'An attachment cannot be sent this way'
+export interface SenderDirectory {
+  findSender(executor: Db, address: string): Promise<Sender | undefined>
 }
 
-export class IdempotencyKeyReusedError extends ConflictError {
-  override readonly code = 'IDEMPOTENCY_KEY_REUSED'
-  override readonly title = 'The Idempotency-Key was used for a different request'
-}
-
-export class MessageStateError extends ConflictError {
-  override readonly code = 'MESSAGE_STATE_CONFLICT'
-  override readonly title = 'The message is not in a state that allows this'
+/** What submitting needs to know of an integration: the permissions its latest successful test saw. */
+export interface IntegrationRoles {
+  state(executor: Db, integrationId: string): Promise<{ roles: string[] } | undefined>
 }
 
 /** A file that arrives as a stream (a multipart part), read once, as it comes. */
@@ -93,9 +82,10 @@ export function plusAddress(address: string, reference: string): string {
 export interface MessageServiceDeps {
   db: Db
   repository: MessageRepository
-  routes: EmailRouteRepository
-  integrations: IntegrationService
-  attachments: AttachmentStore
+  idempotency: IdempotencyRepository
+  senders: SenderDirectory
+  integrations: IntegrationRoles
+  attachments: Pick<AttachmentStore, 'write' | 'writeStream' | 'remove'>
   /** Largest total message size in bytes (MESSAGE_SIZE_LIMIT). */
   sizeLimit: number
 }
@@ -160,7 +150,7 @@ export class MessageService {
   ): Promise<SubmitResult> {
     return this.deps.db.transaction(async (tx) => {
       if (idempotencyKey) {
-        const claim = await this.deps.repository.claimIdempotencyKey(
+        const claim = await this.deps.idempotency.claim(
           tx,
           { apiKeyId, key: idempotencyKey, requestHash: hash, responseStatus: 0, responseBody: {} },
           new Date(Date.now() - IDEMPOTENCY_WINDOW_MS),
@@ -189,7 +179,7 @@ export class MessageService {
       }
       const row = await this.deps.repository.insert(tx, { id, status: 'queued', createdByKeyId: apiKeyId, ...prepared.message }, attachments)
       const body = { id: row.id, status: row.status, createdAt: row.createdAt.toISOString() }
-      if (idempotencyKey) await this.deps.repository.storeIdempotentResponse(tx, apiKeyId, idempotencyKey, 202, body)
+      if (idempotencyKey) await this.deps.idempotency.storeResponse(tx, apiKeyId, idempotencyKey, 202, body)
       return { status: 202, body, replayed: false }
     })
   }
@@ -235,7 +225,7 @@ export class MessageService {
     return staged
   }
 
-  /** Best effort: whatever is left is removed later by the dispatcher's housekeeping. */
+  /** Best effort: whatever is left is removed later by housekeeping. */
   private async discard(staged: StagedFile[]): Promise<void> {
     await this.deps.attachments.remove(this.deps.db, staged.map((file) => file.blobId)).catch(() => {})
   }
@@ -292,7 +282,7 @@ export class MessageService {
    */
   private async prepare(executor: Db, input: SendMessageInput, staged: StagedFile[] = []) {
     const from = input.from.toLowerCase()
-    const sender = await this.deps.routes.findSender(executor, from)
+    const sender = await this.deps.senders.findSender(executor, from)
     if (!sender || !sender.routeEnabled || !sender.connectorEnabled) {
       const why = !sender
         ? 'no outgoing connector or alias has this address'
@@ -307,14 +297,14 @@ export class MessageService {
     const bcc = lower(input.bcc)
     const recipients = to.length + cc.length + bcc.length
     if (recipients === 0) throw new ValidationError([{ field: 'to', message: 'give at least one recipient in to, cc or bcc' }])
-    if (recipients > MAX_RECIPIENTS) {
-      throw new ValidationError([{ field: 'to', message: `to, cc and bcc together may hold at most ${MAX_RECIPIENTS} recipients; this has ${recipients}` }])
+    if (recipients > GRAPH_LIMITS.recipientsPerMessage) {
+      throw new ValidationError([{ field: 'to', message: `to, cc and bcc together may hold at most ${GRAPH_LIMITS.recipientsPerMessage} recipients; this has ${recipients}` }])
     }
 
     const state = await this.deps.integrations.state(executor, sender.integrationId)
     const rules = new SizeRules({
       sizeLimit: this.deps.sizeLimit,
-      canUseDrafts: state?.roles.includes('Mail.ReadWrite') ?? false,
+      canUseDrafts: capabilitiesOf(state?.roles ?? []).readWrite,
       from,
       textBytes: Buffer.byteLength(input.subject) + Buffer.byteLength(input.body.content),
     })
@@ -406,63 +396,6 @@ export class MessageService {
   }
 }
 
-/**
- * The size rules of one message, checked while its attachments grow, so that a streamed file
- * is refused at the byte that breaks one rather than after it was stored.
- */
-class SizeRules {
-  private readonly limits: { sizeLimit: number; canUseDrafts: boolean; from: string; textBytes: number }
-  private attachmentBytes = 0
-
-  constructor(limits: { sizeLimit: number; canUseDrafts: boolean; from: string; textBytes: number }) {
-    this.limits = limits
-  }
-
-  get totalBytes(): number {
-    return this.limits.textBytes + this.attachmentBytes
-  }
-
-  /** Throws if an attachment that has reached `size` bytes, after those already added, breaks a rule. */
-  check(attachment: { field: string; name: string; isInline: boolean }, size: number): void {
-    const { sizeLimit, canUseDrafts, from } = this.limits
-    const { field, name } = attachment
-    if (attachment.isInline && size > INLINE_ATTACHMENT_LIMIT) {
-      throw new AttachmentNotSendableError(`Inline attachments must be under 3 MB; "${name}" is larger.`, { field })
-    }
-    if (!canUseDrafts && size > INLINE_ATTACHMENT_LIMIT) {
-      throw new AttachmentNotSendableError(
-        `"${name}" is larger than 3 MB. Attachments over 3 MB are uploaded to a draft, which needs the Mail.ReadWrite permission; the integration behind ${from} has only Mail.Send. Grant Mail.ReadWrite and test the integration again, or send smaller files.`,
-        { field },
-      )
-    }
-    if (!canUseDrafts && this.attachmentBytes + size > SEND_MAIL_ATTACHMENTS_LIMIT) {
-      throw new AttachmentNotSendableError(
-        `The attachments together are larger than 3 MB (at "${name}"). The integration behind ${from} has only Mail.Send, so the message must go out as one sendMail request of at most 4 MB, in which attachments grow by a third. Grant Mail.ReadWrite and test the integration again (large messages then go through a draft), or send smaller files.`,
-        { field },
-      )
-    }
-    if (this.totalBytes + size > sizeLimit) throw this.tooLarge()
-  }
-
-  /** Throws if subject, body and the attachments added so far are already over the limit. */
-  checkTotal(): void {
-    if (this.totalBytes > this.limits.sizeLimit) throw this.tooLarge()
-  }
-
-  private tooLarge(): PayloadTooLargeError {
-    return new PayloadTooLargeError(`The message with its attachments is larger than ${mb(this.limits.sizeLimit)}, the limit (MESSAGE_SIZE_LIMIT).`)
-  }
-
-  /** Counts an attachment that passed check() with its final size. */
-  add(size: number): void {
-    this.attachmentBytes += size
-  }
-}
-
 function requestHash(request: unknown): string {
   return createHash('sha256').update(canonicalJson(request)).digest('hex')
-}
-
-function mb(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`
 }

@@ -1,23 +1,17 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import type { MessageError, SendProgress } from '../../db/schema.ts'
-import type { Db } from '../database/index.ts'
-import { MailboxClient, MailboxError, toMailboxError, type FileAttachment, type OutgoingMail } from '../graph/mailbox-client.ts'
-import { TokenError, type TokenProvider } from '../graph/token-provider.ts'
-import { SecretUnreadableError } from '../lib/secret-box.ts'
-import type { ConnectorService } from '../modules/connectors/service.ts'
-import type { IntegrationService } from '../modules/integrations/service.ts'
-import type { AttachmentStore } from '../modules/messages/attachment-store.ts'
-import { STAGED_UPLOAD_GRACE_MS } from '../modules/messages/service.ts'
-import type { MessageRow } from '../modules/messages/repository.ts'
-import type { ConnectorRepository } from '../modules/connectors/repository.ts'
-import { Outbox, type AttachmentToSend } from './outbox.ts'
-
-/** Files up to this size travel inside a Graph request; larger ones need an upload session. */
-const INLINE_LIMIT = 3 * 1024 * 1024
-/** Graph refuses requests over about 4 MB; small files go into the draft request up to this total. */
-const DRAFT_REQUEST_ATTACHMENT_BUDGET = 2_500_000
-const UPLOAD_PIECE_BYTES = 4 * 1024 * 1024
+import type { MessageError, SendProgress } from '../../../db/schema.ts'
+import type { Db } from '../../database/index.ts'
+import type { MailboxError } from '../../graph/errors.ts'
+import { GRAPH_LIMITS } from '../../graph/limits.ts'
+import type { FileAttachment, MailboxClient } from '../../graph/mailbox-client.ts'
+import type { BackgroundLoop, Checkpoint, LoopJob, TaskPool } from '../../workers/runner.ts'
+import { whileRenewing } from '../../workers/runner.ts'
+import type { AttachmentStore } from '../attachments/store.ts'
+import type { Mailboxes } from '../integrations/mailbox-access.ts'
+import type { AttachmentToSend, ClaimedMessage, MessageRow } from './message-repository.ts'
+import type { Outbox } from './outbox.ts'
+import { errorRecord, isPermanent, LeaseLost, outgoingMail, SendFailure, splitForDraft, toSendError } from './send-policy.ts'
 
 /** Points where a dispatcher may stop dead; `onStep` lets tests stop it exactly there. */
 export type DispatchStep = 'claimed' | 'draft-returned' | 'draft-created' | 'uploaded' | 'send-requested' | 'sent' | 'recorded'
@@ -40,12 +34,11 @@ export interface DispatcherSettings {
   maxConcurrentSends: number
   /** How often to look for work when nothing woke the dispatcher. */
   pollMs: number
-  graphTimeoutMs: number
 }
 
 export const DEFAULT_DISPATCHER_SETTINGS: DispatcherSettings = {
-  perMinute: 30,
-  maxInFlightPerMailbox: 4,
+  perMinute: GRAPH_LIMITS.messagesPerMinute,
+  maxInFlightPerMailbox: GRAPH_LIMITS.concurrentRequestsPerMailbox,
   maxAttempts: 8,
   backoffMs: 15_000,
   maxBackoffMs: 30 * 60_000,
@@ -53,51 +46,35 @@ export const DEFAULT_DISPATCHER_SETTINGS: DispatcherSettings = {
   settleMs: 30_000,
   maxConcurrentSends: 64,
   pollMs: 1_000,
-  graphTimeoutMs: 30_000,
+}
+
+/** Where mailbox failures and successes are reported (connectors: automatic disable). */
+export interface MailboxHealth {
+  recordMailboxFailure(connectorId: string, error: MailboxError): Promise<unknown>
+  recordMailboxSuccess(connectorId: string): Promise<void>
 }
 
 export interface DispatcherDeps {
   db: Db
-  tokens: TokenProvider
-  integrations: IntegrationService
-  connectors: ConnectorService
-  connectorRepository: ConnectorRepository
-  attachments: AttachmentStore
+  outbox: Outbox
+  mailboxes: Pick<Mailboxes, 'open'>
+  health: MailboxHealth
+  attachments: Pick<AttachmentStore, 'read' | 'pieces'>
   log: FastifyBaseLogger
   settings?: Partial<DispatcherSettings>
   /** Identifies this dispatcher's leases; unique per process by default. */
   owner?: string
   clock?: () => Date
-  onStep?: (step: DispatchStep, messageId: string) => void | Promise<void>
+  onStep?: Checkpoint<DispatchStep>
 }
 
-interface MailboxAccess {
+/** The way into the sending mailbox for one message. */
+interface SendAccess {
   client: MailboxClient
   /** The connector's mailbox, which sends; `from` may be one of its aliases (Send As). */
   mailbox: string
   canUseDrafts: boolean
-  expiresAt: number
 }
-
-/** Why a send attempt stopped, and whether the message may already be out. */
-class SendFailure extends Error {
-  readonly error: MailboxError
-  /** The failed request was the send itself. */
-  readonly atSend: boolean
-  readonly ambiguous: boolean
-
-  constructor(error: MailboxError, atSend: boolean) {
-    super(error.message)
-    this.error = error
-    this.atSend = atSend
-    this.ambiguous = atSend && isAmbiguous(error)
-  }
-}
-
-/** Lease lost to another dispatcher: stop without writing anything. */
-class LeaseLost extends Error {}
-
-const TRANSIENT_TOKEN_CODES = new Set(['IDENTITY_PROVIDER_ERROR', 'NETWORK_ERROR', 'TOKEN_TIMEOUT'])
 
 /**
  * Sends queued messages through Microsoft Graph. Runs in every instance; the outbox's leases
@@ -105,109 +82,38 @@ const TRANSIENT_TOKEN_CODES = new Set(['IDENTITY_PROVIDER_ERROR', 'NETWORK_ERROR
  * send request may have reached Graph, the message is not sent again until Graph confirmed
  * it was not (draft path), or a person decided (Mail.Send-only path: `uncertain`).
  */
-export class Dispatcher {
+export class Dispatcher implements LoopJob {
   readonly owner: string
   private readonly deps: DispatcherDeps
   private readonly settings: DispatcherSettings
-  private readonly outbox = new Outbox()
-  private readonly active = new Set<Promise<void>>()
-  private readonly access = new Map<string, MailboxAccess>()
+  private readonly loop: BackgroundLoop
   /** Connectors not worth asking before this time (budget empty or mailbox paused). */
   private readonly quietUntil = new Map<string, number>()
-  /** This instance's sends per connector: a mailbox already at the limit here needs no claim query. */
-  private readonly sendingHere = new Map<string, number>()
   private due: string[] = []
   private scannedAt = 0
   /** Connectors whose failure count this instance reset recently, so each send need not. */
   private readonly healthySince = new Map<string, number>()
-  private running = false
-  private loop: Promise<void> | undefined
-  private wake: (() => void) | undefined
-  /** A wake-up that came while the loop was busy: the next wait ends at once. */
-  private wakePending = false
 
-  constructor(deps: DispatcherDeps) {
+  /** `loopFor` makes the loop that runs it (the workers plugin's, with its metrics). */
+  constructor(deps: DispatcherDeps, loopFor: (job: LoopJob, settings: DispatcherSettings) => BackgroundLoop) {
     this.deps = deps
     this.settings = { ...DEFAULT_DISPATCHER_SETTINGS, ...deps.settings }
     this.owner = deps.owner ?? `dispatcher-${randomUUID()}`
+    this.loop = loopFor(this, this.settings)
   }
 
   start(): void {
-    if (this.running) return
-    this.running = true
-    this.loop = this.run()
+    this.loop.start()
   }
 
   /** Stops claiming and waits for sends in progress; whatever outlives `graceMs` is recovered by lease later. */
   async stop(graceMs = 10_000): Promise<void> {
-    this.running = false
-    this.notify()
-    await this.loop
-    await Promise.race([Promise.allSettled([...this.active]), new Promise((resolve) => setTimeout(resolve, graceMs).unref())])
-  }
-
-  /** Wakes the loop now: a send finished (its mailbox has room again), or it is stopping. */
-  private notify(): void {
-    if (this.wake) this.wake()
-    else this.wakePending = true
+    await this.loop.stop(graceMs)
   }
 
   /** One round: recover abandoned messages, claim what the limits allow, and wait for those sends. */
   async runOnce(): Promise<number> {
-    const started = await this.claimAndStart(true)
-    await Promise.allSettled([...this.active])
-    return started
-  }
-
-  /**
-   * Removes what nobody will use again: staged attachment content no message took (uploads
-   * cut off by a crash, after a grace period far longer than any upload) and idempotency keys
-   * past their 24 hours.
-   */
-  async housekeep(now = this.now()): Promise<{ blobs: number; idempotencyKeys: number }> {
-    const blobs = await this.deps.attachments.removeUnreferenced(this.deps.db, new Date(now.getTime() - STAGED_UPLOAD_GRACE_MS))
-    const idempotencyKeys = await this.outbox.removeExpiredIdempotencyKeys(this.deps.db, new Date(now.getTime() - 24 * 3_600_000))
-    return { blobs, idempotencyKeys }
-  }
-
-  private async run(): Promise<void> {
-    let housekeptAt = 0
-    while (this.running) {
-      try {
-        await this.claimAndStart()
-        if (Date.now() - housekeptAt > 10 * 60_000) {
-          housekeptAt = Date.now()
-          const removed = await this.housekeep()
-          if (removed.blobs + removed.idempotencyKeys > 0) this.deps.log.info(removed, 'dispatcher: housekeeping removed expired data')
-        }
-      } catch (error) {
-        this.deps.log.error({ err: error }, 'dispatcher: claiming failed; trying again shortly')
-      }
-      if (!this.running) break
-      if (this.wakePending) {
-        this.wakePending = false
-        continue
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.nextWakeInMs())
-        this.wake = () => {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-      this.wake = undefined
-    }
-  }
-
-  /** Until the next poll, or sooner when a quiet mailbox's next budget token comes due. */
-  private nextWakeInMs(): number {
-    const now = this.now().getTime()
-    let wait = this.settings.pollMs
-    for (const [connectorId, until] of this.quietUntil) {
-      if (until <= now) this.quietUntil.delete(connectorId)
-      else wait = Math.min(wait, until - now)
-    }
-    return Math.max(5, wait)
+    return this.loop.runOnce()
   }
 
   private now(): Date {
@@ -222,25 +128,24 @@ export class Dispatcher {
     return Math.max(100, this.settings.pollMs / 4)
   }
 
-  private async claimAndStart(rescan = false): Promise<number> {
+  async round(pool: TaskPool, { thorough }: { thorough: boolean }): Promise<{ started: number; nextInMs: number }> {
     const { db } = this.deps
     let started = 0
-    const capacity = () => this.settings.maxConcurrentSends - this.active.size
     const now = this.now()
-    if (rescan || now.getTime() - this.scannedAt >= this.scanIntervalMs()) {
-      if (capacity() > 0) {
-        const abandoned = await this.outbox.claimAbandoned(db, this.owner, capacity(), this.settings.leaseMs, now)
-        for (const message of abandoned) this.launch(message)
+    if (thorough || now.getTime() - this.scannedAt >= this.scanIntervalMs()) {
+      if (pool.capacity > 0) {
+        const abandoned = await this.deps.outbox.claimAbandoned(db, this.owner, pool.capacity, this.settings.leaseMs, now)
+        for (const message of abandoned) this.launch(pool, message)
         started += abandoned.length
       }
-      this.due = await this.outbox.dueConnectors(db, now)
+      this.due = await this.deps.outbox.dueConnectors(db, now)
       this.scannedAt = now.getTime()
     }
     for (const connectorId of [...this.due]) {
-      if (capacity() <= 0) break
+      if (pool.capacity <= 0) break
       if ((this.quietUntil.get(connectorId) ?? 0) > now.getTime()) continue
-      if ((this.sendingHere.get(connectorId) ?? 0) >= this.settings.maxInFlightPerMailbox) continue
-      const claim = await this.outbox.claimForConnector(
+      if (pool.running(connectorId) >= this.settings.maxInFlightPerMailbox) continue
+      const claim = await this.deps.outbox.claimForConnector(
         db,
         connectorId,
         this.owner,
@@ -248,50 +153,50 @@ export class Dispatcher {
           maxInFlight: this.settings.maxInFlightPerMailbox,
           perMinute: this.settings.perMinute,
           leaseMs: this.settings.leaseMs,
-          max: capacity(),
+          max: pool.capacity,
         },
         now,
       )
       if (claim.retryInMs) this.quietUntil.set(connectorId, now.getTime() + claim.retryInMs)
       else this.quietUntil.delete(connectorId)
-      if (claim.messages.length === 0 && !claim.retryInMs && !this.sendingHere.has(connectorId)) {
+      if (claim.messages.length === 0 && !claim.retryInMs && pool.running(connectorId) === 0) {
         this.due = this.due.filter((id) => id !== connectorId) // nothing due there until the next scan
       }
-      for (const message of claim.messages) this.launch(message)
+      for (const message of claim.messages) this.launch(pool, message)
       started += claim.messages.length
     }
-    return started
+    return { started, nextInMs: this.nextWakeInMs() }
   }
 
-  private launch(message: MessageRow): void {
-    const { connectorId } = message
-    this.sendingHere.set(connectorId, (this.sendingHere.get(connectorId) ?? 0) + 1)
-    const work = this.process(message)
-      .catch((error: unknown) => {
-        this.deps.log.error({ err: error, messageId: message.id }, 'dispatcher: unexpected failure; the lease will bring the message back')
-      })
-      .finally(() => {
-        const left = (this.sendingHere.get(connectorId) ?? 1) - 1
-        if (left > 0) this.sendingHere.set(connectorId, left)
-        else this.sendingHere.delete(connectorId)
-        this.active.delete(work)
-        this.notify()
-      })
-    this.active.add(work)
+  /** Until the next poll, or sooner when a quiet mailbox's next budget token comes due. */
+  private nextWakeInMs(): number {
+    const now = this.now().getTime()
+    let wait = this.settings.pollMs
+    for (const [connectorId, until] of this.quietUntil) {
+      if (until <= now) this.quietUntil.delete(connectorId)
+      else wait = Math.min(wait, until - now)
+    }
+    return wait
+  }
+
+  private launch(pool: TaskPool, message: ClaimedMessage): void {
+    pool.launch(message.connectorId, () =>
+      whileRenewing(
+        () => this.deps.outbox.renewLease(this.deps.db, message.id, this.owner, this.settings.leaseMs, this.now()),
+        Math.max(1_000, this.settings.leaseMs / 3),
+        () => this.process(message),
+      ),
+    )
   }
 
   private async step(step: DispatchStep, messageId: string): Promise<void> {
     await this.deps.onStep?.(step, messageId)
   }
 
-  private async process(message: MessageRow): Promise<void> {
-    const renew = setInterval(() => {
-      this.outbox.renewLease(this.deps.db, message.id, this.owner, this.settings.leaseMs, this.now()).catch(() => {})
-    }, Math.max(1_000, this.settings.leaseMs / 3))
-    renew.unref()
+  private async process(message: ClaimedMessage): Promise<void> {
     try {
       await this.step('claimed', message.id)
-      const access = await this.accessFor(message.connectorId)
+      const access = await this.accessFor(message)
       if (access.canUseDrafts) await this.sendThroughDraft(message, access)
       else await this.sendDirectly(message, access)
     } catch (error) {
@@ -302,13 +207,11 @@ export class Dispatcher {
         if (!(settleError instanceof LeaseLost)) throw settleError
         this.deps.log.warn({ messageId: message.id }, 'dispatcher: another dispatcher took this message over; leaving it')
       }
-    } finally {
-      clearInterval(renew)
     }
   }
 
   /** Mail.Send only: one sendMail request. Ambiguous outcomes become `uncertain`, never a re-send. */
-  private async sendDirectly(message: MessageRow, { client, mailbox }: MailboxAccess): Promise<void> {
+  private async sendDirectly(message: ClaimedMessage, { client, mailbox }: SendAccess): Promise<void> {
     if (message.graphIds.sendRequestedAt) {
       await this.finish(message, 'uncertain', {
         code: 'SEND_OUTCOME_UNKNOWN',
@@ -334,7 +237,7 @@ export class Dispatcher {
    * With Mail.ReadWrite: draft (immutable id, stored before anything else) -> attachments ->
    * send. A message that was already in flight is first checked in the mailbox.
    */
-  private async sendThroughDraft(message: MessageRow, access: MailboxAccess): Promise<void> {
+  private async sendThroughDraft(message: ClaimedMessage, access: SendAccess): Promise<void> {
     const { client, mailbox } = access
     let progress: SendProgress = { ...message.graphIds }
     if (progress.draftId) {
@@ -389,7 +292,7 @@ export class Dispatcher {
     await this.step('draft-created', message.id)
 
     for (const attachment of separate) {
-      if (attachment.size <= INLINE_LIMIT) {
+      if (attachment.size <= GRAPH_LIMITS.attachmentInRequestBytes) {
         const [loaded] = await this.loadSmallAttachments([attachment])
         await client.addAttachment(mailbox, draft.id, loaded!)
       } else {
@@ -397,10 +300,10 @@ export class Dispatcher {
           mailbox,
           draft.id,
           attachment,
-          this.deps.attachments.pieces(this.deps.db, attachment.blobId, UPLOAD_PIECE_BYTES),
+          this.deps.attachments.pieces(this.deps.db, attachment.blobId, GRAPH_LIMITS.uploadPieceBytes),
         )
       }
-      await this.outbox.renewLease(this.deps.db, message.id, this.owner, this.settings.leaseMs, this.now())
+      await this.deps.outbox.renewLease(this.deps.db, message.id, this.owner, this.settings.leaseMs, this.now())
     }
     progress = { ...progress, uploadedAt: this.now().toISOString() }
     await this.progress(message, { uploadedAt: progress.uploadedAt })
@@ -408,7 +311,7 @@ export class Dispatcher {
     await this.sendDraft(message, access, progress)
   }
 
-  private async sendDraft(message: MessageRow, { client, mailbox }: MailboxAccess, progress: SendProgress): Promise<void> {
+  private async sendDraft(message: ClaimedMessage, { client, mailbox }: SendAccess, progress: SendProgress): Promise<void> {
     await this.progress(message, { ...progress, sendRequestedAt: this.now().toISOString() })
     await this.step('send-requested', message.id)
     try {
@@ -421,14 +324,13 @@ export class Dispatcher {
     await this.step('recorded', message.id)
   }
 
-  private async settleFailure(message: MessageRow, failure: SendFailure): Promise<void> {
+  private async settleFailure(message: ClaimedMessage, failure: SendFailure): Promise<void> {
     const { error } = failure
     const lastError = errorRecord(error)
-    if (error.countsTowardDisable && !isTransientAuthentication(error)) {
-      await this.deps.connectors.recordMailboxFailure(message.connectorId, error).catch((reportError: unknown) => {
+    if (error.countsTowardDisable && !error.transientAuthentication) {
+      await this.deps.health.recordMailboxFailure(message.connectorId, error).catch((reportError: unknown) => {
         this.deps.log.error({ err: reportError, connectorId: message.connectorId }, 'dispatcher: could not record a mailbox failure')
       })
-      this.access.delete(message.connectorId)
       this.healthySince.delete(message.connectorId)
     }
     const attempts = message.attempts + 1
@@ -449,7 +351,7 @@ export class Dispatcher {
 
     if (error.retryAfterSeconds !== undefined && (error.code === 'THROTTLED' || error.code === 'GRAPH_UNAVAILABLE')) {
       const until = new Date(this.now().getTime() + error.retryAfterSeconds * 1000)
-      await this.outbox.pauseMailbox(this.deps.db, message.connectorId, until)
+      await this.deps.outbox.pauseMailbox(this.deps.db, message.connectorId, until)
       this.quietUntil.set(message.connectorId, until.getTime())
       await this.requeue(message, { at: until, countsAsAttempt: false, lastError, clearSendRequest: failure.atSend })
       return
@@ -476,17 +378,17 @@ export class Dispatcher {
   }
 
   private async progress(message: MessageRow, progress: SendProgress): Promise<void> {
-    const held = await this.outbox.recordProgress(this.deps.db, message.id, this.owner, progress, this.settings.leaseMs, this.now())
+    const held = await this.deps.outbox.recordProgress(this.deps.db, message.id, this.owner, progress, this.settings.leaseMs, this.now())
     if (!held) throw new LeaseLost()
   }
 
   private async replaceProgress(message: MessageRow, progress: SendProgress): Promise<void> {
-    const held = await this.outbox.replaceProgress(this.deps.db, message.id, this.owner, progress, this.settings.leaseMs, this.now())
+    const held = await this.deps.outbox.replaceProgress(this.deps.db, message.id, this.owner, progress, this.settings.leaseMs, this.now())
     if (!held) throw new LeaseLost()
   }
 
   private async currentProgress(message: MessageRow): Promise<SendProgress> {
-    return (await this.outbox.progressOf(this.deps.db, message.id)) ?? message.graphIds
+    return (await this.deps.outbox.progressOf(this.deps.db, message.id)) ?? message.graphIds
   }
 
   private async requeue(
@@ -500,11 +402,11 @@ export class Dispatcher {
       const { sendRequestedAt: _dropped, ...rest } = await this.currentProgress(message)
       graphIds = rest
     }
-    if (!(await this.outbox.requeue(this.deps.db, message.id, this.owner, { ...options, graphIds }, this.now()))) throw new LeaseLost()
+    if (!(await this.deps.outbox.requeue(this.deps.db, message.id, this.owner, { ...options, graphIds }, this.now()))) throw new LeaseLost()
   }
 
   private async finish(
-    message: MessageRow,
+    message: ClaimedMessage,
     status: 'sent' | 'failed' | 'uncertain',
     lastError?: MessageError,
     progress?: SendProgress,
@@ -513,12 +415,12 @@ export class Dispatcher {
     if (options.deleteDraft) {
       const current = await this.currentProgress(message)
       if (current.draftId && (!current.sendRequestedAt || options.draftUnsent)) {
-        await this.accessFor(message.connectorId)
+        await this.accessFor(message)
           .then((access) => access.client.deleteMessage(access.mailbox, current.draftId!))
           .catch(() => {})
       }
     }
-    const row = await this.outbox.finish(
+    const row = await this.deps.outbox.finish(
       this.deps.db,
       message.id,
       this.owner,
@@ -527,42 +429,20 @@ export class Dispatcher {
     )
     if (!row) throw new LeaseLost()
     if (status === 'sent' && Date.now() - (this.healthySince.get(message.connectorId) ?? 0) > 60_000) {
-      await this.deps.connectors.recordMailboxSuccess(message.connectorId)
+      await this.deps.health.recordMailboxSuccess(message.connectorId)
       this.healthySince.set(message.connectorId, Date.now())
     }
     this.deps.log.info({ messageId: message.id, status, code: lastError?.code }, `message ${status}`)
   }
 
-  /** A Graph client for the connector's integration, cached briefly; credential changes apply within a minute. */
-  private async accessFor(connectorId: string): Promise<MailboxAccess> {
-    const cached = this.access.get(connectorId)
-    if (cached && cached.expiresAt > Date.now()) return cached
-    const connector = await this.deps.connectorRepository.findById(this.deps.db, connectorId)
-    if (!connector) throw new MailboxError('MAILBOX_NOT_FOUND', `Connector ${connectorId} no longer exists`)
-    let registration
-    try {
-      registration = (await this.deps.integrations.connectionFor(this.deps.db, connector.integrationId)).registration
-    } catch (error) {
-      if (error instanceof SecretUnreadableError) {
-        throw new MailboxError('AUTHENTICATION_FAILED', `The integration's credential cannot be read (key ${error.keyId}).`, {
-          hint: 'Start the server with the key that sealed it in SECRETS_KEY_PREVIOUS, or enter the credential again.',
-        })
-      }
-      throw error
-    }
-    const token = await this.deps.tokens.acquire(registration)
-    const access: MailboxAccess = {
-      mailbox: connector.primaryAddress,
-      client: new MailboxClient(this.deps.tokens, registration, { timeoutMs: this.settings.graphTimeoutMs }),
-      canUseDrafts: token.roles.includes('Mail.ReadWrite'),
-      expiresAt: Date.now() + 60_000,
-    }
-    this.access.set(connectorId, access)
-    return access
+  /** The sending mailbox, through the one door (its cache sees credential changes at once). */
+  private async accessFor(message: ClaimedMessage): Promise<SendAccess> {
+    const access = await this.deps.mailboxes.open(message.integrationId)
+    return { client: access.client, mailbox: message.mailbox, canUseDrafts: access.capabilities.readWrite }
   }
 
   private async attachmentsOf(message: MessageRow): Promise<AttachmentToSend[]> {
-    return message.attachmentCount === 0 ? [] : this.outbox.attachmentsOf(this.deps.db, message.id)
+    return message.attachmentCount === 0 ? [] : this.deps.outbox.attachmentsOf(this.deps.db, message.id)
   }
 
   private async loadSmallAttachments(attachments: AttachmentToSend[]): Promise<FileAttachment[]> {
@@ -580,66 +460,3 @@ export class Dispatcher {
   }
 }
 
-function outgoingMail(message: MessageRow): OutgoingMail {
-  return {
-    from: message.fromAddress,
-    to: message.toAddresses,
-    cc: message.ccAddresses,
-    bcc: message.bccAddresses,
-    replyTo: message.replyTo,
-    subject: message.subject,
-    body: { contentType: message.bodyType, content: message.body },
-    importance: message.importance,
-    headers: message.headers,
-  }
-}
-
-/** Small files ride in the draft request while they fit; the rest are added one by one. */
-function splitForDraft(attachments: AttachmentToSend[]): [AttachmentToSend[], AttachmentToSend[]] {
-  const inRequest: AttachmentToSend[] = []
-  const separate: AttachmentToSend[] = []
-  let budget = DRAFT_REQUEST_ATTACHMENT_BUDGET
-  for (const attachment of attachments) {
-    if (attachment.size <= INLINE_LIMIT && attachment.size <= budget) {
-      inRequest.push(attachment)
-      budget -= attachment.size
-    } else {
-      separate.push(attachment)
-    }
-  }
-  return [inRequest, separate]
-}
-
-function toSendError(error: unknown): MailboxError {
-  if (error instanceof SendFailure) return error.error
-  if (error instanceof MailboxError) return error
-  if (error instanceof TokenError) return toMailboxError(error)
-  throw error
-}
-
-/** The send may have been processed: no answer, a cut connection, or a server error without Retry-After. */
-function isAmbiguous(error: MailboxError): boolean {
-  if (error.code === 'NETWORK_ERROR' || error.code === 'GRAPH_TIMEOUT') return true
-  return error.code === 'GRAPH_UNAVAILABLE' && error.retryAfterSeconds === undefined
-}
-
-/** Refusals that another attempt would only repeat. */
-function isPermanent(error: MailboxError): boolean {
-  if (error.code === 'AUTHENTICATION_FAILED' || error.code === 'THROTTLED' || error.code === 'GRAPH_UNAVAILABLE') return false
-  if (error.code === 'NETWORK_ERROR' || error.code === 'GRAPH_TIMEOUT') return false
-  return error.status === undefined || (error.status >= 400 && error.status < 500 && error.status !== 408)
-}
-
-function isTransientAuthentication(error: MailboxError): boolean {
-  return error.code === 'AUTHENTICATION_FAILED' && TRANSIENT_TOKEN_CODES.has(error.tokenCode ?? '')
-}
-
-function errorRecord(error: MailboxError): MessageError {
-  return {
-    code: error.code,
-    message: error.message,
-    hint: error.hint,
-    ...(error.graphCode ? { graphCode: error.graphCode } : {}),
-    ...(error.status !== undefined ? { status: error.status } : {}),
-  }
-}

@@ -1,7 +1,11 @@
 import { and, asc, eq, lt, notExists, sql, type SQL } from 'drizzle-orm'
-import { attachmentBlobs, attachmentChunks, outboundAttachments } from '../../../db/schema.ts'
+import type { PgColumn } from 'drizzle-orm/pg-core'
+import { attachmentBlobs, attachmentChunks } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
+
+/** Longer than any upload can take: a blob younger than this may belong to a request still streaming. */
+export const STAGED_UPLOAD_GRACE_MS = 6 * 3600 * 1000
 
 /** Stored chunk size: small enough that no step holds more than a few of them at once. */
 export const STORAGE_CHUNK_BYTES = 1024 * 1024
@@ -24,11 +28,19 @@ export interface StoredBlob {
 }
 
 /**
- * Attachment content in the database, written and read in chunks. A blob is written before
- * the message that owns it commits; blobs no attachment references (an upload that was
- * refused or cut off) are removed by `removeUnreferenced`.
+ * Content in the database (attachments of outgoing and incoming mail, raw messages), written
+ * and read in chunks. A blob is written before the row that owns it commits; each owning
+ * module names its referencing column with `addOwner`, and blobs no owner references (an
+ * upload that was refused or cut off) are removed by `removeUnreferenced`.
  */
 export class AttachmentStore {
+  private readonly owners: PgColumn[] = []
+
+  /** A column (of another module's table) whose rows own the blobs they reference. */
+  addOwner(blobIdColumn: PgColumn): void {
+    this.owners.push(blobIdColumn)
+  }
+
   /** Writes a whole buffer (the JSON submit path) as one blob. */
   async write(executor: Db, content: Buffer): Promise<StoredBlob> {
     const blobId = newId()
@@ -134,16 +146,14 @@ export class AttachmentStore {
     await executor.delete(attachmentBlobs).where(sql`${attachmentBlobs.id} in ${blobIds}`)
   }
 
-  /** Staged blobs older than `before` that no attachment took: uploads refused or cut off. */
+  /** Staged blobs older than `before` that no owner took: uploads refused or cut off. */
   async removeUnreferenced(executor: Db, before: Date): Promise<number> {
+    const unowned = this.owners.map((column) =>
+      notExists(executor.select({ one: sql`1` }).from(column.table).where(eq(column, attachmentBlobs.id))),
+    )
     const removed = await executor
       .delete(attachmentBlobs)
-      .where(
-        and(
-          lt(attachmentBlobs.createdAt, before),
-          notExists(executor.select({ one: sql`1` }).from(outboundAttachments).where(eq(outboundAttachments.blobId, attachmentBlobs.id))),
-        ),
-      )
+      .where(and(lt(attachmentBlobs.createdAt, before), ...unowned))
       .returning({ id: attachmentBlobs.id })
     return removed.length
   }

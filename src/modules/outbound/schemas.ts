@@ -1,9 +1,12 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { MESSAGE_STATUSES } from '../../../db/schema.ts'
-import { DateTime, NullableDateTime, Page, PageQuery, Uuid } from '../../lib/schemas.ts'
-import { EmailAddress } from '../connectors/schemas.ts'
+import { GRAPH_LIMITS } from '../../graph/limits.ts'
+import { DateTime, EmailAddress, NullableDateTime, Page, PageQuery, Uuid } from '../../lib/schemas.ts'
 
-const Recipients = Type.Array(EmailAddress, { maxItems: 500 })
+/** Ours, not Graph's: attachments of one message, base64 and file parts together. */
+export const MAX_ATTACHMENTS = 250
+
+const Recipients = Type.Array(EmailAddress, { maxItems: GRAPH_LIMITS.recipientsPerMessage })
 
 export const AttachmentInput = Type.Object(
   {
@@ -31,7 +34,7 @@ export const SendMessageBody = Type.Object(
       },
       { additionalProperties: false },
     ),
-    attachments: Type.Optional(Type.Array(AttachmentInput, { maxItems: 250 })),
+    attachments: Type.Optional(Type.Array(AttachmentInput, { maxItems: MAX_ATTACHMENTS })),
     headers: Type.Optional(
       Type.Record(Type.String({ pattern: '^[Xx]-[A-Za-z0-9-]{1,100}$' }), Type.String({ maxLength: 1000 }), {
         description: 'Custom headers; Graph accepts only names that start with x-',

@@ -1,0 +1,11 @@
+import { domainEvents } from '../../../db/schema.ts'
+import type { Db } from '../../database/index.ts'
+
+export type DomainEventRow = typeof domainEvents.$inferSelect
+export type NewDomainEvent = typeof domainEvents.$inferInsert
+
+export class DomainEventRepository {
+  async insert(executor: Db, event: NewDomainEvent): Promise<void> {
+    await executor.insert(domainEvents).values(event)
+  }
+}

@@ -1,0 +1,29 @@
+import type { EventType } from '../../../db/schema.ts'
+import type { Db } from '../../database/index.ts'
+import { newId } from '../../lib/ids.ts'
+import type { DomainEventRepository } from './repository.ts'
+
+export interface DomainEvent {
+  type: EventType
+  subjectType: string
+  subjectId: string
+  payload: Record<string, unknown>
+  occurredAt?: Date
+}
+
+/**
+ * Records what happened for subscribers (the event feed and webhooks). Call it inside the
+ * transaction that makes the change, so no event is lost and none describes a change that
+ * was rolled back.
+ */
+export class EventLog {
+  private readonly repository: DomainEventRepository
+
+  constructor(repository: DomainEventRepository) {
+    this.repository = repository
+  }
+
+  async record(tx: Db, event: DomainEvent): Promise<void> {
+    await this.repository.insert(tx, { id: newId(), ...event, occurredAt: event.occurredAt ?? new Date() })
+  }
+}

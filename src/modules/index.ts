@@ -1,0 +1,21 @@
+import { apiKeysModule } from './api-keys/index.ts'
+import { attachmentsModule } from './attachments/index.ts'
+import { auditModule } from './audit/index.ts'
+import { connectionTestsModule } from './connection-tests/index.ts'
+import { connectorsModule } from './connectors/index.ts'
+import { emailRoutesModule } from './email-routes/index.ts'
+import { integrationsModule } from './integrations/index.ts'
+import type { AppModule } from './module.ts'
+import { outboundModule } from './outbound/index.ts'
+
+/** Every domain module, in the order their routes, schemas and tags appear in the API. */
+export const appModules: AppModule[] = [
+  apiKeysModule,
+  auditModule,
+  connectionTestsModule,
+  integrationsModule,
+  connectorsModule,
+  emailRoutesModule,
+  outboundModule,
+  attachmentsModule,
+]

@@ -1,0 +1,93 @@
+import { capabilitiesOf, type MailCapabilities } from '../../graph/limits.ts'
+import { MailboxClient } from '../../graph/mailbox-client.ts'
+import { MailboxError, toMailboxError } from '../../graph/errors.ts'
+import type { AppRegistration, TokenProvider } from '../../graph/token-provider.ts'
+import type { Db } from '../../database/index.ts'
+import { NotFoundError } from '../../lib/errors.ts'
+import { SecretUnreadableError, type SecretBox } from '../../lib/secret-box.ts'
+import { openCredential } from './credentials.ts'
+import type { IntegrationRepository } from './repository.ts'
+import { configHashOf, connectionOf } from './connection.ts'
+
+/** A way into the mailboxes an integration's app can reach. */
+export interface MailboxAccess {
+  client: MailboxClient
+  /** Application permissions in the token (its `roles` claim). */
+  roles: string[]
+  capabilities: MailCapabilities
+}
+
+export interface MailboxAccessDeps {
+  db: Db
+  repository: IntegrationRepository
+  secretBox: SecretBox
+  tokens: TokenProvider
+  /** How long a Graph request may take (30 s by default). */
+  graphTimeoutMs?: number
+}
+
+interface Opened {
+  configHash: string
+  registration: AppRegistration
+  client: MailboxClient
+}
+
+/**
+ * The one door to a mailbox: turns an integration into a Graph client with its token's
+ * roles. Connection tests, aliases, the dispatcher and the mailbox sync all come through
+ * here, so the error mapping, the timeout and the cache exist once.
+ *
+ * The cache keeps one client per integration configuration. Every open reads the
+ * integration's connection settings (one indexed row), so a changed credential, tenant or
+ * app, saved by this instance or any other, is used from the next open on.
+ */
+export class Mailboxes {
+  private readonly deps: MailboxAccessDeps
+  private readonly opened = new Map<string, Opened>()
+
+  constructor(deps: MailboxAccessDeps) {
+    this.deps = deps
+  }
+
+  /**
+   * `fresh` takes a new token from Entra instead of a cached one: a connection test proves
+   * the credential works now. Failures are MailboxErrors: AUTHENTICATION_FAILED with the
+   * token error's code in `tokenCode` (SECRETS_UNREADABLE when no key opens the credential).
+   */
+  async open(integrationId: string, options: { fresh?: boolean } = {}): Promise<MailboxAccess> {
+    const { registration, client } = await this.clientFor(integrationId)
+    try {
+      const token = await this.deps.tokens.acquire(registration, options)
+      return { client, roles: token.roles, capabilities: capabilitiesOf(token.roles) }
+    } catch (error) {
+      throw toMailboxError(error)
+    }
+  }
+
+  private async clientFor(integrationId: string): Promise<Opened> {
+    const connection = await this.deps.repository.findConnection(this.deps.db, integrationId)
+    if (!connection) {
+      this.opened.delete(integrationId)
+      throw new NotFoundError('integration', integrationId)
+    }
+    const cached = this.opened.get(integrationId)
+    if (cached?.configHash === configHashOf(connection)) return cached
+
+    const row = await this.deps.repository.findById(this.deps.db, integrationId)
+    if (!row) throw new NotFoundError('integration', integrationId)
+    const configHash = configHashOf(connectionOf(row))
+    let registration: AppRegistration
+    try {
+      registration = { integrationId, configHash, tenant: row.tenant, clientId: row.clientId, cloud: row.cloud, credential: openCredential(this.deps.secretBox, row) }
+    } catch (error) {
+      if (!(error instanceof SecretUnreadableError)) throw error
+      throw new MailboxError('AUTHENTICATION_FAILED', `The integration's credential cannot be read (key ${error.keyId ?? 'unknown'}).`, {
+        tokenCode: 'SECRETS_UNREADABLE',
+        hint: 'Start the server with the key that sealed it in SECRETS_KEY_PREVIOUS, or enter the credential again.',
+      })
+    }
+    const opened = { configHash, registration, client: new MailboxClient(this.deps.tokens, registration, { timeoutMs: this.deps.graphTimeoutMs }) }
+    this.opened.set(integrationId, opened)
+    return opened
+  }
+}

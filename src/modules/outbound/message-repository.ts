@@ -1,0 +1,260 @@
+import { and, asc, desc, eq, getTableColumns, gt, inArray, lt, lte, sql, type SQL } from 'drizzle-orm'
+import { connectors, emailRoutes, outboundAttachments, outboundMessages, type MessageError, type MessageStatus, type SendProgress } from '../../../db/schema.ts'
+import type { Db } from '../../database/index.ts'
+
+export type MessageRow = typeof outboundMessages.$inferSelect
+export type NewMessage = typeof outboundMessages.$inferInsert
+export type NewAttachment = typeof outboundAttachments.$inferInsert
+
+/** A message claimed for sending, with the mailbox (its connector's) that sends it. */
+export type ClaimedMessage = MessageRow & { mailbox: string; integrationId: string }
+
+export interface AttachmentInfo {
+  messageId: string
+  name: string
+  contentType: string
+  size: number
+  isInline: boolean
+}
+
+export interface AttachmentToSend {
+  position: number
+  name: string
+  contentType: string
+  isInline: boolean
+  contentId: string | null
+  size: number
+  blobId: string
+}
+
+/** The claimed row and its mailbox, as UPDATE ... FROM connectors RETURNING gives them. */
+const claimedColumns = { ...getTableColumns(outboundMessages), mailbox: connectors.primaryAddress, integrationId: connectors.integrationId }
+
+/** A connector's messages being sent right now: `sending` under a lease that has not run out. */
+export function sendingNow(connectorId: string, now: Date): SQL {
+  return and(
+    eq(outboundMessages.connectorId, connectorId),
+    eq(outboundMessages.status, 'sending'),
+    // Spelled as a timestamptz literal: postgres.js cannot type a Date inside a subquery's raw SQL.
+    gt(outboundMessages.leaseExpiresAt, sql`${now.toISOString()}::timestamptz`),
+  )!
+}
+
+/**
+ * Outgoing messages and their attachment rows: what the API stores and shows, and what
+ * dispatchers claim and settle. Every write a dispatcher makes after its claim is fenced by
+ * its lease (`heldBy`), so one that lost its lease cannot overwrite the one that took over.
+ */
+export class MessageRepository {
+  async insert(executor: Db, message: NewMessage, attachments: NewAttachment[]): Promise<Pick<MessageRow, 'id' | 'status' | 'createdAt'>> {
+    const [row] = await executor
+      .insert(outboundMessages)
+      .values({ ...message, attachmentCount: attachments.length })
+      .returning({ id: outboundMessages.id, status: outboundMessages.status, createdAt: outboundMessages.createdAt })
+    if (attachments.length > 0) await executor.insert(outboundAttachments).values(attachments)
+    return row!
+  }
+
+  async findById(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<MessageRow | undefined> {
+    const query = executor.select().from(outboundMessages).where(eq(outboundMessages.id, id)).limit(1)
+    const [row] = options.forUpdate ? await query.for('update') : await query
+    return row
+  }
+
+  async list(executor: Db, filter: { status?: string; connectorId?: string; workItemRef?: string; beforeId?: string; limit: number }) {
+    const conditions: SQL[] = []
+    if (filter.status) conditions.push(eq(outboundMessages.status, filter.status as MessageRow['status']))
+    if (filter.connectorId) conditions.push(eq(outboundMessages.connectorId, filter.connectorId))
+    if (filter.workItemRef) conditions.push(eq(outboundMessages.workItemRef, filter.workItemRef))
+    if (filter.beforeId) conditions.push(lt(outboundMessages.id, filter.beforeId))
+    return executor
+      .select()
+      .from(outboundMessages)
+      .where(and(...conditions))
+      .orderBy(desc(outboundMessages.id))
+      .limit(filter.limit + 1)
+  }
+
+  /** Attachment metadata only: the content stays in the database until it is sent. */
+  async attachmentInfo(executor: Db, messageIds: string[]): Promise<AttachmentInfo[]> {
+    if (messageIds.length === 0) return []
+    return executor
+      .select({
+        messageId: outboundAttachments.messageId,
+        name: outboundAttachments.name,
+        contentType: outboundAttachments.contentType,
+        size: outboundAttachments.size,
+        isInline: outboundAttachments.isInline,
+      })
+      .from(outboundAttachments)
+      .where(sql`${outboundAttachments.messageId} in ${messageIds}`)
+      .orderBy(outboundAttachments.messageId, outboundAttachments.position)
+  }
+
+  async attachmentsToSend(executor: Db, messageId: string): Promise<AttachmentToSend[]> {
+    return executor
+      .select({
+        position: outboundAttachments.position,
+        name: outboundAttachments.name,
+        contentType: outboundAttachments.contentType,
+        isInline: outboundAttachments.isInline,
+        contentId: outboundAttachments.contentId,
+        size: outboundAttachments.size,
+        blobId: outboundAttachments.blobId,
+      })
+      .from(outboundAttachments)
+      .where(eq(outboundAttachments.messageId, messageId))
+      .orderBy(asc(outboundAttachments.position))
+  }
+
+  async update(executor: Db, id: string, changes: Partial<NewMessage>): Promise<MessageRow> {
+    const [row] = await executor.update(outboundMessages).set(changes).where(eq(outboundMessages.id, id)).returning()
+    return row!
+  }
+
+  /** Connectors with due messages that may be sent now (connector and sending address enabled). */
+  async dueConnectors(executor: Db, now: Date): Promise<string[]> {
+    const rows = await executor
+      .selectDistinct({ connectorId: outboundMessages.connectorId })
+      .from(outboundMessages)
+      .innerJoin(connectors, and(eq(connectors.id, outboundMessages.connectorId), eq(connectors.enabled, true)))
+      .innerJoin(emailRoutes, and(eq(emailRoutes.id, outboundMessages.routeId), eq(emailRoutes.enabled, true)))
+      .where(and(eq(outboundMessages.status, 'queued'), lte(outboundMessages.nextAttemptAt, now)))
+    return rows.map((row) => row.connectorId)
+  }
+
+  /**
+   * Claims up to `limit` of the connector's due messages (sending address enabled), oldest
+   * first, skipping rows another transaction holds. Call inside the claim's transaction.
+   */
+  async claimDue(tx: Db, connectorId: string, owner: string, limit: number, leaseMs: number, now: Date): Promise<ClaimedMessage[]> {
+    const due = tx
+      .select({ id: outboundMessages.id })
+      .from(outboundMessages)
+      .innerJoin(emailRoutes, and(eq(emailRoutes.id, outboundMessages.routeId), eq(emailRoutes.enabled, true)))
+      .where(and(eq(outboundMessages.connectorId, connectorId), eq(outboundMessages.status, 'queued'), lte(outboundMessages.nextAttemptAt, now)))
+      .orderBy(asc(outboundMessages.nextAttemptAt), asc(outboundMessages.id))
+      .limit(limit)
+      .for('update', { of: outboundMessages, skipLocked: true })
+    const claimed = await tx
+      .update(outboundMessages)
+      .set({ status: 'sending', leaseOwner: owner, leaseExpiresAt: new Date(now.getTime() + leaseMs), updatedAt: now })
+      .from(connectors)
+      .where(and(inArray(outboundMessages.id, due), eq(connectors.id, outboundMessages.connectorId)))
+      .returning(claimedColumns)
+    // RETURNING keeps no order: oldest first, as they were chosen.
+    return claimed.sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime() || (a.id < b.id ? -1 : 1))
+  }
+
+  /**
+   * Messages whose dispatcher stopped mid-send (lease expired while `sending`), claimed for
+   * recovery by `owner`. Whether each was already submitted is for the caller to find out:
+   * they are never simply queued again.
+   */
+  async claimAbandoned(executor: Db, owner: string, limit: number, leaseMs: number, now: Date): Promise<ClaimedMessage[]> {
+    return executor.transaction(async (tx) => {
+      const stale = await tx
+        .select({ id: outboundMessages.id })
+        .from(outboundMessages)
+        .where(and(eq(outboundMessages.status, 'sending'), lte(outboundMessages.leaseExpiresAt, now)))
+        .orderBy(asc(outboundMessages.leaseExpiresAt))
+        .limit(limit)
+        .for('update', { skipLocked: true })
+      if (stale.length === 0) return []
+      return tx
+        .update(outboundMessages)
+        .set({ leaseOwner: owner, leaseExpiresAt: new Date(now.getTime() + leaseMs), updatedAt: now })
+        .from(connectors)
+        .where(and(inArray(outboundMessages.id, stale.map((row) => row.id)), eq(connectors.id, outboundMessages.connectorId)))
+        .returning(claimedColumns)
+    })
+  }
+
+  /** Sends in flight for a connector across all instances (leases not yet expired). */
+  async inFlight(executor: Db, connectorId: string, now: Date): Promise<number> {
+    const [row] = await executor.select({ count: sql<number>`count(*)::int` }).from(outboundMessages).where(sendingNow(connectorId, now))
+    return row?.count ?? 0
+  }
+
+  /**
+   * Extends the lease and merges `progress` into the stored Graph ids (or replaces them), only
+   * while `owner` still holds the message. False: another dispatcher took it over.
+   */
+  async recordProgress(
+    executor: Db,
+    id: string,
+    owner: string,
+    progress: SendProgress,
+    options: { leaseMs: number; now: Date; replace?: boolean },
+  ): Promise<boolean> {
+    const rows = await executor
+      .update(outboundMessages)
+      .set({
+        graphIds: options.replace ? progress : sql`${outboundMessages.graphIds} || ${JSON.stringify(progress)}::jsonb`,
+        leaseExpiresAt: new Date(options.now.getTime() + options.leaseMs),
+        updatedAt: options.now,
+      })
+      .where(heldBy(id, owner))
+      .returning({ id: outboundMessages.id })
+    return rows.length > 0
+  }
+
+  async progressOf(executor: Db, id: string): Promise<SendProgress | undefined> {
+    const [row] = await executor.select({ graphIds: outboundMessages.graphIds }).from(outboundMessages).where(eq(outboundMessages.id, id))
+    return row?.graphIds
+  }
+
+  /** Back to the queue, to be tried at `at`; `countsAsAttempt` is false for throttling. */
+  async requeue(
+    executor: Db,
+    id: string,
+    owner: string,
+    options: { at: Date; countsAsAttempt: boolean; lastError?: MessageError; graphIds?: SendProgress },
+    now: Date,
+  ): Promise<boolean> {
+    const rows = await executor
+      .update(outboundMessages)
+      .set({
+        status: 'queued',
+        nextAttemptAt: options.at,
+        attempts: options.countsAsAttempt ? sql`${outboundMessages.attempts} + 1` : outboundMessages.attempts,
+        ...(options.lastError ? { lastError: options.lastError } : {}),
+        ...(options.graphIds ? { graphIds: options.graphIds } : {}),
+        leaseOwner: null,
+        leaseExpiresAt: null,
+        updatedAt: now,
+      })
+      .where(heldBy(id, owner))
+      .returning({ id: outboundMessages.id })
+    return rows.length > 0
+  }
+
+  /** Ends the message as sent, failed or uncertain; undefined when the lease was lost (nothing written). */
+  async finish(
+    executor: Db,
+    id: string,
+    owner: string,
+    outcome: { status: Extract<MessageStatus, 'sent' | 'failed' | 'uncertain'>; lastError?: MessageError; progress?: SendProgress; countsAsAttempt: boolean },
+    now: Date,
+  ): Promise<MessageRow | undefined> {
+    const [row] = await executor
+      .update(outboundMessages)
+      .set({
+        status: outcome.status,
+        attempts: outcome.countsAsAttempt ? sql`${outboundMessages.attempts} + 1` : outboundMessages.attempts,
+        ...(outcome.lastError ? { lastError: outcome.lastError } : {}),
+        ...(outcome.progress ? { graphIds: sql`${outboundMessages.graphIds} || ${JSON.stringify(outcome.progress)}::jsonb` } : {}),
+        ...(outcome.status === 'sent' ? { sentAt: now } : {}),
+        leaseOwner: null,
+        leaseExpiresAt: null,
+        updatedAt: now,
+      })
+      .where(heldBy(id, owner))
+      .returning()
+    return row
+  }
+}
+
+function heldBy(id: string, owner: string) {
+  return and(eq(outboundMessages.id, id), eq(outboundMessages.status, 'sending'), eq(outboundMessages.leaseOwner, owner))
+}

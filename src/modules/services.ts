@@ -1,0 +1,105 @@
+import { outboundAttachments } from '../../db/schema.ts'
+import type { Db } from '../database/index.ts'
+import { TokenProvider } from '../graph/token-provider.ts'
+import type { SecretBox } from '../lib/secret-box.ts'
+import { ApiKeyRepository } from './api-keys/repository.ts'
+import { ApiKeyService } from './api-keys/service.ts'
+import { AttachmentStore } from './attachments/store.ts'
+import { AuditRepository } from './audit/repository.ts'
+import { AuditService } from './audit/service.ts'
+import { ConnectionTestRepository } from './connection-tests/repository.ts'
+import { ConnectionTests } from './connection-tests/service.ts'
+import { ConnectorRepository } from './connectors/repository.ts'
+import { ConnectorService } from './connectors/service.ts'
+import { EmailRouteRepository } from './email-routes/repository.ts'
+import { EmailRouteService } from './email-routes/service.ts'
+import { DomainEventRepository } from './events/repository.ts'
+import { EventLog } from './events/service.ts'
+import { Mailboxes } from './integrations/mailbox-access.ts'
+import { IntegrationRepository } from './integrations/repository.ts'
+import { IntegrationService } from './integrations/service.ts'
+import { IdempotencyRepository } from './outbound/idempotency-repository.ts'
+import { MessageRepository } from './outbound/message-repository.ts'
+import { MessageService } from './outbound/service.ts'
+
+export interface Services {
+  audit: AuditService
+  apiKeys: ApiKeyService
+  events: EventLog
+  attachments: AttachmentStore
+  integrations: IntegrationService
+  /** The one door to a mailbox. */
+  mailboxes: Mailboxes
+  connectors: ConnectorService
+  routes: EmailRouteService
+  messages: MessageService
+}
+
+export interface ServiceDeps {
+  db: Db
+  secretBox: SecretBox
+  tokens?: TokenProvider
+  /** Failures in a row before a connector is disabled automatically (default 5). */
+  connectorFailureThreshold?: number
+  /** Largest total message size in bytes (default 35 MB). */
+  messageSizeLimit?: number
+}
+
+/**
+ * The composition root: every service, once per app, with the ports each module declares
+ * wired to the module that answers them. REST routes, GraphQL resolvers and workers share them.
+ */
+export function createServices(deps: ServiceDeps): Services {
+  const { db, secretBox } = deps
+  const tokens = deps.tokens ?? new TokenProvider()
+  const audit = new AuditService(db, new AuditRepository())
+  const events = new EventLog(new DomainEventRepository())
+  const tests = new ConnectionTests(new ConnectionTestRepository(), audit)
+  const attachments = new AttachmentStore()
+  attachments.addOwner(outboundAttachments.blobId)
+  const apiKeys = new ApiKeyService(db, new ApiKeyRepository(), audit)
+
+  const integrationRepository = new IntegrationRepository()
+  const connectorRepository = new ConnectorRepository()
+  const integrations = new IntegrationService({
+    db,
+    repository: integrationRepository,
+    tests,
+    audit,
+    secretBox,
+    tokens,
+    usage: { connectorCount: (executor, integrationId) => connectorRepository.countByIntegration(executor, integrationId) },
+  })
+  const mailboxes = new Mailboxes({ db, repository: integrationRepository, secretBox, tokens })
+
+  // Connectors and routes need each other: each reaches the other through a port.
+  const routes: EmailRouteService = new EmailRouteService({
+    db,
+    repository: new EmailRouteRepository(),
+    connectors: { find: (executor, id, options) => connectors.find(executor, id, options) },
+    tests,
+    audit,
+    integrations,
+    mailboxes,
+  })
+  const connectors: ConnectorService = new ConnectorService({
+    db,
+    repository: connectorRepository,
+    routes,
+    tests,
+    audit,
+    integrations,
+    mailboxes,
+    failureThreshold: deps.connectorFailureThreshold ?? 5,
+  })
+  const messages = new MessageService({
+    db,
+    repository: new MessageRepository(),
+    idempotency: new IdempotencyRepository(),
+    senders: routes,
+    integrations,
+    attachments,
+    sizeLimit: deps.messageSizeLimit ?? 35 * 1024 * 1024,
+  })
+  return { audit, apiKeys, events, attachments, integrations, mailboxes, connectors, routes, messages }
+}

@@ -1,0 +1,81 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { Housekeeping } from '../workers/housekeeping.ts'
+import { BackgroundLoop, WorkerMetrics, type LoopJob } from '../workers/runner.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every background loop of this instance: started when the app is ready, stopped when it closes. */
+    workers: Workers
+    /** Clean-up chores modules register; run every 10 minutes by the housekeeping loop. */
+    housekeeping: Housekeeping
+  }
+}
+
+/** A loop's name, how long it waits between rounds at most, and how many tasks it runs at once. */
+export interface LoopShape {
+  name: string
+  pollMs: number
+  maxConcurrent: number
+}
+
+interface Registered {
+  loop: BackgroundLoop
+  autostart: boolean
+  graceMs: number
+}
+
+export class Workers {
+  private readonly registered: Registered[] = []
+  private readonly app: FastifyInstance
+  private readonly metrics: WorkerMetrics
+
+  constructor(app: FastifyInstance, metrics: WorkerMetrics) {
+    this.app = app
+    this.metrics = metrics
+  }
+
+  /** A loop running `job` with this app's log and metrics, not started or stopped by the app. */
+  create(job: LoopJob, options: LoopShape): BackgroundLoop {
+    return new BackgroundLoop(job, { ...options, log: this.app.log.child({ worker: options.name }), metrics: this.metrics })
+  }
+
+  /**
+   * A loop of this instance. `autostart` starts it when the app is ready (the server does;
+   * tests drive runOnce themselves); closing waits `graceMs` for its running tasks.
+   */
+  add(job: LoopJob, options: LoopShape & { autostart: boolean; graceMs?: number }): BackgroundLoop {
+    const loop = this.create(job, options)
+    this.registered.push({ loop, autostart: options.autostart, graceMs: options.graceMs ?? 10_000 })
+    return loop
+  }
+
+  startAutostarted(): void {
+    for (const { loop, autostart } of this.registered) {
+      if (!autostart) continue
+      loop.start()
+      this.app.log.info({ worker: loop.name }, 'worker started')
+    }
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.registered.map(({ loop, graceMs }) => loop.stop(graceMs)))
+  }
+}
+
+export interface WorkersPluginOptions {
+  /** Run housekeeping in this instance (the server does; tests call housekeeping.run). */
+  housekeeping?: { autostart: boolean }
+}
+
+async function workersPlugin(app: FastifyInstance, options: WorkersPluginOptions) {
+  const workers = new Workers(app, new WorkerMetrics(app.metrics))
+  const housekeeping = new Housekeeping(app.log.child({ worker: 'housekeeping' }))
+  app.decorate('workers', workers)
+  app.decorate('housekeeping', housekeeping)
+  workers.add(housekeeping, { name: 'housekeeping', pollMs: 10 * 60_000, maxConcurrent: 1, autostart: options.housekeeping?.autostart ?? false })
+  app.addHook('onReady', async () => workers.startAutostarted())
+  app.addHook('onClose', async () => workers.stopAll())
+}
+
+export default fp(workersPlugin, { name: 'workers', fastify: '5.x', dependencies: ['metrics'] })
