@@ -37,3 +37,51 @@ export function makeCertificate(
   const pfx = Buffer.from(forge.asn1.toDer(p12).getBytes(), 'binary').toString('base64')
   return { certificatePem: forge.pki.certificateToPem(cert), privateKeyPem, pfx, password }
 }
+
+function forgeKeyPair() {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  const privateKeyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+  return {
+    privateKeyPem,
+    privateKey: forge.pki.privateKeyFromPem(privateKeyPem),
+    publicKey: forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()),
+  }
+}
+
+/**
+ * A TLS server certificate for `names` (IP addresses or DNS names), issued by a private CA
+ * made for it: a client trusts it only when told to trust `caPem` (NODE_EXTRA_CA_CERTS).
+ */
+export function makeServerCertificate(names: string[]): { caPem: string; certPem: string; keyPem: string } {
+  const ca = forgeKeyPair()
+  const caCert = forge.pki.createCertificate()
+  caCert.publicKey = ca.publicKey
+  caCert.serialNumber = '01' + forge.util.bytesToHex(forge.random.getBytesSync(8))
+  caCert.validity.notBefore = new Date(Date.now() - DAY)
+  caCert.validity.notAfter = new Date(Date.now() + 30 * DAY)
+  const caName = [{ name: 'commonName', value: 'Mailgate test CA' }]
+  caCert.setSubject(caName)
+  caCert.setIssuer(caName)
+  caCert.setExtensions([
+    { name: 'basicConstraints', cA: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true },
+  ])
+  caCert.sign(ca.privateKey, forge.md.sha256.create())
+
+  const leaf = forgeKeyPair()
+  const cert = forge.pki.createCertificate()
+  cert.publicKey = leaf.publicKey
+  cert.serialNumber = '02' + forge.util.bytesToHex(forge.random.getBytesSync(8))
+  cert.validity.notBefore = new Date(Date.now() - DAY)
+  cert.validity.notAfter = new Date(Date.now() + 30 * DAY)
+  cert.setSubject([{ name: 'commonName', value: names[0] ?? 'localhost' }])
+  cert.setIssuer(caName)
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+    { name: 'extKeyUsage', serverAuth: true },
+    { name: 'subjectAltName', altNames: names.map((name) => (/^[\d.]+$/.test(name) ? { type: 7, ip: name } : { type: 2, value: name })) },
+  ])
+  cert.sign(ca.privateKey, forge.md.sha256.create())
+  return { caPem: forge.pki.certificateToPem(caCert), certPem: forge.pki.certificateToPem(cert), keyPem: leaf.privateKeyPem }
+}

@@ -1,12 +1,16 @@
 import { constants, createHash, createHmac, randomBytes, randomUUID, verify, X509Certificate, type Hash } from 'node:crypto'
+import { createServer, type Server } from 'node:https'
+import type { AddressInfo } from 'node:net'
 import nock from 'nock'
+import { makeServerCertificate } from './certificates.ts'
 
 /**
  * A stateful stand-in for Microsoft's cloud: tenants with app registrations (secrets,
  * certificates, granted application permissions) behind the Entra token endpoint of every
  * national cloud, and shared mailboxes behind the Graph mail endpoints (folders, sendMail,
  * drafts with attachments and upload sessions, draft send). Requests are intercepted with
- * nock, so no traffic leaves the machine.
+ * nock, so no traffic leaves the machine; `serveAs` and `listen` also make it a stand-in for
+ * a cloud on another host (a proxy or sandbox), through nock or as a real local HTTPS server.
  */
 
 export const AUTHORITY_HOSTS = ['login.microsoftonline.com', 'login.microsoftonline.us', 'login.chinacloudapi.cn']
@@ -431,6 +435,9 @@ export class FakeMicrosoft {
   private inFlight = new Map<string, number>()
   private verifiedTokens = new Map<string, TokenClaims>()
   private scopes: nock.Scope[] = []
+  /** Hosts that stand in for the Microsoft hosts of a cloud (a proxy, a sandbox): host[:port] -> cloud. */
+  private readonly standIns = new Map<string, FakeCloud>()
+  private readonly servers: Server[] = []
 
   /** Starts intercepting the Microsoft hosts. Call stop() in afterAll. */
   start(): this {
@@ -474,11 +481,92 @@ export class FakeMicrosoft {
     return this
   }
 
+  /**
+   * Serves every endpoint of `cloud` (sign-in, Graph, upload URLs) on `host` as well, through
+   * nock: what a proxy or sandbox host looks like to Mailgate with AUTHORITY_HOST / GRAPH_HOST
+   * overrides. Like the real cloud behind such a host, it issues tokens for the cloud's Graph
+   * resource and hands out Microsoft's own URLs in nextLinks and upload sessions.
+   */
+  serveAs(host: string, cloud: FakeCloud = 'global'): this {
+    this.standIns.set(host, cloud)
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- nock binds `this` to the request
+    const fake = this
+    for (const method of ['GET', 'POST', 'PATCH', 'PUT', 'DELETE']) {
+      const scope = nock(`https://${host}`)
+        .persist()
+        .intercept(/^\//, method)
+        .query(true)
+        .reply(async function (this: nock.ReplyFnContext, uri: string, body: nock.Body) {
+          const answer = await fake.handle(host, method, uri, body, this.req.headers)
+          if (answer === 'network') throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
+          return [answer.status, answer.body as nock.Body, answer.headers ?? {}]
+        })
+      this.scopes.push(scope)
+    }
+    return this
+  }
+
+  /**
+   * A real HTTPS server on 127.0.0.1 standing in for `cloud`, with a certificate from a private
+   * CA (`caPem`) that only a client told to trust it accepts.
+   */
+  async listen(cloud: FakeCloud = 'global'): Promise<{ host: string; caPem: string; close(): Promise<void> }> {
+    const certificate = makeServerCertificate(['127.0.0.1', 'localhost'])
+    const server = createServer({ key: certificate.keyPem, cert: certificate.certPem }, (request, response) => {
+      const chunks: Buffer[] = []
+      request.on('data', (chunk: Buffer) => chunks.push(chunk))
+      request.on('end', () => {
+        const raw = Buffer.concat(chunks)
+        const method = request.method ?? 'GET'
+        this.handle(host, method, request.url ?? '/', method === 'PUT' ? raw : raw.toString('utf8'), request.headers).then(
+          (answer) => {
+            if (answer === 'network') return void request.socket.destroy()
+            const body = answer.body === undefined || answer.body === '' ? '' : typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body)
+            response.writeHead(answer.status, answer.headers ?? {})
+            response.end(body)
+          },
+          () => request.socket.destroy(),
+        )
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`
+    this.standIns.set(host, cloud)
+    this.servers.push(server)
+    return {
+      host,
+      caPem: certificate.caPem,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    }
+  }
+
   stop(): void {
+    for (const server of this.servers.splice(0)) server.close()
     for (const scope of this.scopes) scope.persist(false)
     nock.cleanAll()
     nock.enableNetConnect()
     this.scopes = []
+  }
+
+  /** A stand-in host's request, routed by path as the cloud's hosts would serve it. */
+  private async handle(host: string, method: string, uri: string, body: nock.Body, headers: RequestHeaders): Promise<'network' | FakeAnswer> {
+    const path = uri.split('?')[0]!
+    const tokenPath = /^\/([^/]+)\/oauth2\/v2\.0\/token$/.exec(path)
+    if (method === 'POST' && tokenPath) {
+      const result = await this.token(host, tokenPath[1]!, typeof body === 'string' ? body : new URLSearchParams(body as Record<string, string>).toString())
+      if (result === 'network') return 'network'
+      const contentType = 'contentType' in result && result.contentType ? result.contentType : 'application/json; charset=utf-8'
+      return { status: result.status, body: result.body, headers: { 'content-type': contentType } }
+    }
+    if (path.startsWith('/v1.0/')) return this.serve('graph', host, method, uri, body, headers)
+    if (path.startsWith('/api/')) return this.serve('outlook', host, method, uri, body, headers)
+    return graphError(404, 'NotFound', `The fake serves nothing at ${method} ${path}.`)
+  }
+
+  /** The Microsoft host a request to `host` is for: itself, or the cloud's host a stand-in replaces. */
+  private canonical(host: string, service: 'authority' | 'graph' | 'outlook'): string {
+    const cloud = this.standIns.get(host)
+    return cloud ? CLOUD_HOSTS[cloud][service] : host
   }
 
   addTenant(options: { id?: string; domains?: string[]; cloud?: FakeCloud } = {}): FakeTenant {
@@ -627,7 +715,7 @@ export class FakeMicrosoft {
     if (form.grant_type !== 'client_credentials') {
       return entraError(400, 'unsupported_grant_type', 70003, 'The app requested an unsupported grant type.')
     }
-    const tenant = this.findTenant(host, tenantKey)
+    const tenant = this.findTenant(this.canonical(host, 'authority'), tenantKey)
     if (!tenant) {
       return entraError(400, 'invalid_request', 90002, `Tenant '${tenantKey}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.`)
     }
@@ -684,8 +772,9 @@ export class FakeMicrosoft {
     body: nock.Body,
     headers: RequestHeaders,
   ): Promise<'network' | FakeAnswer> {
+    const record: GraphRequestRecord = { host, method, path: new URL(uri, `https://${host}`).pathname, appId: undefined, status: 0 }
+    host = this.canonical(host, service)
     const url = new URL(uri, `https://${host}`)
-    const record: GraphRequestRecord = { host, method, path: url.pathname, appId: undefined, status: 0 }
     const prefer = header(headers, 'prefer')
     if (prefer !== undefined) record.prefer = prefer
     if (service === 'outlook') record.hadAuthorization = header(headers, 'authorization') !== undefined
