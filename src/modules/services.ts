@@ -18,6 +18,7 @@ import { EventLog } from './events/service.ts'
 import { Mailboxes } from './integrations/mailbox-access.ts'
 import { IntegrationRepository } from './integrations/repository.ts'
 import { IntegrationService } from './integrations/service.ts'
+import { OutboundAttachmentRepository } from './outbound/attachment-repository.ts'
 import { IdempotencyRepository } from './outbound/idempotency-repository.ts'
 import { MessageRepository } from './outbound/message-repository.ts'
 import { MessageService } from './outbound/service.ts'
@@ -95,6 +96,7 @@ export function createServices(deps: ServiceDeps): Services {
   const messages = new MessageService({
     db,
     repository: new MessageRepository(),
+    attachmentRows: new OutboundAttachmentRepository(),
     idempotency: new IdempotencyRepository(),
     senders: routes,
     integrations,

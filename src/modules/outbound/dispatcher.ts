@@ -9,7 +9,8 @@ import type { BackgroundLoop, Checkpoint, LoopJob, TaskPool } from '../../worker
 import { whileRenewing } from '../../workers/runner.ts'
 import type { AttachmentStore } from '../attachments/store.ts'
 import type { Mailboxes } from '../integrations/mailbox-access.ts'
-import type { AttachmentToSend, ClaimedMessage, MessageRow } from './message-repository.ts'
+import type { AttachmentToSend } from './attachment-repository.ts'
+import type { ClaimedMessage, MessageRow } from './message-repository.ts'
 import type { Outbox } from './outbox.ts'
 import { errorRecord, isPermanent, LeaseLost, outgoingMail, SendFailure, splitForDraft, toSendError } from './send-policy.ts'
 

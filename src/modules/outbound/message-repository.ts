@@ -1,31 +1,12 @@
 import { and, asc, desc, eq, getTableColumns, gt, inArray, lt, lte, sql, type SQL } from 'drizzle-orm'
-import { connectors, emailRoutes, outboundAttachments, outboundMessages, type MessageError, type MessageStatus, type SendProgress } from '../../../db/schema.ts'
+import { connectors, emailRoutes, outboundMessages, type MessageError, type MessageStatus, type SendProgress } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 
 export type MessageRow = typeof outboundMessages.$inferSelect
 export type NewMessage = typeof outboundMessages.$inferInsert
-export type NewAttachment = typeof outboundAttachments.$inferInsert
 
 /** A message claimed for sending, with the mailbox (its connector's) that sends it. */
 export type ClaimedMessage = MessageRow & { mailbox: string; integrationId: string }
-
-export interface AttachmentInfo {
-  messageId: string
-  name: string
-  contentType: string
-  size: number
-  isInline: boolean
-}
-
-export interface AttachmentToSend {
-  position: number
-  name: string
-  contentType: string
-  isInline: boolean
-  contentId: string | null
-  size: number
-  blobId: string
-}
 
 /** The claimed row and its mailbox, as UPDATE ... FROM connectors RETURNING gives them. */
 const claimedColumns = { ...getTableColumns(outboundMessages), mailbox: connectors.primaryAddress, integrationId: connectors.integrationId }
@@ -41,17 +22,15 @@ export function sendingNow(connectorId: string, now: Date): SQL {
 }
 
 /**
- * Outgoing messages and their attachment rows: what the API stores and shows, and what
- * dispatchers claim and settle. Every write a dispatcher makes after its claim is fenced by
+ * Outgoing messages: what the API stores and shows, and what dispatchers claim and settle. Every write a dispatcher makes after its claim is fenced by
  * its lease (`heldBy`), so one that lost its lease cannot overwrite the one that took over.
  */
 export class MessageRepository {
-  async insert(executor: Db, message: NewMessage, attachments: NewAttachment[]): Promise<Pick<MessageRow, 'id' | 'status' | 'createdAt'>> {
+  async insert(executor: Db, message: NewMessage): Promise<Pick<MessageRow, 'id' | 'status' | 'createdAt'>> {
     const [row] = await executor
       .insert(outboundMessages)
-      .values({ ...message, attachmentCount: attachments.length })
+      .values(message)
       .returning({ id: outboundMessages.id, status: outboundMessages.status, createdAt: outboundMessages.createdAt })
-    if (attachments.length > 0) await executor.insert(outboundAttachments).values(attachments)
     return row!
   }
 
@@ -73,38 +52,6 @@ export class MessageRepository {
       .where(and(...conditions))
       .orderBy(desc(outboundMessages.id))
       .limit(filter.limit + 1)
-  }
-
-  /** Attachment metadata only: the content stays in the database until it is sent. */
-  async attachmentInfo(executor: Db, messageIds: string[]): Promise<AttachmentInfo[]> {
-    if (messageIds.length === 0) return []
-    return executor
-      .select({
-        messageId: outboundAttachments.messageId,
-        name: outboundAttachments.name,
-        contentType: outboundAttachments.contentType,
-        size: outboundAttachments.size,
-        isInline: outboundAttachments.isInline,
-      })
-      .from(outboundAttachments)
-      .where(sql`${outboundAttachments.messageId} in ${messageIds}`)
-      .orderBy(outboundAttachments.messageId, outboundAttachments.position)
-  }
-
-  async attachmentsToSend(executor: Db, messageId: string): Promise<AttachmentToSend[]> {
-    return executor
-      .select({
-        position: outboundAttachments.position,
-        name: outboundAttachments.name,
-        contentType: outboundAttachments.contentType,
-        isInline: outboundAttachments.isInline,
-        contentId: outboundAttachments.contentId,
-        size: outboundAttachments.size,
-        blobId: outboundAttachments.blobId,
-      })
-      .from(outboundAttachments)
-      .where(eq(outboundAttachments.messageId, messageId))
-      .orderBy(asc(outboundAttachments.position))
   }
 
   async update(executor: Db, id: string, changes: Partial<NewMessage>): Promise<MessageRow> {

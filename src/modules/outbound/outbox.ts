@@ -2,7 +2,8 @@ import type { EventType, MessageError, MessageStatus, SendProgress } from '../..
 import type { Db } from '../../database/index.ts'
 import { DomainEventRepository } from '../events/repository.ts'
 import { EventLog } from '../events/service.ts'
-import { MessageRepository, type AttachmentToSend, type ClaimedMessage, type MessageRow } from './message-repository.ts'
+import { OutboundAttachmentRepository, type AttachmentToSend } from './attachment-repository.ts'
+import { MessageRepository, type ClaimedMessage, type MessageRow } from './message-repository.ts'
 import { SendBudgetRepository } from './send-budget-repository.ts'
 
 export interface ClaimLimits {
@@ -23,6 +24,7 @@ export interface ConnectorClaim {
 
 export interface OutboxDeps {
   messages: MessageRepository
+  attachments: OutboundAttachmentRepository
   budgets: SendBudgetRepository
   events: EventLog
 }
@@ -39,6 +41,7 @@ export class Outbox {
   constructor(deps: Partial<OutboxDeps> = {}) {
     this.deps = {
       messages: deps.messages ?? new MessageRepository(),
+      attachments: deps.attachments ?? new OutboundAttachmentRepository(),
       budgets: deps.budgets ?? new SendBudgetRepository(),
       events: deps.events ?? new EventLog(new DomainEventRepository()),
     }
@@ -161,6 +164,6 @@ export class Outbox {
   }
 
   async attachmentsOf(executor: Db, messageId: string): Promise<AttachmentToSend[]> {
-    return this.deps.messages.attachmentsToSend(executor, messageId)
+    return this.deps.attachments.toSend(executor, messageId)
   }
 }

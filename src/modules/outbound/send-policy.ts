@@ -2,7 +2,8 @@ import type { MessageError } from '../../../db/schema.ts'
 import { MailboxError, TokenError, toMailboxError } from '../../graph/errors.ts'
 import { GRAPH_LIMITS } from '../../graph/limits.ts'
 import type { OutgoingMail } from '../../graph/mailbox-client.ts'
-import type { AttachmentToSend, MessageRow } from './message-repository.ts'
+import type { AttachmentToSend } from './attachment-repository.ts'
+import type { MessageRow } from './message-repository.ts'
 
 /**
  * How the dispatcher judges a failed Graph request and shapes what it sends: which failures

@@ -8,7 +8,8 @@ import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import type { AttachmentStore } from '../attachments/store.ts'
 import { IdempotencyKeyReusedError, MessageStateError, SenderNotAllowedError } from './errors.ts'
 import type { IdempotencyRepository } from './idempotency-repository.ts'
-import type { AttachmentInfo, MessageRepository, MessageRow, NewAttachment } from './message-repository.ts'
+import type { AttachmentInfo, NewAttachment, OutboundAttachmentRepository } from './attachment-repository.ts'
+import type { MessageRepository, MessageRow } from './message-repository.ts'
 import { MAX_ATTACHMENTS, type ListMessagesInput, type Message, type SendMessageInput } from './schemas.ts'
 import { SizeRules } from './size-rules.ts'
 
@@ -82,6 +83,7 @@ export function plusAddress(address: string, reference: string): string {
 export interface MessageServiceDeps {
   db: Db
   repository: MessageRepository
+  attachmentRows: OutboundAttachmentRepository
   idempotency: IdempotencyRepository
   senders: SenderDirectory
   integrations: IntegrationRoles
@@ -177,7 +179,8 @@ export class MessageService {
           attachments.push({ ...rest, messageId: id, blobId })
         }
       }
-      const row = await this.deps.repository.insert(tx, { id, status: 'queued', createdByKeyId: apiKeyId, ...prepared.message }, attachments)
+      const row = await this.deps.repository.insert(tx, { id, status: 'queued', createdByKeyId: apiKeyId, ...prepared.message, attachmentCount: attachments.length })
+      await this.deps.attachmentRows.insert(tx, attachments)
       const body = { id: row.id, status: row.status, createdAt: row.createdAt.toISOString() }
       if (idempotencyKey) await this.deps.idempotency.storeResponse(tx, apiKeyId, idempotencyKey, 202, body)
       return { status: 202, body, replayed: false }
@@ -367,7 +370,7 @@ export class MessageService {
   }
 
   private async present(rows: MessageRow[]): Promise<Message[]> {
-    const infos = await this.deps.repository.attachmentInfo(this.deps.db, rows.map((row) => row.id))
+    const infos = await this.deps.attachmentRows.infoOf(this.deps.db, rows.map((row) => row.id))
     const byMessage = new Map<string, AttachmentInfo[]>()
     for (const info of infos) byMessage.set(info.messageId, [...(byMessage.get(info.messageId) ?? []), info])
     return rows.map((row) => ({
