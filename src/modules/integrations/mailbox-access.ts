@@ -44,9 +44,11 @@ interface Opened {
 export class Mailboxes {
   private readonly deps: MailboxAccessDeps
   private readonly opened = new Map<string, Opened>()
+  private readonly findConnection: ReturnType<IntegrationRepository['prepareFindConnection']>
 
   constructor(deps: MailboxAccessDeps) {
     this.deps = deps
+    this.findConnection = deps.repository.prepareFindConnection(deps.db)
   }
 
   /**
@@ -65,7 +67,7 @@ export class Mailboxes {
   }
 
   private async clientFor(integrationId: string): Promise<Opened> {
-    const connection = await this.deps.repository.findConnection(this.deps.db, integrationId)
+    const connection = await this.findConnection(integrationId)
     if (!connection) {
       this.opened.delete(integrationId)
       throw new NotFoundError('integration', integrationId)

@@ -21,9 +21,12 @@ export class IntegrationRepository {
     return row
   }
 
-  /** The connection settings alone, which say whether a cached client is still the right one. */
-  async findConnection(executor: Db, id: string) {
-    const [row] = await executor
+  /**
+   * The connection settings alone, which say whether a cached client is still the right one:
+   * a statement prepared once for `db` (outside any transaction), as it runs for every send.
+   */
+  prepareFindConnection(db: Db) {
+    const query = db
       .select({
         tenant: integrations.tenant,
         clientId: integrations.clientId,
@@ -32,9 +35,10 @@ export class IntegrationRepository {
         credentialFingerprint: integrations.credentialFingerprint,
       })
       .from(integrations)
-      .where(eq(integrations.id, id))
+      .where(eq(integrations.id, sql.placeholder('id')))
       .limit(1)
-    return row
+      .prepare('integration_connection')
+    return async (id: string) => (await query.execute({ id }))[0]
   }
 
   async list(executor: Db, filter: { cloud?: string; tenant?: string; beforeId?: string; limit: number }) {
