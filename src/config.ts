@@ -74,7 +74,7 @@ export const EnvSchema = Type.Object({
   SEND_RATE_PER_MINUTE: Type.Integer({
     minimum: 1,
     maximum: 10_000,
-    default: 30,
+    default: GRAPH_LIMITS.messagesPerMinute,
     description: 'Messages a minute each outgoing mailbox may send, across all instances (Exchange Online allows about 30)',
   }),
   SEND_MAX_ATTEMPTS: Type.Integer({

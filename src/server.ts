@@ -56,7 +56,7 @@ async function main(): Promise<void> {
       autostart: config.dispatcher.enabled,
       settings: { perMinute: config.dispatcher.perMinute, maxAttempts: config.dispatcher.maxAttempts },
     },
-    housekeeping: { autostart: true },
+    housekeeping: { autostart: config.dispatcher.enabled },
   })
 
   const { resealed, unreadable } = await app.services.integrations.resealSecrets()

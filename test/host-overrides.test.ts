@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { graphScope, throughOverride } from '../src/graph/clouds.ts'
 import { MailboxClient } from '../src/graph/mailbox-client.ts'
 import { TokenProvider, type AppRegistration } from '../src/graph/token-provider.ts'
 import { bearer, buildTestApp, type TestApp } from './support/app.ts'
@@ -30,6 +31,18 @@ function registrationFor(tenant: FakeTenant, app: FakeApp): AppRegistration {
     credential: { kind: 'clientSecret', clientSecret: SECRET },
   }
 }
+
+describe('which host and which token resource', () => {
+  it('a proxy or stand-in gets every URL and tokens stay for the cloud; a sovereign Graph host is that cloud', () => {
+    const upload = "https://outlook.office.com/api/v2.0/Users('a@b')/Messages('m')/AttachmentSessions('s')?authtoken=t"
+    expect(graphScope('global', { graph: 'graph.mailgate.test:8443' })).toBe('https://graph.microsoft.com/.default')
+    expect(graphScope('usgov', { graph: '127.0.0.1:9443' })).toBe('https://graph.microsoft.us/.default')
+    expect(throughOverride(upload, { graph: '127.0.0.1:9443' })).toBe("https://127.0.0.1:9443/api/v2.0/Users('a@b')/Messages('m')/AttachmentSessions('s')?authtoken=t")
+    expect(graphScope('global', { graph: 'graph.microsoft.us' })).toBe('https://graph.microsoft.us/.default')
+    expect(throughOverride(upload, { graph: 'graph.microsoft.us' })).toBe(upload)
+    expect(throughOverride(upload, {})).toBe(upload)
+  })
+})
 
 describe('stand-in hosts outside the Graph SDK list', () => {
   const fake = new FakeMicrosoft()

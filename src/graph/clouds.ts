@@ -38,11 +38,12 @@ export function graphScope(cloud: Cloud, overrides: HostOverrides = {}): string 
 
 /**
  * URLs Graph hands back (an `@odata.nextLink`, an upload session's `uploadUrl`) name
- * Microsoft's hosts. With a Graph host override every request goes to the override instead,
- * keeping the path and query.
+ * Microsoft's hosts. With a proxy or stand-in as the Graph host every request goes there
+ * instead, keeping the path and query; an override that is itself a Microsoft Graph host (a
+ * sovereign cloud) is Microsoft, whose URLs are followed as they are.
  */
 export function throughOverride(url: string, overrides: HostOverrides): string {
-  if (!overrides.graph) return url
+  if (!overrides.graph || MICROSOFT_GRAPH_HOSTS.has(overrides.graph)) return url
   const parsed = new URL(url)
   return `https://${overrides.graph}${parsed.pathname}${parsed.search}`
 }

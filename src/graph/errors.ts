@@ -142,9 +142,9 @@ export class MailboxError extends Error {
   constructor(
     code: GraphErrorCode,
     message: string,
-    details: { status?: number; graphCode?: string; retryAfterSeconds?: number; hint?: string; tokenCode?: string } = {},
+    details: { status?: number; graphCode?: string; retryAfterSeconds?: number; hint?: string; tokenCode?: string; cause?: unknown } = {},
   ) {
-    super(message)
+    super(message, details.cause === undefined ? undefined : { cause: details.cause })
     this.name = 'MailboxError'
     this.code = code
     this.hint = details.hint ?? MAILBOX_HINTS[code]
@@ -170,7 +170,7 @@ function retryAfterOf(value: string | null | undefined): number | undefined {
   return Number.isFinite(seconds) && seconds > 0 ? seconds : undefined
 }
 
-/** A Graph (or upload-session) answer with an error status, in this vocabulary. */
+/** A Graph answer with an error status, in this vocabulary. */
 function mailboxErrorFromStatus(
   status: number,
   answer: { graphCode?: string; message?: string; retryAfter?: string | null },
@@ -193,10 +193,30 @@ function mailboxErrorFromStatus(
   return new MailboxError('GRAPH_REQUEST_FAILED', message, details)
 }
 
+/**
+ * An upload-session PUT that failed. Its URL is pre-authorised and names no mailbox or
+ * folder, so only throttling and outages are told apart.
+ */
+export function uploadSessionError(status: number, text: string, retryAfter: string | null): MailboxError {
+  let graphCode: string | undefined
+  let message = `The attachment upload answered ${status}`
+  try {
+    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } }
+    graphCode = parsed.error?.code
+    if (parsed.error?.message) message = parsed.error.message
+  } catch {
+    // Not JSON: keep the status line.
+  }
+  const details = { status, graphCode, retryAfterSeconds: retryAfterOf(retryAfter) }
+  if (status === 429) return new MailboxError('THROTTLED', message, details)
+  if (status >= 500) return new MailboxError('GRAPH_UNAVAILABLE', message, details)
+  return new MailboxError('GRAPH_REQUEST_FAILED', message, details)
+}
+
 export function toMailboxError(error: unknown): MailboxError {
   if (error instanceof MailboxError) return error
   if (error instanceof TokenError) {
-    return new MailboxError('AUTHENTICATION_FAILED', `${error.code}: ${error.message}`, { hint: error.hint, tokenCode: error.code })
+    return new MailboxError('AUTHENTICATION_FAILED', `${error.code}: ${error.message}`, { hint: error.hint, tokenCode: error.code, cause: error })
   }
   if (error instanceof TransportError) {
     if (error.kind === 'tls') return new MailboxError('TLS_UNTRUSTED', error.message)

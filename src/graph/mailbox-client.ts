@@ -1,6 +1,6 @@
 import { Client } from '@microsoft/microsoft-graph-client'
 import { hostsFor, throughOverride, type HostOverrides } from './clouds.ts'
-import { MailboxError, toMailboxError } from './errors.ts'
+import { MailboxError, toMailboxError, uploadSessionError } from './errors.ts'
 import { BearerToken, CallState, Transport } from './sdk-middleware.ts'
 import type { AppRegistration, TokenProvider } from './token-provider.ts'
 import { microsoftFetch } from './transport.ts'
@@ -81,24 +81,6 @@ export function graphMessageJson(mail: OutgoingMail) {
       : {}),
     ...(mail.attachments?.length ? { attachments: mail.attachments.map(fileAttachmentJson) } : {}),
   }
-}
-
-/** An upload-session PUT that failed, in the same vocabulary as Graph calls. */
-function uploadError(status: number, text: string, retryAfter: string | null): MailboxError {
-  let graphCode: string | undefined
-  let message = `The attachment upload answered ${status}`
-  try {
-    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } }
-    graphCode = parsed.error?.code
-    if (parsed.error?.message) message = parsed.error.message
-  } catch {
-    // Not JSON: keep the status line.
-  }
-  const seconds = Number(retryAfter)
-  const details = { status, graphCode, retryAfterSeconds: Number.isFinite(seconds) && seconds > 0 ? seconds : undefined }
-  if (status === 429) return new MailboxError('THROTTLED', message, details)
-  if (status >= 500) return new MailboxError('GRAPH_UNAVAILABLE', message, details)
-  return new MailboxError('GRAPH_REQUEST_FAILED', message, details)
 }
 
 interface Page<T> {
@@ -239,7 +221,7 @@ export class MailboxClient {
         throw toMailboxError(error)
       }
       const text = await response.text()
-      if (!response.ok) throw uploadError(response.status, text, response.headers.get('retry-after'))
+      if (!response.ok) throw uploadSessionError(response.status, text, response.headers.get('retry-after'))
       offset = end + 1
     }
     if (offset !== item.size) {

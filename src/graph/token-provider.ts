@@ -134,6 +134,11 @@ export class TokenProvider {
     }
   }
 
+  /** A provider with the same settings and nothing cached, as another instance has. */
+  sibling(): TokenProvider {
+    return new TokenProvider({ hostOverrides: this.hostOverrides, timeoutMs: this.timeoutMs })
+  }
+
   /** Drops the cached client (and its tokens) of an integration, e.g. after it changed. */
   forget(integrationId: string): void {
     for (const key of this.clients.keys()) if (key.startsWith(`${integrationId}:`)) this.clients.delete(key)

@@ -13,7 +13,6 @@ import { ConnectorRepository } from './connectors/repository.ts'
 import { ConnectorService } from './connectors/service.ts'
 import { EmailRouteRepository } from './email-routes/repository.ts'
 import { EmailRouteService } from './email-routes/service.ts'
-import { DomainEventRepository } from './events/repository.ts'
 import { EventLog } from './events/service.ts'
 import { Mailboxes } from './integrations/mailbox-access.ts'
 import { IntegrationRepository } from './integrations/repository.ts'
@@ -54,7 +53,7 @@ export function createServices(deps: ServiceDeps): Services {
   const { db, secretBox } = deps
   const tokens = deps.tokens ?? new TokenProvider()
   const audit = new AuditService(db, new AuditRepository())
-  const events = new EventLog(new DomainEventRepository())
+  const events = new EventLog()
   const tests = new ConnectionTests(new ConnectionTestRepository(), audit)
   const attachments = new AttachmentStore()
   attachments.addOwner(outboundAttachments.blobId)

@@ -1,5 +1,5 @@
 import type { ConnectionTestResult, TestStep } from '../../../db/schema.ts'
-import { MailboxError } from '../../graph/errors.ts'
+import { MailboxError, TokenError } from '../../graph/errors.ts'
 
 /** A failure a step can report: MailboxError and TokenError both have this shape. */
 export interface StepFailure {
@@ -22,7 +22,9 @@ export class TestSteps {
   }
 
   fail(name: string, failure: StepFailure, prefix = ''): void {
-    this.steps.push({ name, ok: false, code: failure.tokenCode ?? failure.code, message: prefix + failure.message, hint: failure.hint })
+    // A token failure is reported as Entra's own: its code, message and hint.
+    const reported = failure instanceof MailboxError && failure.cause instanceof TokenError ? failure.cause : failure
+    this.steps.push({ name, ok: false, code: failure.tokenCode ?? reported.code, message: prefix + reported.message, hint: reported.hint })
   }
 
   /**

@@ -1,7 +1,7 @@
 import type { EventType } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
-import type { DomainEventRepository } from './repository.ts'
+import { DomainEventRepository } from './repository.ts'
 
 export interface DomainEvent {
   type: EventType
@@ -19,7 +19,7 @@ export interface DomainEvent {
 export class EventLog {
   private readonly repository: DomainEventRepository
 
-  constructor(repository: DomainEventRepository) {
+  constructor(repository: DomainEventRepository = new DomainEventRepository()) {
     this.repository = repository
   }
 

@@ -5,7 +5,7 @@ import type { AppRegistration, TokenProvider } from '../../graph/token-provider.
 import type { Db } from '../../database/index.ts'
 import { NotFoundError } from '../../lib/errors.ts'
 import { SecretUnreadableError, type SecretBox } from '../../lib/secret-box.ts'
-import { openCredential } from './credentials.ts'
+import { openCredential, UNREADABLE_CREDENTIAL_HINT } from './credentials.ts'
 import type { IntegrationRepository } from './repository.ts'
 import { configHashOf, connectionOf } from './connection.ts'
 
@@ -34,8 +34,8 @@ interface Opened {
 
 /**
  * The one door to a mailbox: turns an integration into a Graph client with its token's
- * roles. Connection tests, aliases, the dispatcher and the mailbox sync all come through
- * here, so the error mapping, the timeout and the cache exist once.
+ * roles. Connection tests, aliases and the dispatcher (and, once built, the mailbox sync)
+ * come through here, so the error mapping, the timeout and the cache exist once.
  *
  * The cache keeps one client per integration configuration. Every open reads the
  * integration's connection settings (one indexed row), so a changed credential, tenant or
@@ -49,6 +49,11 @@ export class Mailboxes {
   constructor(deps: MailboxAccessDeps) {
     this.deps = deps
     this.findConnection = deps.repository.prepareFindConnection(deps.db)
+  }
+
+  /** Another door with the same settings and nothing cached, as another instance has. */
+  separate(): Mailboxes {
+    return new Mailboxes({ ...this.deps, tokens: this.deps.tokens.sibling() })
   }
 
   /**
@@ -85,7 +90,7 @@ export class Mailboxes {
       if (!(error instanceof SecretUnreadableError)) throw error
       throw new MailboxError('AUTHENTICATION_FAILED', `The integration's credential cannot be read (key ${error.keyId ?? 'unknown'}).`, {
         tokenCode: 'SECRETS_UNREADABLE',
-        hint: 'Start the server with the key that sealed it in SECRETS_KEY_PREVIOUS, or enter the credential again.',
+        hint: UNREADABLE_CREDENTIAL_HINT,
       })
     }
     const opened = { configHash, registration, client: new MailboxClient(this.deps.tokens, registration, { timeoutMs: this.deps.graphTimeoutMs }) }

@@ -13,7 +13,7 @@ import { CandidateTestRequiredError, type ConnectionTests } from '../connection-
 import { TestSteps } from '../connection-tests/steps.ts'
 import { parsePem, parsePfx, type ParsedCertificate } from './certificates.ts'
 import { configHashOf, connectionOf, identityHashOf, type Connection } from './connection.ts'
-import { openCredential, sealContext } from './credentials.ts'
+import { openCredential, sealContext, UNREADABLE_CREDENTIAL_HINT } from './credentials.ts'
 import type { IntegrationRepository, IntegrationRow, NewIntegration } from './repository.ts'
 import type {
   CertificateInputType,
@@ -284,7 +284,7 @@ export class IntegrationService {
       steps.fail('secrets_readable', {
         code: 'SECRETS_UNREADABLE',
         message: `The stored credential cannot be read: it was sealed with key ${error.keyId ?? 'unknown'}, which this server does not have.`,
-        hint: 'Start the server with the key that sealed it in SECRETS_KEY_PREVIOUS, or enter the credential again.',
+        hint: UNREADABLE_CREDENTIAL_HINT,
       })
       return steps.finish(['token_acquired', 'roles_granted'])
     }

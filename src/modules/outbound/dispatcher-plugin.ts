@@ -31,7 +31,8 @@ export interface DispatcherPluginOptions extends DispatcherOptions {
 
 /**
  * A dispatcher on the app's database and services. The app's own is registered with the
- * workers (started and stopped with the app); others (a second instance in a test) are not.
+ * workers (started and stopped with the app) and shares the app's mailbox door; others
+ * (a second instance in a test) are not registered and get a door of their own.
  */
 export function createDispatcher(app: FastifyInstance, options: DispatcherOptions, register?: { autostart: boolean; graceMs?: number }): Dispatcher {
   const { services } = app
@@ -39,7 +40,7 @@ export function createDispatcher(app: FastifyInstance, options: DispatcherOption
     {
       db: app.database.db,
       outbox: new Outbox({ events: services.events }),
-      mailboxes: services.mailboxes,
+      mailboxes: register ? services.mailboxes : services.mailboxes.separate(),
       health: services.connectors,
       attachments: services.attachments,
       log: app.log.child({ component: 'dispatcher' }),

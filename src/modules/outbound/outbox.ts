@@ -1,6 +1,5 @@
 import type { EventType, MessageError, MessageStatus, SendProgress } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
-import { DomainEventRepository } from '../events/repository.ts'
 import { EventLog } from '../events/service.ts'
 import { OutboundAttachmentRepository, type AttachmentToSend } from './attachment-repository.ts'
 import { MessageRepository, type ClaimedMessage, type MessageRow } from './message-repository.ts'
@@ -43,7 +42,7 @@ export class Outbox {
       messages: deps.messages ?? new MessageRepository(),
       attachments: deps.attachments ?? new OutboundAttachmentRepository(),
       budgets: deps.budgets ?? new SendBudgetRepository(),
-      events: deps.events ?? new EventLog(new DomainEventRepository()),
+      events: deps.events ?? new EventLog(),
     }
   }
 

@@ -116,7 +116,7 @@ export class MessageService {
    * recipients are checked before the first file byte is read; each file is written to the
    * attachment store as it streams in and refused at the byte that breaks a size rule; then the
    * message takes the staged files in one transaction. Staged files that no message took (a
-   * refusal, a replay) are removed; if the process dies first, the dispatcher's housekeeping does it.
+   * refusal, a replay) are removed; if the process dies first, housekeeping does it.
    */
   async submitWithFiles(
     apiKeyId: string,
