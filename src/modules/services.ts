@@ -12,6 +12,7 @@ import { ConnectionTests } from './connection-tests/service.ts'
 import { ConnectorRepository } from './connectors/repository.ts'
 import { ConnectorService } from './connectors/service.ts'
 import { EmailRouteRepository } from './email-routes/repository.ts'
+import { RouteBook } from './email-routes/route-book.ts'
 import { EmailRouteService } from './email-routes/service.ts'
 import { EventLog } from './events/service.ts'
 import { Mailboxes } from './integrations/mailbox-access.ts'
@@ -73,9 +74,11 @@ export function createServices(deps: ServiceDeps): Services {
   const mailboxes = new Mailboxes({ db, repository: integrationRepository, secretBox, tokens })
 
   // Connectors and routes need each other: each reaches the other through a port.
+  const routeRepository = new EmailRouteRepository()
+  const routeBook = new RouteBook({ repository: routeRepository, tests, audit })
   const routes: EmailRouteService = new EmailRouteService({
     db,
-    repository: new EmailRouteRepository(),
+    repository: routeRepository,
     connectors: { find: (executor, id, options) => connectors.find(executor, id, options) },
     tests,
     audit,
@@ -85,7 +88,7 @@ export function createServices(deps: ServiceDeps): Services {
   const connectors: ConnectorService = new ConnectorService({
     db,
     repository: connectorRepository,
-    routes,
+    routes: routeBook,
     tests,
     audit,
     integrations,
@@ -97,7 +100,7 @@ export function createServices(deps: ServiceDeps): Services {
     repository: new MessageRepository(),
     attachmentRows: new OutboundAttachmentRepository(),
     idempotency: new IdempotencyRepository(),
-    senders: routes,
+    senders: routeBook,
     integrations,
     attachments,
     sizeLimit: deps.messageSizeLimit ?? 35 * 1024 * 1024,

@@ -10,7 +10,6 @@ import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
 import { CandidateTestRequiredError, type ConnectionTests } from '../connection-tests/service.ts'
 import { testSending } from '../connection-tests/test-message.ts'
 import { AddressInUseError } from '../connectors/errors.ts'
-import type { ConnectorRoutes, OwnRouteSpec } from '../connectors/service.ts'
 import type { Mailboxes } from '../integrations/mailbox-access.ts'
 import type { EmailRouteRepository, EmailRouteRow, NewEmailRoute } from './repository.ts'
 import type { CreateRouteInput, EmailRoute, ListRoutesInput, TestRouteInput, UpdateRouteInput } from './schemas.ts'
@@ -78,8 +77,7 @@ export interface EmailRouteServiceDeps {
   mailboxes: Pick<Mailboxes, 'open'>
 }
 
-/** Routes as the connectors module sees them (ConnectorRoutes), besides the API's operations. */
-export class EmailRouteService implements ConnectorRoutes {
+export class EmailRouteService {
   private readonly deps: EmailRouteServiceDeps
 
   constructor(deps: EmailRouteServiceDeps) {
@@ -371,64 +369,6 @@ export class EmailRouteService implements ConnectorRoutes {
       after: { enabled },
     })
     return updated
-  }
-
-  async createOwnRoute(tx: Db, actor: Actor, spec: OwnRouteSpec): Promise<void> {
-    const incoming = spec.direction === 'incoming'
-    const route = await this.deps.repository.insert(tx, {
-      id: newId(),
-      connectorId: spec.connectorId,
-      direction: spec.direction,
-      kind: incoming ? 'fallback' : 'default',
-      name: incoming ? (spec.fallback?.name ?? `${spec.connectorName} fallback`) : spec.connectorName,
-      emailAddress: spec.address,
-      workItemType: spec.fallback?.workItemType ?? null,
-      processId: spec.fallback?.processId ?? null,
-      ticketCategory: spec.fallback?.ticketCategory ?? null,
-      enabled: true,
-      priority: 0,
-    })
-    await this.deps.audit.record(tx, actor, {
-      action: 'create',
-      resourceType: 'route',
-      resourceId: route.id,
-      after: { kind: route.kind, connectorId: spec.connectorId, emailAddress: route.emailAddress, processId: route.processId },
-    })
-  }
-
-  async followAddress(tx: Db, connectorId: string, address: string): Promise<void> {
-    await this.deps.repository.moveConnectorAddress(tx, connectorId, address)
-  }
-
-  async removeAllOf(tx: Db, connectorId: string): Promise<number> {
-    const routes = await this.deps.repository.listForConnector(tx, connectorId)
-    for (const route of routes) await this.deps.tests.deleteFor(tx, 'route', route.id)
-    await this.deps.repository.deleteForConnector(tx, connectorId)
-    return routes.length
-  }
-
-  async disableAliasesOf(tx: Db, actor: Actor, connectorId: string, reason: string): Promise<void> {
-    const routes = await this.deps.repository.listForConnector(tx, connectorId)
-    for (const alias of routes.filter((route) => route.kind === 'alias' && route.enabled)) {
-      await this.deps.repository.update(tx, alias.id, { enabled: false, updatedAt: new Date() })
-      await this.deps.audit.record(tx, actor, {
-        action: 'disable',
-        resourceType: 'route',
-        resourceId: alias.id,
-        before: { enabled: true },
-        after: { enabled: false },
-        details: { reason },
-      })
-    }
-  }
-
-  async aliasSendingAs(executor: Db, address: string): Promise<{ id: string; connectorId: string } | undefined> {
-    return this.deps.repository.findOutgoingByAddress(executor, address)
-  }
-
-  /** What submitting a message needs to know about a sending address, in one query. */
-  async findSender(executor: Db, address: string) {
-    return this.deps.repository.findSender(executor, address)
   }
 
   private async identityOf(executor: Db, connector: RouteConnector, options: { forShare?: boolean } = {}): Promise<string> {
