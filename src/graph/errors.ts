@@ -95,7 +95,7 @@ export function toTokenError(error: unknown): TokenError {
 }
 
 /** Token failures that say nothing about the credential: the next attempt may well work. */
-export const TRANSIENT_TOKEN_CODES: ReadonlySet<string> = new Set(['IDENTITY_PROVIDER_ERROR', 'NETWORK_ERROR', 'TLS_UNTRUSTED', 'TOKEN_TIMEOUT'])
+const TRANSIENT_TOKEN_CODES: ReadonlySet<string> = new Set(['IDENTITY_PROVIDER_ERROR', 'NETWORK_ERROR', 'TLS_UNTRUSTED', 'TOKEN_TIMEOUT'])
 
 export type GraphErrorCode =
   | 'MAILBOX_NOT_FOUND'

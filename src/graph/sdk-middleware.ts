@@ -14,8 +14,9 @@ export class CallState implements MiddlewareOptions {
   failure: unknown = undefined
 }
 
-function stateOf(context: Context): CallState | undefined {
-  return context.middlewareControl?.getMiddlewareOptions(CallState) as CallState | undefined
+function recordFailure(context: Context, error: unknown): void {
+  const state = context.middlewareControl?.getMiddlewareOptions(CallState) as CallState | undefined
+  if (state) state.failure = error
 }
 
 export class BearerToken implements Middleware {
@@ -36,7 +37,7 @@ export class BearerToken implements Middleware {
       try {
         token = await this.token()
       } catch (error) {
-        if (stateOf(context)) stateOf(context)!.failure = error
+        recordFailure(context, error)
         throw error
       }
       context.options.headers = { ...headers, Authorization: `Bearer ${token}` }
@@ -56,7 +57,7 @@ export class Transport implements Middleware {
     try {
       context.response = await microsoftFetch(context.request as string | Request, context.options as RequestInit)
     } catch (error) {
-      if (stateOf(context)) stateOf(context)!.failure = error
+      recordFailure(context, error)
       throw error
     }
   }

@@ -59,7 +59,7 @@ export class BackgroundLoop implements TaskPool {
   private readonly options: LoopOptions
   private readonly tasks = new Set<Promise<void>>()
   private readonly perKey = new Map<string, number>()
-  private running_ = false
+  private started = false
   private loop: Promise<void> | undefined
   private waking: (() => void) | undefined
   /** A wake-up that came while a round was running: the next wait ends at once. */
@@ -73,10 +73,6 @@ export class BackgroundLoop implements TaskPool {
 
   get capacity(): number {
     return this.options.maxConcurrent - this.tasks.size
-  }
-
-  get isRunning(): boolean {
-    return this.running_
   }
 
   running(key: string): number {
@@ -107,14 +103,14 @@ export class BackgroundLoop implements TaskPool {
   }
 
   start(): void {
-    if (this.running_) return
-    this.running_ = true
+    if (this.started) return
+    this.started = true
     this.loop = this.run()
   }
 
   /** Stops starting rounds and waits up to `graceMs` for running tasks. */
   async stop(graceMs = 10_000): Promise<void> {
-    this.running_ = false
+    this.started = false
     this.wake()
     await this.loop
     await Promise.race([Promise.allSettled([...this.tasks]), new Promise((resolve) => setTimeout(resolve, graceMs).unref())])
@@ -135,7 +131,7 @@ export class BackgroundLoop implements TaskPool {
 
   private async run(): Promise<void> {
     let thorough = true
-    while (this.running_) {
+    while (this.started) {
       let nextInMs = this.options.pollMs
       try {
         const result = await this.job.round(this, { thorough })
@@ -145,7 +141,7 @@ export class BackgroundLoop implements TaskPool {
         this.options.metrics?.roundFailures.inc({ worker: this.name })
         this.options.log.error({ err: error, worker: this.name }, 'worker round failed; trying again shortly')
       }
-      if (!this.running_) break
+      if (!this.started) break
       if (this.wakePending) {
         this.wakePending = false
         continue

@@ -9,7 +9,7 @@ export interface IncomingConnection {
   afterProcessing: string | null
 }
 
-export function moveTarget(afterProcessing: string | null): string | null {
+function moveTarget(afterProcessing: string | null): string | null {
   return afterProcessing?.startsWith('move:') ? afterProcessing.slice('move:'.length) : null
 }
 
