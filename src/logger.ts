@@ -14,6 +14,48 @@ export const REDACTED_LOG_PATHS = [
   '*.apiKey',
 ]
 
+/** Drizzle puts a failed query's parameters after its SQL, in the message and so in the stack. */
+function withoutQueryParameters(text: string | undefined): string | undefined {
+  return text?.replace(/\nparams: [\s\S]*?(?=\n {4}at |$)/, '\nparams: [not logged]')
+}
+
+interface LoggedError {
+  type: string
+  message: string | undefined
+  code?: unknown
+  stack?: string
+  cause?: LoggedError | unknown
+}
+
+/**
+ * Errors are logged by type, message, code and stack, and their cause the same way; nothing
+ * else they carry. A failed query's error holds its parameters (sealed secrets, key hashes),
+ * PostgreSQL's `detail` can repeat a row's values and its data exceptions quote the value:
+ * none of them is written.
+ */
+export function serializeError(error: unknown, depth = 0): LoggedError | unknown {
+  if (!(error instanceof Error)) return typeof error === 'string' ? withoutQueryParameters(error) : error
+  const code = (error as { code?: unknown }).code
+  let message = withoutQueryParameters(error.message) ?? ''
+  let stack = withoutQueryParameters(error.stack)
+  // PostgreSQL's data exceptions (class 22) quote the offending value: `invalid input syntax for type integer: "..."`.
+  if (typeof code === 'string' && code.startsWith('22')) {
+    const safe = message.replace(/: ".*$/s, ': [value not logged]')
+    stack = stack?.replace(message, safe)
+    message = safe
+  }
+  return {
+    type: error.name,
+    message,
+    ...(code !== undefined ? { code } : {}),
+    stack,
+    ...(error.cause !== undefined && depth < 4 ? { cause: serializeError(error.cause, depth + 1) } : {}),
+  }
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  return pino({ level, redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' } }, destination)
+  return pino(
+    { level, redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' }, serializers: { err: serializeError, error: serializeError } },
+    destination,
+  )
 }
