@@ -8,19 +8,20 @@ import Fastify, {
   type RawServerDefault,
 } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { Ajv, type Options as AjvOptions } from 'ajv'
-import addFormats from 'ajv-formats'
 import packageJson from '../package.json' with { type: 'json' }
 import type { Database } from './database/index.ts'
 import type { TokenProvider } from './graph/token-provider.ts'
 import type { SecretBox } from './lib/secret-box.ts'
+import { createAjv } from './lib/validation.ts'
 import { appModules } from './modules/index.ts'
 import type { DispatcherPluginOptions } from './modules/outbound/dispatcher-plugin.ts'
 import authPlugin, { apiKeyScope } from './plugins/auth.ts'
 import databasePlugin from './plugins/database.ts'
-import errorsPlugin, { sendProblem, toDomainError } from './plugins/errors.ts'
+import errorsPlugin, { clientErrorHandler, sendProblem, toDomainError } from './plugins/errors.ts'
+import graphiqlPlugin from './plugins/graphiql.ts'
 import graphqlPlugin from './plugins/graphql.ts'
 import healthPlugin from './plugins/health.ts'
+import jsonBodyPlugin from './plugins/json-body.ts'
 import metricsPlugin from './plugins/metrics.ts'
 import requestLifecyclePlugin from './plugins/request-lifecycle.ts'
 import servicesPlugin from './plugins/services.ts'
@@ -43,6 +44,8 @@ export interface AppOptions {
   collectDefaultMetrics?: boolean
   /** The outbox dispatcher; it starts only when `autostart` is set. */
   dispatcher?: DispatcherPluginOptions
+  /** GraphQL switches; introspection is on unless set false (GRAPHQL_INTROSPECTION). */
+  graphql?: { introspection?: boolean }
   /** Housekeeping (expired data); it runs every 10 minutes only when `autostart` is set. */
   housekeeping?: { autostart: boolean }
 }
@@ -54,11 +57,10 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
  * path params and headers arrive as text, so those coerce.
  */
 function validatorCompilers(): NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']> {
-  const base: AjvOptions = { allErrors: true, removeAdditional: false, useDefaults: true, strict: false }
   return {
     buildValidator(externalSchemas: Record<string, unknown>) {
-      const body = addFormats.default(new Ajv({ ...base, coerceTypes: false }))
-      const text = addFormats.default(new Ajv({ ...base, coerceTypes: 'array' }))
+      const body = createAjv(false)
+      const text = createAjv('array')
       for (const schema of Object.values(externalSchemas)) {
         body.addSchema(schema as object)
         text.addSchema(schema as object)
@@ -82,11 +84,13 @@ export async function buildApp(options: AppOptions): Promise<App> {
     // Closing is answered by the request-lifecycle plugin, as problem+json like every error.
     return503OnClosing: false,
     frameworkErrors: (error, _request, reply) => sendProblem(reply, toDomainError(error)),
+    clientErrorHandler,
     schemaController: { compilersFactory: validatorCompilers() },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   await app.register(errorsPlugin)
   await app.register(requestLifecyclePlugin)
+  await app.register(jsonBodyPlugin)
   await app.register(databasePlugin, { database: options.database })
   await app.register(servicesPlugin, {
     secretBox: options.secretBox,
@@ -101,7 +105,11 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await app.register(metricsPlugin, { collectDefaults: options.collectDefaultMetrics })
   await app.register(workersPlugin, { housekeeping: options.housekeeping })
   for (const module of appModules) if (module.plugin) await app.register(module.plugin, options)
-  await app.register(graphqlPlugin, { resolvers: appModules.flatMap((module) => (module.resolvers ? [module.resolvers] : [])) })
+  await app.register(graphqlPlugin, {
+    resolvers: appModules.flatMap((module) => (module.resolvers ? [module.resolvers] : [])),
+    introspection: options.graphql?.introspection,
+  })
+  await app.register(graphiqlPlugin)
 
   await app.register(
     async (v1) => {

@@ -89,6 +89,10 @@ export const EnvSchema = Type.Object({
     default: 1_048_576,
     description: 'Largest accepted request body in bytes',
   }),
+  GRAPHQL_INTROSPECTION: Type.Boolean({
+    default: true,
+    description: 'Let GraphQL clients introspect the schema (GraphiQL needs it); false refuses __schema and __type queries',
+  }),
 })
 
 export type Env = Static<typeof EnvSchema>
@@ -110,6 +114,7 @@ export interface AppConfig {
   connectorFailureThreshold: number
   messageSizeLimit: number
   dispatcher: { enabled: boolean; perMinute: number; maxAttempts: number }
+  graphqlIntrospection: boolean
 }
 
 const expectations: Record<keyof Env, string> = {
@@ -131,6 +136,7 @@ const expectations: Record<keyof Env, string> = {
   DISPATCHER_ENABLED: '"true" or "false"',
   SEND_RATE_PER_MINUTE: 'an integer from 1 to 10000',
   SEND_MAX_ATTEMPTS: 'an integer from 1 to 100',
+  GRAPHQL_INTROSPECTION: '"true" or "false"',
 }
 
 export class ConfigError extends Error {
@@ -186,5 +192,6 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
     connectorFailureThreshold: valid.CONNECTOR_FAILURE_THRESHOLD,
     messageSizeLimit: valid.MESSAGE_SIZE_LIMIT,
     dispatcher: { enabled: valid.DISPATCHER_ENABLED, perMinute: valid.SEND_RATE_PER_MINUTE, maxAttempts: valid.SEND_MAX_ATTEMPTS },
+    graphqlIntrospection: valid.GRAPHQL_INTROSPECTION,
   }
 }

@@ -52,6 +52,7 @@ async function main(): Promise<void> {
     messageSizeLimit: config.messageSizeLimit,
     logger: log,
     bodyLimit: config.bodyLimit,
+    graphql: { introspection: config.graphqlIntrospection },
     dispatcher: {
       autostart: config.dispatcher.enabled,
       settings: { perMinute: config.dispatcher.perMinute, maxAttempts: config.dispatcher.maxAttempts },

@@ -201,7 +201,7 @@ describe('status and control', () => {
     expect((await t.app.inject({ method: 'POST', url: `/v1/messages/${id}/cancel`, headers: bearer(sender) })).statusCode).toBe(200)
     const retried = await t.app.inject({ method: 'POST', url: `/v1/messages/${id}/retry`, headers: bearer(sender) })
     expect(retried.statusCode).toBe(409)
-    expect(retried.json()).toMatchObject({ code: 'MESSAGE_STATE_CONFLICT', status: 'cancelled' })
+    expect(retried.json()).toMatchObject({ code: 'MESSAGE_STATE_CONFLICT', status: 409, messageStatus: 'cancelled' })
   })
 
   it('sending needs mail:send and reading needs mail:read', async () => {

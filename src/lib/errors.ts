@@ -100,6 +100,18 @@ export class UnprocessableError extends DomainError {
   readonly title: string = 'The request cannot be carried out as given'
 }
 
+export class RequestTimeoutError extends DomainError {
+  readonly code = 'REQUEST_TIMEOUT'
+  readonly status = 408
+  readonly title = 'The request took too long to arrive'
+}
+
+export class HeadersTooLargeError extends DomainError {
+  readonly code = 'HEADERS_TOO_LARGE'
+  readonly status = 431
+  readonly title = 'The request headers are too large'
+}
+
 export class ServiceUnavailableError extends DomainError {
   readonly code = 'SERVICE_UNAVAILABLE'
   readonly status = 503

@@ -1,38 +1,18 @@
-import type { TSchema, Static } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
 import { GraphQLScalarType, Kind, type ValueNode } from 'graphql'
 import { ValidationError } from './errors.ts'
-import { registerFormats } from './formats.ts'
-
-/**
- * Checks GraphQL arguments against the same TypeBox schema the REST route uses, so both
- * APIs accept exactly the same input and report the same field names.
- */
-export function validateInput<T extends TSchema>(schema: T, value: unknown, prefix = ''): Static<T> {
-  registerFormats()
-  const withDefaults = Value.Default(schema, Value.Clone(value ?? {}))
-  const errors = [...Value.Errors(schema, withDefaults)]
-  if (errors.length > 0) {
-    const seen = new Set<string>()
-    const fields = []
-    for (const error of errors) {
-      const path = error.path.split('/').filter(Boolean).join('.')
-      const field = [prefix, path].filter(Boolean).join('.') || '(input)'
-      if (seen.has(field)) continue
-      seen.add(field)
-      fields.push({ field, message: error.message })
-    }
-    throw new ValidationError(fields)
-  }
-  return withDefaults as Static<T>
-}
+import { DATE_TIME_MESSAGE, MAX_JSON_DEPTH } from './text.ts'
+import { isStorableDateTime } from './validation.ts'
+import { jsonDepth } from './json-depth.ts'
 
 /** Drops null arguments, which GraphQL clients send for "not given". */
 export function withoutNulls<T extends Record<string, unknown>>(args: T): Partial<T> {
   return Object.fromEntries(Object.entries(args).filter(([, v]) => v !== null && v !== undefined)) as Partial<T>
 }
 
-/** GraphQL sends null for "not given", nested objects too; REST schemas expect absence. */
+/**
+ * GraphQL sends null for "not given", nested objects too; REST schemas expect absence.
+ * Values arrive depth-checked (the JSON scalar and the body parser bound nesting).
+ */
 export function deepWithoutNulls(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(deepWithoutNulls)
   if (value && typeof value === 'object') {
@@ -45,7 +25,12 @@ export function deepWithoutNulls(value: unknown): unknown {
   return value
 }
 
-function parseLiteral(ast: ValueNode): unknown {
+function tooDeep(): ValidationError {
+  return new ValidationError([{ field: 'JSON', message: `nests deeper than ${MAX_JSON_DEPTH} levels; flatten it` }])
+}
+
+function parseLiteral(ast: ValueNode, depth = 0): unknown {
+  if (depth > MAX_JSON_DEPTH) throw tooDeep()
   switch (ast.kind) {
     case Kind.STRING:
     case Kind.BOOLEAN:
@@ -54,9 +39,9 @@ function parseLiteral(ast: ValueNode): unknown {
     case Kind.FLOAT:
       return Number(ast.value)
     case Kind.OBJECT:
-      return Object.fromEntries(ast.fields.map((f) => [f.name.value, parseLiteral(f.value)]))
+      return Object.fromEntries(ast.fields.map((f) => [f.name.value, parseLiteral(f.value, depth + 1)]))
     case Kind.LIST:
-      return ast.values.map(parseLiteral)
+      return ast.values.map((item) => parseLiteral(item, depth + 1))
     default:
       return null
   }
@@ -65,23 +50,23 @@ function parseLiteral(ast: ValueNode): unknown {
 export const JsonScalar = new GraphQLScalarType({
   name: 'JSON',
   serialize: (value) => value,
-  parseValue: (value) => value,
-  parseLiteral,
+  parseValue: (value) => {
+    if (jsonDepth(value) > MAX_JSON_DEPTH) throw tooDeep()
+    return value
+  },
+  parseLiteral: (ast) => parseLiteral(ast),
 })
+
+function dateTime(value: unknown): string {
+  if (typeof value !== 'string' || !isStorableDateTime(value)) {
+    throw new ValidationError([{ field: 'DateTime', message: DATE_TIME_MESSAGE }])
+  }
+  return value
+}
 
 export const DateTimeScalar = new GraphQLScalarType({
   name: 'DateTime',
   serialize: (value) => (value instanceof Date ? value.toISOString() : value),
-  parseValue: (value) => {
-    if (typeof value !== 'string' || Number.isNaN(Date.parse(value))) {
-      throw new ValidationError([{ field: 'DateTime', message: 'must be an ISO 8601 date-time' }])
-    }
-    return value
-  },
-  parseLiteral: (ast) => {
-    if (ast.kind !== Kind.STRING || Number.isNaN(Date.parse(ast.value))) {
-      throw new ValidationError([{ field: 'DateTime', message: 'must be an ISO 8601 date-time' }])
-    }
-    return ast.value
-  },
+  parseValue: dateTime,
+  parseLiteral: (ast) => dateTime(ast.kind === Kind.STRING ? ast.value : undefined),
 })

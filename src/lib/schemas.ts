@@ -1,17 +1,21 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import { ValidationError } from './errors.ts'
+import { Text } from './text.ts'
 
 export const Uuid = Type.String({ format: 'uuid', description: 'Resource id (UUID)' })
-export const DateTime = Type.String({ format: 'date-time' })
+export const DateTime = Type.String({ format: 'date-time', description: 'RFC 3339, between 0001-01-01 and 9999-12-31 UTC' })
 export const EmailAddress = Type.String({ format: 'email', maxLength: 320, description: 'An email address' })
 export const NullableDateTime = Type.Union([DateTime, Type.Null()])
 
 export const IdParams = Type.Object({ id: Uuid }, { additionalProperties: false })
 
+/** The body of an action that takes no input: nothing, or `{}`. */
+export const EmptyBody = Type.Object({}, { additionalProperties: false, description: 'No input: send no body or {}' })
+
 export const PageQuery = {
   limit: Type.Integer({ minimum: 1, maximum: 200, default: 50, description: 'Items per page' }),
   cursor: Type.Optional(
-    Type.String({ minLength: 1, maxLength: 200, description: 'The `nextCursor` of the previous page' }),
+    Text({ minLength: 1, maxLength: 200, description: 'The `nextCursor` of the previous page' }),
   ),
 }
 

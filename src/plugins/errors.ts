@@ -1,18 +1,22 @@
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import {
   BadRequestError,
   ConflictError,
   DomainError,
+  HeadersTooLargeError,
   InternalError,
   MalformedBodyError,
   PayloadTooLargeError,
+  RequestTimeoutError,
   RouteNotFoundError,
   UnsupportedMediaTypeError,
   ValidationError,
   problemType,
-  type InvalidField,
 } from '../lib/errors.ts'
+import { invalidFields } from '../lib/validation.ts'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
@@ -43,47 +47,16 @@ export const ProblemSchema = {
   additionalProperties: true,
 } as const
 
-interface AjvIssue {
-  instancePath: string
-  keyword: string
-  message?: string
-  params: Record<string, unknown>
-}
-
 /** Body fields are named as they are in the body (`name`, `certificate.pfx`); others get a prefix. */
 const contextNames: Record<string, string> = { body: '', querystring: 'query', params: 'path', headers: 'header' }
-
-function fieldsFromValidation(issues: AjvIssue[], context: string | undefined): InvalidField[] {
-  const prefix = contextNames[context ?? 'body'] ?? context ?? ''
-  const seen = new Set<string>()
-  const fields: InvalidField[] = []
-  for (const issue of issues) {
-    let path = issue.instancePath.split('/').filter(Boolean).join('.')
-    let message = issue.message ?? 'is invalid'
-    if (issue.keyword === 'required') {
-      path = [path, String(issue.params.missingProperty)].filter(Boolean).join('.')
-      message = 'is required'
-    } else if (issue.keyword === 'additionalProperties') {
-      path = [path, String(issue.params.additionalProperty)].filter(Boolean).join('.')
-      message = 'is not a known field; remove it or check its spelling'
-    } else if (issue.keyword === 'enum') {
-      message = `must be one of: ${(issue.params.allowedValues as unknown[]).join(', ')}`
-    }
-    const field = [prefix, path].filter(Boolean).join('.') || '(body)'
-    const key = `${field}|${message}`
-    if (seen.has(key)) continue
-    seen.add(key)
-    fields.push({ field, message })
-  }
-  return fields
-}
 
 /** Maps anything thrown inside a request to the domain vocabulary. */
 export function toDomainError(error: unknown): DomainError {
   if (error instanceof DomainError) return error
-  const fastifyError = error as FastifyError & { validation?: AjvIssue[] }
+  const fastifyError = error as FastifyError & { validation?: Parameters<typeof invalidFields>[0] }
   if (fastifyError?.validation) {
-    return new ValidationError(fieldsFromValidation(fastifyError.validation, fastifyError.validationContext))
+    const context = fastifyError.validationContext ?? 'body'
+    return new ValidationError(invalidFields(fastifyError.validation, contextNames[context] ?? context))
   }
   switch (fastifyError?.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
@@ -102,8 +75,10 @@ export function toDomainError(error: unknown): DomainError {
   if (databaseCode === '23505') {
     return new ConflictError('Another request created the same thing at the same moment (a unique value is taken). Read the current state and retry if still needed.')
   }
-  if (databaseCode === '23503') {
-    return new ConflictError('Something this refers to was deleted or is still referred to by another resource. Read the current state and retry.')
+  if (databaseCode === '23503' || databaseCode === '23001') {
+    return new ConflictError(
+      'Something this refers to was deleted, or other records still refer to it (a connector or alias with sent messages on record cannot be deleted; disable it instead). Read the current state and retry.',
+    )
   }
   if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
     return new MalformedBodyError(`${error.message}. Send a valid JSON document.`)
@@ -116,7 +91,9 @@ export function toDomainError(error: unknown): DomainError {
 }
 
 export function problemBody(error: DomainError, request: FastifyRequest): Record<string, unknown> {
+  // Extensions never replace the problem's own members.
   return {
+    ...error.extensions,
     type: problemType(error.code),
     title: error.title,
     status: error.status,
@@ -124,7 +101,6 @@ export function problemBody(error: DomainError, request: FastifyRequest): Record
     instance: request.url.split('?')[0],
     code: error.code,
     requestId: request.id,
-    ...error.extensions,
   }
 }
 
@@ -136,6 +112,34 @@ export function sendProblem(reply: FastifyReply, error: DomainError): FastifyRep
     .type(PROBLEM_CONTENT_TYPE)
     .serializer(JSON.stringify)
     .send(problemBody(error, reply.request))
+}
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them (headers over the limit,
+ * malformed request lines, slow senders) are answered as problem+json too, on the raw socket.
+ */
+export function clientErrorHandler(this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const problem =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? new HeadersTooLargeError('The request headers exceed the limit (16 KiB in all). Send fewer or shorter headers.')
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new RequestTimeoutError('The request did not arrive in time. Retry it.')
+        : new BadRequestError('The request is not valid HTTP/1.1. Check the request line, the headers and their encoding.')
+  this.log.info({ code: problem.code, parserCode: error.code }, 'client error')
+  const body = JSON.stringify({
+    type: problemType(problem.code),
+    title: problem.title,
+    status: problem.status,
+    detail: problem.message,
+    code: problem.code,
+  })
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy()
 }
 
 async function errorsPlugin(app: FastifyInstance) {

@@ -3,15 +3,17 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import type { DirectiveNode, GraphQLError } from 'graphql'
+import type { DirectiveNode } from 'graphql'
 import mercurius, { type IResolvers, type MercuriusContext } from 'mercurius'
 import mercuriusAuthModule, { type MercuriusAuthOptions } from 'mercurius-auth'
-import { DomainError, InternalError, UnauthenticatedError } from '../lib/errors.ts'
+import { DomainError, UnauthenticatedError } from '../lib/errors.ts'
 import { DateTimeScalar, JsonScalar } from '../lib/graphql.ts'
+import { InputValidator } from '../lib/validation.ts'
 import { scopeFromEnum } from '../modules/api-keys/scopes.ts'
 import type { Principal } from '../modules/api-keys/service.ts'
 import { assertScopes } from './auth.ts'
-import { toDomainError } from './errors.ts'
+import { GraphqlRefusedError, graphqlFailure, httpStatusOf } from './graphql-errors.ts'
+import { GRAPHQL_LIMITS, limitRules } from './graphql-limits.ts'
 
 // The package is CommonJS whose module.exports is the plugin itself.
 const mercuriusAuth = mercuriusAuthModule as unknown as FastifyPluginAsync<MercuriusAuthOptions>
@@ -38,47 +40,38 @@ interface AuthOutcome {
 }
 
 
-/**
- * graphql-js repeats the submitted value in input-coercion messages ("got invalid value
- * {...}"), which can hold a secret. Keep the reason, drop the value.
- */
-export function withoutInputValues(message: string): string {
-  return message
-    .replace(/got invalid value .*?(?=; | at "|$)/s, 'got an invalid value')
-    .replace(/Value ".*?" does not/g, 'The value does not')
-    .replace(/(non string|non-string|non integer|non-integer|non boolean|non-boolean) value: .*$/s, '$1 value')
-}
-
-function graphqlCode(error: GraphQLError): { code: string; extensions: Record<string, unknown>; message: string } {
-  const original = error.originalError as (Error & { errors?: GraphQLError[]; statusCode?: number }) | undefined
-  if (original instanceof DomainError) {
-    return { code: original.code, extensions: original.extensions, message: original.message }
-  }
-  if (!original) {
-    // Parse and validation errors of the query itself carry no original error.
-    return { code: 'GRAPHQL_VALIDATION_FAILED', extensions: {}, message: withoutInputValues(error.message) }
-  }
-  if (Array.isArray(original.errors)) {
-    // Mercurius gathers the query's validation errors into one.
-    const messages = original.errors.map((inner) => withoutInputValues(inner.message))
-    return { code: 'GRAPHQL_VALIDATION_FAILED', extensions: { errors: messages }, message: messages.join(' ') }
-  }
-  const mapped = toDomainError(original)
-  if (!(mapped instanceof InternalError)) return { code: mapped.code, extensions: mapped.extensions, message: mapped.message }
-  if ((original.statusCode ?? 500) < 500) {
-    return { code: 'GRAPHQL_BAD_REQUEST', extensions: {}, message: withoutInputValues(original.message) }
-  }
-  const internal = new InternalError()
-  return { code: internal.code, extensions: {}, message: internal.message }
-}
-
-/** The modules' resolvers; their types are schema/*.graphql. */
 export interface GraphqlPluginOptions {
+  /** The modules' resolvers; their types are schema/*.graphql. */
   resolvers: IResolvers[]
+  /** Whether the schema can be introspected (GRAPHQL_INTROSPECTION); GraphiQL needs it. */
+  introspection?: boolean
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Validates GraphQL arguments with the REST routes' schemas and rules. */
+    inputs: InputValidator
+  }
+}
+
+/**
+ * Mercurius takes a query that is not GraphQL but parses as JSON for a ready-made AST, which
+ * would bypass the token limit and feed graphql-js malformed nodes. No GraphQL document is
+ * valid JSON, so such a source is refused as a syntax error.
+ */
+function refuseJsonSource(source: string): void {
+  try {
+    JSON.parse(source)
+  } catch {
+    return
+  }
+  throw new GraphqlRefusedError('Syntax Error: the query must be GraphQL text, not JSON.')
 }
 
 async function graphqlPlugin(app: FastifyInstance, options: GraphqlPluginOptions) {
   const schema = await loadSchema()
+  const limits = { introspection: options.introspection ?? true }
+  app.decorate('inputs', new InputValidator())
   // Encapsulated so that hiding GraphQL's routes from OpenAPI touches no other route.
   await app.register(async (scope) => {
     scope.addHook('onRoute', (route) => {
@@ -88,24 +81,35 @@ async function graphqlPlugin(app: FastifyInstance, options: GraphqlPluginOptions
     await scope.register(mercurius, {
       schema,
       resolvers: mergeResolvers({ DateTime: DateTimeScalar, JSON: JsonScalar } as unknown as IResolvers, ...options.resolvers),
-      graphiql: true,
+      // The offline GraphiQL page is the graphiql plugin's.
+      graphiql: false,
       path: '/graphql',
+      // Parsed queries are not cached: a cache keyed by query text grows with every distinct
+      // hostile query, and the complexity rule needs each request's variables.
+      cache: false,
+      graphql: { parseOptions: { maxTokens: GRAPHQL_LIMITS.tokens } },
+      validationRules: ({ variables }) => limitRules(limits, variables),
       errorFormatter: (execution, context) => {
-        const formatted = mercurius.defaultErrorFormatter(execution, context)
-        const errors = (execution.errors ?? []).map((error) => {
-          const { code, extensions, message } = graphqlCode(error)
-          if (code === 'INTERNAL') {
-            ;(context as MercuriusContext).reply?.request.log.error({ err: error.originalError ?? error }, 'graphql error')
-          }
+        const request = (context as MercuriusContext).reply?.request
+        const failures = (execution.errors ?? []).map((error) => ({ error, failure: graphqlFailure(error) }))
+        const errors = failures.map(({ error, failure }) => {
+          if (failure.code === 'INTERNAL') request?.log.error({ err: error.originalError ?? error }, 'graphql error')
           return {
-            message,
+            message: failure.message,
             locations: error.locations,
             path: error.path,
-            extensions: { ...extensions, code, requestId: (context as MercuriusContext).reply?.request.id },
+            extensions: { ...failure.extensions, code: failure.code, requestId: request?.id },
           }
         })
-        return { statusCode: formatted.statusCode, response: { data: execution.data ?? null, errors } }
+        const data = (execution.data ?? null) as Record<string, unknown> | null
+        const statusCode = httpStatusOf(data, failures.map(({ failure }) => failure))
+        if (statusCode < 500 && errors.length > 0) request?.log.info({ status: statusCode, codes: errors.map((e) => e.extensions.code) }, 'graphql request refused')
+        return { statusCode, response: { data, errors } }
       },
+    })
+
+    scope.graphql.addHook('preParsing', async (_schema, source) => {
+      refuseJsonSource(source)
     })
 
     await scope.register(mercuriusAuth, {

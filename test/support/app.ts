@@ -35,6 +35,7 @@ export async function buildTestApp(
     connectorFailureThreshold?: number
     messageSizeLimit?: number
     dispatcher?: DispatcherPluginOptions
+    graphql?: { introspection?: boolean }
   } = {},
 ): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase())
@@ -55,6 +56,7 @@ export async function buildTestApp(
     bodyLimit: options.bodyLimit,
     collectDefaultMetrics: false,
     dispatcher: options.dispatcher,
+    graphql: options.graphql,
   })
   options.extend?.(app)
   await app.services.apiKeys.ensureInitialAdminKey(TEST_ADMIN_KEY)

@@ -1,5 +1,5 @@
 import type { IResolvers, MercuriusContext } from 'mercurius'
-import { validateInput, withoutNulls } from '../../lib/graphql.ts'
+import { withoutNulls } from '../../lib/graphql.ts'
 import { scopeFromEnum, scopeToEnum } from './scopes.ts'
 import { IdParams } from '../../lib/schemas.ts'
 import { CreateApiKeyBody, ListApiKeysQuery, type ApiKey } from './schemas.ts'
@@ -15,18 +15,18 @@ export const apiKeyResolvers: IResolvers<unknown, MercuriusContext> = {
       return { keyId: principal.keyId, name: principal.name, scopes: principal.scopes.map(scopeToEnum) }
     },
     apiKeys: async (_root, args, context) => {
-      const query = validateInput(ListApiKeysQuery, withoutNulls(args))
+      const query = context.app.inputs.validate(ListApiKeysQuery, withoutNulls(args))
       const page = await context.app.services.apiKeys.list(query)
       return { ...page, items: page.items.map(present) }
     },
     apiKey: async (_root, args, context) => {
-      const { id } = validateInput(IdParams, args)
+      const { id } = context.app.inputs.validate(IdParams, args)
       return present(await context.app.services.apiKeys.get(id))
     },
   },
   Mutation: {
     createApiKey: async (_root, { input }, context) => {
-      const body = validateInput(
+      const body = context.app.inputs.validate(
         CreateApiKeyBody,
         { ...input, scopes: (input.scopes as string[]).map(scopeFromEnum) },
       )
@@ -34,7 +34,7 @@ export const apiKeyResolvers: IResolvers<unknown, MercuriusContext> = {
       return { apiKey: present(apiKey), key }
     },
     revokeApiKey: async (_root, args, context) => {
-      const { id } = validateInput(IdParams, args)
+      const { id } = context.app.inputs.validate(IdParams, args)
       await context.app.services.apiKeys.revoke(context.reply.request.actor(), id)
       return true
     },

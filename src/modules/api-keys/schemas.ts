@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { createSelectSchema } from 'drizzle-typebox'
 import { apiKeys } from '../../../db/schema.ts'
 import { DateTime, NullableDateTime, Page, PageQuery } from '../../lib/schemas.ts'
+import { Text } from '../../lib/text.ts'
 import { SCOPES } from './scopes.ts'
 
 export const ScopeSchema = Type.Union(
@@ -25,7 +26,7 @@ export type ApiKey = Static<typeof ApiKeySchema>
 
 export const CreateApiKeyBody = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 200, description: 'What the key is for' }),
+    name: Text({ minLength: 1, maxLength: 200, description: 'What the key is for' }),
     scopes: Type.Array(ScopeSchema, { minItems: 1, uniqueItems: true }),
   },
   { additionalProperties: false },

@@ -1,11 +1,11 @@
 import type { IResolvers, MercuriusContext } from 'mercurius'
-import { validateInput, withoutNulls } from '../../lib/graphql.ts'
+import { withoutNulls } from '../../lib/graphql.ts'
 import { ListAuditQuery } from './schemas.ts'
 
 export const auditResolvers: IResolvers<unknown, MercuriusContext> = {
   Query: {
     auditEvents: async (_root, args, context) => {
-      const query = validateInput(
+      const query = context.app.inputs.validate(
         ListAuditQuery,
         withoutNulls({ ...(args.filter ?? {}), limit: args.limit, cursor: args.cursor }),
         'args',

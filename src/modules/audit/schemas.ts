@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { createSelectSchema } from 'drizzle-typebox'
 import { auditEvents } from '../../../db/schema.ts'
 import { DateTime, Page, PageQuery, Uuid } from '../../lib/schemas.ts'
+import { Text } from '../../lib/text.ts'
 
 export const AuditEventSchema = createSelectSchema(auditEvents, {
   occurredAt: DateTime,
@@ -21,9 +22,9 @@ export type AuditEvent = Static<typeof AuditEventSchema>
 
 export const ListAuditQuery = Type.Object(
   {
-    resourceType: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    resourceId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    action: Type.Optional(Type.String({ minLength: 1, maxLength: 50 })),
+    resourceType: Type.Optional(Text({ minLength: 1, maxLength: 100 })),
+    resourceId: Type.Optional(Text({ minLength: 1, maxLength: 200 })),
+    action: Type.Optional(Text({ minLength: 1, maxLength: 50 })),
     actorKeyId: Type.Optional(Uuid),
     since: Type.Optional(DateTime),
     until: Type.Optional(DateTime),

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { emptyBodyAsObject, IdParams, problemResponses } from '../../lib/schemas.ts'
+import { EmptyBody, emptyBodyAsObject, IdParams, problemResponses } from '../../lib/schemas.ts'
 import { TestResultSchema } from '../connection-tests/schemas.ts'
 import {
   ConnectorPage,
@@ -124,6 +124,7 @@ export const connectorRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/connectors/:id/enable',
     {
       config: { scopes: ['config:write'] },
+      preValidation: emptyBodyAsObject,
       schema: {
         operationId: 'enableConnector',
         tags,
@@ -131,6 +132,7 @@ export const connectorRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Needs a verified integration and a successful test of exactly the current settings; otherwise 409 with INTEGRATION_NOT_VERIFIED, CONNECTION_TEST_REQUIRED or CONNECTION_TEST_FAILED.',
         params: IdParams,
+        body: EmptyBody,
         response: { 200: Connector, ...problemResponses(404, 409) },
       },
     },

@@ -1,30 +1,34 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { DIRECTIONS } from '../../../db/schema.ts'
 import { DateTime, EmailAddress, NullableDateTime, Page, PageQuery, Uuid } from '../../lib/schemas.ts'
+import { NOT_TEXT, Text } from '../../lib/text.ts'
 import { LastTest } from '../connection-tests/schemas.ts'
 
 export const DirectionSchema = Type.Union(
   DIRECTIONS.map((direction) => Type.Literal(direction)),
   { description: 'incoming reads mail into work; outgoing sends mail. Fixed at creation.' },
 )
+/** One folder's name: anything but / and control characters. */
+const FOLDER_NAME = `[^/${NOT_TEXT}]+`
+
 export const FolderPath = Type.String({
   minLength: 1,
   maxLength: 400,
-  pattern: '^[^/]+(/[^/]+)*$',
+  pattern: `^${FOLDER_NAME}(/${FOLDER_NAME})*$`,
   description: 'A folder path such as Inbox or Inbox/Invoices; Inbox is the well-known inbox in any language',
 })
 export const AfterProcessing = Type.String({
-  pattern: '^(markRead|delete|move:[^/]+(/[^/]+)*)$',
+  pattern: `^(markRead|delete|move:${FOLDER_NAME}(/${FOLDER_NAME})*)$`,
   description: 'What happens to a processed email: markRead, delete, or move:<folder path>',
 })
 export const WorkItemType = Type.Union([Type.Literal('ticket'), Type.Literal('case')])
 
 export const FallbackRouteInput = Type.Object(
   {
-    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    name: Type.Optional(Text({ minLength: 1, maxLength: 200 })),
     workItemType: WorkItemType,
-    processId: Type.String({ minLength: 1, maxLength: 200, description: 'Process id in the work-management system' }),
-    ticketCategory: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    processId: Text({ minLength: 1, maxLength: 200, description: 'Process id in the work-management system' }),
+    ticketCategory: Type.Optional(Text({ minLength: 1, maxLength: 200 })),
   },
   { additionalProperties: false, description: 'The process that mail no other route catches becomes' },
 )
@@ -44,7 +48,7 @@ export const INCOMING_ONLY_FIELDS = Object.keys(incomingFields) as (keyof typeof
 export const CreateConnectorBody = Type.Object(
   {
     integrationId: Uuid,
-    name: Type.String({ minLength: 1, maxLength: 200 }),
+    name: Text({ minLength: 1, maxLength: 200 }),
     direction: DirectionSchema,
     primaryAddress: EmailAddress,
     folderPaths: Type.Optional(incomingFields.folderPaths),
@@ -64,7 +68,7 @@ export type CreateConnectorInput = Static<typeof CreateConnectorBody>
 export const UpdateConnectorBody = Type.Object(
   {
     integrationId: Type.Optional(Uuid),
-    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    name: Type.Optional(Text({ minLength: 1, maxLength: 200 })),
     direction: Type.Optional(DirectionSchema),
     primaryAddress: Type.Optional(EmailAddress),
     folderPaths: Type.Optional(incomingFields.folderPaths),
@@ -99,7 +103,7 @@ export const TestConnectorBody = Type.Object(
 export type TestConnectorInput = Static<typeof TestConnectorBody>
 
 export const DisableConnectorBody = Type.Object(
-  { reason: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })) },
+  { reason: Type.Optional(Text({ minLength: 1, maxLength: 500 })) },
   { additionalProperties: false },
 )
 

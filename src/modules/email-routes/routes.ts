@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { emptyBodyAsObject, IdParams, problemResponses } from '../../lib/schemas.ts'
+import { EmptyBody, emptyBodyAsObject, IdParams, problemResponses } from '../../lib/schemas.ts'
 import { TestResultSchema } from '../connection-tests/schemas.ts'
 import { CreateRouteBody, ListRoutesQuery, ReorderRoutesBody, RouteList, RoutePage, RouteSchema, TestRouteBody, UpdateRouteBody } from './schemas.ts'
 
@@ -112,12 +112,14 @@ export const emailRouteRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/routes/:id/enable',
     {
       config: { scopes: ['config:write'] },
+      preValidation: emptyBodyAsObject,
       schema: {
         operationId: 'enableRoute',
         tags,
         summary: 'Enable a route',
         description: 'An alias needs a successful test of its current address (409 CONNECTION_TEST_REQUIRED or CONNECTION_TEST_FAILED otherwise).',
         params: IdParams,
+        body: EmptyBody,
         response: { 200: Route, ...problemResponses(404, 409) },
       },
     },
@@ -128,12 +130,14 @@ export const emailRouteRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/routes/:id/disable',
     {
       config: { scopes: ['config:write'] },
+      preValidation: emptyBodyAsObject,
       schema: {
         operationId: 'disableRoute',
         tags,
         summary: 'Disable a route',
         description: 'The fallback and default routes are always enabled (409 ROUTE_PROTECTED).',
         params: IdParams,
+        body: EmptyBody,
         response: { 200: Route, ...problemResponses(404, 409) },
       },
     },

@@ -1,13 +1,17 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { ROUTE_KINDS } from '../../../db/schema.ts'
 import { DateTime, EmailAddress, Page, PageQuery, Uuid } from '../../lib/schemas.ts'
+import { MultilineText, NOT_TEXT, Text } from '../../lib/text.ts'
 import { LastTest } from '../connection-tests/schemas.ts'
 import { DirectionSchema, WorkItemType } from '../connectors/schemas.ts'
+
+/** A run of address characters: no space, @, * or control character. */
+const ADDRESS_PART = `[^\\s@*${NOT_TEXT}]+`
 
 const AddressOrDomain = Type.String({
   minLength: 3,
   maxLength: 320,
-  pattern: '^(\\*@[^\\s@*]+\\.[^\\s@*]+|[^\\s@*]+@[^\\s@*]+\\.[^\\s@*]+)$',
+  pattern: `^(\\*@${ADDRESS_PART}\\.${ADDRESS_PART}|${ADDRESS_PART}@${ADDRESS_PART}\\.${ADDRESS_PART})$`,
   description: 'An address, or *@domain for everyone at a domain',
 })
 
@@ -21,7 +25,7 @@ export const RouteRulesSchema = Type.Object(
       }),
     ),
     subjectKeywords: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 50, description: 'The subject must contain one of them' }),
+      Type.Array(Text({ minLength: 1, maxLength: 200 }), { maxItems: 50, description: 'The subject must contain one of them' }),
     ),
     recipientIncludes: Type.Optional(Type.Array(AddressOrDomain, { maxItems: 200, description: 'One of these must be a recipient' })),
     senderIncludes: Type.Optional(Type.Array(AddressOrDomain, { maxItems: 200, description: 'The sender must be one of these' })),
@@ -32,19 +36,19 @@ export const RouteRulesSchema = Type.Object(
 const RouteAddress = Type.String({
   minLength: 1,
   maxLength: 320,
-  pattern: '^(\\*|[^\\s@*]+@[^\\s@*]+\\.[^\\s@*]+)$',
+  pattern: `^(\\*|${ADDRESS_PART}@${ADDRESS_PART}\\.${ADDRESS_PART})$`,
   description: 'Incoming: the address the mail was sent to, or * for a wildcard route (BCC mail). Outgoing: the alias to send as.',
 })
 
 export const CreateRouteBody = Type.Object(
   {
     connectorId: Uuid,
-    name: Type.String({ minLength: 1, maxLength: 200 }),
-    description: Type.Optional(Type.String({ maxLength: 2000 })),
+    name: Text({ minLength: 1, maxLength: 200 }),
+    description: Type.Optional(MultilineText({ maxLength: 2000 })),
     emailAddress: RouteAddress,
     workItemType: Type.Optional(WorkItemType),
-    processId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    ticketCategory: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    processId: Type.Optional(Text({ minLength: 1, maxLength: 200 })),
+    ticketCategory: Type.Optional(Text({ minLength: 1, maxLength: 200 })),
     rules: Type.Optional(RouteRulesSchema),
     sendAutomatedEmails: Type.Optional(Type.Boolean()),
     forAttention: Type.Optional(Type.Boolean()),

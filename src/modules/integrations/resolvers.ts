@@ -1,5 +1,5 @@
 import type { IResolvers, MercuriusContext } from 'mercurius'
-import { deepWithoutNulls, validateInput, withoutNulls } from '../../lib/graphql.ts'
+import { deepWithoutNulls, withoutNulls } from '../../lib/graphql.ts'
 import { IdParams } from '../../lib/schemas.ts'
 import { ConnectionChanges, CreateIntegrationBody, ListIntegrationsQuery, UpdateIntegrationBody } from './schemas.ts'
 
@@ -7,31 +7,31 @@ import { ConnectionChanges, CreateIntegrationBody, ListIntegrationsQuery, Update
 export const integrationResolvers: IResolvers<unknown, MercuriusContext> = {
   Query: {
     integrations: async (_root, args, context) =>
-      context.app.services.integrations.list(validateInput(ListIntegrationsQuery, withoutNulls(args))),
+      context.app.services.integrations.list(context.app.inputs.validate(ListIntegrationsQuery, withoutNulls(args))),
     integration: async (_root, args, context) =>
-      context.app.services.integrations.get(validateInput(IdParams, args).id),
+      context.app.services.integrations.get(context.app.inputs.validate(IdParams, args).id),
   },
   Mutation: {
     createIntegration: async (_root, { input }, context) =>
       context.app.services.integrations.create(
         context.reply.request.actor(),
-        validateInput(CreateIntegrationBody, deepWithoutNulls(input)),
+        context.app.inputs.validate(CreateIntegrationBody, deepWithoutNulls(input)),
       ),
     updateIntegration: async (_root, { id, input }, context) =>
       context.app.services.integrations.update(
         context.reply.request.actor(),
-        validateInput(IdParams, { id }).id,
-        validateInput(UpdateIntegrationBody, deepWithoutNulls(input)),
+        context.app.inputs.validate(IdParams, { id }).id,
+        context.app.inputs.validate(UpdateIntegrationBody, deepWithoutNulls(input)),
       ),
     deleteIntegration: async (_root, args, context) => {
-      await context.app.services.integrations.delete(context.reply.request.actor(), validateInput(IdParams, args).id)
+      await context.app.services.integrations.delete(context.reply.request.actor(), context.app.inputs.validate(IdParams, args).id)
       return true
     },
     testIntegration: async (_root, { id, candidate }, context) =>
       context.app.services.integrations.test(
         context.reply.request.actor(),
-        validateInput(IdParams, { id }).id,
-        validateInput(ConnectionChanges, deepWithoutNulls(candidate ?? {})),
+        context.app.inputs.validate(IdParams, { id }).id,
+        context.app.inputs.validate(ConnectionChanges, deepWithoutNulls(candidate ?? {})),
       ),
   },
 }

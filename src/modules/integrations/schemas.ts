@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { createSelectSchema } from 'drizzle-typebox'
 import { AUTH_METHODS, CLOUDS, integrations } from '../../../db/schema.ts'
 import { DateTime, NullableDateTime, Page, PageQuery } from '../../lib/schemas.ts'
+import { MultilineText, Text } from '../../lib/text.ts'
 import { LastTest } from '../connection-tests/schemas.ts'
 
 const GUID = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}'
@@ -29,9 +30,9 @@ export const CertificateInput = Type.Object(
     pfx: Type.Optional(
       Type.String({ minLength: 4, maxLength: 200_000, pattern: '^[A-Za-z0-9+/=\\s]+$', description: 'Base64 PFX (PKCS#12) with the private key' }),
     ),
-    password: Type.Optional(Type.String({ maxLength: 1000, description: 'PFX password (write-only)' })),
-    certificatePem: Type.Optional(Type.String({ minLength: 50, maxLength: 100_000, description: 'PEM certificate, instead of a PFX' })),
-    privateKeyPem: Type.Optional(Type.String({ minLength: 50, maxLength: 100_000, description: 'Unencrypted PEM private key (write-only)' })),
+    password: Type.Optional(Text({ maxLength: 1000, description: 'PFX password (write-only)' })),
+    certificatePem: Type.Optional(MultilineText({ minLength: 50, maxLength: 100_000, description: 'PEM certificate, instead of a PFX' })),
+    privateKeyPem: Type.Optional(MultilineText({ minLength: 50, maxLength: 100_000, description: 'Unencrypted PEM private key (write-only)' })),
   },
   {
     additionalProperties: false,
@@ -45,13 +46,13 @@ const connectionFields = {
   clientId: ClientIdSchema,
   cloud: CloudSchema,
   authMethod: AuthMethodSchema,
-  clientSecret: Type.String({ minLength: 1, maxLength: 1000, description: 'Client secret value (write-only)' }),
+  clientSecret: Text({ minLength: 1, maxLength: 1000, description: 'Client secret value (write-only)' }),
   certificate: CertificateInput,
 }
 
 export const CreateIntegrationBody = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 200 }),
+    name: Text({ minLength: 1, maxLength: 200 }),
     tenant: connectionFields.tenant,
     clientId: connectionFields.clientId,
     cloud: Type.Optional({ ...CloudSchema, default: 'global' }),
@@ -122,7 +123,7 @@ export type Integration = Static<typeof IntegrationSchema>
 export const ListIntegrationsQuery = Type.Object(
   {
     cloud: Type.Optional(CloudSchema),
-    tenant: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
+    tenant: Type.Optional(Text({ minLength: 1, maxLength: 253 })),
     ...PageQuery,
   },
   { additionalProperties: false },

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox'
 import type { IResolvers, MercuriusContext } from 'mercurius'
-import { deepWithoutNulls, validateInput, withoutNulls } from '../../lib/graphql.ts'
+import { deepWithoutNulls, withoutNulls } from '../../lib/graphql.ts'
 import { IdParams } from '../../lib/schemas.ts'
 import { IdempotencyHeaders, ListMessagesQuery, SendMessageBody } from './schemas.ts'
 
@@ -8,20 +8,20 @@ const IdempotencyKey = Type.Object({ key: Type.Optional(IdempotencyHeaders.prope
 
 export const messageResolvers: IResolvers<unknown, MercuriusContext> = {
   Query: {
-    messages: async (_root, args, context) => context.app.services.messages.list(validateInput(ListMessagesQuery, withoutNulls(args))),
-    message: async (_root, args, context) => context.app.services.messages.get(validateInput(IdParams, args).id),
+    messages: async (_root, args, context) => context.app.services.messages.list(context.app.inputs.validate(ListMessagesQuery, withoutNulls(args))),
+    message: async (_root, args, context) => context.app.services.messages.get(context.app.inputs.validate(IdParams, args).id),
   },
   Mutation: {
     sendMessage: async (_root, { input, idempotencyKey }, context) => {
-      const { key } = validateInput(IdempotencyKey, withoutNulls({ key: idempotencyKey }))
+      const { key } = context.app.inputs.validate(IdempotencyKey, withoutNulls({ key: idempotencyKey }))
       const result = await context.app.services.messages.submit(
         context.reply.request.principal!.keyId,
-        validateInput(SendMessageBody, deepWithoutNulls(input)),
+        context.app.inputs.validate(SendMessageBody, deepWithoutNulls(input)),
         key,
       )
       return { ...result.body, replayed: result.replayed }
     },
-    cancelMessage: async (_root, args, context) => context.app.services.messages.cancel(validateInput(IdParams, args).id),
-    retryMessage: async (_root, args, context) => context.app.services.messages.retry(validateInput(IdParams, args).id),
+    cancelMessage: async (_root, args, context) => context.app.services.messages.cancel(context.app.inputs.validate(IdParams, args).id),
+    retryMessage: async (_root, args, context) => context.app.services.messages.retry(context.app.inputs.validate(IdParams, args).id),
   },
 }

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { IdParams, problemResponses } from '../../lib/schemas.ts'
+import { EmptyBody, emptyBodyAsObject, IdParams, problemResponses } from '../../lib/schemas.ts'
 import { acceptMultipartMessages, multipartFiles, multipartMessage } from './multipart.ts'
 import {
   AcceptedSchema,
@@ -93,12 +93,14 @@ Subject, body and all attachments together must stay within MESSAGE_SIZE_LIMIT (
     '/messages/:id/cancel',
     {
       config: { scopes: ['mail:send'] },
+      preValidation: emptyBodyAsObject,
       schema: {
         operationId: 'cancelMessage',
         tags,
         summary: 'Cancel a queued message',
         description: 'Only while queued (409 otherwise): once sending began, the message may already be out.',
         params: IdParams,
+        body: EmptyBody,
         response: { 200: Message, ...problemResponses(404, 409) },
       },
     },
@@ -109,12 +111,14 @@ Subject, body and all attachments together must stay within MESSAGE_SIZE_LIMIT (
     '/messages/:id/retry',
     {
       config: { scopes: ['mail:send'] },
+      preValidation: emptyBodyAsObject,
       schema: {
         operationId: 'retryMessage',
         tags,
         summary: 'Queue a failed or uncertain message again',
         description: 'For an uncertain message, check first that it did not go out (Sent Items of the mailbox).',
         params: IdParams,
+        body: EmptyBody,
         response: { 200: Message, ...problemResponses(404, 409) },
       },
     },

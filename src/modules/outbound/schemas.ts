@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { MESSAGE_STATUSES } from '../../../db/schema.ts'
 import { GRAPH_LIMITS } from '../../graph/limits.ts'
 import { DateTime, EmailAddress, NullableDateTime, Page, PageQuery, Uuid } from '../../lib/schemas.ts'
+import { MultilineText, Text } from '../../lib/text.ts'
 
 /** Ours, not Graph's: attachments of one message, base64 and file parts together. */
 export const MAX_ATTACHMENTS = 250
@@ -10,11 +11,11 @@ const Recipients = Type.Array(EmailAddress, { maxItems: GRAPH_LIMITS.recipientsP
 
 export const AttachmentInput = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 255 }),
-    contentType: Type.String({ minLength: 3, maxLength: 255, default: 'application/octet-stream' }),
+    name: Text({ minLength: 1, maxLength: 255 }),
+    contentType: Text({ minLength: 3, maxLength: 255, default: 'application/octet-stream' }),
     contentBytes: Type.String({ pattern: '^[A-Za-z0-9+/=\\r\\n]*$', description: 'The file, base64' }),
     isInline: Type.Optional(Type.Boolean({ default: false })),
-    contentId: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'For inline images: referenced as cid:<contentId>' })),
+    contentId: Type.Optional(Text({ minLength: 1, maxLength: 255, description: 'For inline images: referenced as cid:<contentId>' })),
   },
   { additionalProperties: false },
 )
@@ -26,17 +27,17 @@ export const SendMessageBody = Type.Object(
     cc: Type.Optional(Recipients),
     bcc: Type.Optional(Recipients),
     replyTo: Type.Optional(Type.Array(EmailAddress, { maxItems: 10 })),
-    subject: Type.String({ maxLength: 2000 }),
+    subject: Text({ maxLength: 2000 }),
     body: Type.Object(
       {
         contentType: Type.Union([Type.Literal('text'), Type.Literal('html')]),
-        content: Type.String(),
+        content: MultilineText(),
       },
       { additionalProperties: false },
     ),
     attachments: Type.Optional(Type.Array(AttachmentInput, { maxItems: MAX_ATTACHMENTS })),
     headers: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[Xx]-[A-Za-z0-9-]{1,100}$' }), Type.String({ maxLength: 1000 }), {
+      Type.Record(Type.String({ pattern: '^[Xx]-[A-Za-z0-9-]{1,100}$' }), Text({ maxLength: 1000 }), {
         description: 'Custom headers; Graph accepts only names that start with x-',
         additionalProperties: false,
       }),
@@ -131,7 +132,7 @@ export const ListMessagesQuery = Type.Object(
   {
     status: Type.Optional(StatusSchema),
     connectorId: Type.Optional(Uuid),
-    workItemRef: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    workItemRef: Type.Optional(Text({ minLength: 1, maxLength: 64 })),
     ...PageQuery,
   },
   { additionalProperties: false },
@@ -142,6 +143,6 @@ export const MessagePage = Page(Type.Unsafe<Message>({ $ref: 'Message#' }), 'A p
 
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(
-    Type.String({ minLength: 1, maxLength: 255, description: 'Same key and body within 24 h replays the first answer' }),
+    Text({ minLength: 1, maxLength: 255, description: 'Same key and body within 24 h replays the first answer' }),
   ),
 })

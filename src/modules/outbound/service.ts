@@ -252,7 +252,7 @@ export class MessageService {
       if (!existing) throw new NotFoundError('message', id)
       if (existing.status === 'cancelled') return existing
       if (existing.status !== 'queued') {
-        throw new MessageStateError(`The message is ${existing.status}; only a queued message can be cancelled.`, { status: existing.status })
+        throw new MessageStateError(`The message is ${existing.status}; only a queued message can be cancelled.`, { messageStatus: existing.status })
       }
       return this.deps.repository.update(tx, id, { status: 'cancelled', updatedAt: new Date(), leaseOwner: null, leaseExpiresAt: null })
     })
@@ -267,7 +267,7 @@ export class MessageService {
       if (existing.status === 'queued') return existing
       if (existing.status !== 'failed' && existing.status !== 'uncertain') {
         throw new MessageStateError(`The message is ${existing.status}; only failed or uncertain messages can be retried.`, {
-          status: existing.status,
+          messageStatus: existing.status,
         })
       }
       // A person decided to send again: the dispatcher must not stop at the earlier, unresolved

@@ -1,0 +1,38 @@
+import { Type, type StringOptions } from '@sinclair/typebox'
+
+/**
+ * Characters no text field takes: C0 controls, DEL and unpaired UTF-16 surrogates.
+ * PostgreSQL refuses NUL in text and unpaired surrogates in JSON; CR/LF in a name or a
+ * header value is an injection. Patterns are compiled with the `u` flag (ajv's default), so
+ * a surrogate pair (an emoji) is one character and passes.
+ */
+export const NOT_TEXT = '\\u0000-\\u001F\\u007F\\uD800-\\uDFFF'
+/** As NOT_TEXT, but TAB, LF and CR are allowed: bodies, descriptions, PEM. */
+const NOT_MULTILINE_TEXT = '\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F\\uD800-\\uDFFF'
+
+export const SINGLE_LINE_PATTERN = `^[^${NOT_TEXT}]*$`
+export const MULTI_LINE_PATTERN = `^[^${NOT_MULTILINE_TEXT}]*$`
+
+export const patternMessages = new Map<string, string>([
+  [SINGLE_LINE_PATTERN, 'must be one line of text: remove control characters (NUL, CR, LF, TAB and the like) and unpaired surrogates'],
+  [MULTI_LINE_PATTERN, 'must be text: remove NUL and other control characters (CR, LF and TAB are fine) and unpaired surrogates'],
+])
+
+/** A one-line text field: names, ids, subjects, header values, filters. */
+export function Text(options: StringOptions = {}) {
+  return Type.String({ ...options, pattern: SINGLE_LINE_PATTERN })
+}
+
+/** Text that may span lines (CR, LF, TAB allowed). */
+export function MultilineText(options: StringOptions = {}) {
+  return Type.String({ ...options, pattern: MULTI_LINE_PATTERN })
+}
+
+/** The instants both JavaScript and PostgreSQL hold, whatever the offset. */
+export const EARLIEST_INSTANT = Date.parse('0001-01-01T00:00:00Z')
+export const LATEST_INSTANT = Date.parse('9999-12-31T23:59:59.999Z')
+export const DATE_TIME_MESSAGE =
+  'must be an RFC 3339 date-time such as 2026-01-31T09:00:00Z, between 0001-01-01 and 9999-12-31 UTC, without a leap second'
+
+/** How deep any JSON value (a body, GraphQL variables, a JSON argument) may nest. */
+export const MAX_JSON_DEPTH = 32

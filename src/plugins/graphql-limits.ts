@@ -1,0 +1,90 @@
+import { createRequire } from 'node:module'
+import type { ASTVisitor, ValidationContext, ValidationRule } from 'graphql'
+import type { ComplexityEstimator } from 'graphql-query-complexity'
+
+/*
+ * Mercurius is CommonJS and builds the schema with graphql's CommonJS build. Rules that look
+ * at schema types must come from that same build: graphql-js refuses types "from another
+ * realm" (and in production silently mismatches them), so these are loaded with require.
+ */
+const require = createRequire(import.meta.url)
+const { GraphQLError, NoSchemaIntrospectionCustomRule } = require('graphql') as typeof import('graphql')
+const { maxAliasesRule } = require('@escape.tech/graphql-armor-max-aliases') as typeof import('@escape.tech/graphql-armor-max-aliases')
+const { maxDepthRule } = require('@escape.tech/graphql-armor-max-depth') as typeof import('@escape.tech/graphql-armor-max-depth')
+const { maxDirectivesRule } = require('@escape.tech/graphql-armor-max-directives') as typeof import('@escape.tech/graphql-armor-max-directives')
+const { createComplexityRule, simpleEstimator } = require('graphql-query-complexity') as typeof import('graphql-query-complexity')
+
+/**
+ * What one GraphQL request may ask for. Each is refused before execution, with
+ * `extensions.code` GRAPHQL_VALIDATION_FAILED and HTTP 400. The reasons are in the README.
+ */
+export const GRAPHQL_LIMITS = {
+  /** The deepest real query (connectors { items { lastTest { steps { ... } } } }) is 5. */
+  depth: 10,
+  /** The UI never aliases; a few let a dashboard fetch counts side by side. */
+  aliases: 15,
+  /** @include/@skip on a handful of fields. */
+  directives: 20,
+  /** Tokens of the query text; GraphiQL's introspection query is about 300. */
+  tokens: 5_000,
+  /** Fields times page sizes: one full page of 200 integrations with every field is about 4,000. */
+  complexity: 10_000,
+  /** Fields marked @callsMicrosoft (the connection tests) per request: each waits on Entra and Graph. */
+  microsoftCalls: 1,
+} as const
+
+/** A list field's children are paid for once per item it may return (`limit`, or its default). */
+const pageEstimator: ComplexityEstimator = ({ args, field, childComplexity }) => {
+  const limitArgument = field.args.find((arg) => arg.name === 'limit')
+  if (!limitArgument) return undefined
+  const limit = typeof args.limit === 'number' ? args.limit : Number(limitArgument.defaultValue ?? 1)
+  return 1 + Math.max(1, limit) * childComplexity
+}
+
+function refusal(message: string) {
+  return new GraphQLError(message, { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })
+}
+
+/** Counts root mutation fields whose schema definition carries @callsMicrosoft. */
+function microsoftCallsRule(limit: number): ValidationRule {
+  return (context: ValidationContext): ASTVisitor => {
+    let calls = 0
+    return {
+      Field() {
+        const field = context.getFieldDef()
+        const parent = context.getParentType()
+        if (!field || !parent || parent !== context.getSchema().getMutationType()) return
+        if (!field.astNode?.directives?.some((directive) => directive.name.value === 'callsMicrosoft')) return
+        calls++
+        if (calls === limit + 1) {
+          context.reportError(
+            refusal(`A request may run at most ${limit} connection test(s) (fields that call Microsoft); send them one at a time.`),
+          )
+        }
+      },
+    }
+  }
+}
+
+export interface GraphqlLimitOptions {
+  introspection: boolean
+}
+
+/** The validation rules for one request; complexity needs the request's variables. */
+export function limitRules(options: GraphqlLimitOptions, variables: Record<string, unknown> | undefined): ValidationRule[] {
+  const rules: ValidationRule[] = [
+    maxDepthRule({ n: GRAPHQL_LIMITS.depth, flattenFragments: true, exposeLimits: true }) as unknown as ValidationRule,
+    maxAliasesRule({ n: GRAPHQL_LIMITS.aliases, exposeLimits: true }) as unknown as ValidationRule,
+    maxDirectivesRule({ n: GRAPHQL_LIMITS.directives, exposeLimits: true }) as unknown as ValidationRule,
+    createComplexityRule({
+      maximumComplexity: GRAPHQL_LIMITS.complexity,
+      variables: variables ?? {},
+      estimators: [pageEstimator, simpleEstimator({ defaultComplexity: 1 })],
+      createError: (max, actual) =>
+        refusal(`The query costs ${actual}, more than ${max}. Ask for smaller pages (limit) or fewer fields.`),
+    }) as unknown as ValidationRule,
+    microsoftCallsRule(GRAPHQL_LIMITS.microsoftCalls),
+  ]
+  if (!options.introspection) rules.push(NoSchemaIntrospectionCustomRule)
+  return rules
+}
