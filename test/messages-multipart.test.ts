@@ -57,6 +57,8 @@ interface Part {
   filename?: string
   contentType?: string
   content: string | Buffer | GeneratedContent
+  /** The whole Content-Disposition value, for hostile forms the fields above cannot express. */
+  disposition?: string
 }
 
 const messagePart = (value: unknown): Part => ({ name: 'message', content: typeof value === 'string' ? value : JSON.stringify(value) })
@@ -90,7 +92,7 @@ function multipart(parts: Part[]) {
   const progress = { pulled: 0 }
   async function* body(): AsyncGenerator<Buffer> {
     for (const part of parts) {
-      const disposition = `form-data; name="${part.name}"${part.filename !== undefined ? `; filename="${part.filename}"` : ''}`
+      const disposition = part.disposition ?? `form-data; name="${part.name}"${part.filename !== undefined ? `; filename="${part.filename}"` : ''}`
       const type = part.contentType ? `Content-Type: ${part.contentType}\r\n` : ''
       yield Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: ${disposition}\r\n${type}\r\n`)
       const pieces = typeof part.content === 'string' || Buffer.isBuffer(part.content) ? [Buffer.from(part.content)] : generated(part.content)
@@ -162,6 +164,24 @@ async function snapshot() {
 }
 
 describe('multipart submit', () => {
+  it.each([
+    ['a NUL in an encoded filename', { disposition: `form-data; name="attachment"; filename*=utf-8''a%00b.txt` }, 'attachments.1.name'],
+    ['a right-to-left override in a filename (invoice\u202Efdp.exe shows as invoiceexe.pdf)', { disposition: `form-data; name="attachment"; filename*=utf-8''invoice%E2%80%AEfdp.exe` }, 'attachments.1.name'],
+    ['an escape sequence in a filename', { filename: 'a\u001b[31m.txt' }, 'attachments.1.name'],
+    ['a NUL in an inline content id', { disposition: `form-data; name*=utf-8''inline%3Aa%00b; filename="a.png"` }, 'attachments.1.contentId'],
+    ['a control character in a part content type', { filename: 'a.txt', contentType: 'text/pl\u0001ain' }, 'attachments.1.contentType'],
+  ])('refuses %s with 400 naming the field, and keeps nothing', async (_case, part, field) => {
+    const messagesBefore = await count('outbound_messages')
+    const response = await sendMultipart([
+      messagePart(message({ attachments: [{ name: 'a.txt', contentType: 'text/plain', contentBytes: 'YQ==' }] })),
+      { name: 'attachment', content: Buffer.from('file'), ...part },
+    ])
+    expect(response.statusCode, response.body).toBe(400)
+    expect(response.json().errors.map((error: { field: string }) => error.field)).toEqual([field])
+    expect(await count('outbound_messages')).toBe(messagesBefore)
+    expect(await unreferencedBlobs()).toBe(0)
+  })
+
   it('stores the message with its base64 and streamed files, byte for byte, across chunk boundaries', async () => {
     const notes = Buffer.from('plain notes\n')
     const scan: GeneratedContent = { size: 2 * STORAGE_CHUNK_BYTES + 12_345, seed: 1 }

@@ -1,7 +1,9 @@
 import multipart, { type Multipart, type MultipartFile } from '@fastify/multipart'
+import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { DomainError, MalformedBodyError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../../lib/errors.ts'
-import { SendMessageBody, type SendMessageInput } from './schemas.ts'
+import { invalidFields } from '../../lib/validation.ts'
+import { AttachmentInput, SendMessageBody, type SendMessageInput } from './schemas.ts'
 import type { IncomingFile } from './service.ts'
 
 /**
@@ -60,11 +62,21 @@ export function multipartMessage(request: FastifyRequest): SendMessageInput {
   return (request.body as { message: SendMessageInput }).message
 }
 
+/** What a file part says of itself, held to the rules of a base64 attachment's fields. */
+const FilePartFields = Type.Object({
+  name: AttachmentInput.properties.name,
+  contentType: AttachmentInput.properties.contentType,
+  contentId: Type.Optional(AttachmentInput.properties.contentId),
+})
+
 /** The file parts after the message, in order; read each one's content to its end before the next. */
 export async function* multipartFiles(request: FastifyRequest): AsyncGenerator<IncomingFile> {
   const parts = remainingParts.get(request)
   if (!parts) return
-  for (let part = await nextPart(parts); part; part = await nextPart(parts)) {
+  const validate = request.compileValidationSchema(FilePartFields, 'body')
+  // File parts come after the message's base64 attachments and are named as their successors.
+  let position = multipartMessage(request).attachments?.length ?? 0
+  for (let part = await nextPart(parts); part; part = await nextPart(parts), position++) {
     let contentId: string | undefined
     if (part.fieldname.startsWith(INLINE_PART_PREFIX)) {
       contentId = part.fieldname.slice(INLINE_PART_PREFIX.length)
@@ -75,6 +87,11 @@ export async function* multipartFiles(request: FastifyRequest): AsyncGenerator<I
         { field: part.fieldname, message: `is not a known part; name file parts "${ATTACHMENT_PART}", or "${INLINE_PART_PREFIX}<contentId>" for inline images` },
       ])
     }
+    if (!part.filename) {
+      throw new ValidationError([{ field: `attachments.${position}.name`, message: 'the file part needs a filename (its Content-Disposition filename)' }])
+    }
+    const fields = { name: part.filename, contentType: part.mimetype, ...(contentId !== undefined ? { contentId } : {}) }
+    if (!validate(fields)) throw new ValidationError(invalidFields(validate.errors ?? [], `attachments.${position}`))
     yield { name: part.filename, contentType: part.mimetype, contentId, content: partContent(part) }
   }
 }

@@ -35,8 +35,9 @@ export interface IntegrationRoles {
 }
 
 /** A file that arrives as a stream (a multipart part), read once, as it comes. */
+/** A file streamed in beside the message, its name and types already checked by the API's rules. */
 export interface IncomingFile {
-  name: string | undefined
+  name: string
   contentType: string
   /** Set for an inline image: the body refers to it as cid:<contentId>. */
   contentId?: string
@@ -142,7 +143,6 @@ export class MessageService {
     }
   }
 
-
   private async record(
     apiKeyId: string,
     input: SendMessageInput,
@@ -193,13 +193,7 @@ export class MessageService {
     if (position >= MAX_ATTACHMENTS) {
       throw new ValidationError([{ field: 'attachments', message: `a message may have at most ${MAX_ATTACHMENTS} attachments, base64 and file parts together` }])
     }
-    const name = file.name ?? ''
-    if (name.length < 1 || name.length > 255) {
-      throw new ValidationError([{ field: `${field}.name`, message: 'the file part needs a filename of 1 to 255 characters (its Content-Disposition filename)' }])
-    }
-    if (file.contentId !== undefined && (file.contentId.length < 1 || file.contentId.length > 255)) {
-      throw new ValidationError([{ field: `${field}.contentId`, message: 'must be 1 to 255 characters' }])
-    }
+    const name = file.name
     const attachment = { field, name, isInline: file.contentId !== undefined }
     const sha256 = createHash('sha256')
     let size = 0
