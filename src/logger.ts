@@ -14,11 +14,6 @@ export const REDACTED_LOG_PATHS = [
   '*.apiKey',
 ]
 
-/** Drizzle puts a failed query's parameters after its SQL, in the message and so in the stack. */
-function withoutQueryParameters(text: string | undefined): string | undefined {
-  return text?.replace(/\nparams: [\s\S]*?(?=\n {4}at |$)/, '\nparams: [not logged]')
-}
-
 interface LoggedError {
   type: string
   message: string | undefined
@@ -34,15 +29,23 @@ interface LoggedError {
  * none of them is written.
  */
 export function serializeError(error: unknown, depth = 0): LoggedError | unknown {
-  if (!(error instanceof Error)) return typeof error === 'string' ? withoutQueryParameters(error) : error
+  if (!(error instanceof Error)) return error
   const code = (error as { code?: unknown }).code
-  let message = withoutQueryParameters(error.message) ?? ''
-  let stack = withoutQueryParameters(error.stack)
+  let message = error.message
+  let stack = error.stack
+  /** Replaces the message where the stack repeats it; a stack that does not is dropped with it. */
+  const replaceMessage = (safe: string) => {
+    stack = stack?.includes(message) ? stack.replace(message, () => safe) : undefined
+    message = safe
+  }
+  // Drizzle's DrizzleQueryError: `Failed query: <sql>\nparams: <values>`, in the message and the stack.
+  const { query, params } = error as { query?: unknown; params?: unknown }
+  if (typeof query === 'string' && Array.isArray(params)) {
+    replaceMessage(`Failed query: ${query}\nparams: [${params.length} not logged]`)
+  }
   // PostgreSQL's data exceptions (class 22) quote the offending value: `invalid input syntax for type integer: "..."`.
   if (typeof code === 'string' && code.startsWith('22')) {
-    const safe = message.replace(/: ".*$/s, ': [value not logged]')
-    stack = stack?.replace(message, safe)
-    message = safe
+    replaceMessage(message.replace(/: ".*$/s, ': [value not logged]'))
   }
   return {
     type: error.name,
