@@ -50,6 +50,9 @@ describe('text fields', () => {
     ['PATCH', '/v1/routes/RID', { rules: { subjectKeywords: ['ok', 'x\ud800y'] } }, 'rules.subjectKeywords.1'],
     ['PATCH', '/v1/routes/RID', { name: 'two\r\nlines' }, 'name'],
     ['PATCH', '/v1/connectors/CID', { name: 'bell\u0007' }, 'name'],
+    ['PATCH', '/v1/connectors/CID', { name: 'c1\u0085control' }, 'name'],
+    ['PATCH', '/v1/routes/RID', { name: 'invoice\u202Efdp.exe' }, 'name'],
+    ['PATCH', '/v1/routes/RID', { name: 'line\u2028separator' }, 'name'],
     ['POST', '/v1/connectors/CID/disable', { reason: 'a\u0000' }, 'reason'],
   ]
   it.each(bodies)('%s %s refuses NUL, unpaired surrogates and control characters, naming the field', async (method, url, payload, field) => {
@@ -98,6 +101,35 @@ describe('text fields', () => {
     expect(since.body.errors![0]).toMatchObject({ extensions: { code: 'GRAPHQL_VALIDATION_FAILED' }, message: expect.stringContaining('leap second') })
     const sinceVariable = await graphql(t.app, t.adminKey, `query($s: DateTime) { auditEvents(filter: { since: $s }) { items { id } } }`, { s: '0000-01-01T00:00:00Z' })
     expect(sinceVariable.status).toBe(400)
+  })
+})
+
+describe('request shapes', () => {
+  it('JSON in a charset other than UTF-8 is a 415, not silently mangled', async () => {
+    const response = await call('POST', '/v1/api-keys', Buffer.from('{"name":"caf\xe9","scopes":["mail:read"]}', 'latin1'), {
+      'content-type': 'application/json; charset=latin1',
+    })
+    expect(response.statusCode).toBe(415)
+    expect(response.json().code).toBe('UNSUPPORTED_MEDIA_TYPE')
+    const utf8 = await call('POST', '/v1/api-keys', JSON.stringify({ name: 'café', scopes: ['mail:read'] }), { 'content-type': 'application/json; charset=UTF-8' })
+    expect(utf8.statusCode).toBe(201)
+    expect(utf8.json().name).toBe('café')
+  })
+
+  it('a mutation over GET is a 405', async () => {
+    const response = await t.app.inject({ method: 'GET', url: `/graphql?query=${encodeURIComponent('mutation { revokeApiKey(id: "0190f5e0-0000-7000-8000-000000000000") }')}`, headers: bearer(t.adminKey) })
+    expect(response.statusCode).toBe(405)
+    expect(response.json().errors[0].extensions.code).toBe('METHOD_NOT_ALLOWED')
+  })
+
+  it('a refused GraphQL literal is not echoed back, secrets included', async () => {
+    const response = await graphql(
+      t.app,
+      t.adminKey,
+      `mutation { createIntegration(input: { name: "x", tenant: "contoso.com", clientId: "11111111-2222-3333-4444-555555555555", authMethod: clientSecret, clientSecret: "TOP-SECRET-VALUE", cloud: NOPE }) { id } }`,
+    )
+    expect(response.status).toBe(400)
+    expect(JSON.stringify(response.body)).not.toContain('TOP-SECRET-VALUE')
   })
 })
 
@@ -177,7 +209,12 @@ describe('logs', () => {
     expect(error).toBeInstanceOf(Error)
     expect(String((error as Error).message)).toContain('sealed-canary-7731')
     log.error({ err: error }, 'unhandled error')
-    expect(lines.join('')).toContain('Failed query')
+    expect(lines.join('')).toContain('Failed query: select $1::int')
     expect(lines.join('')).not.toContain('sealed-canary-7731')
+
+    // A parameter that imitates a stack line must not end the redaction early.
+    const tricky = await t.db.database.db.execute(sql`select ${'pem\n    at x'}::text, ${'sealed-canary-8842'}::int`).catch((caught: unknown) => caught)
+    log.error({ err: tricky }, 'unhandled error')
+    expect(lines.join('')).not.toContain('sealed-canary-8842')
   })
 })

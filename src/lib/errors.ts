@@ -48,6 +48,16 @@ export class BadRequestError extends DomainError {
   readonly title = 'Bad request'
 }
 
+/**
+ * A value the database would not store (a data exception): every field rule should refuse
+ * such input before it gets there, so it is also logged as an error to find the missing rule.
+ */
+export class UnstorableValueError extends DomainError {
+  readonly code = 'VALUE_NOT_STORABLE'
+  readonly status = 400
+  readonly title = 'A value in the request cannot be stored'
+}
+
 export class UnauthenticatedError extends DomainError {
   readonly code = 'UNAUTHENTICATED'
   readonly status = 401

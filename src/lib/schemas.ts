@@ -89,7 +89,6 @@ export function toPage<T extends { id: string }>(rows: T[], limit: number): Page
   return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }
 }
 
-
 /**
  * preValidation hook for POST actions whose body is optional (test, disable): no body
  * means an empty one, so `{}` and nothing are the same request.

@@ -12,6 +12,7 @@ import {
   PayloadTooLargeError,
   RequestTimeoutError,
   RouteNotFoundError,
+  UnstorableValueError,
   UnsupportedMediaTypeError,
   ValidationError,
   problemType,
@@ -80,6 +81,10 @@ export function toDomainError(error: unknown): DomainError {
       'Something this refers to was deleted, or other records still refer to it (a connector or alias with sent messages on record cannot be deleted; disable it instead). Read the current state and retry.',
     )
   }
+  // Data exceptions (class 22) and limits (54) come from values the client sent.
+  if (typeof databaseCode === 'string' && (databaseCode.startsWith('22') || databaseCode.startsWith('54'))) {
+    return new UnstorableValueError('A value in the request cannot be stored (it is out of range, too long or not valid text). Check the values sent; quote the request id if they look right.')
+  }
   if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
     return new MalformedBodyError(`${error.message}. Send a valid JSON document.`)
   }
@@ -90,6 +95,12 @@ export function toDomainError(error: unknown): DomainError {
   return new InternalError()
 }
 
+/** The path of a request target, also of an absolute-form one (`http://host/path`). */
+function pathOf(url: string): string {
+  if (url.startsWith('/')) return url.split('?')[0]!
+  return URL.parse(url, 'http://invalid')?.pathname ?? '/'
+}
+
 export function problemBody(error: DomainError, request: FastifyRequest): Record<string, unknown> {
   // Extensions never replace the problem's own members.
   return {
@@ -98,7 +109,7 @@ export function problemBody(error: DomainError, request: FastifyRequest): Record
     title: error.title,
     status: error.status,
     detail: error.message,
-    instance: request.url.split('?')[0],
+    instance: pathOf(request.url),
     code: error.code,
     requestId: request.id,
   }
@@ -122,7 +133,7 @@ export function clientErrorHandler(this: FastifyInstance, error: Error & { code?
   if (error.code === 'ECONNRESET' || socket.destroyed) return
   const problem =
     error.code === 'HPE_HEADER_OVERFLOW'
-      ? new HeadersTooLargeError('The request headers exceed the limit (16 KiB in all). Send fewer or shorter headers.')
+      ? new HeadersTooLargeError('The request line and headers exceed the limit (16 KiB in all). Send a shorter URL, or fewer or shorter headers.')
       : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? new RequestTimeoutError('The request did not arrive in time. Retry it.')
         : new BadRequestError('The request is not valid HTTP/1.1. Check the request line, the headers and their encoding.')
@@ -147,8 +158,8 @@ async function errorsPlugin(app: FastifyInstance) {
 
   app.setErrorHandler((error, request, reply) => {
     const domainError = toDomainError(error)
-    if (domainError instanceof InternalError) {
-      request.log.error({ err: error }, 'unhandled error')
+    if (domainError instanceof InternalError || domainError instanceof UnstorableValueError) {
+      request.log.error({ err: error }, domainError instanceof InternalError ? 'unhandled error' : 'a value reached the database that no field rule refused')
     } else if (domainError.status >= 500) {
       request.log.error({ code: domainError.code }, domainError.message)
     } else {
@@ -158,7 +169,7 @@ async function errorsPlugin(app: FastifyInstance) {
   })
 
   app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0]
+    const path = pathOf(request.url)
     return sendProblem(
       reply,
       new RouteNotFoundError(`No endpoint ${request.method} ${path}. The API is described at /docs.`),
