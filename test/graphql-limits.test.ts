@@ -64,8 +64,21 @@ describe('GraphQL limits, refused before execution with 400', () => {
     const before = fake.tokenRequests.length
     await refused(`mutation { a: testIntegration(id: "${integrationId}") { ok } b: testIntegration(id: "${integrationId}") { ok } }`, /at most 1 connection test/)
     expect(fake.tokenRequests.length).toBe(before)
+    await refused(
+      `mutation { ...A ...B } fragment A on Mutation { a: testIntegration(id: "${integrationId}") { ok } } fragment B on Mutation { b: testIntegration(id: "${integrationId}") { ok } }`,
+      /at most 1 connection test/,
+    )
+    expect(fake.tokenRequests.length).toBe(before)
     const one = await graphql(t.app, t.adminKey, `mutation { testIntegration(id: "${integrationId}") { ok } }`)
     expect(one.body.data.testIntegration.ok).toBe(true)
+    // Two operations of one test each: only the one named runs.
+    const named = await t.app.inject({
+      method: 'POST',
+      url: '/graphql',
+      headers: bearer(t.adminKey),
+      payload: { query: `mutation A { testIntegration(id: "${integrationId}") { ok } } mutation B { testIntegration(id: "${integrationId}") { ok } }`, operationName: 'A' },
+    })
+    expect(named.json().data.testIntegration.ok).toBe(true)
   })
 
   it('a JSON document in place of GraphQL text', async () => {

@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs'
+import { access } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -54,6 +55,8 @@ ReactDOM.createRoot(document.getElementById('graphiql')).render(
 /** GraphiQL at /graphiql, served whole from this process so it works without internet access. */
 async function graphiqlPlugin(app: FastifyInstance) {
   const assets = assetFiles()
+  // A dependency update that moves a file fails the start, not a visitor's page.
+  await Promise.all([...assets.values()].map((asset) => access(asset.path)))
   const hidden = { hide: true }
   app.get('/graphiql', { schema: hidden }, async (_request, reply) => reply.type('text/html; charset=utf-8').send(page))
   app.get('/graphiql/start.js', { schema: hidden }, async (_request, reply) => reply.type('text/javascript; charset=utf-8').send(start))

@@ -1,4 +1,5 @@
-import type { GraphQLError } from 'graphql'
+import type { ExecutionResult, GraphQLError } from 'graphql'
+import type { MercuriusContext } from 'mercurius'
 import { DomainError, InternalError } from '../lib/errors.ts'
 import { toDomainError } from './errors.ts'
 
@@ -8,6 +9,8 @@ import { toDomainError } from './errors.ts'
  */
 export function withoutInputValues(message: string): string {
   return message
+    .replace(/(Argument "[^"]*" has invalid value) [\s\S]*$/, '$1.')
+    .replace(/(Expected value of type "[^"]*"), found [\s\S]*?(?=; |$)/, '$1, found another value')
     .replace(/got invalid value .*?(?=; | at "|$)/s, 'got an invalid value')
     .replace(/Value ".*?" does not/g, 'The value does not')
     .replace(/(non string|non-string|non integer|non-integer|non boolean|non-boolean) value: .*$/s, '$1 value')
@@ -37,6 +40,9 @@ export function graphqlFailure(error: GraphQLError): GraphqlFailure {
     // Parse and validation errors of the query itself carry no original error.
     return { code: 'GRAPHQL_VALIDATION_FAILED', status: 400, extensions: {}, message: withoutInputValues(error.message) }
   }
+  if (original.statusCode === 405) {
+    return { code: 'METHOD_NOT_ALLOWED', status: 405, extensions: {}, message: 'Mutations must be sent with POST; GET takes queries only.' }
+  }
   if (Array.isArray(original.errors)) {
     // Mercurius gathers the query's validation errors into one.
     const messages = original.errors.map((inner) => withoutInputValues(inner.message))
@@ -64,4 +70,26 @@ export function httpStatusOf(data: Record<string, unknown> | null | undefined, f
   if (statuses.size === 1) return failures[0]!.status
   if ([...statuses].some((status) => status >= 500)) return 500
   return 400
+}
+
+/**
+ * Mercurius's errorFormatter: every error in the service's vocabulary with the request id,
+ * faults logged (refusals at info), and the HTTP status of httpStatusOf.
+ */
+export function formatGraphqlErrors(execution: ExecutionResult, context: unknown) {
+  const request = (context as MercuriusContext).reply?.request
+  const failures = (execution.errors ?? []).map((error) => ({ error, failure: graphqlFailure(error) }))
+  const errors = failures.map(({ error, failure }) => {
+    if (failure.code === 'INTERNAL') request?.log.error({ err: error.originalError ?? error }, 'graphql error')
+    return {
+      message: failure.message,
+      locations: error.locations,
+      path: error.path,
+      extensions: { ...failure.extensions, code: failure.code, requestId: request?.id },
+    }
+  })
+  const data = (execution.data ?? null) as Record<string, unknown> | null
+  const statusCode = httpStatusOf(data, failures.map(({ failure }) => failure))
+  if (statusCode < 500 && errors.length > 0) request?.log.info({ status: statusCode, codes: errors.map((e) => e.extensions.code) }, 'graphql request refused')
+  return { statusCode, response: { data, errors } }
 }

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module'
-import type { ASTVisitor, ValidationContext, ValidationRule } from 'graphql'
+import type { ASTVisitor, FragmentDefinitionNode, SelectionNode, ValidationContext, ValidationRule } from 'graphql'
 import type { ComplexityEstimator } from 'graphql-query-complexity'
 
 /*
@@ -45,25 +45,43 @@ function refusal(message: string) {
   return new GraphQLError(message, { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })
 }
 
-/** Counts root mutation fields whose schema definition carries @callsMicrosoft. */
+/**
+ * Counts, per mutation operation, the root fields whose schema definition carries
+ * @callsMicrosoft, following fragments (a fragment spread twice runs its fields once).
+ */
 function microsoftCallsRule(limit: number): ValidationRule {
-  return (context: ValidationContext): ASTVisitor => {
-    let calls = 0
-    return {
-      Field() {
-        const field = context.getFieldDef()
-        const parent = context.getParentType()
-        if (!field || !parent || parent !== context.getSchema().getMutationType()) return
-        if (!field.astNode?.directives?.some((directive) => directive.name.value === 'callsMicrosoft')) return
-        calls++
-        if (calls === limit + 1) {
-          context.reportError(
-            refusal(`A request may run at most ${limit} connection test(s) (fields that call Microsoft); send them one at a time.`),
-          )
+  return (context: ValidationContext): ASTVisitor => ({
+    Document(document) {
+      const mutation = context.getSchema().getMutationType()
+      if (!mutation) return
+      const fields = mutation.getFields()
+      const callsMicrosoft = (name: string) => fields[name]?.astNode?.directives?.some((directive) => directive.name.value === 'callsMicrosoft') ?? false
+      const fragments = new Map<string, FragmentDefinitionNode>()
+      for (const definition of document.definitions) if (definition.kind === 'FragmentDefinition') fragments.set(definition.name.value, definition)
+      for (const operation of document.definitions) {
+        if (operation.kind !== 'OperationDefinition' || operation.operation !== 'mutation') continue
+        let calls = 0
+        const spread = new Set<string>()
+        const count = (selections: readonly SelectionNode[]) => {
+          for (const selection of selections) {
+            if (selection.kind === 'Field') {
+              if (callsMicrosoft(selection.name.value)) calls++
+            } else if (selection.kind === 'InlineFragment') {
+              count(selection.selectionSet.selections)
+            } else if (!spread.has(selection.name.value)) {
+              spread.add(selection.name.value)
+              const fragment = fragments.get(selection.name.value)
+              if (fragment) count(fragment.selectionSet.selections)
+            }
+          }
         }
-      },
-    }
-  }
+        count(operation.selectionSet.selections)
+        if (calls > limit) {
+          context.reportError(refusal(`A request may run at most ${limit} connection test(s) (fields that call Microsoft); send them one at a time.`))
+        }
+      }
+    },
+  })
 }
 
 export interface GraphqlLimitOptions {

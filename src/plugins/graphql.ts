@@ -12,7 +12,7 @@ import { InputValidator } from '../lib/validation.ts'
 import { scopeFromEnum } from '../modules/api-keys/scopes.ts'
 import type { Principal } from '../modules/api-keys/service.ts'
 import { assertScopes } from './auth.ts'
-import { GraphqlRefusedError, graphqlFailure, httpStatusOf } from './graphql-errors.ts'
+import { GraphqlRefusedError, formatGraphqlErrors } from './graphql-errors.ts'
 import { GRAPHQL_LIMITS, limitRules } from './graphql-limits.ts'
 
 // The package is CommonJS whose module.exports is the plugin itself.
@@ -38,7 +38,6 @@ interface AuthOutcome {
   principal: Principal | null
   failure: DomainError | null
 }
-
 
 export interface GraphqlPluginOptions {
   /** The modules' resolvers; their types are schema/*.graphql. */
@@ -89,23 +88,7 @@ async function graphqlPlugin(app: FastifyInstance, options: GraphqlPluginOptions
       cache: false,
       graphql: { parseOptions: { maxTokens: GRAPHQL_LIMITS.tokens } },
       validationRules: ({ variables }) => limitRules(limits, variables),
-      errorFormatter: (execution, context) => {
-        const request = (context as MercuriusContext).reply?.request
-        const failures = (execution.errors ?? []).map((error) => ({ error, failure: graphqlFailure(error) }))
-        const errors = failures.map(({ error, failure }) => {
-          if (failure.code === 'INTERNAL') request?.log.error({ err: error.originalError ?? error }, 'graphql error')
-          return {
-            message: failure.message,
-            locations: error.locations,
-            path: error.path,
-            extensions: { ...failure.extensions, code: failure.code, requestId: request?.id },
-          }
-        })
-        const data = (execution.data ?? null) as Record<string, unknown> | null
-        const statusCode = httpStatusOf(data, failures.map(({ failure }) => failure))
-        if (statusCode < 500 && errors.length > 0) request?.log.info({ status: statusCode, codes: errors.map((e) => e.extensions.code) }, 'graphql request refused')
-        return { statusCode, response: { data, errors } }
-      },
+      errorFormatter: formatGraphqlErrors,
     })
 
     scope.graphql.addHook('preParsing', async (_schema, source) => {
