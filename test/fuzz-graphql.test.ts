@@ -68,6 +68,9 @@ describe('GraphQL fuzz: every root field with generated arguments, and hostile d
     const leaks = t.logs.filter((line) => line.includes('canary-graphql-secret-51b2'))
     console.info(`GraphQL fuzz: ${requests.length} requests (seed ${SEED}); statuses ${JSON.stringify(histogram(statuses))}`)
     expect(failures).toEqual([])
+    // A refusal is never an error in the log: an error line means input got past every field rule.
+    const errorLines = t.logs.filter((line) => /"level":(50|60)/.test(line)).map((line) => line.slice(0, 400))
+    expect(errorLines).toEqual([])
     expect(leaks).toEqual([])
     expect(statuses.filter((status) => status === 200).length).toBeGreaterThan(20)
   }, 600_000)

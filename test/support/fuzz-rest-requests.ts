@@ -18,6 +18,8 @@ export interface Operation {
   parameters: { name: string; in: string; required?: boolean; schema: Record<string, unknown> }[]
   body: Record<string, unknown> | undefined
   bodyType: string | undefined
+  /** The multipart/form-data schema, where the operation also takes one. */
+  multipart: Record<string, unknown> | undefined
 }
 
 export function operationsOf(document: { paths: Record<string, Record<string, Record<string, unknown>>> }): Operation[] {
@@ -33,6 +35,7 @@ export function operationsOf(document: { paths: Record<string, Record<string, Re
         parameters: (operation.parameters as Operation['parameters']) ?? [],
         body: bodyType ? content![bodyType]!.schema : undefined,
         bodyType,
+        multipart: content?.['multipart/form-data']?.schema,
       })
     }
   }
@@ -71,34 +74,73 @@ function headersFor(adminKey: string, random: Random): Record<string, string> {
 
 type Payload = { payload?: string | Buffer; contentType?: string }
 
-function bodyFor(operation: Operation, random: Random): Payload {
+function bodyFor(operation: Operation, random: Random, sender: string | undefined): Payload {
   if (random.chance(0.15) || (!operation.body && random.chance(0.3))) {
     const raw = random.pick(RAW_BODIES)
     return { payload: raw.payload, contentType: raw.contentType }
   }
   if (!operation.body) return {}
-  if (operation.bodyType === 'multipart/form-data') {
-    const message = mutate(plausible((operation.body as { properties: { message: never } }).properties.message, random), random)
-    const boundary = 'fuzzboundary'
-    const file = random.chance(0.5) ? `--${boundary}\r\nContent-Disposition: form-data; name="attachment"; filename="${random.pick(HOSTILE_STRINGS)}"\r\nContent-Type: ${random.pick(['text/plain', '\u0000', 'x'])}\r\n\r\nfile\r\n` : ''
-    return {
-      payload: `--${boundary}\r\nContent-Disposition: form-data; name="message"\r\nContent-Type: application/json\r\n\r\n${JSON.stringify(message)}\r\n${file}--${boundary}--\r\n`,
-      contentType: `multipart/form-data; boundary=${boundary}`,
-    }
-  }
+  if (operation.multipart && random.chance(0.4)) return multipartBody(operation.multipart, random, sender)
   const value = mutate(plausible(operation.body as never, random), random)
   return { payload: JSON.stringify(value) ?? 'null', contentType: 'application/json' }
 }
 
+const BOUNDARY = 'fuzzboundary'
+
+/**
+ * A multipart body: half the time a hostile message part, otherwise a plausible one (so the
+ * server reads on) followed by file parts whose names, filenames and types are hostile.
+ */
+function multipartBody(schema: Record<string, unknown>, random: Random, sender: string | undefined): Payload {
+  const plain = sender
+    ? { from: sender, to: ['customer@fabrikam.com'], subject: 'files', body: { contentType: 'text', content: 'see attached' } }
+    : plausible((schema as { properties: { message: never } }).properties.message, random)
+  const message = random.chance(0.5) ? mutate(plain, random) : plain
+  const files = Array.from({ length: random.int(3) }, () => {
+    const name = random.pick(['attachment', 'attachment', 'inline:logo', `inline:${random.pick(HOSTILE_STRINGS)}`, 'message', 'other'])
+    const filename = random.chance(0.5) ? `filename*=utf-8''${percentEncode(random.pick(HOSTILE_STRINGS))}` : `filename="${random.pick(['a.txt', 'x'.repeat(300), ''])}"`
+    const type = random.pick(['text/plain', 'x', '\u0001', 'image/png; name="a\u0000"'])
+    return `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${name}"; ${filename}\r\nContent-Type: ${type}\r\n\r\nfile\r\n`
+  })
+  return {
+    payload: Buffer.from(
+      `--${BOUNDARY}\r\nContent-Disposition: form-data; name="message"\r\nContent-Type: application/json\r\n\r\n${JSON.stringify(message)}\r\n${files.join('')}--${BOUNDARY}--\r\n`,
+    ),
+    contentType: `multipart/form-data; boundary=${BOUNDARY}`,
+  }
+}
+
 /**
  * Deterministic coverage on top of the random requests: every query parameter and every
- * string field of the body, in turn, set to each value that breaks SQL or a header.
+ * string field of the body, and (given a sender) every field of a file part, in turn, set to
+ * each value that breaks SQL or a header.
  */
-function sweep(operation: Operation, ids: FuzzIds, adminKey: string, random: Random): FuzzRequest[] {
+function sweep(operation: Operation, ids: FuzzIds, adminKey: string, random: Random, sender: string | undefined): FuzzRequest[] {
   const url = (query = '') => operation.path.replace(/\{[^}]+\}/g, () => idFor(ids, operation.path, random).replace(/%.*/, '0190f5e0-0000-7000-8000-000000000000')) + query
   const requests: FuzzRequest[] = []
   for (const parameter of operation.parameters.filter((p) => p.in === 'query')) {
     for (const value of CRITICAL_STRINGS) requests.push({ operation, url: url(`?${parameter.name}=${percentEncode(value)}`), headers: { authorization: `Bearer ${adminKey}` } })
+  }
+  if (operation.multipart && sender) {
+    const message = JSON.stringify({ from: sender, to: ['customer@fabrikam.com'], subject: 'files', body: { contentType: 'text', content: 'see attached' } })
+    for (const value of CRITICAL_STRINGS) {
+      const encoded = percentEncode(value)
+      for (const part of [
+        `name="attachment"; filename*=utf-8''${encoded}\r\nContent-Type: text/plain`,
+        `name*=utf-8''inline%3A${encoded}; filename="a.png"\r\nContent-Type: image/png`,
+        `name="attachment"; filename="a.txt"\r\nContent-Type: text/${value.replace(/\r\n/, ' ')}`,
+      ]) {
+        requests.push({
+          operation,
+          url: url(),
+          payload: Buffer.from(
+            `--${BOUNDARY}\r\nContent-Disposition: form-data; name="message"\r\n\r\n${message}\r\n--${BOUNDARY}\r\nContent-Disposition: form-data; ${part}\r\n\r\nfile\r\n--${BOUNDARY}--\r\n`,
+          ),
+          contentType: `multipart/form-data; boundary=${BOUNDARY}`,
+          headers: { authorization: `Bearer ${adminKey}` },
+        })
+      }
+    }
   }
   if (operation.body && operation.bodyType === 'application/json') {
     const full = complete(operation.body as never, random)
@@ -118,16 +160,17 @@ function sweep(operation: Operation, ids: FuzzIds, adminKey: string, random: Ran
  */
 export function restFuzzRequests(
   document: { paths: Record<string, Record<string, Record<string, unknown>>> },
-  options: { adminKey: string; ids: FuzzIds; random: Random; perOperation: number },
+  /** sender: an address that may send, so that multipart requests reach their file parts. */
+  options: { adminKey: string; ids: FuzzIds; random: Random; perOperation: number; sender?: string },
 ): FuzzRequest[] {
   const { adminKey, ids, random } = options
   const requests: FuzzRequest[] = []
   for (const operation of operationsOf(document)) {
     for (let i = 0; i < options.perOperation; i++) {
       const url = operation.path.replace(/\{[^}]+\}/g, () => idFor(ids, operation.path, random)) + queryString(operation, random)
-      requests.push({ operation, url, ...bodyFor(operation, random), headers: headersFor(adminKey, random) })
+      requests.push({ operation, url, ...bodyFor(operation, random, options.sender), headers: headersFor(adminKey, random) })
     }
-    requests.push(...sweep(operation, ids, adminKey, random))
+    requests.push(...sweep(operation, ids, adminKey, random, options.sender))
   }
   return requests
 }
