@@ -85,6 +85,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     return503OnClosing: false,
     frameworkErrors: (error, _request, reply) => sendProblem(reply, toDomainError(error)),
     clientErrorHandler,
+    // Node would answer a Host-less HTTP/1.1 request with a bare 400; request-lifecycle answers it.
+    http: { requireHostHeader: false },
     schemaController: { compilersFactory: validatorCompilers() },
   }).withTypeProvider<TypeBoxTypeProvider>()
 

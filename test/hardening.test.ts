@@ -194,6 +194,12 @@ describe('errors outside the router', () => {
     expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ status: 431, code: 'HEADERS_TOO_LARGE' })
   })
 
+  it('an HTTP/1.1 request without Host is a 400 problem+json', async () => {
+    const answer = await raw('GET /health/live HTTP/1.1\r\nConnection: close\r\n\r\n')
+    expect(answer).toMatch(/^HTTP\/1.1 400 /)
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ status: 400, code: 'BAD_REQUEST', detail: expect.stringContaining('Host') })
+  })
+
   it('a malformed request is a 400 problem+json', async () => {
     const answer = await raw('GET /health/live HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n')
     expect(answer).toMatch(/^HTTP\/1.1 400 /)

@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { ServiceUnavailableError } from '../lib/errors.ts'
+import { BadRequestError, ServiceUnavailableError } from '../lib/errors.ts'
 
 /**
- * Echoes the request id to the caller, and once the app starts closing asks clients to
+ * Echoes the request id to the caller, refuses an HTTP/1.1 request without a Host header (as
+ * problem+json, where Node would answer a bare 400), and once the app starts closing asks clients to
  * drop keep-alive connections: a connection that finishes its last request after close()
  * began would otherwise hold shutdown open until its keep-alive timeout.
  */
@@ -14,6 +15,9 @@ async function requestLifecyclePlugin(app: FastifyInstance) {
   })
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
+    if (request.raw.httpVersion === '1.1' && !request.headers.host) {
+      throw new BadRequestError('An HTTP/1.1 request needs a Host header.')
+    }
     if (closing) throw new ServiceUnavailableError('The server is shutting down. Retry against another instance or in a moment.')
   })
   app.addHook('onSend', async (_request, reply) => {
