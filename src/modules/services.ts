@@ -75,7 +75,7 @@ export function createServices(deps: ServiceDeps): Services {
 
   // Connectors and routes need each other: each reaches the other through a port.
   const routeRepository = new EmailRouteRepository()
-  const routeBook = new RouteBook({ repository: routeRepository, tests, audit })
+  const routeBook = new RouteBook({ db, repository: routeRepository, tests, audit })
   const routes: EmailRouteService = new EmailRouteService({
     db,
     repository: routeRepository,

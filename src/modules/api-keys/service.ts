@@ -46,11 +46,13 @@ export class ApiKeyService {
   private readonly db: Db
   private readonly repository: ApiKeyRepository
   private readonly audit: AuditService
+  private readonly findForAuth: ReturnType<ApiKeyRepository['prepareFindForAuth']>
 
   constructor(db: Db, repository: ApiKeyRepository, audit: AuditService) {
     this.db = db
     this.repository = repository
     this.audit = audit
+    this.findForAuth = repository.prepareFindForAuth(db)
   }
 
   async create(actor: Actor, input: CreateApiKeyInput): Promise<{ apiKey: ApiKey; key: string }> {
@@ -121,7 +123,7 @@ export class ApiKeyService {
     if (!match) {
       throw new UnauthenticatedError('The Authorization header must have the form `Bearer <key>`.')
     }
-    const row = await this.repository.findByHash(this.db, hashKey(match[1]!))
+    const row = await this.findForAuth(hashKey(match[1]!))
     if (!row) throw new UnauthenticatedError('The API key is not valid.')
     if (row.revokedAt) throw new UnauthenticatedError('The API key has been revoked.')
     const now = new Date()

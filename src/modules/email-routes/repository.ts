@@ -1,9 +1,25 @@
-import { and, asc, desc, eq, lt, max, sql, type SQL } from 'drizzle-orm'
+import { and, asc, desc, eq, lt, max, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { connectors, emailRoutes } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 
 export type EmailRouteRow = typeof emailRoutes.$inferSelect
 export type NewEmailRoute = typeof emailRoutes.$inferInsert
+
+/** Who sends as an address: its outgoing route (default or alias) and that route's connector. */
+function senderQuery(executor: Db, address: string | Placeholder) {
+  return executor
+    .select({
+      routeId: emailRoutes.id,
+      routeEnabled: emailRoutes.enabled,
+      connectorId: connectors.id,
+      connectorEnabled: connectors.enabled,
+      integrationId: connectors.integrationId,
+    })
+    .from(emailRoutes)
+    .innerJoin(connectors, eq(connectors.id, emailRoutes.connectorId))
+    .where(and(eq(emailRoutes.direction, 'outgoing'), eq(emailRoutes.emailAddress, address)))
+    .limit(1)
+}
 
 export class EmailRouteRepository {
   async insert(executor: Db, row: NewEmailRoute): Promise<EmailRouteRow> {
@@ -25,19 +41,14 @@ export class EmailRouteRepository {
 
   /** What the submit path needs about a sending address, in one query (it runs for every message). */
   async findSender(executor: Db, address: string) {
-    const [row] = await executor
-      .select({
-        routeId: emailRoutes.id,
-        routeEnabled: emailRoutes.enabled,
-        connectorId: connectors.id,
-        connectorEnabled: connectors.enabled,
-        integrationId: connectors.integrationId,
-      })
-      .from(emailRoutes)
-      .innerJoin(connectors, eq(connectors.id, emailRoutes.connectorId))
-      .where(and(eq(emailRoutes.direction, 'outgoing'), eq(emailRoutes.emailAddress, address)))
-      .limit(1)
+    const [row] = await senderQuery(executor, address)
     return row
+  }
+
+  /** findSender as a statement prepared once for `db`, for the submit path outside a transaction. */
+  prepareFindSender(db: Db) {
+    const query = senderQuery(db, sql.placeholder('address')).prepare('find_sender')
+    return async (address: string) => (await query.execute({ address }))[0]
   }
 
   async findById(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<EmailRouteRow | undefined> {

@@ -11,10 +11,12 @@ import type { EmailRouteRepository } from './repository.ts'
  * be tested again, removal) and sending (who may send as an address).
  */
 export class RouteBook implements ConnectorRoutes, SenderDirectory {
-  private readonly deps: { repository: EmailRouteRepository; tests: ConnectionTests; audit: AuditService }
+  private readonly deps: { db: Db; repository: EmailRouteRepository; tests: ConnectionTests; audit: AuditService }
+  private readonly findSenderPrepared: ReturnType<EmailRouteRepository['prepareFindSender']>
 
-  constructor(deps: { repository: EmailRouteRepository; tests: ConnectionTests; audit: AuditService }) {
+  constructor(deps: { db: Db; repository: EmailRouteRepository; tests: ConnectionTests; audit: AuditService }) {
     this.deps = deps
+    this.findSenderPrepared = deps.repository.prepareFindSender(deps.db)
   }
 
   async createOwnRoute(tx: Db, actor: Actor, spec: OwnRouteSpec): Promise<void> {
@@ -72,6 +74,7 @@ export class RouteBook implements ConnectorRoutes, SenderDirectory {
 
   /** What submitting a message needs to know about a sending address, in one query. */
   async findSender(executor: Db, address: string): Promise<Sender | undefined> {
-    return this.deps.repository.findSender(executor, address)
+    // A prepared statement belongs to `db`'s pool; inside a transaction the transaction's own query runs.
+    return executor === this.deps.db ? this.findSenderPrepared(address) : this.deps.repository.findSender(executor, address)
   }
 }

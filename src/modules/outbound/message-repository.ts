@@ -25,7 +25,44 @@ export function sendingNow(connectorId: string, now: Date): SQL {
  * Outgoing messages: what the API stores and shows, and what dispatchers claim and settle. Every write a dispatcher makes after its claim is fenced by
  * its lease (`heldBy`), so one that lost its lease cannot overwrite the one that took over.
  */
+/** The columns a submit sets; the others take their defaults. */
+const QUEUED_MESSAGE_FIELDS = [
+  'id',
+  'status',
+  'createdByKeyId',
+  'connectorId',
+  'routeId',
+  'fromAddress',
+  'toAddresses',
+  'ccAddresses',
+  'bccAddresses',
+  'replyTo',
+  'subject',
+  'bodyType',
+  'body',
+  'headers',
+  'importance',
+  'workItemRef',
+  'totalBytes',
+  'attachmentCount',
+] as const satisfies readonly (keyof NewMessage)[]
+export type QueuedMessage = Required<Pick<NewMessage, (typeof QUEUED_MESSAGE_FIELDS)[number]>>
+
 export class MessageRepository {
+  /**
+   * The insert of a queued message, prepared once for `db`: the submit path without
+   * attachments or an Idempotency-Key is this one statement.
+   */
+  prepareInsertQueued(db: Db) {
+    const values = Object.fromEntries(QUEUED_MESSAGE_FIELDS.map((field) => [field, sql.placeholder(field)]))
+    const query = db
+      .insert(outboundMessages)
+      .values(values as unknown as NewMessage)
+      .returning({ id: outboundMessages.id, status: outboundMessages.status, createdAt: outboundMessages.createdAt })
+      .prepare('insert_queued_message')
+    return async (message: QueuedMessage) => (await query.execute(message))[0]!
+  }
+
   async insert(executor: Db, message: NewMessage): Promise<Pick<MessageRow, 'id' | 'status' | 'createdAt'>> {
     const [row] = await executor
       .insert(outboundMessages)

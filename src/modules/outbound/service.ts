@@ -95,9 +95,11 @@ export interface MessageServiceDeps {
 
 export class MessageService {
   private readonly deps: MessageServiceDeps
+  private readonly insertQueued: ReturnType<MessageRepository['prepareInsertQueued']>
 
   constructor(deps: MessageServiceDeps) {
     this.deps = deps
+    this.insertQueued = deps.repository.prepareInsertQueued(deps.db)
   }
 
   get sizeLimit(): number {
@@ -127,7 +129,7 @@ export class MessageService {
   ): Promise<SubmitResult> {
     const staged: StagedFile[] = []
     try {
-      const { attachments, rules } = await this.prepare(this.deps.db, input)
+      const { attachments, rules } = await this.prepare(this.deps.db, input, [], { filesFollow: true })
       for await (const file of files) staged.push(await this.stage(file, attachments.length + staged.length, rules))
       // Without files the request means what the same JSON body means, and hashes the same.
       const hash =
@@ -150,6 +152,13 @@ export class MessageService {
     hash: string,
     idempotencyKey: string | undefined,
   ): Promise<SubmitResult> {
+    if (!idempotencyKey && staged.length === 0 && !input.attachments?.length) {
+      // A message alone is one insert, atomic by itself: no transaction, and both statements
+      // prepared once. The sender check is a read either way (READ COMMITTED takes no lock).
+      const { message } = await this.prepare(this.deps.db, input)
+      const row = await this.insertQueued({ id: newId(), status: 'queued', createdByKeyId: apiKeyId, ...message, attachmentCount: 0 })
+      return { status: 202, body: { id: row.id, status: row.status, createdAt: row.createdAt.toISOString() }, replayed: false }
+    }
     return this.deps.db.transaction(async (tx) => {
       if (idempotencyKey) {
         const claim = await this.deps.idempotency.claim(
@@ -277,7 +286,7 @@ export class MessageService {
    * Checks a message against the sender, recipient and size rules and shapes it for storage.
    * Runs before streamed files are read (without them) and again inside the storing transaction.
    */
-  private async prepare(executor: Db, input: SendMessageInput, staged: StagedFile[] = []) {
+  private async prepare(executor: Db, input: SendMessageInput, staged: StagedFile[] = [], options: { filesFollow?: boolean } = {}) {
     const from = input.from.toLowerCase()
     const sender = await this.deps.senders.findSender(executor, from)
     if (!sender || !sender.routeEnabled || !sender.connectorEnabled) {
@@ -298,7 +307,9 @@ export class MessageService {
       throw new ValidationError([{ field: 'to', message: `to, cc and bcc together may hold at most ${GRAPH_LIMITS.recipientsPerMessage} recipients; this has ${recipients}` }])
     }
 
-    const state = await this.deps.integrations.state(executor, sender.integrationId)
+    // The granted permissions decide only how attachments may travel.
+    const hasAttachments = options.filesFollow || staged.length > 0 || (input.attachments?.length ?? 0) > 0
+    const state = hasAttachments ? await this.deps.integrations.state(executor, sender.integrationId) : undefined
     const rules = new SizeRules({
       sizeLimit: this.deps.sizeLimit,
       canUseDrafts: capabilitiesOf(state?.roles ?? []).readWrite,
