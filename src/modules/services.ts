@@ -79,7 +79,10 @@ export function createServices(deps: ServiceDeps): Services {
   const routes: EmailRouteService = new EmailRouteService({
     db,
     repository: routeRepository,
-    connectors: { find: (executor, id, options) => connectors.find(executor, id, options) },
+    connectors: {
+      find: (executor, id, options) => connectors.find(executor, id, options),
+      findMany: (executor, ids) => connectors.findMany(executor, ids),
+    },
     tests,
     audit,
     integrations,

@@ -80,6 +80,11 @@ export class ConnectionTests {
     return this.repository.latestOf(executor, resourceType, resourceId, configHash)
   }
 
+  /** For each resource, the newest test of the given configuration, in one statement. */
+  async latestOfEach(executor: Db, resourceType: TestedResource, resources: { resourceId: string; configHash: string }[]): Promise<Map<string, ConnectionTestRow>> {
+    return this.repository.latestOfEach(executor, resourceType, resources)
+  }
+
   /** For each resource (with the hash of its current configuration), the tests it shows. */
   async testsOf(
     executor: Db,

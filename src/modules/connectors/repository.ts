@@ -1,4 +1,4 @@
-import { and, count, desc, eq, lt, sql, type SQL } from 'drizzle-orm'
+import { and, count, desc, eq, inArray, lt, sql, type SQL } from 'drizzle-orm'
 import { connectors } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 
@@ -15,6 +15,11 @@ export class ConnectorRepository {
     const query = executor.select().from(connectors).where(eq(connectors.id, id)).limit(1)
     const [row] = options.forUpdate ? await query.for('update') : await query
     return row
+  }
+
+  async findMany(executor: Db, ids: string[]): Promise<ConnectorRow[]> {
+    if (ids.length === 0) return []
+    return executor.select().from(connectors).where(inArray(connectors.id, ids))
   }
 
   async findByAddress(executor: Db, direction: ConnectorRow['direction'], address: string) {

@@ -28,6 +28,8 @@ export interface IntegrationStates {
   exists(executor: Db, integrationId: string): Promise<boolean>
   /** `forShare` holds the integration against concurrent change until the transaction ends. */
   state(executor: Db, integrationId: string, options?: { forShare?: boolean }): Promise<{ verified: boolean; identityHash: string } | undefined>
+  /** The states of several integrations at once (absent ones are left out). */
+  states(executor: Db, integrationIds: string[]): Promise<Map<string, { verified: boolean; identityHash: string }>>
 }
 
 /** The connector's own route as its creator describes it. */
@@ -172,6 +174,10 @@ export class ConnectorService {
   /** A connector row, for modules that work with connectors (routes). */
   async find(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<ConnectorRow | undefined> {
     return this.deps.repository.findById(executor, id, options)
+  }
+
+  async findMany(executor: Db, ids: string[]): Promise<ConnectorRow[]> {
+    return this.deps.repository.findMany(executor, ids)
   }
 
   async get(id: string): Promise<Connector> {
@@ -449,10 +455,7 @@ export class ConnectorService {
   }
 
   private async present(executor: Db, rows: ConnectorRow[]): Promise<Connector[]> {
-    const states = new Map<string, { verified: boolean; identityHash: string } | undefined>()
-    for (const integrationId of new Set(rows.map((row) => row.integrationId))) {
-      states.set(integrationId, await this.deps.integrations.state(executor, integrationId))
-    }
+    const states = await this.deps.integrations.states(executor, [...new Set(rows.map((row) => row.integrationId))])
     const hashes = new Map(
       rows.map((row) => [row.id, connectorConfigHash(connectionOf(row), states.get(row.integrationId)?.identityHash ?? '')]),
     )

@@ -24,11 +24,14 @@ export interface RouteConnector {
 
 export interface RouteConnectors {
   find(executor: Db, id: string, options?: { forUpdate?: boolean }): Promise<RouteConnector | undefined>
+  /** Several connectors in one statement (absent ones are left out). */
+  findMany(executor: Db, ids: string[]): Promise<RouteConnector[]>
 }
 
 /** What routes need to know of an integration: which app it is. */
 export interface IntegrationIdentities {
   state(executor: Db, integrationId: string, options?: { forShare?: boolean }): Promise<{ identityHash: string } | undefined>
+  states(executor: Db, integrationIds: string[]): Promise<Map<string, { identityHash: string }>>
 }
 
 export class RouteRuleError extends UnprocessableError {
@@ -403,13 +406,10 @@ export class EmailRouteService {
 
   private async present(executor: Db, rows: EmailRouteRow[]): Promise<EmailRoute[]> {
     const aliases = rows.filter((row) => row.kind === 'alias')
-    const connectors = new Map<string, RouteConnector>()
-    for (const connectorId of new Set(aliases.map((row) => row.connectorId))) {
-      const connector = await this.deps.connectors.find(executor, connectorId)
-      if (connector) connectors.set(connectorId, connector)
-    }
-    const identities = new Map<string, string>()
-    for (const connector of connectors.values()) identities.set(connector.id, await this.identityOf(executor, connector))
+    const found = aliases.length > 0 ? await this.deps.connectors.findMany(executor, [...new Set(aliases.map((row) => row.connectorId))]) : []
+    const connectors = new Map(found.map((connector) => [connector.id, connector]))
+    const states = await this.deps.integrations.states(executor, [...new Set(found.map((connector) => connector.integrationId))])
+    const identities = new Map(found.map((connector) => [connector.id, states.get(connector.integrationId)?.identityHash ?? '']))
     const hashes = new Map(
       aliases
         .filter((row) => connectors.has(row.connectorId))

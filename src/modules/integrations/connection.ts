@@ -11,7 +11,9 @@ export interface Connection {
   credentialFingerprint: string
 }
 
-export function connectionOf(row: IntegrationRow): Connection {
+export type ConnectionColumns = Pick<IntegrationRow, 'tenant' | 'clientId' | 'cloud' | 'authMethod' | 'credentialFingerprint'>
+
+export function connectionOf(row: ConnectionColumns): Connection {
   return {
     tenant: row.tenant,
     clientId: row.clientId,

@@ -1,4 +1,4 @@
-import { and, desc, eq, ilike, lt, or, sql, type SQL } from 'drizzle-orm'
+import { and, desc, eq, ilike, inArray, lt, or, sql, type SQL } from 'drizzle-orm'
 import { integrations } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 
@@ -39,6 +39,22 @@ export class IntegrationRepository {
       .limit(1)
       .prepare('integration_connection')
     return async (id: string) => (await query.execute({ id }))[0]
+  }
+
+  /** The connection settings of several integrations in one statement; no secret is read. */
+  async connectionsOf(executor: Db, ids: string[]) {
+    if (ids.length === 0) return []
+    return executor
+      .select({
+        id: integrations.id,
+        tenant: integrations.tenant,
+        clientId: integrations.clientId,
+        cloud: integrations.cloud,
+        authMethod: integrations.authMethod,
+        credentialFingerprint: integrations.credentialFingerprint,
+      })
+      .from(integrations)
+      .where(inArray(integrations.id, ids))
   }
 
   async list(executor: Db, filter: { cloud?: string; tenant?: string; beforeId?: string; limit: number }) {

@@ -214,6 +214,19 @@ export class IntegrationService {
     }
   }
 
+  /** state() of several integrations in two statements, for presenting lists of what uses them. */
+  async states(executor: Db, integrationIds: string[]): Promise<Map<string, IntegrationState>> {
+    const rows = await this.deps.repository.connectionsOf(executor, integrationIds)
+    const hashes = rows.map((row) => ({ resourceId: row.id, configHash: configHashOf(connectionOf(row)) }))
+    const tests = await this.deps.tests.latestOfEach(executor, 'integration', hashes)
+    return new Map(
+      rows.map((row) => {
+        const latest = tests.get(row.id)
+        return [row.id, { verified: latest?.ok === true, identityHash: identityHashOf(row), roles: latest?.ok ? (latest.result.roles ?? []) : [] }]
+      }),
+    )
+  }
+
   /**
    * Moves every sealed value to the current SECRETS_KEY. Each row is re-read under lock, so
    * a credential changed meanwhile by another instance is never overwritten; a value no
