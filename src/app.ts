@@ -109,6 +109,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   for (const module of appModules) if (module.plugin) await app.register(module.plugin, options)
   await app.register(graphqlPlugin, {
     resolvers: appModules.flatMap((module) => (module.resolvers ? [module.resolvers] : [])),
+    loaders: Object.assign({}, ...appModules.map((module) => module.loaders ?? {})),
     introspection: options.graphql?.introspection,
   })
   await app.register(graphiqlPlugin)

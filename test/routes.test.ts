@@ -197,4 +197,17 @@ describe('GraphQL', () => {
     const protectedRoute = await graphql(t.app, t.adminKey, `mutation($id: ID!) { deleteRoute(id: $id) }`, { id: fallbackId })
     expect(protectedRoute.body.errors![0].extensions.code).toBe('ROUTE_PROTECTED')
   })
+
+  it('a page of connectors brings the integration and routes of each, in the order REST lists them', async () => {
+    const { status, body } = await graphql(t.app, t.adminKey, '{ connectors(limit: 50) { items { id integrationId integration { id verified } routes { id kind emailAddress } } } }')
+    expect(status).toBe(200)
+    const items = body.data.connectors.items as { id: string; integrationId: string; integration: { id: string; verified: boolean }; routes: { id: string }[] }[]
+    expect(items.map((item) => item.id).sort()).toEqual([incomingId, outgoingId].sort())
+    for (const item of items) {
+      expect(item.integration).toEqual({ id: item.integrationId, verified: true })
+      const rest = (await call('GET', `/v1/routes?connectorId=${item.id}`)).body.items.map((r: { id: string }) => r.id)
+      expect(item.routes.map((r) => r.id)).toEqual(rest)
+    }
+    expect(items.find((item) => item.id === incomingId)!.routes.at(-1)).toMatchObject({ id: fallbackId, kind: 'fallback' })
+  })
 })

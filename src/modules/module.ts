@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { TSchema } from '@sinclair/typebox'
 import type { FastifyPluginAsync } from 'fastify'
-import type { IResolvers, MercuriusContext } from 'mercurius'
+import type { IResolvers, MercuriusContext, MercuriusLoaders } from 'mercurius'
 import type { AppOptions } from '../app.ts'
 
 /**
@@ -20,6 +20,8 @@ export interface AppModule {
   routes?: FastifyPluginAsyncTypebox
   /** GraphQL resolvers for its part of the schema. */
   resolvers?: IResolvers<unknown, MercuriusContext>
+  /** GraphQL fields resolved in batches (one call per field per request, not one per parent). */
+  loaders?: MercuriusLoaders
   /**
    * Anything else it adds once the core plugins are in place: background loops, housekeeping
    * chores, decorations. Wrap it with fastify-plugin when it decorates the app.

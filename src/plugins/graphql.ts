@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import type { DirectiveNode } from 'graphql'
-import mercurius, { type IResolvers, type MercuriusContext } from 'mercurius'
+import mercurius, { type IResolvers, type MercuriusContext, type MercuriusLoaders } from 'mercurius'
 import mercuriusAuthModule, { type MercuriusAuthOptions } from 'mercurius-auth'
 import { DomainError, UnauthenticatedError } from '../lib/errors.ts'
 import { DateTimeScalar, JsonScalar } from '../lib/graphql.ts'
@@ -42,6 +42,8 @@ interface AuthOutcome {
 export interface GraphqlPluginOptions {
   /** The modules' resolvers; their types are schema/*.graphql. */
   resolvers: IResolvers[]
+  /** The modules' batched field resolvers. */
+  loaders?: MercuriusLoaders
   /** Whether the schema can be introspected (GRAPHQL_INTROSPECTION); GraphiQL needs it. */
   introspection?: boolean
 }
@@ -80,6 +82,7 @@ async function graphqlPlugin(app: FastifyInstance, options: GraphqlPluginOptions
     await scope.register(mercurius, {
       schema,
       resolvers: mergeResolvers({ DateTime: DateTimeScalar, JSON: JsonScalar } as unknown as IResolvers, ...options.resolvers),
+      loaders: options.loaders,
       // The offline GraphiQL page is the graphiql plugin's.
       graphiql: false,
       path: '/graphql',

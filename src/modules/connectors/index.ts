@@ -1,5 +1,5 @@
 import type { AppModule } from '../module.ts'
-import { connectorResolvers } from './resolvers.ts'
+import { connectorLoaders, connectorResolvers } from './resolvers.ts'
 import { connectorRoutes } from './routes.ts'
 import { ConnectorSchema } from './schemas.ts'
 
@@ -9,4 +9,5 @@ export const connectorsModule: AppModule = {
   schemas: [ConnectorSchema],
   routes: connectorRoutes,
   resolvers: connectorResolvers,
+  loaders: connectorLoaders,
 }

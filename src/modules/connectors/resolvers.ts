@@ -1,4 +1,4 @@
-import type { IResolvers, MercuriusContext } from 'mercurius'
+import type { IResolvers, MercuriusContext, MercuriusLoaders } from 'mercurius'
 import { deepWithoutNulls, withoutNulls } from '../../lib/graphql.ts'
 import { IdParams } from '../../lib/schemas.ts'
 import { CreateConnectorBody, DisableConnectorBody, ListConnectorsQuery, TestConnectorBody, UpdateConnectorBody } from './schemas.ts'
@@ -36,5 +36,25 @@ export const connectorResolvers: IResolvers<unknown, MercuriusContext> = {
         context.app.inputs.validate(IdParams, { id }).id,
         context.app.inputs.validate(DisableConnectorBody, withoutNulls({ reason })).reason,
       ),
+  },
+}
+
+type ConnectorQuery = { obj: { id: string; integrationId: string } }
+
+/**
+ * A page's connectors get their integrations and routes in one call each: Mercurius gathers
+ * every parent of the field in a request and hands them over together.
+ */
+export const connectorLoaders: MercuriusLoaders = {
+  Connector: {
+    async integration(queries: ConnectorQuery[], context: MercuriusContext) {
+      const integrations = await context.app.services.integrations.getMany([...new Set(queries.map(({ obj }) => obj.integrationId))])
+      const byId = new Map(integrations.map((integration) => [integration.id, integration]))
+      return queries.map(({ obj }) => byId.get(obj.integrationId) ?? null)
+    },
+    async routes(queries: ConnectorQuery[], context: MercuriusContext) {
+      const routes = await context.app.services.routes.listOf(queries.map(({ obj }) => obj.id))
+      return queries.map(({ obj }) => routes.get(obj.id) ?? [])
+    },
   },
 }

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, lt, max, sql, type Placeholder, type SQL } from 'drizzle-orm'
+import { and, asc, desc, eq, inArray, lt, max, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { connectors, emailRoutes } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 
@@ -28,11 +28,18 @@ export class EmailRouteRepository {
   }
 
   async listForConnector(executor: Db, connectorId: string): Promise<EmailRouteRow[]> {
+    return this.listForConnectors(executor, [connectorId])
+  }
+
+  /** The routes of each connector in evaluation order, the connectors one after another. */
+  async listForConnectors(executor: Db, connectorIds: string[]): Promise<EmailRouteRow[]> {
+    if (connectorIds.length === 0) return []
     return executor
       .select()
       .from(emailRoutes)
-      .where(eq(emailRoutes.connectorId, connectorId))
+      .where(inArray(emailRoutes.connectorId, connectorIds))
       .orderBy(
+        asc(emailRoutes.connectorId),
         sql`case ${emailRoutes.kind} when 'default' then 0 when 'specific' then 1 when 'wildcard' then 2 when 'alias' then 3 else 4 end`,
         asc(emailRoutes.priority),
         asc(emailRoutes.id),

@@ -161,6 +161,14 @@ export class EmailRouteService {
     return { items: await this.present(this.deps.db, page.items), nextCursor: page.nextCursor }
   }
 
+  /** The routes of several connectors, each list in evaluation order, in a constant number of statements. */
+  async listOf(connectorIds: string[]): Promise<Map<string, EmailRoute[]>> {
+    const routes = await this.present(this.deps.db, await this.deps.repository.listForConnectors(this.deps.db, connectorIds))
+    const byConnector = new Map(connectorIds.map((id) => [id, [] as EmailRoute[]]))
+    for (const route of routes) byConnector.get(route.connectorId)?.push(route)
+    return byConnector
+  }
+
   async get(id: string): Promise<EmailRoute> {
     return this.presentOne(this.deps.db, await this.require(this.deps.db, id))
   }

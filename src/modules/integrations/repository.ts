@@ -41,6 +41,11 @@ export class IntegrationRepository {
     return async (id: string) => (await query.execute({ id }))[0]
   }
 
+  async findMany(executor: Db, ids: string[]): Promise<IntegrationRow[]> {
+    if (ids.length === 0) return []
+    return executor.select().from(integrations).where(inArray(integrations.id, ids))
+  }
+
   /** The connection settings of several integrations in one statement; no secret is read. */
   async connectionsOf(executor: Db, ids: string[]) {
     if (ids.length === 0) return []

@@ -3,7 +3,6 @@ import { deepWithoutNulls, withoutNulls } from '../../lib/graphql.ts'
 import { IdParams } from '../../lib/schemas.ts'
 import { ConnectionChanges, CreateIntegrationBody, ListIntegrationsQuery, UpdateIntegrationBody } from './schemas.ts'
 
-
 export const integrationResolvers: IResolvers<unknown, MercuriusContext> = {
   Query: {
     integrations: async (_root, args, context) =>

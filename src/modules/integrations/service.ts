@@ -214,6 +214,11 @@ export class IntegrationService {
     }
   }
 
+  /** Several integrations as the API shows them, in two statements (absent ones are left out). */
+  async getMany(ids: string[]): Promise<Integration[]> {
+    return this.present(this.deps.db, await this.deps.repository.findMany(this.deps.db, ids))
+  }
+
   /** state() of several integrations in two statements, for presenting lists of what uses them. */
   async states(executor: Db, integrationIds: string[]): Promise<Map<string, IntegrationState>> {
     const rows = await this.deps.repository.connectionsOf(executor, integrationIds)
