@@ -32,7 +32,7 @@ async function rssMiB(pid: number): Promise<number> {
 async function serverPid(npmPid: number): Promise<number> {
   for (const pid of descendants(npmPid)) {
     const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0')
-    if (/(^|\/)node$/.test(argv[0] ?? '') && argv.includes('src/server.ts')) return pid
+    if (/(^|\/)node$/.test(argv[0] ?? '') && argv.some((arg) => /src\/server\.(ts|js)$/.test(arg))) return pid
   }
   throw new Error('server process not found')
 }

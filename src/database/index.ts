@@ -72,7 +72,9 @@ export async function openEmbeddedDatabase(dataDir: string | 'memory://'): Promi
     import('drizzle-orm/pglite'),
     import('drizzle-orm/pglite/migrator'),
   ])
-  const client = await PGlite.create(location)
+  // PostgreSQL's default 128 MB of shared buffers is most of PGlite's memory and far more than
+  // one service's configuration and queue need; the operating system caches the files anyway.
+  const client = await PGlite.create(location, { postgresqlconf: ['shared_buffers = 16MB'] })
   const pglite = drizzlePglite({ client, schema, casing: 'snake_case' })
   const db = pglite as unknown as Db
   return {
