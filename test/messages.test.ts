@@ -184,6 +184,17 @@ describe('idempotency', () => {
     expect(await messageCount()).toBe(before + 1)
   })
 
+  it('after 24 hours a key is free again: a new body makes a new message', async () => {
+    const first = (await send(message(), { idempotencyKey: 'daily-1' })).json()
+    await t.db.database.db.execute(sql`update idempotency_keys set created_at = now() - interval '25 hours' where key = 'daily-1'`)
+    const later = await send(message({ subject: 'A day later' }), { idempotencyKey: 'daily-1' })
+    expect(later.statusCode).toBe(202)
+    expect(later.json().id).not.toBe(first.id)
+    const replay = await send(message({ subject: 'A day later' }), { idempotencyKey: 'daily-1' })
+    expect(replay.json()).toEqual(later.json())
+    expect(replay.headers['idempotent-replayed']).toBe('true')
+  })
+
   it('a refused request leaves its key free', async () => {
     expect((await send(message({ from: 'stranger@contoso.com' }), { idempotencyKey: 'fix-me' })).statusCode).toBe(422)
     expect((await send(message(), { idempotencyKey: 'fix-me' })).statusCode).toBe(202)

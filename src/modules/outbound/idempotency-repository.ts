@@ -1,4 +1,4 @@
-import { and, eq, gt, lt } from 'drizzle-orm'
+import { and, eq, gt, lt, sql } from 'drizzle-orm'
 import { idempotencyKeys } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 
@@ -7,14 +7,20 @@ export type IdempotencyRow = typeof idempotencyKeys.$inferSelect
 /** First answers to Idempotency-Key requests, per API key. */
 export class IdempotencyRepository {
   /**
-   * Claims the key for this request. If another request holds it, this waits for that one
-   * to commit (the primary key makes it) and returns what it stored.
+   * Claims the key for this request with the answer it will give, in one statement: a new key
+   * is inserted, an expired one taken over. If another request holds the key, this waits for
+   * that one to commit (the primary key makes it) and returns what it stored.
    */
   async claim(executor: Db, row: typeof idempotencyKeys.$inferInsert, freshAfter: Date) {
-    await executor
-      .delete(idempotencyKeys)
-      .where(and(eq(idempotencyKeys.apiKeyId, row.apiKeyId), eq(idempotencyKeys.key, row.key), lt(idempotencyKeys.createdAt, freshAfter)))
-    const inserted = await executor.insert(idempotencyKeys).values(row).onConflictDoNothing().returning()
+    const inserted = await executor
+      .insert(idempotencyKeys)
+      .values(row)
+      .onConflictDoUpdate({
+        target: [idempotencyKeys.apiKeyId, idempotencyKeys.key],
+        set: { requestHash: row.requestHash, responseStatus: row.responseStatus, responseBody: row.responseBody, createdAt: sql`now()` },
+        setWhere: lt(idempotencyKeys.createdAt, freshAfter),
+      })
+      .returning({ key: idempotencyKeys.key })
     if (inserted.length > 0) return { claimed: true as const }
     const [existing] = await executor
       .select()
@@ -22,13 +28,6 @@ export class IdempotencyRepository {
       .where(and(eq(idempotencyKeys.apiKeyId, row.apiKeyId), eq(idempotencyKeys.key, row.key), gt(idempotencyKeys.createdAt, freshAfter)))
       .limit(1)
     return { claimed: false as const, existing }
-  }
-
-  async storeResponse(executor: Db, apiKeyId: string, key: string, status: number, body: Record<string, unknown>) {
-    await executor
-      .update(idempotencyKeys)
-      .set({ responseStatus: status, responseBody: body })
-      .where(and(eq(idempotencyKeys.apiKeyId, apiKeyId), eq(idempotencyKeys.key, key)))
   }
 
   async removeOlderThan(executor: Db, before: Date): Promise<number> {

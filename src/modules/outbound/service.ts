@@ -159,11 +159,15 @@ export class MessageService {
       const row = await this.insertQueued({ id: newId(), status: 'queued', createdByKeyId: apiKeyId, ...message, attachmentCount: 0 })
       return { status: 202, body: { id: row.id, status: row.status, createdAt: row.createdAt.toISOString() }, replayed: false }
     }
+    // The answer is known before anything is stored, so the key's claim records it: no update afterwards.
+    const id = newId()
+    const createdAt = new Date()
+    const body: SubmitResult['body'] = { id, status: 'queued', createdAt: createdAt.toISOString() }
     return this.deps.db.transaction(async (tx) => {
       if (idempotencyKey) {
         const claim = await this.deps.idempotency.claim(
           tx,
-          { apiKeyId, key: idempotencyKey, requestHash: hash, responseStatus: 0, responseBody: {} },
+          { apiKeyId, key: idempotencyKey, requestHash: hash, responseStatus: 202, responseBody: body },
           new Date(Date.now() - IDEMPOTENCY_WINDOW_MS),
         )
         if (!claim.claimed) {
@@ -177,7 +181,6 @@ export class MessageService {
         }
       }
       const prepared = await this.prepare(tx, input, staged)
-      const id = newId()
       const attachments: NewAttachment[] = []
       for (const attachment of prepared.attachments) {
         if ('blobId' in attachment) {
@@ -188,10 +191,8 @@ export class MessageService {
           attachments.push({ ...rest, messageId: id, blobId })
         }
       }
-      const row = await this.deps.repository.insert(tx, { id, status: 'queued', createdByKeyId: apiKeyId, ...prepared.message, attachmentCount: attachments.length })
+      await this.deps.repository.insert(tx, { id, status: 'queued', createdByKeyId: apiKeyId, createdAt, updatedAt: createdAt, ...prepared.message, attachmentCount: attachments.length })
       await this.deps.attachmentRows.insert(tx, attachments)
-      const body = { id: row.id, status: row.status, createdAt: row.createdAt.toISOString() }
-      if (idempotencyKey) await this.deps.idempotency.storeResponse(tx, apiKeyId, idempotencyKey, 202, body)
       return { status: 202, body, replayed: false }
     })
   }
