@@ -25,7 +25,12 @@ export function sendingNow(connectorId: string, now: Date): SQL {
  * Outgoing messages: what the API stores and shows, and what dispatchers claim and settle. Every write a dispatcher makes after its claim is fenced by
  * its lease (`heldBy`), so one that lost its lease cannot overwrite the one that took over.
  */
-/** The columns a submit sets; the others take their defaults. */
+/**
+ * The columns a submit sets; the others take their defaults. The times come from the
+ * application's clock, the one dispatchers compare them with: PostgreSQL's now() has
+ * microseconds, and a message inserted within the millisecond a dispatcher reads its clock
+ * would not yet be due to it.
+ */
 const QUEUED_MESSAGE_FIELDS = [
   'id',
   'status',
@@ -45,6 +50,9 @@ const QUEUED_MESSAGE_FIELDS = [
   'workItemRef',
   'totalBytes',
   'attachmentCount',
+  'createdAt',
+  'updatedAt',
+  'nextAttemptAt',
 ] as const satisfies readonly (keyof NewMessage)[]
 export type QueuedMessage = Required<Pick<NewMessage, (typeof QUEUED_MESSAGE_FIELDS)[number]>>
 

@@ -156,7 +156,17 @@ export class MessageService {
       // A message alone is one insert, atomic by itself: no transaction, and both statements
       // prepared once. The sender check is a read either way (READ COMMITTED takes no lock).
       const { message } = await this.prepare(this.deps.db, input)
-      const row = await this.insertQueued({ id: newId(), status: 'queued', createdByKeyId: apiKeyId, ...message, attachmentCount: 0 })
+      const now = new Date()
+      const row = await this.insertQueued({
+        id: newId(),
+        status: 'queued',
+        createdByKeyId: apiKeyId,
+        ...message,
+        attachmentCount: 0,
+        createdAt: now,
+        updatedAt: now,
+        nextAttemptAt: now,
+      })
       return { status: 202, body: { id: row.id, status: row.status, createdAt: row.createdAt.toISOString() }, replayed: false }
     }
     // The answer is known before anything is stored, so the key's claim records it: no update afterwards.
@@ -191,7 +201,16 @@ export class MessageService {
           attachments.push({ ...rest, messageId: id, blobId })
         }
       }
-      await this.deps.repository.insert(tx, { id, status: 'queued', createdByKeyId: apiKeyId, createdAt, updatedAt: createdAt, ...prepared.message, attachmentCount: attachments.length })
+      await this.deps.repository.insert(tx, {
+        id,
+        status: 'queued',
+        createdByKeyId: apiKeyId,
+        ...prepared.message,
+        attachmentCount: attachments.length,
+        createdAt,
+        updatedAt: createdAt,
+        nextAttemptAt: createdAt,
+      })
       await this.deps.attachmentRows.insert(tx, attachments)
       return { status: 202, body, replayed: false }
     })
