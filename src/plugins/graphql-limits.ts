@@ -88,21 +88,26 @@ export interface GraphqlLimitOptions {
   introspection: boolean
 }
 
-/** The validation rules for one request; complexity needs the request's variables. */
-export function limitRules(options: GraphqlLimitOptions, variables: Record<string, unknown> | undefined): ValidationRule[] {
-  const rules: ValidationRule[] = [
+/**
+ * The validation rules, built once per app; only the cost rule is made per request, as it
+ * needs the request's variables.
+ */
+export function limitRules(options: GraphqlLimitOptions): (variables: Record<string, unknown> | undefined) => ValidationRule[] {
+  const fixed: ValidationRule[] = [
     maxDepthRule({ n: GRAPHQL_LIMITS.depth, flattenFragments: true, exposeLimits: true }) as unknown as ValidationRule,
     maxAliasesRule({ n: GRAPHQL_LIMITS.aliases, exposeLimits: true }) as unknown as ValidationRule,
     maxDirectivesRule({ n: GRAPHQL_LIMITS.directives, exposeLimits: true }) as unknown as ValidationRule,
+    microsoftCallsRule(GRAPHQL_LIMITS.microsoftCalls),
+    ...(options.introspection ? [] : [NoSchemaIntrospectionCustomRule]),
+  ]
+  const estimators = [pageEstimator, simpleEstimator({ defaultComplexity: 1 })]
+  return (variables) => [
+    ...fixed,
     createComplexityRule({
       maximumComplexity: GRAPHQL_LIMITS.complexity,
       variables: variables ?? {},
-      estimators: [pageEstimator, simpleEstimator({ defaultComplexity: 1 })],
-      createError: (max, actual) =>
-        refusal(`The query costs ${actual}, more than ${max}. Ask for smaller pages (limit) or fewer fields.`),
+      estimators,
+      createError: (max, actual) => refusal(`The query costs ${actual}, more than ${max}. Ask for smaller pages (limit) or fewer fields.`),
     }) as unknown as ValidationRule,
-    microsoftCallsRule(GRAPHQL_LIMITS.microsoftCalls),
   ]
-  if (!options.introspection) rules.push(NoSchemaIntrospectionCustomRule)
-  return rules
 }

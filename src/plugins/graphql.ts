@@ -71,7 +71,7 @@ function refuseJsonSource(source: string): void {
 
 async function graphqlPlugin(app: FastifyInstance, options: GraphqlPluginOptions) {
   const schema = await loadSchema()
-  const limits = { introspection: options.introspection ?? true }
+  const rulesFor = limitRules({ introspection: options.introspection ?? true })
   app.decorate('inputs', new InputValidator())
   // Encapsulated so that hiding GraphQL's routes from OpenAPI touches no other route.
   await app.register(async (scope) => {
@@ -90,7 +90,7 @@ async function graphqlPlugin(app: FastifyInstance, options: GraphqlPluginOptions
       // hostile query, and the complexity rule needs each request's variables.
       cache: false,
       graphql: { parseOptions: { maxTokens: GRAPHQL_LIMITS.tokens } },
-      validationRules: ({ variables }) => limitRules(limits, variables),
+      validationRules: ({ variables }) => rulesFor(variables),
       errorFormatter: formatGraphqlErrors,
     })
 
