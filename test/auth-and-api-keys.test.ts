@@ -65,6 +65,27 @@ describe('authentication', () => {
     await expect(app.ready()).rejects.toThrow(/declares no config.scopes/)
     await app.close()
   })
+
+  it('a key revoked on one instance stops working on another within 1 s, though that one remembers keys', async () => {
+    const other = await buildTestApp({ database: t.db })
+    try {
+      const key = await t.keyWith('config:read')
+      const id = (await t.app.services.apiKeys.authenticate(`Bearer ${key}`)).keyId
+      // The other instance has just read the key, so it is remembered there.
+      expect((await other.app.inject({ method: 'GET', url: '/v1/audit?limit=1', headers: bearer(key) })).statusCode).toBe(200)
+      const revokedAt = performance.now()
+      expect((await t.app.inject({ method: 'DELETE', url: `/v1/api-keys/${id}`, headers: bearer(t.adminKey) })).statusCode).toBe(204)
+      expect((await t.app.inject({ method: 'GET', url: '/v1/audit?limit=1', headers: bearer(key) })).statusCode).toBe(401)
+      let status = 200
+      while (status === 200 && performance.now() - revokedAt < 3_000) {
+        status = (await other.app.inject({ method: 'GET', url: '/v1/audit?limit=1', headers: bearer(key) })).statusCode
+      }
+      expect(status).toBe(401)
+      expect(performance.now() - revokedAt).toBeLessThan(1_000)
+    } finally {
+      await other.app.close()
+    }
+  })
 })
 
 describe('API keys', () => {

@@ -5,6 +5,7 @@ import { newId } from '../../lib/ids.ts'
 import { withIsoDates } from '../../lib/serialize.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
+import { KeyCache } from './key-cache.ts'
 import type { ApiKeyRepository, ApiKeyRow } from './repository.ts'
 import type { ApiKey, CreateApiKeyInput, ListApiKeysInput } from './schemas.ts'
 import type { Scope } from './scopes.ts'
@@ -47,6 +48,7 @@ export class ApiKeyService {
   private readonly repository: ApiKeyRepository
   private readonly audit: AuditService
   private readonly findForAuth: ReturnType<ApiKeyRepository['prepareFindForAuth']>
+  private readonly recentKeys = new KeyCache()
 
   constructor(db: Db, repository: ApiKeyRepository, audit: AuditService) {
     this.db = db
@@ -104,6 +106,8 @@ export class ApiKeyService {
         throw new LastAdminKeyError('Create another admin key first, then revoke this one.')
       }
       const revoked = await this.repository.revoke(tx, id, new Date())
+      // Before the commit as well as after: no request on this instance may pass once it has.
+      this.recentKeys.clear()
       await this.audit.record(tx, actor, {
         action: 'revoke',
         resourceType: 'api_key',
@@ -112,6 +116,7 @@ export class ApiKeyService {
         after: toApiKey(revoked!),
       })
     })
+    this.recentKeys.clear()
   }
 
   /** Resolves an `Authorization` header value to the calling key. */
@@ -123,11 +128,18 @@ export class ApiKeyService {
     if (!match) {
       throw new UnauthenticatedError('The Authorization header must have the form `Bearer <key>`.')
     }
-    const row = await this.findForAuth(hashKey(match[1]!))
-    if (!row) throw new UnauthenticatedError('The API key is not valid.')
+    const keyHash = hashKey(match[1]!)
+    let row = this.recentKeys.get(keyHash)
+    if (!row) {
+      const readAt = this.recentKeys.startOfRead()
+      row = await this.findForAuth(keyHash)
+      if (!row) throw new UnauthenticatedError('The API key is not valid.')
+      this.recentKeys.set(keyHash, row, readAt)
+    }
     if (row.revokedAt) throw new UnauthenticatedError('The API key has been revoked.')
     const now = new Date()
     if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() > TOUCH_INTERVAL_MS) {
+      row.lastUsedAt = now
       await this.repository.touch(this.db, row.id, now)
     }
     return { keyId: row.id, name: row.name, scopes: row.scopes as Scope[] }
