@@ -425,3 +425,44 @@ describe('GraphQL', () => {
     expect((await graphql(t.app, t.adminKey, `mutation($id: ID!) { deleteConnector(id: $id) }`, { id })).body.data.deleteConnector).toBe(true)
   })
 })
+
+describe('listing', () => {
+  it('filters by integration, direction and enabled, pages newest first, and shows each connector as GET does', async () => {
+    const ownIntegration = await newIntegration()
+    const created: string[] = []
+    for (const direction of ['incoming', 'outgoing', 'incoming', 'outgoing', 'incoming']) {
+      const address = newMailbox().address
+      const payload = direction === 'incoming' ? incoming(address, { integrationId: ownIntegration }) : { integrationId: ownIntegration, name: 'out', direction, primaryAddress: address }
+      created.push((await call('POST', '/v1/connectors', payload)).body.id)
+    }
+    expect((await call('POST', `/v1/connectors/${created[2]}/test`)).body.ok).toBe(true)
+    expect((await call('POST', `/v1/connectors/${created[2]}/enable`)).status).toBe(200)
+    const newestFirst = [...created].reverse()
+
+    const all = (await call('GET', `/v1/connectors?integrationId=${ownIntegration}`)).body
+    expect(all.items.map((c: { id: string }) => c.id)).toEqual(newestFirst)
+    expect(all.nextCursor).toBeNull()
+    for (const item of all.items) expect(item).toEqual((await call('GET', `/v1/connectors/${item.id}`)).body)
+
+    const outgoing = (await call('GET', `/v1/connectors?integrationId=${ownIntegration}&direction=outgoing`)).body.items
+    expect(outgoing.map((c: { id: string }) => c.id)).toEqual([created[3], created[1]])
+    const enabled = (await call('GET', `/v1/connectors?integrationId=${ownIntegration}&enabled=true`)).body.items
+    expect(enabled).toHaveLength(1)
+    expect(enabled[0]).toMatchObject({ id: created[2], enabled: true, verified: true, integrationVerified: true, lastTest: { ok: true, matchesCurrentConfiguration: true } })
+    const disabledIncoming = (await call('GET', `/v1/connectors?integrationId=${ownIntegration}&direction=incoming&enabled=false`)).body.items
+    expect(disabledIncoming.map((c: { id: string }) => c.id)).toEqual([created[4], created[0]])
+    expect(disabledIncoming[0]).toMatchObject({ verified: false, integrationVerified: true, lastTest: null })
+
+    const paged: string[] = []
+    let cursor: string | null = null
+    do {
+      const page: { items: { id: string }[]; nextCursor: string | null } = (
+        await call('GET', `/v1/connectors?integrationId=${ownIntegration}&limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+      ).body
+      expect(page.items.length).toBeLessThanOrEqual(2)
+      paged.push(...page.items.map((c) => c.id))
+      cursor = page.nextCursor
+    } while (cursor)
+    expect(paged).toEqual(newestFirst)
+  })
+})

@@ -55,7 +55,7 @@ export function createServices(deps: ServiceDeps): Services {
   const tokens = deps.tokens ?? new TokenProvider()
   const audit = new AuditService(db, new AuditRepository())
   const events = new EventLog()
-  const tests = new ConnectionTests(new ConnectionTestRepository(), audit)
+  const tests = new ConnectionTests(db, new ConnectionTestRepository(), audit)
   const attachments = new AttachmentStore()
   attachments.addOwner(outboundAttachments.blobId)
   const apiKeys = new ApiKeyService(db, new ApiKeyRepository(), audit)

@@ -27,7 +27,7 @@ export type TestResult = Static<typeof TestResultSchema>
 
 export const LastTest = Type.Union([Type.Unsafe<TestResult>({ $ref: 'ConnectionTestResult#' }), Type.Null()])
 
-export function presentTest(test: ConnectionTestRow, currentHash: string): TestResult {
+export function presentTest(test: Pick<ConnectionTestRow, 'id' | 'ok' | 'testedAt' | 'candidate' | 'configHash' | 'result'>, currentHash: string): TestResult {
   return {
     id: test.id,
     ok: test.ok,

@@ -2,7 +2,7 @@ import type { ConnectionTestResult, TestedResource } from '../../../db/schema.ts
 import type { Db } from '../../database/index.ts'
 import { ConflictError } from '../../lib/errors.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
-import type { ConnectionTestRepository, ConnectionTestRow } from './repository.ts'
+import type { ConnectionTestRepository, ConnectionTestRow, ShownResource, ShownTests } from './repository.ts'
 
 /** A change to the connection settings of a resource in use, before they were tested. */
 export class CandidateTestRequiredError extends ConflictError {
@@ -39,19 +39,18 @@ export function failedStep(result: ConnectionTestResult) {
 }
 
 /** The tests a resource's presentation shows: its newest, and the newest of its current configuration. */
-export interface TestsOf {
-  latest: ConnectionTestRow | undefined
-  ofCurrent: ConnectionTestRow | undefined
-}
+export type TestsOf = Pick<ShownTests, 'latest' | 'ofCurrent'>
 
 /** Storing tests and judging the enable gate, the same way for every gated resource. */
 export class ConnectionTests {
   private readonly repository: ConnectionTestRepository
   private readonly audit: AuditService
+  private readonly shownTests: ReturnType<ConnectionTestRepository['prepareShown']>
 
-  constructor(repository: ConnectionTestRepository, audit: AuditService) {
+  constructor(db: Db, repository: ConnectionTestRepository, audit: AuditService) {
     this.repository = repository
     this.audit = audit
+    this.shownTests = repository.prepareShown(db)
   }
 
   /** Stores a test and its audit record; call inside the caller's transaction. */
@@ -85,17 +84,19 @@ export class ConnectionTests {
     return this.repository.latestOfEach(executor, resourceType, resources)
   }
 
-  /** For each resource (with the hash of its current configuration), the tests it shows. */
-  async testsOf(
-    executor: Db,
-    resourceType: TestedResource,
-    resources: { resourceId: string; configHash: string }[],
-  ): Promise<Map<string, TestsOf>> {
-    const [latest, ofCurrent] = await Promise.all([
-      this.repository.latest(executor, resourceType, resources.map((resource) => resource.resourceId)),
-      this.repository.latestOfEach(executor, resourceType, resources),
-    ])
-    return new Map(resources.map(({ resourceId }) => [resourceId, { latest: latest.get(resourceId), ofCurrent: ofCurrent.get(resourceId) }]))
+  /**
+   * For resources of any types, each with the hash of its current configuration, the tests
+   * their presentation shows, in one statement; keyed by `type:id`. Reads committed state.
+   */
+  async shown(resources: ShownResource[]): Promise<Map<string, TestsOf>> {
+    const rows = await this.shownTests(resources)
+    return new Map(rows.map((row) => [`${row.resourceType}:${row.resourceId}`, { latest: row.latest, ofCurrent: row.ofCurrent }]))
+  }
+
+  /** shown() for resources of one type, keyed by id. */
+  async testsOf(resourceType: TestedResource, resources: { resourceId: string; configHash: string }[]): Promise<Map<string, TestsOf>> {
+    const shown = await this.shown(resources.map((resource) => ({ resourceType, ...resource, latest: true })))
+    return new Map(resources.map(({ resourceId }) => [resourceId, shown.get(`${resourceType}:${resourceId}`)!]))
   }
 
   /** A resource's tests go with it. */

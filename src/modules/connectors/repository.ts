@@ -1,9 +1,76 @@
-import { and, count, desc, eq, inArray, lt, sql, type SQL } from 'drizzle-orm'
-import { connectors } from '../../../db/schema.ts'
+import { and, count, desc, eq, getTableColumns, inArray, lt, sql } from 'drizzle-orm'
+import { connectors, integrations } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 
 export type ConnectorRow = typeof connectors.$inferSelect
 export type NewConnector = typeof connectors.$inferInsert
+
+export interface ConnectorFilter {
+  integrationId?: string
+  direction?: ConnectorRow['direction']
+  enabled?: boolean
+  beforeId?: string
+}
+
+const FILTERS = ['integrationId', 'direction', 'enabled', 'beforeId'] as const
+
+/**
+ * A connector as it is shown: its row and the connection settings of its integration, which
+ * its configuration hash (and so `verified`) depends on. Never the integration's secrets.
+ */
+function viewQuery(db: Db) {
+  return db
+    .select({
+      ...getTableColumns(connectors),
+      integration: {
+        tenant: integrations.tenant,
+        clientId: integrations.clientId,
+        cloud: integrations.cloud,
+        authMethod: integrations.authMethod,
+        credentialFingerprint: integrations.credentialFingerprint,
+      },
+    })
+    .from(connectors)
+    .innerJoin(integrations, eq(integrations.id, connectors.integrationId))
+}
+
+export type ConnectorView = Awaited<ReturnType<ReturnType<typeof viewQuery>['execute']>>[number]
+
+/**
+ * The reads behind GET /v1/connectors/{id} and the list, each one statement prepared once
+ * for `db`. A list is prepared per combination of filters it uses (at most 16), so that
+ * each keeps a plan that walks the primary key.
+ */
+export function prepareConnectorViews(db: Db) {
+  const one = viewQuery(db).where(eq(connectors.id, sql.placeholder('id'))).prepare('connector_view')
+  const pages = new Map<number, ReturnType<typeof preparePage>>()
+  const placeholders = {
+    integrationId: () => eq(connectors.integrationId, sql.placeholder('integrationId')),
+    direction: () => eq(connectors.direction, sql.placeholder('direction')),
+    enabled: () => eq(connectors.enabled, sql.placeholder('enabled')),
+    beforeId: () => lt(connectors.id, sql.placeholder('beforeId')),
+  }
+  function preparePage(shape: number) {
+    const conditions = FILTERS.filter((_, bit) => shape & (1 << bit)).map((filter) => placeholders[filter]())
+    return viewQuery(db)
+      .where(and(...conditions))
+      .orderBy(desc(connectors.id))
+      .limit(sql.placeholder('limit'))
+      .prepare(`connector_views_${shape}`)
+  }
+  return {
+    async one(id: string): Promise<ConnectorView | undefined> {
+      return (await one.execute({ id }))[0]
+    },
+    /** Up to `limit` + 1 rows, newest first, so the caller can tell whether a page follows. */
+    async page(filter: ConnectorFilter & { limit: number }): Promise<ConnectorView[]> {
+      const shape = FILTERS.reduce((bits, name, bit) => (filter[name] !== undefined ? bits | (1 << bit) : bits), 0)
+      let page = pages.get(shape)
+      if (!page) pages.set(shape, (page = preparePage(shape)))
+      return page.execute({ ...filter, limit: filter.limit + 1 })
+    },
+  }
+}
 
 export class ConnectorRepository {
   async insert(executor: Db, row: NewConnector): Promise<ConnectorRow> {
@@ -29,23 +96,6 @@ export class ConnectorRepository {
       .where(and(eq(connectors.direction, direction), eq(connectors.primaryAddress, address)))
       .limit(1)
     return row
-  }
-
-  async list(
-    executor: Db,
-    filter: { integrationId?: string; direction?: ConnectorRow['direction']; enabled?: boolean; beforeId?: string; limit: number },
-  ) {
-    const conditions: SQL[] = []
-    if (filter.integrationId) conditions.push(eq(connectors.integrationId, filter.integrationId))
-    if (filter.direction) conditions.push(eq(connectors.direction, filter.direction))
-    if (filter.enabled !== undefined) conditions.push(eq(connectors.enabled, filter.enabled))
-    if (filter.beforeId) conditions.push(lt(connectors.id, filter.beforeId))
-    return executor
-      .select()
-      .from(connectors)
-      .where(and(...conditions))
-      .orderBy(desc(connectors.id))
-      .limit(filter.limit + 1)
   }
 
   async update(executor: Db, id: string, changes: Partial<NewConnector>): Promise<ConnectorRow> {

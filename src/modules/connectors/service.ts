@@ -6,14 +6,14 @@ import { NotFoundError, ValidationError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import { systemActor, type Actor, type AuditService } from '../audit/service.ts'
-import type { ConnectionTestRow } from '../connection-tests/repository.ts'
+import type { TestsOf } from '../connection-tests/service.ts'
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
 import { CandidateTestRequiredError, EnableGateError, type ConnectionTests } from '../connection-tests/service.ts'
 import { testSending } from '../connection-tests/test-message.ts'
 import type { Mailboxes } from '../integrations/mailbox-access.ts'
 import { AddressInUseError, DirectionImmutableError, UnknownIntegrationError } from './errors.ts'
 import { testIncoming } from './incoming-test.ts'
-import type { ConnectorRepository, ConnectorRow, NewConnector } from './repository.ts'
+import { prepareConnectorViews, type ConnectorRepository, type ConnectorRow, type ConnectorView, type NewConnector } from './repository.ts'
 import {
   INCOMING_ONLY_FIELDS,
   type Connector,
@@ -28,9 +28,14 @@ export interface IntegrationStates {
   exists(executor: Db, integrationId: string): Promise<boolean>
   /** `forShare` holds the integration against concurrent change until the transaction ends. */
   state(executor: Db, integrationId: string, options?: { forShare?: boolean }): Promise<{ verified: boolean; identityHash: string } | undefined>
-  /** The states of several integrations at once (absent ones are left out). */
-  states(executor: Db, integrationIds: string[]): Promise<Map<string, { verified: boolean; identityHash: string }>>
+  /** Which app in which tenant and cloud, as a hash: what a connector's tests depend on. */
+  identityHashOf(connection: IntegrationConnection): string
+  /** The hash of the connection an integration test proves. */
+  configHashOf(connection: IntegrationConnection): string
 }
+
+/** The connection settings of an integration, as a connector is shown with them. */
+export type IntegrationConnection = ConnectorView['integration']
 
 /** The connector's own route as its creator describes it. */
 export interface OwnRouteSpec {
@@ -110,9 +115,11 @@ export interface ConnectorServiceDeps {
 
 export class ConnectorService {
   private readonly deps: ConnectorServiceDeps
+  private readonly views: ReturnType<typeof prepareConnectorViews>
 
   constructor(deps: ConnectorServiceDeps) {
     this.deps = deps
+    this.views = prepareConnectorViews(deps.db)
   }
 
   async create(actor: Actor, input: CreateConnectorInput): Promise<Connector> {
@@ -162,13 +169,14 @@ export class ConnectorService {
       })
       return created
     })
-    return this.presentOne(this.deps.db, row)
+    return this.get(row.id)
   }
 
   async list(query: ListConnectorsInput): Promise<PageResult<Connector>> {
-    const rows = await this.deps.repository.list(this.deps.db, { ...query, beforeId: decodeCursor(query.cursor) })
-    const page = toPage(rows, query.limit)
-    return { items: await this.present(this.deps.db, page.items), nextCursor: page.nextCursor }
+    const { integrationId, direction, enabled, limit } = query
+    const rows = await this.views.page({ integrationId, direction, enabled, beforeId: decodeCursor(query.cursor), limit })
+    const page = toPage(rows, limit)
+    return { items: await this.present(page.items), nextCursor: page.nextCursor }
   }
 
   /** A connector row, for modules that work with connectors (routes). */
@@ -181,7 +189,10 @@ export class ConnectorService {
   }
 
   async get(id: string): Promise<Connector> {
-    return this.presentOne(this.deps.db, await this.require(this.deps.db, id))
+    const view = await this.views.one(id)
+    if (!view) throw new NotFoundError('connector', id)
+    const [connector] = await this.present([view])
+    return connector!
   }
 
   async update(actor: Actor, id: string, input: UpdateConnectorInput): Promise<Connector> {
@@ -241,7 +252,7 @@ export class ConnectorService {
       })
       return updated
     })
-    return this.presentOne(this.deps.db, row)
+    return this.get(row.id)
   }
 
   async delete(actor: Actor, id: string): Promise<void> {
@@ -330,7 +341,7 @@ export class ConnectorService {
       })
       return enabled
     })
-    return this.presentOne(this.deps.db, row)
+    return this.get(row.id)
   }
 
   async disable(actor: Actor, id: string, reason?: string): Promise<Connector> {
@@ -339,7 +350,7 @@ export class ConnectorService {
       if (!existing.enabled) return existing
       return this.disableLocked(tx, actor, existing, reason ?? 'Disabled by an operator', {})
     })
-    return this.presentOne(this.deps.db, row)
+    return this.get(row.id)
   }
 
   /**
@@ -449,20 +460,20 @@ export class ConnectorService {
     }
   }
 
-  private async presentOne(executor: Db, row: ConnectorRow): Promise<Connector> {
-    const [item] = await this.present(executor, [row])
-    return item!
-  }
-
-  private async present(executor: Db, rows: ConnectorRow[]): Promise<Connector[]> {
-    const states = await this.deps.integrations.states(executor, [...new Set(rows.map((row) => row.integrationId))])
-    const hashes = new Map(
-      rows.map((row) => [row.id, connectorConfigHash(connectionOf(row), states.get(row.integrationId)?.identityHash ?? '')]),
-    )
-    const tests = await this.deps.tests.testsOf(executor, 'connector', [...hashes].map(([resourceId, configHash]) => ({ resourceId, configHash })))
-    return rows.map((row) =>
-      presentConnector(row, hashes.get(row.id)!, tests.get(row.id)?.latest, tests.get(row.id)?.ofCurrent, states.get(row.integrationId)?.verified ?? false),
-    )
+  /** Two statements in all: the views, then every test they show (the integrations' too). */
+  private async present(views: ConnectorView[]): Promise<Connector[]> {
+    const integrations = this.deps.integrations
+    const hashes = new Map(views.map((view) => [view.id, connectorConfigHash(connectionOf(view), integrations.identityHashOf(view.integration))]))
+    const integrationHashes = new Map(views.map((view) => [view.integrationId, integrations.configHashOf(view.integration)]))
+    const tests = await this.deps.tests.shown([
+      ...views.map((view) => ({ resourceType: 'connector' as const, resourceId: view.id, configHash: hashes.get(view.id)!, latest: true })),
+      ...[...integrationHashes].map(([resourceId, configHash]) => ({ resourceType: 'integration' as const, resourceId, configHash, latest: false })),
+    ])
+    return views.map((view) => {
+      const shown = tests.get(`connector:${view.id}`)
+      const integrationVerified = tests.get(`integration:${view.integrationId}`)?.ofCurrent?.ok === true
+      return presentConnector(view, hashes.get(view.id)!, shown?.latest, shown?.ofCurrent, integrationVerified)
+    })
   }
 }
 
@@ -476,8 +487,8 @@ function rejectIncomingFields(input: Record<string, unknown>): void {
 function presentConnector(
   row: ConnectorRow,
   hash: string,
-  latestTest: ConnectionTestRow | undefined,
-  latestTestOfCurrent: ConnectionTestRow | undefined,
+  latestTest: TestsOf['latest'],
+  latestTestOfCurrent: TestsOf['ofCurrent'],
   integrationVerified: boolean,
 ): Connector {
   return {

@@ -5,7 +5,7 @@ import { ConflictError, NotFoundError, UnprocessableError, ValidationError } fro
 import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
-import type { ConnectionTestRow } from '../connection-tests/repository.ts'
+import type { TestsOf } from '../connection-tests/service.ts'
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
 import { CandidateTestRequiredError, type ConnectionTests } from '../connection-tests/service.ts'
 import { testSending } from '../connection-tests/test-message.ts'
@@ -423,7 +423,7 @@ export class EmailRouteService {
         .filter((row) => connectors.has(row.connectorId))
         .map((row) => [row.id, aliasConfigHash(row, connectors.get(row.connectorId)!, identities.get(row.connectorId)!)]),
     )
-    const tests = await this.deps.tests.testsOf(executor, 'route', [...hashes].map(([resourceId, configHash]) => ({ resourceId, configHash })))
+    const tests = await this.deps.tests.testsOf('route', [...hashes].map(([resourceId, configHash]) => ({ resourceId, configHash })))
     return rows.map((row) => presentRoute(row, hashes.get(row.id), tests.get(row.id)?.latest, tests.get(row.id)?.ofCurrent))
   }
 }
@@ -453,8 +453,8 @@ function checkRules(kind: EmailRouteRow['kind'], rules: RouteRules): void {
 function presentRoute(
   row: EmailRouteRow,
   hash: string | undefined,
-  latestTest: ConnectionTestRow | undefined,
-  latestTestOfCurrent: ConnectionTestRow | undefined,
+  latestTest: TestsOf['latest'],
+  latestTestOfCurrent: TestsOf['ofCurrent'],
 ): EmailRoute {
   return {
     id: row.id,

@@ -7,12 +7,12 @@ import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import { SecretUnreadableError, type SecretBox } from '../../lib/secret-box.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
-import type { ConnectionTestRow } from '../connection-tests/repository.ts'
+import type { TestsOf } from '../connection-tests/service.ts'
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
 import { CandidateTestRequiredError, type ConnectionTests } from '../connection-tests/service.ts'
 import { TestSteps } from '../connection-tests/steps.ts'
 import { parsePem, parsePfx, type ParsedCertificate } from './certificates.ts'
-import { configHashOf, connectionOf, identityHashOf, type Connection } from './connection.ts'
+import { configHashOf, connectionOf, identityHashOf, type Connection, type ConnectionColumns } from './connection.ts'
 import { openCredential, sealContext, UNREADABLE_CREDENTIAL_HINT } from './credentials.ts'
 import type { IntegrationRepository, IntegrationRow, NewIntegration } from './repository.ts'
 import type {
@@ -217,6 +217,14 @@ export class IntegrationService {
   /** Several integrations as the API shows them, in two statements (absent ones are left out). */
   async getMany(ids: string[]): Promise<Integration[]> {
     return this.present(this.deps.db, await this.deps.repository.findMany(this.deps.db, ids))
+  }
+
+  identityHashOf(connection: Pick<IntegrationRow, 'tenant' | 'clientId' | 'cloud'>): string {
+    return identityHashOf(connection)
+  }
+
+  configHashOf(connection: ConnectionColumns): string {
+    return configHashOf(connectionOf(connection))
   }
 
   /** state() of several integrations in two statements, for presenting lists of what uses them. */
@@ -427,15 +435,15 @@ export class IntegrationService {
 
   private async present(executor: Db, rows: IntegrationRow[]): Promise<Integration[]> {
     const hashes = new Map(rows.map((row) => [row.id, configHashOf(connectionOf(row))]))
-    const tests = await this.deps.tests.testsOf(executor, 'integration', [...hashes].map(([resourceId, configHash]) => ({ resourceId, configHash })))
+    const tests = await this.deps.tests.testsOf('integration', [...hashes].map(([resourceId, configHash]) => ({ resourceId, configHash })))
     return rows.map((row) => presentIntegration(row, tests.get(row.id)?.latest, tests.get(row.id)?.ofCurrent))
   }
 }
 
 function presentIntegration(
   row: IntegrationRow,
-  latestTest: ConnectionTestRow | undefined,
-  latestTestOfCurrent: ConnectionTestRow | undefined,
+  latestTest: TestsOf['latest'],
+  latestTestOfCurrent: TestsOf['ofCurrent'],
 ): Integration {
   const currentHash = configHashOf(connectionOf(row))
   return {
