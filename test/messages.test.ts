@@ -103,15 +103,24 @@ describe('submitting', () => {
 
   it('sends from an enabled alias, and refuses any other sender naming why', async () => {
     expect((await send(message({ from: 'help@contoso.com' }))).statusCode).toBe(202)
+    fake.addMailbox(tenant, 'paused@contoso.com')
+    const pausedApp = fake.registerApp(tenant, { secrets: [{ value: 'p', expiresAt: new Date(Date.now() + 86_400_000) }] })
+    const setup = mailSetup(t)
+    const paused = await setup.outgoing(await setup.integration(tenant.id, pausedApp.clientId, 'p'), 'paused@contoso.com')
+    expect((await admin('POST', `/v1/connectors/${paused}/disable`)).body.enabled).toBe(false)
+    const stored = async () => rowsOf<{ n: number }>(await t.db.database.db.execute(sql`select count(*)::int as n from outbound_messages`))[0]!.n
+    const before = await stored()
     const cases: [string, RegExp][] = [
       ['stranger@contoso.com', /no outgoing connector or alias has this address/],
       ['untested@contoso.com', /is not enabled \(test it, then enable it\)/],
+      ['paused@contoso.com', new RegExp(`its connector ${paused} is disabled`)],
     ]
     for (const [from, why] of cases) {
       const response = await send(message({ from }))
       expect(response.statusCode).toBe(422)
       expect(response.json()).toMatchObject({ code: 'SENDER_NOT_ALLOWED', field: 'from', detail: expect.stringMatching(why) })
     }
+    expect(await stored()).toBe(before)
   })
 
   it('needs 1 to 500 recipients in all, valid addresses, and x- headers only', async () => {

@@ -6,14 +6,16 @@ export type EmailRouteRow = typeof emailRoutes.$inferSelect
 export type NewEmailRoute = typeof emailRoutes.$inferInsert
 
 /** Who sends as an address: its outgoing route (default or alias) and that route's connector. */
-function senderQuery(executor: Db, address: string | Placeholder) {
+/** Who sends as an address: its outgoing route and that route's connector (at most one row). */
+export function senderQuery(executor: Db, address: string | Placeholder) {
+  // Named apart, as the submit statement selects them from a CTE.
   return executor
     .select({
-      routeId: emailRoutes.id,
-      routeEnabled: emailRoutes.enabled,
-      connectorId: connectors.id,
-      connectorEnabled: connectors.enabled,
-      integrationId: connectors.integrationId,
+      routeId: sql<string>`${emailRoutes.id}`.as('route_id'),
+      routeEnabled: sql<boolean>`${emailRoutes.enabled}`.as('route_enabled'),
+      connectorId: sql<string>`${connectors.id}`.as('connector_id'),
+      connectorEnabled: sql<boolean>`${connectors.enabled}`.as('connector_enabled'),
+      integrationId: sql<string>`${connectors.integrationId}`.as('integration_id'),
     })
     .from(emailRoutes)
     .innerJoin(connectors, eq(connectors.id, emailRoutes.connectorId))

@@ -1,10 +1,12 @@
+import type { Placeholder } from 'drizzle-orm'
 import type { Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
 import type { ConnectionTests } from '../connection-tests/service.ts'
 import type { ConnectorRoutes, OwnRouteSpec } from '../connectors/service.ts'
 import type { Sender, SenderDirectory } from '../outbound/service.ts'
-import type { EmailRouteRepository } from './repository.ts'
+import type { SenderQuery } from '../outbound/message-repository.ts'
+import { senderQuery, type EmailRouteRepository } from './repository.ts'
 
 /**
  * Routes as other modules need them: the connectors module (its own route, aliases that must
@@ -70,6 +72,10 @@ export class RouteBook implements ConnectorRoutes, SenderDirectory {
 
   async aliasSendingAs(executor: Db, address: string): Promise<{ id: string; connectorId: string } | undefined> {
     return this.deps.repository.findOutgoingByAddress(executor, address)
+  }
+
+  senderQuery(db: Db, address: Placeholder): SenderQuery {
+    return senderQuery(db, address)
   }
 
   /** What submitting a message needs to know about a sending address, in one query. */

@@ -1,4 +1,6 @@
 import { and, asc, desc, eq, getTableColumns, gt, inArray, lt, lte, sql, type SQL } from 'drizzle-orm'
+import { toSnakeCase } from 'drizzle-orm/casing'
+import type { TypedQueryBuilder } from 'drizzle-orm/query-builders/query-builder'
 import { connectors, emailRoutes, outboundMessages, type MessageError, type MessageStatus, type SendProgress } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 
@@ -56,19 +58,76 @@ const QUEUED_MESSAGE_FIELDS = [
 ] as const satisfies readonly (keyof NewMessage)[]
 export type QueuedMessage = Required<Pick<NewMessage, (typeof QUEUED_MESSAGE_FIELDS)[number]>>
 
+/** A queued message whose sender (connector and route) the statement itself finds. */
+export type QueuedMessageFromSender = Omit<QueuedMessage, 'connectorId' | 'routeId'>
+const FIELDS_FROM_INPUT = QUEUED_MESSAGE_FIELDS.filter((field) => field !== 'connectorId' && field !== 'routeId')
+
+/**
+ * The sending address as the email-routes module finds it: at most one row, selecting
+ * routeId, routeEnabled, connectorId, connectorEnabled and integrationId.
+ */
+export type SenderQuery = TypedQueryBuilder<{
+  routeId: SQL.Aliased<string>
+  routeEnabled: SQL.Aliased<boolean>
+  connectorId: SQL.Aliased<string>
+  connectorEnabled: SQL.Aliased<boolean>
+  integrationId: SQL.Aliased<string>
+}>
+
 export class MessageRepository {
   /**
-   * The insert of a queued message, prepared once for `db`: the submit path without
-   * attachments or an Idempotency-Key is this one statement.
+   * Submit in one statement, prepared once for `db`: find the sender, and insert the queued
+   * message only if its route and connector are both enabled, taking its connector and route
+   * from what was found. The row that comes back always holds the sender as found (none:
+   * nobody sends as that address), and the message when it was stored.
    */
-  prepareInsertQueued(db: Db) {
-    const values = Object.fromEntries(QUEUED_MESSAGE_FIELDS.map((field) => [field, sql.placeholder(field)]))
+  prepareSubmit(db: Db, senderQuery: (address: ReturnType<typeof sql.placeholder>) => SenderQuery) {
+    const sender = db.$with('sender').as(senderQuery(sql.placeholder('fromAddress')))
+    const column = (field: keyof NewMessage) => outboundMessages[field]
+    const names = sql.join(
+      [...FIELDS_FROM_INPUT, 'connectorId', 'routeId'].map((field) => sql.identifier(toSnakeCase(field))),
+      sql`, `,
+    )
+    // Parameters in a select list have no type of their own: each takes its column's.
+    const values = sql.join(
+      FIELDS_FROM_INPUT.map((field) => sql`${sql.placeholder(field)}::${sql.raw(column(field).getSQLType())}`),
+      sql`, `,
+    )
+    const inserted = db
+      .$with('inserted', {
+        messageId: sql<string>`id`.as('message_id'),
+        createdAt: sql<Date>`created_at`.mapWith(outboundMessages.createdAt).as('message_created_at'),
+      })
+      .as(
+        sql`insert into ${outboundMessages} (${names}) select ${values}, ${sender.connectorId}, ${sender.routeId} from ${sender}
+          where ${sender.routeEnabled} and ${sender.connectorEnabled}
+          returning id as message_id, created_at as message_created_at`,
+      )
     const query = db
-      .insert(outboundMessages)
-      .values(values as unknown as NewMessage)
-      .returning({ id: outboundMessages.id, status: outboundMessages.status, createdAt: outboundMessages.createdAt })
-      .prepare('insert_queued_message')
-    return async (message: QueuedMessage) => (await query.execute(message))[0]!
+      .with(sender, inserted)
+      .select({
+        routeId: sender.routeId,
+        routeEnabled: sender.routeEnabled,
+        connectorId: sender.connectorId,
+        connectorEnabled: sender.connectorEnabled,
+        integrationId: sender.integrationId,
+        messageId: inserted.messageId,
+        createdAt: inserted.createdAt,
+      })
+      .from(sql`(select 1) as one`)
+      .leftJoin(sender, sql`true`)
+      .leftJoin(inserted, sql`true`)
+      .prepare('submit_message')
+    return async (message: QueuedMessageFromSender) => {
+      const params = Object.fromEntries(
+        FIELDS_FROM_INPUT.map((field) => {
+          const value = message[field]
+          return [field, value === null || value === undefined ? null : column(field).mapToDriverValue(value)]
+        }),
+      )
+      const [row] = await query.execute(params)
+      return row!
+    }
   }
 
   async insert(executor: Db, message: NewMessage): Promise<Pick<MessageRow, 'id' | 'status' | 'createdAt'>> {

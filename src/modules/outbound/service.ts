@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import type { Placeholder } from 'drizzle-orm'
 import type { MessageStatus } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { capabilitiesOf, GRAPH_LIMITS } from '../../graph/limits.ts'
@@ -9,7 +10,7 @@ import type { AttachmentStore } from '../attachments/store.ts'
 import { IdempotencyKeyReusedError, MessageStateError, SenderNotAllowedError } from './errors.ts'
 import type { IdempotencyRepository } from './idempotency-repository.ts'
 import type { AttachmentInfo, NewAttachment, OutboundAttachmentRepository } from './attachment-repository.ts'
-import type { MessageRepository, MessageRow } from './message-repository.ts'
+import type { MessageRepository, MessageRow, SenderQuery } from './message-repository.ts'
 import { MAX_ATTACHMENTS, type ListMessagesInput, type Message, type SendMessageInput } from './schemas.ts'
 import { SizeRules } from './size-rules.ts'
 
@@ -27,6 +28,8 @@ export interface Sender {
 
 export interface SenderDirectory {
   findSender(executor: Db, address: string): Promise<Sender | undefined>
+  /** findSender as a query to build into the submit statement (a Sender's fields, at most one row). */
+  senderQuery(db: Db, address: Placeholder): SenderQuery
 }
 
 /** What submitting needs to know of an integration: the permissions its latest successful test saw. */
@@ -95,11 +98,11 @@ export interface MessageServiceDeps {
 
 export class MessageService {
   private readonly deps: MessageServiceDeps
-  private readonly insertQueued: ReturnType<MessageRepository['prepareInsertQueued']>
+  private readonly submitAlone: ReturnType<MessageRepository['prepareSubmit']>
 
   constructor(deps: MessageServiceDeps) {
     this.deps = deps
-    this.insertQueued = deps.repository.prepareInsertQueued(deps.db)
+    this.submitAlone = deps.repository.prepareSubmit(deps.db, (address) => deps.senders.senderQuery(deps.db, address))
   }
 
   get sizeLimit(): number {
@@ -153,11 +156,11 @@ export class MessageService {
     idempotencyKey: string | undefined,
   ): Promise<SubmitResult> {
     if (!idempotencyKey && staged.length === 0 && !input.attachments?.length) {
-      // A message alone is one insert, atomic by itself: no transaction, and both statements
-      // prepared once. The sender check is a read either way (READ COMMITTED takes no lock).
-      const { message } = await this.prepare(this.deps.db, input)
+      // A message alone is one prepared statement that checks the sender and inserts, atomic
+      // by itself: no transaction. The integration's permissions matter only for attachments.
+      const { message } = this.shape(input, { canUseDrafts: false })
       const now = new Date()
-      const row = await this.insertQueued({
+      const row = await this.submitAlone({
         id: newId(),
         status: 'queued',
         createdByKeyId: apiKeyId,
@@ -167,7 +170,8 @@ export class MessageService {
         updatedAt: now,
         nextAttemptAt: now,
       })
-      return { status: 202, body: { id: row.id, status: row.status, createdAt: row.createdAt.toISOString() }, replayed: false }
+      if (!row.messageId) allowedSender(message.fromAddress, row.routeId === null ? undefined : (row as Sender))
+      return { status: 202, body: { id: row.messageId!, status: 'queued', createdAt: row.createdAt!.toISOString() }, replayed: false }
     }
     // The answer is known before anything is stored, so the key's claim records it: no update afterwards.
     const id = newId()
@@ -308,15 +312,18 @@ export class MessageService {
    */
   private async prepare(executor: Db, input: SendMessageInput, staged: StagedFile[] = [], options: { filesFollow?: boolean } = {}) {
     const from = input.from.toLowerCase()
-    const sender = await this.deps.senders.findSender(executor, from)
-    if (!sender || !sender.routeEnabled || !sender.connectorEnabled) {
-      const why = !sender
-        ? 'no outgoing connector or alias has this address'
-        : !sender.connectorEnabled
-          ? `its connector ${sender.connectorId} is disabled`
-          : `the alias ${sender.routeId} is not enabled (test it, then enable it)`
-      throw new SenderNotAllowedError(`Mailgate cannot send from ${from}: ${why}.`, { field: 'from' })
-    }
+    const sender = allowedSender(from, await this.deps.senders.findSender(executor, from))
+    // The granted permissions decide only how attachments may travel.
+    const hasAttachments = options.filesFollow || staged.length > 0 || (input.attachments?.length ?? 0) > 0
+    const state = hasAttachments ? await this.deps.integrations.state(executor, sender.integrationId) : undefined
+    const shaped = this.shape(input, { canUseDrafts: capabilitiesOf(state?.roles ?? []).readWrite, staged })
+    return { ...shaped, message: { ...shaped.message, connectorId: sender.connectorId, routeId: sender.routeId } }
+  }
+
+  /** The recipient and size rules, and the message as it is stored, less its sender's connector and route. */
+  private shape(input: SendMessageInput, options: { canUseDrafts: boolean; staged?: StagedFile[] }) {
+    const from = input.from.toLowerCase()
+    const staged = options.staged ?? []
     const lower = (list: string[] | undefined) => (list ?? []).map((address) => address.toLowerCase())
     const to = lower(input.to)
     const cc = lower(input.cc)
@@ -327,12 +334,9 @@ export class MessageService {
       throw new ValidationError([{ field: 'to', message: `to, cc and bcc together may hold at most ${GRAPH_LIMITS.recipientsPerMessage} recipients; this has ${recipients}` }])
     }
 
-    // The granted permissions decide only how attachments may travel.
-    const hasAttachments = options.filesFollow || staged.length > 0 || (input.attachments?.length ?? 0) > 0
-    const state = hasAttachments ? await this.deps.integrations.state(executor, sender.integrationId) : undefined
     const rules = new SizeRules({
       sizeLimit: this.deps.sizeLimit,
-      canUseDrafts: capabilitiesOf(state?.roles ?? []).readWrite,
+      canUseDrafts: options.canUseDrafts,
       from,
       textBytes: Buffer.byteLength(input.subject) + Buffer.byteLength(input.body.content),
     })
@@ -374,8 +378,6 @@ export class MessageService {
     }
     return {
       message: {
-        connectorId: sender.connectorId,
-        routeId: sender.routeId,
         fromAddress: from,
         toAddresses: to,
         ccAddresses: cc,
@@ -426,4 +428,15 @@ export class MessageService {
 
 function requestHash(request: unknown): string {
   return createHash('sha256').update(canonicalJson(request)).digest('hex')
+}
+
+/** The sender, if it may send now; otherwise the refusal that says why not. */
+function allowedSender(from: string, sender: Sender | undefined): Sender {
+  if (sender && sender.routeEnabled && sender.connectorEnabled) return sender
+  const why = !sender
+    ? 'no outgoing connector or alias has this address'
+    : !sender.connectorEnabled
+      ? `its connector ${sender.connectorId} is disabled`
+      : `the alias ${sender.routeId} is not enabled (test it, then enable it)`
+  throw new SenderNotAllowedError(`Mailgate cannot send from ${from}: ${why}.`, { field: 'from' })
 }
