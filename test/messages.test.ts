@@ -204,6 +204,22 @@ describe('idempotency', () => {
     expect(replay.headers['idempotent-replayed']).toBe('true')
   })
 
+  it('a retry replays the first answer even after the sender was disabled; a new key is refused', async () => {
+    fake.addMailbox(tenant, 'seasonal@contoso.com')
+    const seasonalApp = fake.registerApp(tenant, { secrets: [{ value: 's', expiresAt: new Date(Date.now() + 86_400_000) }] })
+    const setup = mailSetup(t)
+    const seasonal = await setup.outgoing(await setup.integration(tenant.id, seasonalApp.clientId, 's'), 'seasonal@contoso.com')
+    const first = await send(message({ from: 'seasonal@contoso.com' }), { idempotencyKey: 'before-pause' })
+    expect(first.statusCode).toBe(202)
+    expect((await admin('POST', `/v1/connectors/${seasonal}/disable`)).body.enabled).toBe(false)
+    const retried = await send(message({ from: 'seasonal@contoso.com' }), { idempotencyKey: 'before-pause' })
+    expect(retried.statusCode).toBe(202)
+    expect(retried.json()).toEqual(first.json())
+    expect(retried.headers['idempotent-replayed']).toBe('true')
+    expect((await send(message({ from: 'seasonal@contoso.com', subject: 'other' }), { idempotencyKey: 'before-pause' })).statusCode).toBe(409)
+    expect((await send(message({ from: 'seasonal@contoso.com' }), { idempotencyKey: 'after-pause' })).json().code).toBe('SENDER_NOT_ALLOWED')
+  })
+
   it('a refused request leaves its key free', async () => {
     expect((await send(message({ from: 'stranger@contoso.com' }), { idempotencyKey: 'fix-me' })).statusCode).toBe(422)
     expect((await send(message(), { idempotencyKey: 'fix-me' })).statusCode).toBe(202)

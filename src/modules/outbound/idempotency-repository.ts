@@ -22,12 +22,17 @@ export class IdempotencyRepository {
       })
       .returning({ key: idempotencyKeys.key })
     if (inserted.length > 0) return { claimed: true as const }
+    return { claimed: false as const, existing: await this.findFresh(executor, row.apiKeyId, row.key, freshAfter) }
+  }
+
+  /** The answer a key holds, if it was recorded after `freshAfter`. */
+  async findFresh(executor: Db, apiKeyId: string, key: string, freshAfter: Date): Promise<IdempotencyRow | undefined> {
     const [existing] = await executor
       .select()
       .from(idempotencyKeys)
-      .where(and(eq(idempotencyKeys.apiKeyId, row.apiKeyId), eq(idempotencyKeys.key, row.key), gt(idempotencyKeys.createdAt, freshAfter)))
+      .where(and(eq(idempotencyKeys.apiKeyId, apiKeyId), eq(idempotencyKeys.key, key), gt(idempotencyKeys.createdAt, freshAfter)))
       .limit(1)
-    return { claimed: false as const, existing }
+    return existing
   }
 
   async removeOlderThan(executor: Db, before: Date): Promise<number> {

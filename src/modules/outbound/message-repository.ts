@@ -1,7 +1,7 @@
-import { and, asc, desc, eq, getTableColumns, gt, inArray, lt, lte, sql, type SQL } from 'drizzle-orm'
+import { and, asc, desc, eq, getTableColumns, gt, inArray, lt, lte, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { toSnakeCase } from 'drizzle-orm/casing'
 import type { TypedQueryBuilder } from 'drizzle-orm/query-builders/query-builder'
-import { connectors, emailRoutes, outboundMessages, type MessageError, type MessageStatus, type SendProgress } from '../../../db/schema.ts'
+import { connectors, emailRoutes, idempotencyKeys, outboundMessages, type MessageError, type MessageStatus, type SendProgress } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 
 export type MessageRow = typeof outboundMessages.$inferSelect
@@ -58,6 +58,14 @@ const QUEUED_MESSAGE_FIELDS = [
 ] as const satisfies readonly (keyof NewMessage)[]
 export type QueuedMessage = Required<Pick<NewMessage, (typeof QUEUED_MESSAGE_FIELDS)[number]>>
 
+/** The Idempotency-Key a submit claims, with the answer it records. */
+export interface SubmitIdempotency {
+  key: string
+  requestHash: string
+  responseBody: Record<string, unknown>
+  freshAfter: Date
+}
+
 /** A queued message whose sender (connector and route) the statement itself finds. */
 export type QueuedMessageFromSender = Omit<QueuedMessage, 'connectorId' | 'routeId'>
 const FIELDS_FROM_INPUT = QUEUED_MESSAGE_FIELDS.filter((field) => field !== 'connectorId' && field !== 'routeId')
@@ -80,9 +88,26 @@ export class MessageRepository {
    * message only if its route and connector are both enabled, taking its connector and route
    * from what was found. The row that comes back always holds the sender as found (none:
    * nobody sends as that address), and the message when it was stored.
+   *
+   * With `idempotent`, the statement also claims the Idempotency-Key, recording the answer it
+   * gives, and inserts the message only if the claim was made: a new key, or one whose answer
+   * is older than `freshAfter`. If another request holds the key, PostgreSQL makes this one
+   * wait for it to commit; `claimed` false with an allowed sender then means a replay.
    */
-  prepareSubmit(db: Db, senderQuery: (address: ReturnType<typeof sql.placeholder>) => SenderQuery) {
+  prepareSubmit(db: Db, senderQuery: (address: Placeholder) => SenderQuery, options: { idempotent: boolean }) {
     const sender = db.$with('sender').as(senderQuery(sql.placeholder('fromAddress')))
+    const allowed = sql`${sender.routeEnabled} and ${sender.connectorEnabled}`
+    const claim = db.$with('claim', { claimed: sql<boolean>`claimed` }).as(
+      sql`insert into ${idempotencyKeys} (api_key_id, key, request_hash, response_status, response_body)
+        select ${sql.placeholder('createdByKeyId')}::uuid, ${sql.placeholder('idempotencyKey')}::text, ${sql.placeholder('requestHash')}::text,
+          202, ${sql.placeholder('responseBody')}::jsonb
+        from ${sender} where ${allowed}
+        on conflict (api_key_id, key) do update
+          set request_hash = excluded.request_hash, response_status = excluded.response_status,
+            response_body = excluded.response_body, created_at = now()
+          where ${idempotencyKeys}.created_at < ${sql.placeholder('freshAfter')}::timestamptz
+        returning true as claimed`,
+    )
     const column = (field: keyof NewMessage) => outboundMessages[field]
     const names = sql.join(
       [...FIELDS_FROM_INPUT, 'connectorId', 'routeId'].map((field) => sql.identifier(toSnakeCase(field))),
@@ -99,32 +124,38 @@ export class MessageRepository {
         createdAt: sql<Date>`created_at`.mapWith(outboundMessages.createdAt).as('message_created_at'),
       })
       .as(
-        sql`insert into ${outboundMessages} (${names}) select ${values}, ${sender.connectorId}, ${sender.routeId} from ${sender}
-          where ${sender.routeEnabled} and ${sender.connectorEnabled}
+        sql`insert into ${outboundMessages} (${names}) select ${values}, ${sender.connectorId}, ${sender.routeId}
+          from ${options.idempotent ? sql`${sender}, ${claim}` : sender} where ${allowed}
           returning id as message_id, created_at as message_created_at`,
       )
-    const query = db
-      .with(sender, inserted)
-      .select({
-        routeId: sender.routeId,
-        routeEnabled: sender.routeEnabled,
-        connectorId: sender.connectorId,
-        connectorEnabled: sender.connectorEnabled,
-        integrationId: sender.integrationId,
-        messageId: inserted.messageId,
-        createdAt: inserted.createdAt,
-      })
+    const fields = {
+      routeId: sender.routeId,
+      routeEnabled: sender.routeEnabled,
+      connectorId: sender.connectorId,
+      connectorEnabled: sender.connectorEnabled,
+      integrationId: sender.integrationId,
+      messageId: inserted.messageId,
+      createdAt: inserted.createdAt,
+    }
+    const query = (options.idempotent ? db.with(sender, claim, inserted) : db.with(sender, inserted))
+      .select(fields)
       .from(sql`(select 1) as one`)
       .leftJoin(sender, sql`true`)
       .leftJoin(inserted, sql`true`)
-      .prepare('submit_message')
-    return async (message: QueuedMessageFromSender) => {
-      const params = Object.fromEntries(
+      .prepare(options.idempotent ? 'submit_message_idempotent' : 'submit_message')
+    return async (message: QueuedMessageFromSender, idempotency?: SubmitIdempotency) => {
+      const params: Record<string, unknown> = Object.fromEntries(
         FIELDS_FROM_INPUT.map((field) => {
           const value = message[field]
           return [field, value === null || value === undefined ? null : column(field).mapToDriverValue(value)]
         }),
       )
+      if (idempotency) {
+        params.idempotencyKey = idempotency.key
+        params.requestHash = idempotency.requestHash
+        params.responseBody = JSON.stringify(idempotency.responseBody)
+        params.freshAfter = idempotency.freshAfter.toISOString()
+      }
       const [row] = await query.execute(params)
       return row!
     }

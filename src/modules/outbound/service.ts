@@ -99,10 +99,13 @@ export interface MessageServiceDeps {
 export class MessageService {
   private readonly deps: MessageServiceDeps
   private readonly submitAlone: ReturnType<MessageRepository['prepareSubmit']>
+  private readonly submitKeyed: ReturnType<MessageRepository['prepareSubmit']>
 
   constructor(deps: MessageServiceDeps) {
     this.deps = deps
-    this.submitAlone = deps.repository.prepareSubmit(deps.db, (address) => deps.senders.senderQuery(deps.db, address))
+    const senderQuery = (address: Placeholder) => deps.senders.senderQuery(deps.db, address)
+    this.submitAlone = deps.repository.prepareSubmit(deps.db, senderQuery, { idempotent: false })
+    this.submitKeyed = deps.repository.prepareSubmit(deps.db, senderQuery, { idempotent: true })
   }
 
   get sizeLimit(): number {
@@ -155,44 +158,37 @@ export class MessageService {
     hash: string,
     idempotencyKey: string | undefined,
   ): Promise<SubmitResult> {
-    if (!idempotencyKey && staged.length === 0 && !input.attachments?.length) {
-      // A message alone is one prepared statement that checks the sender and inserts, atomic
-      // by itself: no transaction. The integration's permissions matter only for attachments.
-      const { message } = this.shape(input, { canUseDrafts: false })
-      const now = new Date()
-      const row = await this.submitAlone({
-        id: newId(),
-        status: 'queued',
-        createdByKeyId: apiKeyId,
-        ...message,
-        attachmentCount: 0,
-        createdAt: now,
-        updatedAt: now,
-        nextAttemptAt: now,
-      })
-      if (!row.messageId) allowedSender(message.fromAddress, row.routeId === null ? undefined : (row as Sender))
-      return { status: 202, body: { id: row.messageId!, status: 'queued', createdAt: row.createdAt!.toISOString() }, replayed: false }
-    }
     // The answer is known before anything is stored, so the key's claim records it: no update afterwards.
     const id = newId()
     const createdAt = new Date()
     const body: SubmitResult['body'] = { id, status: 'queued', createdAt: createdAt.toISOString() }
+    const freshAfter = new Date(createdAt.getTime() - IDEMPOTENCY_WINDOW_MS)
+    if (staged.length === 0 && !input.attachments?.length) {
+      // A message alone is one prepared statement that checks the sender, claims the key if
+      // there is one, and inserts: atomic by itself, no transaction. The integration's
+      // permissions matter only for attachments.
+      const { message } = this.shape(input, { canUseDrafts: false })
+      const queued = { id, status: 'queued' as const, createdByKeyId: apiKeyId, ...message, attachmentCount: 0, createdAt, updatedAt: createdAt, nextAttemptAt: createdAt }
+      const row = idempotencyKey
+        ? await this.submitKeyed(queued, { key: idempotencyKey, requestHash: hash, responseBody: body, freshAfter })
+        : await this.submitAlone(queued)
+      if (row.messageId) return { status: 202, body, replayed: false }
+      const sender = row.routeId === null ? undefined : (row as Sender)
+      if (idempotencyKey) {
+        // Taken by an earlier request (a retry, most likely): its answer stands even if the sender changed since.
+        const earlier = await this.deps.idempotency.findFresh(this.deps.db, apiKeyId, idempotencyKey, freshAfter)
+        if (earlier || (sender?.routeEnabled && sender.connectorEnabled)) return replay(earlier, hash)
+      }
+      allowedSender(message.fromAddress, sender)
+    }
     return this.deps.db.transaction(async (tx) => {
       if (idempotencyKey) {
         const claim = await this.deps.idempotency.claim(
           tx,
           { apiKeyId, key: idempotencyKey, requestHash: hash, responseStatus: 202, responseBody: body },
-          new Date(Date.now() - IDEMPOTENCY_WINDOW_MS),
+          freshAfter,
         )
-        if (!claim.claimed) {
-          if (!claim.existing) throw new ConflictError('The Idempotency-Key is being used by a request that just failed; retry.')
-          if (claim.existing.requestHash !== hash) {
-            throw new IdempotencyKeyReusedError(
-              'This Idempotency-Key was used in the last 24 hours with a different body. Use a new key for a new message.',
-            )
-          }
-          return { status: 202, body: claim.existing.responseBody as SubmitResult['body'], replayed: true }
-        }
+        if (!claim.claimed) return replay(claim.existing, hash)
       }
       const prepared = await this.prepare(tx, input, staged)
       const attachments: NewAttachment[] = []
@@ -439,4 +435,13 @@ function allowedSender(from: string, sender: Sender | undefined): Sender {
       ? `its connector ${sender.connectorId} is disabled`
       : `the alias ${sender.routeId} is not enabled (test it, then enable it)`
   throw new SenderNotAllowedError(`Mailgate cannot send from ${from}: ${why}.`, { field: 'from' })
+}
+
+/** The answer an Idempotency-Key already holds, given again for the same body only. */
+function replay(earlier: { requestHash: string; responseBody: unknown } | undefined, hash: string): SubmitResult {
+  if (!earlier) throw new ConflictError('The Idempotency-Key is being used by a request that just failed; retry.')
+  if (earlier.requestHash !== hash) {
+    throw new IdempotencyKeyReusedError('This Idempotency-Key was used in the last 24 hours with a different body. Use a new key for a new message.')
+  }
+  return { status: 202, body: earlier.responseBody as SubmitResult['body'], replayed: true }
 }
