@@ -139,6 +139,8 @@ export interface GraphRequestRecord {
   host: string
   method: string
   path: string
+  /** When it arrived (epoch ms). */
+  at: number
   appId: string | undefined
   /** What the client got; -1 for a connection reset. */
   status: number
@@ -772,7 +774,7 @@ export class FakeMicrosoft {
     body: nock.Body,
     headers: RequestHeaders,
   ): Promise<'network' | FakeAnswer> {
-    const record: GraphRequestRecord = { host, method, path: new URL(uri, `https://${host}`).pathname, appId: undefined, status: 0 }
+    const record: GraphRequestRecord = { host, method, path: new URL(uri, `https://${host}`).pathname, at: Date.now(), appId: undefined, status: 0 }
     host = this.canonical(host, service)
     const url = new URL(uri, `https://${host}`)
     const prefer = header(headers, 'prefer')
