@@ -25,15 +25,14 @@ async function metricsPlugin(app: FastifyInstance, options: { collectDefaults?: 
     registers: [registry],
   })
 
+  // One child per label set, kept: observing through a labels object hashes the labels every time.
+  const series = new Map<string, ReturnType<typeof duration.labels>>()
   app.addHook('onResponse', async (request, reply) => {
-    duration.observe(
-      {
-        method: request.method,
-        route: request.routeOptions.url ?? 'unmatched',
-        status_code: String(reply.statusCode),
-      },
-      reply.elapsedTime / 1000,
-    )
+    const route = request.routeOptions.url ?? 'unmatched'
+    const key = `${request.method} ${route} ${reply.statusCode}`
+    let child = series.get(key)
+    if (!child) series.set(key, (child = duration.labels({ method: request.method, route, status_code: String(reply.statusCode) })))
+    child.observe(reply.elapsedTime / 1000)
   })
 
   await app.register(async (scope) => {

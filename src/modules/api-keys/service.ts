@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 import type { Db } from '../../database/index.ts'
 import { ConflictError, NotFoundError, UnauthenticatedError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
@@ -21,7 +21,7 @@ const KEY_PREFIX = 'mgk_'
 const TOUCH_INTERVAL_MS = 60_000
 
 export function hashKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex')
+  return hash('sha256', key)
 }
 
 function generateKey(): string {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { Direction } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import type { MailboxError } from '../../graph/errors.ts'
@@ -78,17 +78,16 @@ type ConnectionField = 'integrationId' | 'primaryAddress' | 'folderPaths' | 'aft
  * needs a new test, rotating the app's secret does not.
  */
 export function connectorConfigHash(connection: ConnectorConnection, integrationIdentity: string): string {
-  return createHash('sha256')
-    .update(
-      JSON.stringify([
-        integrationIdentity,
-        connection.direction,
-        connection.primaryAddress.toLowerCase(),
-        connection.folderPaths?.map((path) => path.toLowerCase()) ?? null,
-        connection.afterProcessing?.toLowerCase() ?? null,
-      ]),
-    )
-    .digest('hex')
+  return hash(
+    'sha256',
+    JSON.stringify([
+      integrationIdentity,
+      connection.direction,
+      connection.primaryAddress.toLowerCase(),
+      connection.folderPaths?.map((path) => path.toLowerCase()) ?? null,
+      connection.afterProcessing?.toLowerCase() ?? null,
+    ]),
+  )
 }
 
 function connectionOf(row: ConnectorRow): ConnectorConnection {

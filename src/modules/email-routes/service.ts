@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { RouteRules } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { ConflictError, NotFoundError, UnprocessableError, ValidationError } from '../../lib/errors.ts'
@@ -53,9 +53,7 @@ const INCOMING_ONLY = ['workItemType', 'processId', 'ticketCategory', 'rules', '
 
 /** An alias is proven for one mailbox reached through one app (the integration's identity). */
 function aliasConfigHash(route: { connectorId: string; emailAddress: string }, connector: RouteConnector, integrationIdentity: string): string {
-  return createHash('sha256')
-    .update(JSON.stringify([route.connectorId, integrationIdentity, connector.primaryAddress, route.emailAddress.toLowerCase()]))
-    .digest('hex')
+  return hash('sha256', JSON.stringify([route.connectorId, integrationIdentity, connector.primaryAddress, route.emailAddress.toLowerCase()]))
 }
 
 function normaliseRules(rules: RouteRules | undefined): RouteRules {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { AuthMethod, Cloud } from '../../../db/schema.ts'
 import type { IntegrationRow } from './repository.ts'
 
@@ -24,17 +24,16 @@ export function connectionOf(row: ConnectionColumns): Connection {
 }
 
 export function configHashOf(connection: Connection): string {
-  return createHash('sha256')
-    .update(
-      JSON.stringify([
-        connection.tenant.toLowerCase(),
-        connection.clientId.toLowerCase(),
-        connection.cloud,
-        connection.authMethod,
-        connection.credentialFingerprint,
-      ]),
-    )
-    .digest('hex')
+  return hash(
+    'sha256',
+    JSON.stringify([
+      connection.tenant.toLowerCase(),
+      connection.clientId.toLowerCase(),
+      connection.cloud,
+      connection.authMethod,
+      connection.credentialFingerprint,
+    ]),
+  )
 }
 
 /**
@@ -42,7 +41,5 @@ export function configHashOf(connection: Connection): string {
  * Connector and alias tests depend on it; a rotated secret does not change it.
  */
 export function identityHashOf(row: Pick<IntegrationRow, 'tenant' | 'clientId' | 'cloud'>): string {
-  return createHash('sha256')
-    .update(JSON.stringify([row.tenant.toLowerCase(), row.clientId.toLowerCase(), row.cloud]))
-    .digest('hex')
+  return hash('sha256', JSON.stringify([row.tenant.toLowerCase(), row.clientId.toLowerCase(), row.cloud]))
 }

@@ -117,7 +117,8 @@ export class MessageService {
    * dispatcher. With an Idempotency-Key, the same key and body replay the first answer.
    */
   async submit(apiKeyId: string, input: SendMessageInput, idempotencyKey?: string): Promise<SubmitResult> {
-    return this.record(apiKeyId, input, [], requestHash(input), idempotencyKey)
+    // Only a key's claim records the hash, so only then is it worked out.
+    return this.record(apiKeyId, input, [], idempotencyKey === undefined ? '' : requestHash(input), idempotencyKey)
   }
 
   /**
@@ -139,9 +140,11 @@ export class MessageService {
       for await (const file of files) staged.push(await this.stage(file, attachments.length + staged.length, rules))
       // Without files the request means what the same JSON body means, and hashes the same.
       const hash =
-        staged.length === 0
-          ? requestHash(input)
-          : requestHash({ message: input, files: staged.map(({ name, contentType, contentId, sha256 }) => ({ name, contentType, contentId, sha256 })) })
+        idempotencyKey === undefined
+          ? ''
+          : staged.length === 0
+            ? requestHash(input)
+            : requestHash({ message: input, files: staged.map(({ name, contentType, contentId, sha256 }) => ({ name, contentType, contentId, sha256 })) })
       const result = await this.record(apiKeyId, input, staged, hash, idempotencyKey)
       if (result.replayed) await this.discard(staged)
       return result
