@@ -1,13 +1,18 @@
 /**
- * npm run bench:memory — the real server process (embedded database) under 10,000 generated
+ * npm run bench:memory — the real server process, started as `npm start` starts it (compiled
+ * dist/, with the V8 flags of the start:dist script), on the embedded database and, when
+ * BENCH_DATABASE_URL is set, on PostgreSQL (a scratch database). Each gets 10,000 generated
  * hostile requests (REST from its OpenAPI document and GraphQL from its schema, the same
- * generators as the fuzz tests), measuring resident memory and heap after start and after
- * the run, each after a forced garbage collection (through the inspector protocol), and how
- * long /health/live takes to answer while the run goes on.
+ * generators as the fuzz tests) plus 5,000 ordinary reads; resident memory and heap are
+ * measured after start and after the run, each after a forced garbage collection (through
+ * the inspector protocol), and /health/live's answer time is probed while the run goes on.
  *
- * REQUESTS=10000 CONCURRENCY=8 FUZZ_SEED=... to change the run.
+ * REQUESTS=10000 CONCURRENCY=8 FUZZ_SEED=... to change the run; START=source runs
+ * src/server.ts instead; BENCH_DATABASES=pglite or =postgres runs one database only;
+ * EXTRA_NODE_FLAGS adds flags (to compare settings).
  */
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { Agent, request as httpRequest } from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -18,6 +23,7 @@ import { loadSchema } from '../src/plugins/graphql.ts'
 import { Random, histogram } from '../test/support/fuzz.ts'
 import { graphqlFuzzRequests } from '../test/support/fuzz-graphql-requests.ts'
 import { restFuzzRequests, type FuzzIds } from '../test/support/fuzz-rest-requests.ts'
+import { createScratchPostgresDatabase } from '../test/support/database.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const PORT = 39_873
@@ -87,111 +93,138 @@ async function admin(method: string, path: string, body?: unknown) {
   return response.json() as Promise<{ id: string }>
 }
 
-const dataDir = await mkdtemp(join(tmpdir(), 'mailgate-memory-'))
-const server = spawn(process.execPath, ['--inspect=127.0.0.1:0', 'src/server.ts'], {
-  cwd: root,
-  env: { ...process.env, DATA_DIR: dataDir, PORT: String(PORT), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ADMIN_API_KEY: ADMIN_KEY, DISPATCHER_ENABLED: 'false' },
-  stdio: ['ignore', 'ignore', 'pipe'],
-})
-try {
-  const inspectorUrl = await new Promise<string>((resolve) => {
-    let text = ''
-    server.stderr!.on('data', (chunk) => {
-      text += chunk
-      const match = /Debugger listening on (ws:\/\/\S+)/.exec(text)
-      if (match) resolve(match[1]!)
+const postgresUrl = process.env.BENCH_DATABASE_URL || undefined
+/** `npm start`'s process: the flags of the start:dist script, on the compiled server (built first if stale). */
+const production = process.env.START !== 'source'
+const startScript = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start:dist']!
+const nodeFlags = [
+  ...(production ? startScript.split(/\s+/).filter((token) => token.startsWith('--')) : []),
+  ...(process.env.EXTRA_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
+]
+const entry = production ? 'dist/src/server.js' : 'src/server.ts'
+if (production) execFileSync(process.execPath, ['src/cli/build-if-stale.ts'], { cwd: root, stdio: 'inherit' })
+
+async function measure(kind: 'pglite' | 'postgres') {
+  const dataDir = await mkdtemp(join(tmpdir(), 'mailgate-memory-'))
+  const scratch = kind === 'postgres' ? await createScratchPostgresDatabase(postgresUrl!) : undefined
+  const database = scratch ? { DATABASE_URL: scratch.url, SECRETS_KEY: Buffer.alloc(32, 7).toString('base64') } : {}
+  const server = spawn(process.execPath, [...nodeFlags, '--inspect=127.0.0.1:0', entry], {
+    cwd: root,
+    env: { ...process.env, ...database, DATA_DIR: dataDir, PORT: String(PORT), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ADMIN_API_KEY: ADMIN_KEY, DISPATCHER_ENABLED: 'false' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  try {
+    const inspectorUrl = await new Promise<string>((resolve) => {
+      let text = ''
+      server.stderr!.on('data', (chunk) => {
+        text += chunk
+        const match = /Debugger listening on (ws:\/\/\S+)/.exec(text)
+        if (match) resolve(match[1]!)
+      })
     })
-  })
-  for (;;) {
-    const ready = await fetch(`${BASE}/health/ready`).then((r) => r.status === 200, () => false)
-    if (ready) break
-    await sleep(50)
-  }
-  const devtools = await inspector(inspectorUrl)
-  await sleep(5_000)
-  const idle = await devtools.memory()
-
-  const integration = await admin('POST', '/v1/integrations', {
-    name: 'bench',
-    tenant: 'contoso.onmicrosoft.com',
-    clientId: '11111111-2222-3333-4444-555555555555',
-    authMethod: 'clientSecret',
-    clientSecret: 'bench-secret',
-  })
-  const connector = await admin('POST', '/v1/connectors', { integrationId: integration.id, name: 'out', direction: 'outgoing', primaryAddress: 'support@contoso.com' })
-  const ids: FuzzIds = { integration: [integration.id], connector: [connector.id], route: [], message: [], apiKey: [] }
-
-  const random = new Random(SEED)
-  const document = (await (await fetch(`${BASE}/docs/json`)).json()) as Parameters<typeof restFuzzRequests>[0]
-  const schema = buildSchema(await loadSchema())
-  const rest = restFuzzRequests(document, { adminKey: ADMIN_KEY, ids, random, perOperation: 150 })
-  const graphql = graphqlFuzzRequests(schema, { adminKey: ADMIN_KEY, integrationId: integration.id, random, perField: 40 })
-  const requests: (() => Promise<number>)[] = []
-  for (let i = 0; requests.length < TOTAL; i++) {
-    if (i % 10 < 7) {
-      const request = rest[i % rest.length]!
-      requests.push(() =>
-        send(request.operation.method, request.url, { ...request.headers, ...(request.contentType ? { 'content-type': request.contentType } : {}) }, request.payload),
-      )
-    } else {
-      const request = graphql[i % graphql.length]!
-      requests.push(() =>
-        send(
-          'POST',
-          '/graphql',
-          { 'content-type': 'application/json', ...(request.key ? { authorization: `Bearer ${request.key}` } : {}) },
-          JSON.stringify({ query: request.query, variables: request.variables }),
-        ),
-      )
+    for (;;) {
+      const ready = await fetch(`${BASE}/health/ready`).then((r) => r.status === 200, () => false)
+      if (ready) break
+      await sleep(50)
     }
-  }
+    const devtools = await inspector(inspectorUrl)
+    await sleep(5_000)
+    const idle = await devtools.memory()
 
-  const statuses: number[] = []
-  let clientErrors = 0
-  let probing = true
-  const healthMs: number[] = []
-  const prober = (async () => {
-    while (probing) {
-      const started = performance.now()
-      await fetch(`${BASE}/health/live`).then((r) => r.arrayBuffer())
-      healthMs.push(performance.now() - started)
-      await sleep(100)
-    }
-  })()
-  const started = performance.now()
-  let cursor = 0
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (cursor < requests.length) {
-        const send = requests[cursor++]!
-        // A request node:http itself refuses to send (a header value it will not encode) is not the server's answer.
-        await send().then((status) => statuses.push(status), () => clientErrors++)
+    const integration = await admin('POST', '/v1/integrations', {
+      name: 'bench',
+      tenant: 'contoso.onmicrosoft.com',
+      clientId: '11111111-2222-3333-4444-555555555555',
+      authMethod: 'clientSecret',
+      clientSecret: 'bench-secret',
+    })
+    const connector = await admin('POST', '/v1/connectors', { integrationId: integration.id, name: 'out', direction: 'outgoing', primaryAddress: 'support@contoso.com' })
+    const ids: FuzzIds = { integration: [integration.id], connector: [connector.id], route: [], message: [], apiKey: [] }
+
+    const random = new Random(SEED)
+    const document = (await (await fetch(`${BASE}/docs/json`)).json()) as Parameters<typeof restFuzzRequests>[0]
+    const schema = buildSchema(await loadSchema())
+    const rest = restFuzzRequests(document, { adminKey: ADMIN_KEY, ids, random, perOperation: 150 })
+    const graphql = graphqlFuzzRequests(schema, { adminKey: ADMIN_KEY, integrationId: integration.id, random, perField: 40 })
+    const requests: (() => Promise<number>)[] = []
+    for (let i = 0; requests.length < TOTAL; i++) {
+      if (i % 10 < 7) {
+        const request = rest[i % rest.length]!
+        requests.push(() =>
+          send(request.operation.method, request.url, { ...request.headers, ...(request.contentType ? { 'content-type': request.contentType } : {}) }, request.payload),
+        )
+      } else {
+        const request = graphql[i % graphql.length]!
+        requests.push(() =>
+          send(
+            'POST',
+            '/graphql',
+            { 'content-type': 'application/json', ...(request.key ? { authorization: `Bearer ${request.key}` } : {}) },
+            JSON.stringify({ query: request.query, variables: request.variables }),
+          ),
+        )
       }
-    }),
-  )
-  const seconds = (performance.now() - started) / 1000
-  probing = false
-  await prober
-  const after = await devtools.memory()
-  await sleep(15_000)
-  const settled = await devtools.memory()
-  devtools.close()
+    }
 
-  const sorted = [...healthMs].sort((a, b) => a - b)
-  console.log(`node ${process.version}, embedded database, seed ${SEED}, concurrency ${CONCURRENCY}`)
-  console.log(`requests: ${statuses.length} answered (${clientErrors} not sendable by node:http) in ${seconds.toFixed(1)} s`)
-  console.log(`statuses: ${JSON.stringify(histogram(statuses))}`)
-  console.log(`/health/live during the run: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(1)} ms, max ${sorted.at(-1)!.toFixed(1)} ms (${sorted.length} probes)`)
-  console.log('memory (MiB, each after a forced GC):')
-  console.log(`  idle after start:        ${JSON.stringify(idle)}`)
-  console.log(`  right after the run:     ${JSON.stringify(after)}`)
-  console.log(`  15 s after the run:      ${JSON.stringify(settled)}`)
-  if (statuses.some((status) => status >= 500)) {
-    console.log('FAILED: the server answered 5xx')
-    process.exitCode = 1
+    // Ordinary traffic too: the reads a UI and services make all day.
+    for (let i = 0; i < 5_000; i++) {
+      const path = i % 2 === 0 ? `/v1/connectors/${connector.id}` : '/v1/connectors?limit=50'
+      requests.splice(i * 3, 0, () => send('GET', path, { authorization: `Bearer ${ADMIN_KEY}` }))
+    }
+
+    const statuses: number[] = []
+    let clientErrors = 0
+    let probing = true
+    const healthMs: number[] = []
+    const prober = (async () => {
+      while (probing) {
+        const started = performance.now()
+        await fetch(`${BASE}/health/live`).then((r) => r.arrayBuffer())
+        healthMs.push(performance.now() - started)
+        await sleep(100)
+      }
+    })()
+    const started = performance.now()
+    let cursor = 0
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (cursor < requests.length) {
+          const send = requests[cursor++]!
+          // A request node:http itself refuses to send (a header value it will not encode) is not the server's answer.
+          await send().then((status) => statuses.push(status), () => clientErrors++)
+        }
+      }),
+    )
+    const seconds = (performance.now() - started) / 1000
+    probing = false
+    await prober
+    const after = await devtools.memory()
+    await sleep(15_000)
+    const settled = await devtools.memory()
+    devtools.close()
+
+    const sorted = [...healthMs].sort((a, b) => a - b)
+    console.log(`\n${kind}: node ${process.version} ${[...nodeFlags, entry].join(' ')}, seed ${SEED}, concurrency ${CONCURRENCY}`)
+    console.log(`requests: ${statuses.length} answered (${clientErrors} not sendable by node:http) in ${seconds.toFixed(1)} s`)
+    console.log(`statuses: ${JSON.stringify(histogram(statuses))}`)
+    console.log(`/health/live during the run: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(1)} ms, max ${sorted.at(-1)!.toFixed(1)} ms (${sorted.length} probes)`)
+    console.log('memory (MiB, each after a forced GC):')
+    console.log(`  idle after start:        ${JSON.stringify(idle)}`)
+    console.log(`  right after the run:     ${JSON.stringify(after)}`)
+    console.log(`  15 s after the run:      ${JSON.stringify(settled)}`)
+    if (statuses.some((status) => status >= 500)) {
+      console.log('FAILED: the server answered 5xx')
+      process.exitCode = 1
+    }
+  } finally {
+    server.kill('SIGTERM')
+    await new Promise((resolve) => server.on('exit', resolve))
+    await rm(dataDir, { recursive: true, force: true })
+    await scratch?.drop()
   }
-} finally {
-  server.kill('SIGTERM')
-  await new Promise((resolve) => server.on('exit', resolve))
-  await rm(dataDir, { recursive: true, force: true })
 }
+
+const kinds = (postgresUrl ? (['pglite', 'postgres'] as const) : (['pglite'] as const)).filter(
+  (kind) => !process.env.BENCH_DATABASES || process.env.BENCH_DATABASES.split(',').includes(kind),
+)
+for (const kind of kinds) await measure(kind)
