@@ -20,6 +20,8 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 # 3. Runtime: compiled code, migrations, GraphQL schema, production modules; non-root.
 FROM node:24-slim
 ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072 \
     DATA_DIR=/data \
     HOST=0.0.0.0 \
     PORT=3000
@@ -32,5 +34,6 @@ VOLUME ["/data"]
 EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/health/ready').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# A young generation of 8 MB instead of one sized from the host's RAM: see docs/PERFORMANCE.md.
+# The settings of `npm start` (src/cli/start.ts): a young generation of 8 MB instead of one
+# sized from the host's RAM, and the allocator settings above; see docs/PERFORMANCE.md.
 CMD ["node", "--max-semi-space-size=8", "src/server.js"]

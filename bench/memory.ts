@@ -1,6 +1,6 @@
 /**
- * npm run bench:memory — the real server process, started as `npm start` starts it (compiled
- * dist/, with the V8 flags of the start:dist script), on the embedded database and, when
+ * npm run bench:memory — the real server process, started as `npm start` starts it
+ * (src/cli/start.ts: compiled dist/ with the production settings), on the embedded database and, when
  * BENCH_DATABASE_URL is set, on PostgreSQL (a scratch database). Each gets 10,000 generated
  * hostile requests (REST from its OpenAPI document and GraphQL from its schema, the same
  * generators as the fuzz tests) plus 5,000 ordinary reads; resident memory and heap are
@@ -11,8 +11,7 @@
  * src/server.ts instead; BENCH_DATABASES=pglite or =postgres runs one database only;
  * EXTRA_NODE_FLAGS adds flags (to compare settings).
  */
-import { execFileSync, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
 import { Agent, request as httpRequest } from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -94,41 +93,59 @@ async function admin(method: string, path: string, body?: unknown) {
 }
 
 const postgresUrl = process.env.BENCH_DATABASE_URL || undefined
-/** `npm start`'s process: the flags of the start:dist script, on the compiled server (built first if stale). */
+/** `npm start`'s process (src/cli/start.ts, which becomes the compiled server), or src/server.ts. */
 const production = process.env.START !== 'source'
-const startScript = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start:dist']!
-const nodeFlags = [
-  ...(production ? startScript.split(/\s+/).filter((token) => token.startsWith('--')) : []),
-  ...(process.env.EXTRA_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
-]
-const entry = production ? 'dist/src/server.js' : 'src/server.ts'
-if (production) execFileSync(process.execPath, ['src/cli/build-if-stale.ts'], { cwd: root, stdio: 'inherit' })
+const extraFlags = process.env.EXTRA_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []
+const command = production ? ['src/cli/start.ts', ...extraFlags] : [...extraFlags, 'src/server.ts']
+
+/** Starts the server on `env`, waits until it is ready, and lets it settle 5 s. */
+async function startServer(env: Record<string, string>) {
+  const [script, ...rest] = command
+  const server = spawn(process.execPath, production ? [script!, '--inspect=127.0.0.1:0', ...rest] : ['--inspect=127.0.0.1:0', ...command], {
+    cwd: root,
+    env: { ...process.env, ...env, PORT: String(PORT), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ADMIN_API_KEY: ADMIN_KEY, DISPATCHER_ENABLED: 'false' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  server.stdout!.on('data', (chunk) => (output += chunk))
+  let exited = false
+  server.on('exit', () => (exited = true))
+  const inspectorUrl = await new Promise<string>((resolve) => {
+    server.stderr!.on('data', (chunk) => {
+      output += chunk
+      const match = /Debugger listening on (ws:\/\/\S+)/.exec(output)
+      if (match) resolve(match[1]!)
+    })
+  })
+  for (;;) {
+    if (exited) throw new Error(`the server exited before it was ready:\n${output}`)
+    const ready = await fetch(`${BASE}/health/ready`).then((r) => r.status === 200, () => false)
+    if (ready) break
+    await sleep(50)
+  }
+  const devtools = await inspector(inspectorUrl)
+  await sleep(5_000)
+  return {
+    server,
+    devtools,
+    async stop() {
+      devtools.close()
+      server.kill('SIGTERM')
+      await new Promise((resolve) => server.on('exit', resolve))
+    },
+  }
+}
 
 async function measure(kind: 'pglite' | 'postgres') {
   const dataDir = await mkdtemp(join(tmpdir(), 'mailgate-memory-'))
   const scratch = kind === 'postgres' ? await createScratchPostgresDatabase(postgresUrl!) : undefined
-  const database = scratch ? { DATABASE_URL: scratch.url, SECRETS_KEY: Buffer.alloc(32, 7).toString('base64') } : {}
-  const server = spawn(process.execPath, [...nodeFlags, '--inspect=127.0.0.1:0', entry], {
-    cwd: root,
-    env: { ...process.env, ...database, DATA_DIR: dataDir, PORT: String(PORT), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ADMIN_API_KEY: ADMIN_KEY, DISPATCHER_ENABLED: 'false' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
+  const env: Record<string, string> = scratch ? { DATABASE_URL: scratch.url, SECRETS_KEY: Buffer.alloc(32, 7).toString('base64'), MIGRATE_ON_START: 'true' } : { DATA_DIR: dataDir }
+  // The first start creates the database (PGlite's initdb; migrations either way); the measured one is a restart.
+  const first = await startServer(env)
+  const firstStart = await first.devtools.memory()
+  await first.stop()
+  const { devtools, stop } = await startServer(env)
   try {
-    const inspectorUrl = await new Promise<string>((resolve) => {
-      let text = ''
-      server.stderr!.on('data', (chunk) => {
-        text += chunk
-        const match = /Debugger listening on (ws:\/\/\S+)/.exec(text)
-        if (match) resolve(match[1]!)
-      })
-    })
-    for (;;) {
-      const ready = await fetch(`${BASE}/health/ready`).then((r) => r.status === 200, () => false)
-      if (ready) break
-      await sleep(50)
-    }
-    const devtools = await inspector(inspectorUrl)
-    await sleep(5_000)
     const idle = await devtools.memory()
 
     const integration = await admin('POST', '/v1/integrations', {
@@ -201,15 +218,15 @@ async function measure(kind: 'pglite' | 'postgres') {
     const after = await devtools.memory()
     await sleep(15_000)
     const settled = await devtools.memory()
-    devtools.close()
 
     const sorted = [...healthMs].sort((a, b) => a - b)
-    console.log(`\n${kind}: node ${process.version} ${[...nodeFlags, entry].join(' ')}, seed ${SEED}, concurrency ${CONCURRENCY}`)
+    console.log(`\n${kind}: node ${process.version} ${command.join(' ')}, seed ${SEED}, concurrency ${CONCURRENCY}`)
     console.log(`requests: ${statuses.length} answered (${clientErrors} not sendable by node:http) in ${seconds.toFixed(1)} s`)
     console.log(`statuses: ${JSON.stringify(histogram(statuses))}`)
     console.log(`/health/live during the run: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(1)} ms, max ${sorted.at(-1)!.toFixed(1)} ms (${sorted.length} probes)`)
     console.log('memory (MiB, each after a forced GC):')
-    console.log(`  idle after start:        ${JSON.stringify(idle)}`)
+    console.log(`  idle after first start:  ${JSON.stringify(firstStart)}`)
+    console.log(`  idle after a restart:    ${JSON.stringify(idle)}`)
     console.log(`  right after the run:     ${JSON.stringify(after)}`)
     console.log(`  15 s after the run:      ${JSON.stringify(settled)}`)
     if (statuses.some((status) => status >= 500)) {
@@ -217,8 +234,7 @@ async function measure(kind: 'pglite' | 'postgres') {
       process.exitCode = 1
     }
   } finally {
-    server.kill('SIGTERM')
-    await new Promise((resolve) => server.on('exit', resolve))
+    await stop()
     await rm(dataDir, { recursive: true, force: true })
     await scratch?.drop()
   }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -61,9 +62,11 @@ async function pendingMigrations(db: Db): Promise<string[]> {
 /** Embedded PGlite; a data directory persists it, `memory://` keeps it in memory. */
 export async function openEmbeddedDatabase(dataDir: string | 'memory://'): Promise<Database> {
   let location: string | undefined
+  let firstStart = false
   if (dataDir !== 'memory://') {
     location = join(resolve(dataDir), 'pgdata')
     await mkdir(location, { recursive: true })
+    firstStart = !existsSync(join(location, 'PG_VERSION'))
   }
   // Loaded on demand: PGlite's WebAssembly build costs ~150 MiB of memory just to import,
   // which a deployment on an external PostgreSQL should not pay.
@@ -74,7 +77,14 @@ export async function openEmbeddedDatabase(dataDir: string | 'memory://'): Promi
   ])
   // PostgreSQL's default 128 MB of shared buffers is most of PGlite's memory and far more than
   // one service's configuration and queue need; the operating system caches the files anyway.
-  const client = await PGlite.create(location, { postgresqlconf: ['shared_buffers = 16MB'] })
+  const options = { postgresqlconf: ['shared_buffers = 16MB'] }
+  let client = await PGlite.create(location, options)
+  if (location && firstStart) {
+    // Creating the cluster ran initdb in a WebAssembly instance of its own and left ~130 MiB
+    // resident; a fresh instance on the new cluster starts as small as any later start.
+    await client.close()
+    client = await PGlite.create(location, options)
+  }
   const pglite = drizzlePglite({ client, schema, casing: 'snake_case' })
   const db = pglite as unknown as Db
   return {
