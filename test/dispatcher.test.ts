@@ -323,6 +323,21 @@ describe('pacing', () => {
     }
   })
 
+  it('claims from several mailboxes at once, yet never starts more sends than the instance allows', async () => {
+    const ids = await Promise.all(Array.from({ length: 8 }, (_, i) => submit({ from: i % 2 ? 'support@contoso.com' : 'notify@contoso.com' })))
+    const narrow = extraDispatcher(t, { owner: 'narrow', settings: { ...settings, perMinute: 1000, maxConcurrentSends: 3, claimConcurrency: 2 }, clock })
+    const started: number[] = []
+    for (let round = 0; round < 8 && started.reduce((sum, n) => sum + n, 0) < 8; round++) started.push(await narrow.runOnce())
+    expect(started[0]).toBe(3)
+    expect(Math.max(...started)).toBe(3)
+    expect(started.reduce((sum, n) => sum + n, 0)).toBe(8)
+    for (const id of ids) {
+      const sent = await message(id)
+      expect(sent.status).toBe('sent')
+      expect(deliveriesOf(sent.subject)).toHaveLength(1)
+    }
+  })
+
   it.each([2, 3])('%i dispatchers on one database never send a message twice', async (count) => {
     const ids = await Promise.all(Array.from({ length: 24 }, (_, i) => submit({ from: i % 2 ? 'support@contoso.com' : 'notify@contoso.com' })))
     const dispatchers = Array.from({ length: count }, (_, i) => extraDispatcher(t, { owner: `peer-${count}-${i}`, settings: { ...settings, perMinute: 1000 }, clock }))

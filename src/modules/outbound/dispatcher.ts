@@ -35,6 +35,8 @@ export interface DispatcherSettings {
   maxConcurrentSends: number
   /** How often to look for work when nothing woke the dispatcher. */
   pollMs: number
+  /** Mailboxes claimed from at once (each claim is a short transaction of its own). */
+  claimConcurrency: number
 }
 
 export const DEFAULT_DISPATCHER_SETTINGS: DispatcherSettings = {
@@ -47,6 +49,7 @@ export const DEFAULT_DISPATCHER_SETTINGS: DispatcherSettings = {
   settleMs: 30_000,
   maxConcurrentSends: 64,
   pollMs: 1_000,
+  claimConcurrency: 4,
 }
 
 /** Where mailbox failures and successes are reported (connectors: automatic disable). */
@@ -142,29 +145,52 @@ export class Dispatcher implements LoopJob {
       this.due = await this.deps.outbox.dueConnectors(db, now)
       this.scannedAt = now.getTime()
     }
-    for (const connectorId of [...this.due]) {
-      if (pool.capacity <= 0) break
-      if ((this.quietUntil.get(connectorId) ?? 0) > now.getTime()) continue
-      if (pool.running(connectorId) >= this.settings.maxInFlightPerMailbox) continue
-      const claim = await this.deps.outbox.claimForConnector(
-        db,
-        connectorId,
-        this.owner,
-        {
-          maxInFlight: this.settings.maxInFlightPerMailbox,
-          perMinute: this.settings.perMinute,
-          leaseMs: this.settings.leaseMs,
-          max: pool.capacity,
-        },
-        now,
+    // Mailboxes whose tokens come due together (all of them after a quiet spell) are claimed
+    // several at a time, so the last of them does not wait for every claim before it.
+    const candidates = this.due.filter(
+      (connectorId) => (this.quietUntil.get(connectorId) ?? 0) <= now.getTime() && pool.running(connectorId) < this.settings.maxInFlightPerMailbox,
+    )
+    for (let next = 0; next < candidates.length && pool.capacity > 0; next += this.settings.claimConcurrency) {
+      // The instance's free capacity is shared out among the batch, so no claim can overrun it.
+      let unreserved = pool.capacity
+      const slice = candidates.slice(next, next + this.settings.claimConcurrency)
+      const batch = slice
+        .map((connectorId, index) => {
+          const share = Math.max(1, Math.floor(unreserved / (slice.length - index)))
+          const max = Math.min(unreserved, share, this.settings.maxInFlightPerMailbox - pool.running(connectorId))
+          unreserved -= Math.max(0, max)
+          return { connectorId, max }
+        })
+        .filter(({ max }) => max > 0)
+      const claims = await Promise.allSettled(
+        batch.map(({ connectorId, max }) =>
+          this.deps.outbox.claimForConnector(
+            db,
+            connectorId,
+            this.owner,
+            { maxInFlight: this.settings.maxInFlightPerMailbox, perMinute: this.settings.perMinute, leaseMs: this.settings.leaseMs, max },
+            now,
+          ),
+        ),
       )
-      if (claim.retryInMs) this.quietUntil.set(connectorId, now.getTime() + claim.retryInMs)
-      else this.quietUntil.delete(connectorId)
-      if (claim.messages.length === 0 && !claim.retryInMs && pool.running(connectorId) === 0) {
-        this.due = this.due.filter((id) => id !== connectorId) // nothing due there until the next scan
+      let failure: unknown
+      for (const [index, settled] of claims.entries()) {
+        const { connectorId } = batch[index]!
+        if (settled.status === 'rejected') {
+          failure ??= settled.reason
+          continue
+        }
+        const claim = settled.value
+        if (claim.retryInMs) this.quietUntil.set(connectorId, now.getTime() + claim.retryInMs)
+        else this.quietUntil.delete(connectorId)
+        if (claim.messages.length === 0 && !claim.retryInMs && pool.running(connectorId) === 0) {
+          this.due = this.due.filter((id) => id !== connectorId) // nothing due there until the next scan
+        }
+        for (const message of claim.messages) this.launch(pool, message)
+        started += claim.messages.length
       }
-      for (const message of claim.messages) this.launch(pool, message)
-      started += claim.messages.length
+      // What the other claims took is launched first; the failed one is retried next round.
+      if (failure !== undefined) throw failure
     }
     return { started, nextInMs: this.nextWakeInMs() }
   }
