@@ -5,7 +5,7 @@ import { newId } from '../../lib/ids.ts'
 import { withIsoDates } from '../../lib/serialize.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
-import { KeyCache } from './key-cache.ts'
+import { KeyCache, type CachedKey } from './key-cache.ts'
 import type { ApiKeyRepository, ApiKeyRow } from './repository.ts'
 import type { ApiKey, CreateApiKeyInput, ListApiKeysInput } from './schemas.ts'
 import type { Scope } from './scopes.ts'
@@ -49,6 +49,7 @@ export class ApiKeyService {
   private readonly audit: AuditService
   private readonly findForAuth: ReturnType<ApiKeyRepository['prepareFindForAuth']>
   private readonly recentKeys = new KeyCache()
+  private readonly keysBeingRead = new Map<string, Promise<CachedKey | undefined>>()
 
   constructor(db: Db, repository: ApiKeyRepository, audit: AuditService) {
     this.db = db
@@ -107,7 +108,7 @@ export class ApiKeyService {
       }
       const revoked = await this.repository.revoke(tx, id, new Date())
       // Before the commit as well as after: no request on this instance may pass once it has.
-      this.recentKeys.clear()
+      this.forgetKeys()
       await this.audit.record(tx, actor, {
         action: 'revoke',
         resourceType: 'api_key',
@@ -116,7 +117,13 @@ export class ApiKeyService {
         after: toApiKey(revoked!),
       })
     })
+    this.forgetKeys()
+  }
+
+  /** Drops what this instance remembers of keys, and reads that began before now. */
+  private forgetKeys(): void {
     this.recentKeys.clear()
+    this.keysBeingRead.clear()
   }
 
   /** Resolves an `Authorization` header value to the calling key. */
@@ -129,13 +136,8 @@ export class ApiKeyService {
       throw new UnauthenticatedError('The Authorization header must have the form `Bearer <key>`.')
     }
     const keyHash = hashKey(match[1]!)
-    let row = this.recentKeys.get(keyHash)
-    if (!row) {
-      const readAt = this.recentKeys.startOfRead()
-      row = await this.findForAuth(keyHash)
-      if (!row) throw new UnauthenticatedError('The API key is not valid.')
-      this.recentKeys.set(keyHash, row, readAt)
-    }
+    const row = this.recentKeys.get(keyHash) ?? (await this.readKey(keyHash))
+    if (!row) throw new UnauthenticatedError('The API key is not valid.')
     if (row.revokedAt) throw new UnauthenticatedError('The API key has been revoked.')
     const now = new Date()
     if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() > TOUCH_INTERVAL_MS) {
@@ -143,6 +145,24 @@ export class ApiKeyService {
       await this.repository.touch(this.db, row.id, now)
     }
     return { keyId: row.id, name: row.name, scopes: row.scopes as Scope[] }
+  }
+
+  /** One read per key at a time: requests that arrive while it runs share it. */
+  private readKey(keyHash: string): Promise<CachedKey | undefined> {
+    let reading = this.keysBeingRead.get(keyHash)
+    if (!reading) {
+      const readAt = this.recentKeys.startOfRead()
+      reading = this.findForAuth(keyHash)
+        .then((row) => {
+          if (row) this.recentKeys.set(keyHash, row, readAt)
+          return row
+        })
+        .finally(() => {
+          if (this.keysBeingRead.get(keyHash) === reading) this.keysBeingRead.delete(keyHash)
+        })
+      this.keysBeingRead.set(keyHash, reading)
+    }
+    return reading
   }
 
   /**

@@ -25,7 +25,13 @@ export const TestResultSchema = Type.Object(
 )
 export type TestResult = Static<typeof TestResultSchema>
 
-export const LastTest = Type.Union([Type.Unsafe<TestResult>({ $ref: 'ConnectionTestResult#' }), Type.Null()])
+/**
+ * The latest test or null, spelled as a type list rather than `anyOf [ConnectionTestResult,
+ * null]`: the response serializer then tells the two apart by type, where an anyOf makes it
+ * validate every test in a list just to choose how to write it.
+ */
+const { $id: _id, ...testResultFields } = TestResultSchema
+export const LastTest = Type.Unsafe<TestResult | null>({ ...testResultFields, type: ['object', 'null'], description: 'The latest connection test, or null before the first' })
 
 export function presentTest(test: Pick<ConnectionTestRow, 'id' | 'ok' | 'testedAt' | 'candidate' | 'configHash' | 'result'>, currentHash: string): TestResult {
   return {

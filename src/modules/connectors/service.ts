@@ -462,8 +462,10 @@ export class ConnectorService {
   /** Two statements in all: the views, then every test they show (the integrations' too). */
   private async present(views: ConnectorView[]): Promise<Connector[]> {
     const integrations = this.deps.integrations
-    const hashes = new Map(views.map((view) => [view.id, connectorConfigHash(connectionOf(view), integrations.identityHashOf(view.integration))]))
-    const integrationHashes = new Map(views.map((view) => [view.integrationId, integrations.configHashOf(view.integration)]))
+    const byIntegration = new Map(views.map((view) => [view.integrationId, view.integration]))
+    const identities = new Map([...byIntegration].map(([id, connection]) => [id, integrations.identityHashOf(connection)]))
+    const integrationHashes = new Map([...byIntegration].map(([id, connection]) => [id, integrations.configHashOf(connection)]))
+    const hashes = new Map(views.map((view) => [view.id, connectorConfigHash(connectionOf(view), identities.get(view.integrationId)!)]))
     const tests = await this.deps.tests.shown([
       ...views.map((view) => ({ resourceType: 'connector' as const, resourceId: view.id, configHash: hashes.get(view.id)!, latest: true })),
       ...[...integrationHashes].map(([resourceId, configHash]) => ({ resourceType: 'integration' as const, resourceId, configHash, latest: false })),
