@@ -1,5 +1,6 @@
 import { and, desc, eq, inArray, sql } from 'drizzle-orm'
 import { connectionTests, type TestedResource } from '../../../db/schema.ts'
+import { idIn } from '../../database/id-in.ts'
 import type { Db } from '../../database/index.ts'
 
 export type ConnectionTestRow = typeof connectionTests.$inferSelect
@@ -97,7 +98,7 @@ export class ConnectionTestRepository {
     const rows = await executor
       .selectDistinctOn([connectionTests.resourceId])
       .from(connectionTests)
-      .where(and(eq(connectionTests.resourceType, resourceType), inArray(connectionTests.resourceId, resourceIds)))
+      .where(and(eq(connectionTests.resourceType, resourceType), idIn(connectionTests.resourceId, resourceIds)))
       .orderBy(connectionTests.resourceId, desc(connectionTests.id))
     return new Map(rows.map((row) => [row.resourceId, row]))
   }

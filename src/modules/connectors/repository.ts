@@ -1,5 +1,6 @@
-import { and, count, desc, eq, getTableColumns, inArray, lt, sql } from 'drizzle-orm'
+import { and, count, desc, eq, getTableColumns, lt, sql } from 'drizzle-orm'
 import { connectors, integrations } from '../../../db/schema.ts'
+import { idIn } from '../../database/id-in.ts'
 import type { Db } from '../../database/index.ts'
 
 export type ConnectorRow = typeof connectors.$inferSelect
@@ -86,7 +87,7 @@ export class ConnectorRepository {
 
   async findMany(executor: Db, ids: string[]): Promise<ConnectorRow[]> {
     if (ids.length === 0) return []
-    return executor.select().from(connectors).where(inArray(connectors.id, ids))
+    return executor.select().from(connectors).where(idIn(connectors.id, ids))
   }
 
   async findByAddress(executor: Db, direction: ConnectorRow['direction'], address: string) {

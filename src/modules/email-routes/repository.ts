@@ -1,5 +1,6 @@
-import { and, asc, desc, eq, inArray, lt, max, sql, type Placeholder, type SQL } from 'drizzle-orm'
+import { and, asc, desc, eq, lt, max, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { connectors, emailRoutes } from '../../../db/schema.ts'
+import { idIn } from '../../database/id-in.ts'
 import type { Db } from '../../database/index.ts'
 
 export type EmailRouteRow = typeof emailRoutes.$inferSelect
@@ -39,7 +40,7 @@ export class EmailRouteRepository {
     return executor
       .select()
       .from(emailRoutes)
-      .where(inArray(emailRoutes.connectorId, connectorIds))
+      .where(idIn(emailRoutes.connectorId, connectorIds))
       .orderBy(
         asc(emailRoutes.connectorId),
         sql`case ${emailRoutes.kind} when 'default' then 0 when 'specific' then 1 when 'wildcard' then 2 when 'alias' then 3 else 4 end`,

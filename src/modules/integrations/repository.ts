@@ -1,5 +1,6 @@
-import { and, desc, eq, ilike, inArray, lt, or, sql, type SQL } from 'drizzle-orm'
+import { and, desc, eq, ilike, lt, or, sql, type SQL } from 'drizzle-orm'
 import { integrations } from '../../../db/schema.ts'
+import { idIn } from '../../database/id-in.ts'
 import type { Db } from '../../database/index.ts'
 
 export type IntegrationRow = typeof integrations.$inferSelect
@@ -43,7 +44,7 @@ export class IntegrationRepository {
 
   async findMany(executor: Db, ids: string[]): Promise<IntegrationRow[]> {
     if (ids.length === 0) return []
-    return executor.select().from(integrations).where(inArray(integrations.id, ids))
+    return executor.select().from(integrations).where(idIn(integrations.id, ids))
   }
 
   /** The connection settings of several integrations in one statement; no secret is read. */
@@ -59,7 +60,7 @@ export class IntegrationRepository {
         credentialFingerprint: integrations.credentialFingerprint,
       })
       .from(integrations)
-      .where(inArray(integrations.id, ids))
+      .where(idIn(integrations.id, ids))
   }
 
   async list(executor: Db, filter: { cloud?: string; tenant?: string; beforeId?: string; limit: number }) {

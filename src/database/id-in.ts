@@ -1,0 +1,10 @@
+import { sql, type Column, type SQL } from 'drizzle-orm'
+
+/**
+ * `column = any('{…}'::uuid[])`: one parameter whatever the number of ids, so the statement's
+ * text stays the same and the driver reuses its prepared statement, where `in ($1, …, $n)`
+ * is a new statement for every length. The ids are UUIDs this service made or checked.
+ */
+export function idIn(column: Column, ids: readonly string[]): SQL {
+  return sql`${column} = any(${`{${ids.join(',')}}`}::uuid[])`
+}
