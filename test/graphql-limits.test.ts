@@ -52,6 +52,16 @@ describe('GraphQL limits, refused before execution with 400', () => {
     expect(one.status).toBe(200)
   })
 
+  it('prices every request by its own variables, though the query text was seen (and kept) before', async () => {
+    const page = `integrations(limit: $limit) { items { id name tenant clientId cloud authMethod hasClientSecret secretExpiresAt verified createdAt updatedAt } }`
+    const query = `query($limit: Int) { a: ${page} b: ${page} c: ${page} d: ${page} e: ${page} }`
+    for (let i = 0; i < 2; i++) expect((await graphql(t.app, t.adminKey, query, { limit: 5 })).status).toBe(200)
+    const expensive = await graphql(t.app, t.adminKey, query, { limit: 200 })
+    expect(expensive.status).toBe(400)
+    expect(expensive.body.data).toBeNull()
+    expect(expensive.body.errors![0]).toMatchObject({ extensions: { code: 'GRAPHQL_VALIDATION_FAILED' }, message: expect.stringMatching(/costs \d+, more than 10000/) })
+  })
+
   it(`more than ${GRAPHQL_LIMITS.directives} directives`, async () => {
     await refused(`{ viewer { keyId ${'@include(if: true) '.repeat(50)} } }`, /directives/i)
   })

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module'
-import type { ASTVisitor, FragmentDefinitionNode, SelectionNode, ValidationContext, ValidationRule } from 'graphql'
+import type { ASTVisitor, DocumentNode, FragmentDefinitionNode, GraphQLSchema, SelectionNode, ValidationContext, ValidationRule } from 'graphql'
+import { GraphqlRefusedError } from './graphql-errors.ts'
 import type { ComplexityEstimator } from 'graphql-query-complexity'
 
 /*
@@ -12,7 +13,7 @@ const { GraphQLError, NoSchemaIntrospectionCustomRule } = require('graphql') as 
 const { maxAliasesRule } = require('@escape.tech/graphql-armor-max-aliases') as typeof import('@escape.tech/graphql-armor-max-aliases')
 const { maxDepthRule } = require('@escape.tech/graphql-armor-max-depth') as typeof import('@escape.tech/graphql-armor-max-depth')
 const { maxDirectivesRule } = require('@escape.tech/graphql-armor-max-directives') as typeof import('@escape.tech/graphql-armor-max-directives')
-const { createComplexityRule, simpleEstimator } = require('graphql-query-complexity') as typeof import('graphql-query-complexity')
+const { getComplexity, simpleEstimator } = require('graphql-query-complexity') as typeof import('graphql-query-complexity')
 
 /**
  * What one GraphQL request may ask for. Each is refused before execution, with
@@ -31,6 +32,8 @@ export const GRAPHQL_LIMITS = {
   complexity: 10_000,
   /** Fields marked @callsMicrosoft (the connection tests) per request: each waits on Entra and Graph. */
   microsoftCalls: 1,
+  /** Parsed, validated query texts kept for reuse. */
+  cachedQueries: 64,
 } as const
 
 /** A list field's children are paid for once per item it may return (`limit`, or its default). */
@@ -92,22 +95,33 @@ export interface GraphqlLimitOptions {
  * The validation rules, built once per app; only the cost rule is made per request, as it
  * needs the request's variables.
  */
-export function limitRules(options: GraphqlLimitOptions): (variables: Record<string, unknown> | undefined) => ValidationRule[] {
-  const fixed: ValidationRule[] = [
+/**
+ * The rules that depend on the query text alone, built once per app. They run in validation,
+ * so Mercurius may cache a query that passed them; the cost, which depends on each request's
+ * variables (page sizes), is checked by checkCost before every execution.
+ */
+export function limitRules(options: GraphqlLimitOptions): ValidationRule[] {
+  return [
     maxDepthRule({ n: GRAPHQL_LIMITS.depth, flattenFragments: true, exposeLimits: true }) as unknown as ValidationRule,
     maxAliasesRule({ n: GRAPHQL_LIMITS.aliases, exposeLimits: true }) as unknown as ValidationRule,
     maxDirectivesRule({ n: GRAPHQL_LIMITS.directives, exposeLimits: true }) as unknown as ValidationRule,
     microsoftCallsRule(GRAPHQL_LIMITS.microsoftCalls),
     ...(options.introspection ? [] : [NoSchemaIntrospectionCustomRule]),
   ]
-  const estimators = [pageEstimator, simpleEstimator({ defaultComplexity: 1 })]
-  return (variables) => [
-    ...fixed,
-    createComplexityRule({
-      maximumComplexity: GRAPHQL_LIMITS.complexity,
-      variables: variables ?? {},
-      estimators,
-      createError: (max, actual) => refusal(`The query costs ${actual}, more than ${max}. Ask for smaller pages (limit) or fewer fields.`),
-    }) as unknown as ValidationRule,
-  ]
+}
+
+const estimators = [pageEstimator, simpleEstimator({ defaultComplexity: 1 })]
+
+/** Refuses a query whose fields, times the page sizes its variables ask for, cost too much. */
+export function checkCost(schema: GraphQLSchema, document: DocumentNode, variables: Record<string, unknown> | undefined): void {
+  let cost: number
+  try {
+    cost = getComplexity({ schema, query: document, variables: variables ?? {}, estimators })
+  } catch {
+    // Variables that do not fit the operation: execution refuses them before any field runs.
+    return
+  }
+  if (cost > GRAPHQL_LIMITS.complexity) {
+    throw new GraphqlRefusedError(`The query costs ${cost}, more than ${GRAPHQL_LIMITS.complexity}. Ask for smaller pages (limit) or fewer fields.`)
+  }
 }

@@ -13,7 +13,7 @@ import { scopeFromEnum } from '../modules/api-keys/scopes.ts'
 import type { Principal } from '../modules/api-keys/service.ts'
 import { assertScopes } from './auth.ts'
 import { GraphqlRefusedError, formatGraphqlErrors } from './graphql-errors.ts'
-import { GRAPHQL_LIMITS, limitRules } from './graphql-limits.ts'
+import { checkCost, GRAPHQL_LIMITS, limitRules } from './graphql-limits.ts'
 
 // The package is CommonJS whose module.exports is the plugin itself.
 const mercuriusAuth = mercuriusAuthModule as unknown as FastifyPluginAsync<MercuriusAuthOptions>
@@ -71,7 +71,7 @@ function refuseJsonSource(source: string): void {
 
 async function graphqlPlugin(app: FastifyInstance, options: GraphqlPluginOptions) {
   const schema = await loadSchema()
-  const rulesFor = limitRules({ introspection: options.introspection ?? true })
+  const validationRules = limitRules({ introspection: options.introspection ?? true })
   app.decorate('inputs', new InputValidator())
   // Encapsulated so that hiding GraphQL's routes from OpenAPI touches no other route.
   await app.register(async (scope) => {
@@ -86,16 +86,19 @@ async function graphqlPlugin(app: FastifyInstance, options: GraphqlPluginOptions
       // The offline GraphiQL page is the graphiql plugin's.
       graphiql: false,
       path: '/graphql',
-      // Parsed queries are not cached: a cache keyed by query text grows with every distinct
-      // hostile query, and the complexity rule needs each request's variables.
-      cache: false,
+      // A few parsed and validated queries are kept (the UI sends the same handful); few, as
+      // every distinct hostile query would take a place (at most 5,000 tokens each).
+      cache: GRAPHQL_LIMITS.cachedQueries,
       graphql: { parseOptions: { maxTokens: GRAPHQL_LIMITS.tokens } },
-      validationRules: ({ variables }) => rulesFor(variables),
+      validationRules,
       errorFormatter: formatGraphqlErrors,
     })
 
     scope.graphql.addHook('preParsing', async (_schema, source) => {
       refuseJsonSource(source)
+    })
+    scope.graphql.addHook('preExecution', async (schema, document, _context, variables) => {
+      checkCost(schema, document, variables)
     })
 
     await scope.register(mercuriusAuth, {
