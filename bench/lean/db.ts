@@ -22,11 +22,22 @@ export function leanPostgres(url: string, max: number): LeanSql {
   }
 }
 
-/** The PGlite instance Mailgate itself has open: an embedded database has one owner per directory. */
+const TIMESTAMPTZ = 1184
+
+/**
+ * The PGlite instance Mailgate itself has open: an embedded database has one owner per
+ * directory. Mailgate gives the instance Drizzle's parsers, which leave timestamps as text;
+ * the prototype turns them into Dates itself, as PGlite's default parser would.
+ */
 export function leanPglite(client: PGlite): LeanSql {
   return {
     async query<T>(text: string, params: unknown[]) {
-      return (await client.query<T>(text, params)).rows
+      const result = await client.query<Record<string, unknown>>(text, params)
+      const timestamps = result.fields.filter((field) => field.dataTypeID === TIMESTAMPTZ).map((field) => field.name)
+      if (timestamps.length > 0) {
+        for (const row of result.rows) for (const name of timestamps) if (typeof row[name] === 'string') row[name] = new Date(row[name])
+      }
+      return result.rows as T[]
     },
     // Mailgate owns the instance and closes it.
     close: async () => {},
