@@ -4,6 +4,15 @@ import { idIn } from '../../database/id-in.ts'
 import type { Db } from '../../database/index.ts'
 
 export type IntegrationRow = typeof integrations.$inferSelect
+
+/** What decides an integration's connection (and so its tests); never a secret. */
+const CONNECTION_COLUMNS = {
+  tenant: integrations.tenant,
+  clientId: integrations.clientId,
+  cloud: integrations.cloud,
+  authMethod: integrations.authMethod,
+  credentialFingerprint: integrations.credentialFingerprint,
+}
 export type NewIntegration = typeof integrations.$inferInsert
 
 export class IntegrationRepository {
@@ -28,13 +37,7 @@ export class IntegrationRepository {
    */
   prepareFindConnection(db: Db) {
     const query = db
-      .select({
-        tenant: integrations.tenant,
-        clientId: integrations.clientId,
-        cloud: integrations.cloud,
-        authMethod: integrations.authMethod,
-        credentialFingerprint: integrations.credentialFingerprint,
-      })
+      .select(CONNECTION_COLUMNS)
       .from(integrations)
       .where(eq(integrations.id, sql.placeholder('id')))
       .limit(1)
@@ -51,14 +54,7 @@ export class IntegrationRepository {
   async connectionsOf(executor: Db, ids: string[]) {
     if (ids.length === 0) return []
     return executor
-      .select({
-        id: integrations.id,
-        tenant: integrations.tenant,
-        clientId: integrations.clientId,
-        cloud: integrations.cloud,
-        authMethod: integrations.authMethod,
-        credentialFingerprint: integrations.credentialFingerprint,
-      })
+      .select({ id: integrations.id, ...CONNECTION_COLUMNS })
       .from(integrations)
       .where(idIn(integrations.id, ids))
   }
