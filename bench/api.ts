@@ -33,6 +33,7 @@ import { TokenProvider } from '../src/graph/token-provider.ts'
 import { SecretBox } from '../src/lib/secret-box.ts'
 import { createLogger } from '../src/logger.ts'
 import { randomSecretsKey } from '../test/support/app.ts'
+import { ADMIN_KEY, adminCall } from './support.ts'
 import { createScratchPostgresDatabase } from '../test/support/database.ts'
 import { FakeMicrosoft } from '../test/support/fake-microsoft.ts'
 import { leanPglite, leanPostgres, type LeanSql } from './lean/db.ts'
@@ -51,7 +52,6 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20)
 const POOL = 10
 const INTEGRATIONS = 5
 const CONNECTORS = 50
-const ADMIN_KEY = 'bench-admin-key-0123456789abcdefghijklmnopqrstuv'
 
 // ---------------------------------------------------------------------------------------
 // Setup: a database, Mailgate on it, 50 enabled outgoing connectors over 5 integrations.
@@ -102,16 +102,16 @@ async function setUp(kind: Kind): Promise<Setup> {
     for (let n = 0; n < INTEGRATIONS; n++) {
       const tenant = fake.addTenant()
       const registered = fake.registerApp(tenant, { secrets: [{ value: 'bench-secret', expiresAt: new Date(Date.now() + 86_400_000) }] })
-      const integration = await call(app, 'POST', '/v1/integrations', {
+      const integration = await adminCall(app, 'POST', '/v1/integrations', {
         name: `integration ${n}`, tenant: tenant.id, clientId: registered.clientId, authMethod: 'clientSecret', clientSecret: 'bench-secret',
       })
-      await call(app, 'POST', `/v1/integrations/${integration.id}/test`)
+      await adminCall(app, 'POST', `/v1/integrations/${integration.id}/test`)
       for (let i = n; i < CONNECTORS; i += INTEGRATIONS) {
         const address = `mailbox${i}@contoso.com`
         fake.addMailbox(tenant, address)
-        const connector = await call(app, 'POST', '/v1/connectors', { integrationId: integration.id, name: address, direction: 'outgoing', primaryAddress: address })
-        await call(app, 'POST', `/v1/connectors/${connector.id}/test`)
-        await call(app, 'POST', `/v1/connectors/${connector.id}/enable`)
+        const connector = await adminCall(app, 'POST', '/v1/connectors', { integrationId: integration.id, name: address, direction: 'outgoing', primaryAddress: address })
+        await adminCall(app, 'POST', `/v1/connectors/${connector.id}/test`)
+        await adminCall(app, 'POST', `/v1/connectors/${connector.id}/enable`)
         connectorIds.push(connector.id)
       }
     }
@@ -135,12 +135,6 @@ async function setUp(kind: Kind): Promise<Setup> {
       await cleanup()
     },
   }
-}
-
-async function call(app: App, method: 'POST' | 'GET', url: string, payload?: object) {
-  const response = await app.inject({ method, url, headers: { authorization: `Bearer ${ADMIN_KEY}` }, payload })
-  if (response.statusCode >= 300) throw new Error(`${method} ${url}: ${response.statusCode} ${response.body}`)
-  return response.json()
 }
 
 /** The ceiling of the HTTP stack: the same routes, answering a fixed small JSON. */

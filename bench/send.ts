@@ -33,10 +33,10 @@ import type { DispatcherSettings } from '../src/modules/outbound/dispatcher.ts'
 import { createScratchPostgresDatabase } from '../test/support/database.ts'
 import { FakeMicrosoft, type FakeTenant } from '../test/support/fake-microsoft.ts'
 import { randomSecretsKey } from '../test/support/app.ts'
+import { ADMIN_KEY, adminCall } from './support.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const postgresUrl = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || undefined
-const ADMIN_KEY = 'bench-admin-key-0123456789abcdefghijklmnopqrstuv'
 
 interface Bench {
   app: App
@@ -89,23 +89,17 @@ async function openBench(kind: 'pglite' | 'postgres', options: { messageSizeLimi
   }
 }
 
-async function call(app: App, method: 'POST' | 'GET', url: string, payload?: object) {
-  const response = await app.inject({ method, url, headers: { authorization: `Bearer ${ADMIN_KEY}` }, payload })
-  if (response.statusCode >= 300) throw new Error(`${method} ${url}: ${response.statusCode} ${response.body}`)
-  return response.json()
-}
-
 /** An integration and `count` enabled outgoing connectors, wired up through the API. */
 async function connectors(bench: Bench, count: number): Promise<string[]> {
-  const integration = await call(bench.app, 'POST', '/v1/integrations', { name: 'bench', tenant: bench.tenant.id, clientId: bench.clientId, authMethod: 'clientSecret', clientSecret: 'bench-secret' })
-  await call(bench.app, 'POST', `/v1/integrations/${integration.id}/test`)
+  const integration = await adminCall(bench.app, 'POST', '/v1/integrations', { name: 'bench', tenant: bench.tenant.id, clientId: bench.clientId, authMethod: 'clientSecret', clientSecret: 'bench-secret' })
+  await adminCall(bench.app, 'POST', `/v1/integrations/${integration.id}/test`)
   const addresses: string[] = []
   for (let i = 0; i < count; i++) {
     const address = `mailbox${i}@contoso.com`
     bench.fake.addMailbox(bench.tenant, address)
-    const connector = await call(bench.app, 'POST', '/v1/connectors', { integrationId: integration.id, name: address, direction: 'outgoing', primaryAddress: address })
-    await call(bench.app, 'POST', `/v1/connectors/${connector.id}/test`)
-    await call(bench.app, 'POST', `/v1/connectors/${connector.id}/enable`)
+    const connector = await adminCall(bench.app, 'POST', '/v1/connectors', { integrationId: integration.id, name: address, direction: 'outgoing', primaryAddress: address })
+    await adminCall(bench.app, 'POST', `/v1/connectors/${connector.id}/test`)
+    await adminCall(bench.app, 'POST', `/v1/connectors/${connector.id}/enable`)
     addresses.push(address)
   }
   return addresses
