@@ -176,13 +176,14 @@ export class MessageService {
         ? await this.submitKeyed(queued, { key: idempotencyKey, requestHash: hash, responseBody: body, freshAfter })
         : await this.submitAlone(queued)
       if (row.messageId) return { status: 202, body, replayed: false }
-      const sender = row.routeId === null ? undefined : (row as Sender)
+      const refusal = senderRefusal(message.fromAddress, row.routeId === null ? undefined : (row as Sender))
       if (idempotencyKey) {
         // Taken by an earlier request (a retry, most likely): its answer stands even if the sender changed since.
         const earlier = await this.deps.idempotency.findFresh(this.deps.db, apiKeyId, idempotencyKey, freshAfter)
-        if (earlier || (sender?.routeEnabled && sender.connectorEnabled)) return replay(earlier, hash)
+        if (earlier || !refusal) return replay(earlier, hash)
       }
-      allowedSender(message.fromAddress, sender)
+      // Nothing stored: the sender may not send (an allowed sender without a key always inserts).
+      throw refusal ?? new ConflictError('The message could not be stored; retry.')
     }
     return this.deps.db.transaction(async (tx) => {
       if (idempotencyKey) {
@@ -429,15 +430,22 @@ function requestHash(request: unknown): string {
   return createHash('sha256').update(canonicalJson(request)).digest('hex')
 }
 
-/** The sender, if it may send now; otherwise the refusal that says why not. */
-function allowedSender(from: string, sender: Sender | undefined): Sender {
-  if (sender && sender.routeEnabled && sender.connectorEnabled) return sender
+/** Why the sender may not send now, or undefined when it may. */
+function senderRefusal(from: string, sender: Sender | undefined): SenderNotAllowedError | undefined {
+  if (sender && sender.routeEnabled && sender.connectorEnabled) return undefined
   const why = !sender
     ? 'no outgoing connector or alias has this address'
     : !sender.connectorEnabled
       ? `its connector ${sender.connectorId} is disabled`
       : `the alias ${sender.routeId} is not enabled (test it, then enable it)`
-  throw new SenderNotAllowedError(`Mailgate cannot send from ${from}: ${why}.`, { field: 'from' })
+  return new SenderNotAllowedError(`Mailgate cannot send from ${from}: ${why}.`, { field: 'from' })
+}
+
+/** The sender, if it may send now; otherwise throws the refusal that says why not. */
+function allowedSender(from: string, sender: Sender | undefined): Sender {
+  const refusal = senderRefusal(from, sender)
+  if (refusal) throw refusal
+  return sender!
 }
 
 /** The answer an Idempotency-Key already holds, given again for the same body only. */
