@@ -9,13 +9,13 @@ import { fileURLToPath } from 'node:url'
 import './build-if-stale.ts'
 
 /** A young generation of 8 MB rather than one sized from the machine's RAM. */
-export const NODE_FLAGS = ['--max-semi-space-size=8']
+const NODE_FLAGS = ['--max-semi-space-size=8']
 /**
  * glibc's allocator: two arenas instead of eight per core, and large blocks always mapped (so
  * freed ones go back to the system) instead of kept in the heap once the threshold drifts up.
  * An operator's own values win.
  */
-export const ALLOCATOR_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' }
+const ALLOCATOR_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' }
 
 const server = fileURLToPath(new URL('../../dist/src/server.js', import.meta.url))
 const args = [...NODE_FLAGS, ...process.argv.slice(2), server]

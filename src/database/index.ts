@@ -67,26 +67,40 @@ const asText = (value: string) => value
 const DRIZZLE_PARSERS = Object.fromEntries([1114, 1184, 1186, 1082, 1231, 1115, 1185, 1187, 1182].map((oid) => [oid, asText]))
 
 interface PgliteLike {
-  query(sql: string, params?: unknown[], options?: { parsers?: unknown }): Promise<unknown>
+  query(sql: string, params?: unknown[], options?: { parsers?: object }): Promise<unknown>
   transaction<T>(callback: (tx: PgliteLike) => Promise<T>): Promise<T>
 }
 
+/** Whether a parser set (Drizzle keeps one per prepared query) covers exactly DRIZZLE_PARSERS' types; `known` remembers those that do. */
+function isInstanceParserSet(parsers: object, known: WeakSet<object>): boolean {
+  if (known.has(parsers)) return true
+  const types = Object.keys(parsers)
+  const same = types.length === Object.keys(DRIZZLE_PARSERS).length && types.every((type) => type in DRIZZLE_PARSERS)
+  if (same) known.add(parsers)
+  return same
+}
+
 /**
- * The client as Drizzle gets it: the same parsers are the instance's own (DRIZZLE_PARSERS),
- * so the per-query copy is dropped. PGlite merges per-query parsers into a copy of all of its
- * ~300 parsers for every query, which cost about a tenth of a GET's CPU.
+ * The client as Drizzle gets it: when a query's parsers are the ones the instance already has
+ * (DRIZZLE_PARSERS), they are not passed again. PGlite merges per-query parsers into a copy
+ * of all of its ~300 parsers for every query, which cost about a tenth of a GET's CPU. Any
+ * other parser set (a later Drizzle's) still goes through.
  */
-function withInstanceParsers<T extends object>(client: T): T {
+function withInstanceParsers<T extends object>(client: T, known = new WeakSet<object>()): T {
   return new Proxy(client, {
     get(target, property) {
       const value = Reflect.get(target, property, target) as unknown
       if (property === 'query') {
-        return (sql: string, params?: unknown[], options?: { parsers?: unknown }) =>
-          (target as unknown as PgliteLike).query(sql, params, options?.parsers === undefined ? options : { ...options, parsers: undefined })
+        return (sql: string, params?: unknown[], options?: { parsers?: object }) =>
+          (target as unknown as PgliteLike).query(
+            sql,
+            params,
+            options?.parsers !== undefined && isInstanceParserSet(options.parsers, known) ? { ...options, parsers: undefined } : options,
+          )
       }
       if (property === 'transaction') {
         return <R>(callback: (tx: PgliteLike) => Promise<R>) =>
-          (target as unknown as PgliteLike).transaction((tx) => callback(withInstanceParsers(tx as unknown as object) as unknown as PgliteLike))
+          (target as unknown as PgliteLike).transaction((tx) => callback(withInstanceParsers(tx as unknown as object, known) as unknown as PgliteLike))
       }
       return typeof value === 'function' ? value.bind(target) : value
     },

@@ -1,6 +1,6 @@
 /**
  * What authentication learned of a key, remembered for a short while so that a busy client
- * does not cost a database read per request. Every entry is dropped MAX_AGE_MS after it was
+ * does not cost a database read per request. Every entry is dropped KEY_CACHE_MAX_AGE_MS after it was
  * read, so a key revoked by any instance stops working everywhere within that time; a revoke
  * on this instance clears it at once. Misses (unknown keys) are never remembered, so guessing
  * keys cannot fill it.
