@@ -1,6 +1,5 @@
 import { and, desc, eq, inArray, sql } from 'drizzle-orm'
 import { connectionTests, type TestedResource } from '../../../db/schema.ts'
-import { idIn } from '../../database/id-in.ts'
 import type { Db } from '../../database/index.ts'
 
 export type ConnectionTestRow = typeof connectionTests.$inferSelect
@@ -90,17 +89,6 @@ export class ConnectionTestRepository {
   async insert(executor: Db, row: NewConnectionTest): Promise<ConnectionTestRow> {
     const [created] = await executor.insert(connectionTests).values(row).returning()
     return created!
-  }
-
-  /** The newest test of each resource. */
-  async latest(executor: Db, resourceType: TestedResource, resourceIds: string[]): Promise<Map<string, ConnectionTestRow>> {
-    if (resourceIds.length === 0) return new Map()
-    const rows = await executor
-      .selectDistinctOn([connectionTests.resourceId])
-      .from(connectionTests)
-      .where(and(eq(connectionTests.resourceType, resourceType), idIn(connectionTests.resourceId, resourceIds)))
-      .orderBy(connectionTests.resourceId, desc(connectionTests.id))
-    return new Map(rows.map((row) => [row.resourceId, row]))
   }
 
   /** The newest test of exactly this configuration of a resource, candidate or not. */
