@@ -1,6 +1,16 @@
 import { index, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 
-export const EVENT_TYPES = ['message.sent', 'message.failed', 'message.uncertain'] as const
+export const EVENT_TYPES = [
+  'message.sent',
+  'message.failed',
+  'message.uncertain',
+  'message.bounced',
+  'work_item.requested',
+  'work_item.message_appended',
+  'email.unhandled',
+  'email.discarded',
+  'email.duplicate',
+] as const
 export type EventType = (typeof EVENT_TYPES)[number]
 
 /**

@@ -4,7 +4,7 @@ import { connectors, emailRoutes } from './connectors.ts'
 
 const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' })
 
-export const MESSAGE_STATUSES = ['queued', 'sending', 'sent', 'failed', 'uncertain', 'cancelled'] as const
+export const MESSAGE_STATUSES = ['queued', 'sending', 'sent', 'failed', 'uncertain', 'cancelled', 'bounced'] as const
 export type MessageStatus = (typeof MESSAGE_STATUSES)[number]
 
 export interface MessageError {
@@ -13,6 +13,17 @@ export interface MessageError {
   hint?: string
   graphCode?: string
   status?: number
+}
+
+/** A non-delivery report that came back for a sent message. */
+export interface MessageBounce {
+  recipient: string | null
+  /** The DSN's status code, e.g. 5.1.1. */
+  status: string | null
+  diagnostic: string | null
+  /** The inbound email that carried the report. */
+  inboundEmailId: string
+  at: string
 }
 
 /** What the dispatcher stores about a message's progress in Graph, to resume after a crash. */
@@ -58,6 +69,8 @@ export const outboundMessages = pgTable(
     lastError: jsonb().$type<MessageError>(),
     /** Ids Graph gave (draft id, internet message id) and send progress, for checking after a crash. */
     graphIds: jsonb().$type<SendProgress>().notNull().default({}),
+    /** Non-delivery reports received for it; a bounced message has at least one. */
+    bounces: jsonb().$type<MessageBounce[]>().notNull().default([]),
     leaseOwner: text(),
     leaseExpiresAt: timestamp({ withTimezone: true }),
     createdByKeyId: uuid(),
@@ -71,6 +84,8 @@ export const outboundMessages = pgTable(
     // Claims per mailbox, in-flight counts and abandoned leases only ever look at these few rows.
     index('outbound_messages_queued_by_connector_idx').on(table.connectorId, table.nextAttemptAt).where(sql`${table.status} = 'queued'`),
     index('outbound_messages_sending_idx').on(table.leaseExpiresAt).where(sql`${table.status} = 'sending'`),
+    // Ingest looks up replies, bounces and its own mail coming back by the Message-ID Graph reported.
+    index('outbound_messages_internet_message_id_idx').on(sql`(${table.graphIds} ->> 'internetMessageId')`),
   ],
 )
 

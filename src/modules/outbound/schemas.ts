@@ -118,6 +118,16 @@ export const MessageSchema = Type.Object(
     createdAt: DateTime,
     updatedAt: DateTime,
     sentAt: NullableDateTime,
+    bounces: Type.Array(
+      Type.Object({
+        recipient: Type.Union([Type.String(), Type.Null()]),
+        status: Type.Union([Type.String(), Type.Null()], { description: "The report's status code, e.g. 5.1.1" }),
+        diagnostic: Type.Union([Type.String(), Type.Null()]),
+        inboundEmailId: Uuid,
+        at: DateTime,
+      }),
+      { description: 'Non-delivery reports received for it (GET /v1/inbound/{inboundEmailId}); a bounced message has at least one' },
+    ),
   },
   { $id: 'Message', description: 'An outgoing message and where it stands' },
 )

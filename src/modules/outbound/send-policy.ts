@@ -34,6 +34,9 @@ export class SendFailure extends Error {
 /** Lease lost to another dispatcher: stop without writing anything. */
 export class LeaseLost extends Error {}
 
+/** Names the outbox message a sent mail came from. */
+export const MESSAGE_ID_HEADER = 'x-mailgate-message'
+
 export function outgoingMail(message: MessageRow): OutgoingMail {
   return {
     from: message.fromAddress,
@@ -44,7 +47,9 @@ export function outgoingMail(message: MessageRow): OutgoingMail {
     subject: message.subject,
     body: { contentType: message.bodyType, content: message.body },
     importance: message.importance,
-    headers: message.headers,
+    // Lets ingest recognise this message when it comes back: a copy to a watched mailbox, or
+    // returned inside a bounce (a DSN quotes the original's headers).
+    headers: { ...message.headers, [MESSAGE_ID_HEADER]: message.id },
   }
 }
 

@@ -422,6 +422,7 @@ export class MessageService {
       createdAt: row.createdAt.toISOString(),
       updatedAt: row.updatedAt.toISOString(),
       sentAt: row.sentAt?.toISOString() ?? null,
+      bounces: row.bounces,
     }))
   }
 }

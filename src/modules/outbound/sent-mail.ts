@@ -1,0 +1,121 @@
+import { and, eq, inArray, or, sql, type SQL } from 'drizzle-orm'
+import { outboundMessages, type MessageBounce } from '../../../db/schema.ts'
+import type { Db } from '../../database/index.ts'
+import { idIn } from '../../database/id-in.ts'
+import type { EventLog } from '../events/service.ts'
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const internetMessageId = sql<string>`${outboundMessages.graphIds} ->> 'internetMessageId'`
+
+export interface SentMessageRef {
+  /** Message-ID without angle brackets. */
+  messageId: string
+  workItemRef: string
+  fromAddress: string
+}
+
+export interface BounceReport {
+  /** The outbox id from the returned original's x-mailgate-message header. */
+  mailgateId: string | null
+  /** The returned original's Message-ID, without angle brackets. */
+  messageId: string | null
+  recipient: string | null
+  status: string | null
+  diagnostic: string | null
+  inboundEmailId: string
+}
+
+function bracketed(ids: string[]): string[] {
+  return ids.map((id) => `<${id}>`)
+}
+
+/**
+ * What ingest needs to know about mail Mailgate sent: whether a received mail is its own
+ * coming back, which sent mail a reply refers to, and where a bounce belongs. Message-IDs are
+ * stored as Graph reports them, with angle brackets.
+ */
+export class SentMail {
+  private readonly events: EventLog
+
+  constructor(events: EventLog) {
+    this.events = events
+  }
+
+  /** Whether any of these outbox ids or Message-IDs is a message Mailgate sent. */
+  async includesAny(executor: Db, mailgateIds: string[], messageIds: string[]): Promise<boolean> {
+    const ids = mailgateIds.filter((id) => UUID.test(id))
+    const conditions: SQL[] = []
+    if (ids.length > 0) conditions.push(idIn(outboundMessages.id, ids))
+    if (messageIds.length > 0) conditions.push(inArray(internetMessageId, bracketed(messageIds)))
+    if (conditions.length === 0) return false
+    const rows = await executor.select({ id: outboundMessages.id }).from(outboundMessages).where(or(...conditions)).limit(1)
+    return rows.length > 0
+  }
+
+  /** Sent messages with a work item reference among these Message-IDs. */
+  async withWork(executor: Db, messageIds: string[]): Promise<SentMessageRef[]> {
+    if (messageIds.length === 0) return []
+    const rows = await executor
+      .select({ messageId: internetMessageId, workItemRef: outboundMessages.workItemRef, fromAddress: outboundMessages.fromAddress })
+      .from(outboundMessages)
+      .where(and(inArray(internetMessageId, bracketed(messageIds)), sql`${outboundMessages.workItemRef} is not null`))
+    return rows.map((row) => ({ messageId: row.messageId.replace(/^<|>$/g, ''), workItemRef: row.workItemRef!, fromAddress: row.fromAddress }))
+  }
+
+  /** The references among these that sent mail carried, lower case -> as stored. */
+  async knownRefs(executor: Db, lowerCaseRefs: string[]): Promise<Map<string, string>> {
+    if (lowerCaseRefs.length === 0) return new Map()
+    const rows = await executor
+      .selectDistinct({ ref: outboundMessages.workItemRef })
+      .from(outboundMessages)
+      .where(inArray(sql`lower(${outboundMessages.workItemRef})`, lowerCaseRefs))
+    return new Map(rows.map((row) => [row.ref!.toLowerCase(), row.ref!]))
+  }
+
+  /**
+   * Records a non-delivery report on the message it reports on, found by its outbox id or
+   * Message-ID. A report whose recipient was not among the message's recipients is not
+   * believed: anyone can write a DSN. Returns the message id when recorded.
+   */
+  async recordBounce(tx: Db, report: BounceReport, now = new Date()): Promise<string | null> {
+    const byId = report.mailgateId && UUID.test(report.mailgateId) ? eq(outboundMessages.id, report.mailgateId) : undefined
+    const byMessageId = report.messageId ? eq(internetMessageId, `<${report.messageId}>`) : undefined
+    if (!byId && !byMessageId) return null
+    const [message] = await tx
+      .select({
+        id: outboundMessages.id,
+        status: outboundMessages.status,
+        connectorId: outboundMessages.connectorId,
+        workItemRef: outboundMessages.workItemRef,
+        recipients: sql<string[]>`${outboundMessages.toAddresses} || ${outboundMessages.ccAddresses} || ${outboundMessages.bccAddresses}`,
+        bounces: outboundMessages.bounces,
+      })
+      .from(outboundMessages)
+      .where(or(byId, byMessageId))
+      .limit(1)
+      .for('update')
+    if (!message) return null
+    if (report.recipient && !message.recipients.includes(report.recipient)) return null
+    if (message.bounces.some((bounce) => bounce.inboundEmailId === report.inboundEmailId)) return message.id
+    const bounce: MessageBounce = {
+      recipient: report.recipient,
+      status: report.status,
+      diagnostic: report.diagnostic,
+      inboundEmailId: report.inboundEmailId,
+      at: now.toISOString(),
+    }
+    const bounced = message.status === 'sent' || message.status === 'uncertain' || message.status === 'bounced'
+    await tx
+      .update(outboundMessages)
+      .set({ bounces: [...message.bounces, bounce], ...(bounced ? { status: 'bounced' as const } : {}), updatedAt: now })
+      .where(eq(outboundMessages.id, message.id))
+    await this.events.record(tx, {
+      type: 'message.bounced',
+      subjectType: 'message',
+      subjectId: message.id,
+      payload: { messageId: message.id, connectorId: message.connectorId, workItemRef: message.workItemRef, ...bounce },
+      occurredAt: now,
+    })
+    return message.id
+  }
+}
