@@ -15,6 +15,7 @@ import type { SecretBox } from './lib/secret-box.ts'
 import { createAjv } from './lib/validation.ts'
 import { appModules } from './modules/index.ts'
 import type { DispatcherPluginOptions } from './modules/outbound/dispatcher-plugin.ts'
+import type { IngestOptions } from './modules/inbound/index.ts'
 import authPlugin, { apiKeyScope } from './plugins/auth.ts'
 import databasePlugin from './plugins/database.ts'
 import errorsPlugin, { clientErrorHandler, sendProblem, toDomainError } from './plugins/errors.ts'
@@ -48,6 +49,8 @@ export interface AppOptions {
   graphql?: { introspection?: boolean }
   /** Housekeeping (expired data); it runs every 10 minutes only when `autostart` is set. */
   housekeeping?: { autostart: boolean }
+  /** Mail intake settings (INGEST_*); recovery of unfinished emails runs only when `recovery.autostart` is set. */
+  ingest?: IngestOptions
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -99,6 +102,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     tokens: options.tokenProvider,
     connectorFailureThreshold: options.connectorFailureThreshold,
     messageSizeLimit: options.messageSizeLimit,
+    ingest: options.ingest,
   })
   await app.register(authPlugin)
   for (const schema of appModules.flatMap((module) => module.schemas ?? [])) app.addSchema(schema)

@@ -89,6 +89,21 @@ export const EnvSchema = Type.Object({
     default: 1_048_576,
     description: 'Largest accepted request body in bytes',
   }),
+  INGEST_DEDUPE_SCOPE: Type.Union([Type.Literal('global'), Type.Literal('connector')], {
+    default: 'global',
+    description: 'Where a received email counts as a duplicate: across all connectors, or only within its own connector',
+  }),
+  INGEST_THREADING_MODE: Type.Union([Type.Literal('standard'), Type.Literal('mixed'), Type.Literal('plus_only')], {
+    default: 'mixed',
+    description: 'How replies are matched to known work: headers and reference tokens, plus addresses too, or plus addresses only',
+  }),
+  INGEST_REFERENCE_PATTERN: Type.Optional(
+    Type.String({
+      minLength: 3,
+      maxLength: 200,
+      description: 'Regular expression that finds a work item reference in a subject or body; its group `ref` (or group 1) is the reference',
+    }),
+  ),
   GRAPHQL_INTROSPECTION: Type.Boolean({
     default: true,
     description: 'Let GraphQL clients introspect the schema (GraphiQL needs it); false refuses __schema and __type queries',
@@ -96,6 +111,26 @@ export const EnvSchema = Type.Object({
 })
 
 export type Env = Static<typeof EnvSchema>
+
+export interface IngestSettings {
+  dedupeScope: 'global' | 'connector'
+  threadingMode: 'standard' | 'mixed' | 'plus_only'
+  /** Source of the regular expression that finds a work item reference in a subject or body. */
+  referencePattern: string
+}
+
+/** `[WI-1001]`-style tokens: letters, a dash and digits in square brackets. */
+export const DEFAULT_REFERENCE_PATTERN = '\\[(?<ref>[A-Z][A-Z0-9]{0,9}-\\d{1,12})\\]'
+
+/** True when the pattern compiles and has a group that names the reference. */
+function isUsableReferencePattern(source: string): boolean {
+  try {
+    const pattern = new RegExp(source)
+    return /\(\?<ref>/.test(source) || new RegExp(`${pattern.source}|`).exec('')!.length > 1
+  } catch {
+    return false
+  }
+}
 
 export interface AppConfig {
   port: number
@@ -115,6 +150,7 @@ export interface AppConfig {
   messageSizeLimit: number
   dispatcher: { enabled: boolean; perMinute: number; maxAttempts: number }
   graphqlIntrospection: boolean
+  ingest: IngestSettings
 }
 
 const expectations: Record<keyof Env, string> = {
@@ -137,6 +173,9 @@ const expectations: Record<keyof Env, string> = {
   SEND_RATE_PER_MINUTE: 'an integer from 1 to 10000',
   SEND_MAX_ATTEMPTS: 'an integer from 1 to 100',
   GRAPHQL_INTROSPECTION: '"true" or "false"',
+  INGEST_DEDUPE_SCOPE: '"global" or "connector"',
+  INGEST_THREADING_MODE: '"standard", "mixed" or "plus_only"',
+  INGEST_REFERENCE_PATTERN: 'a regular expression (JavaScript syntax, without slashes) with a group `ref` or one capturing group, e.g. \\[(?<ref>WI-\\d+)\\]',
 }
 
 export class ConfigError extends Error {
@@ -167,6 +206,9 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
   }
   if (problems.size === 0) {
     const valid = env as Env
+    if (valid.INGEST_REFERENCE_PATTERN !== undefined && !isUsableReferencePattern(valid.INGEST_REFERENCE_PATTERN)) {
+      problems.set('INGEST_REFERENCE_PATTERN', expectations.INGEST_REFERENCE_PATTERN)
+    }
     if (valid.DATABASE_URL && !valid.SECRETS_KEY) {
       problems.set('SECRETS_KEY', `${expectations.SECRETS_KEY}; it is required with an external DATABASE_URL`)
     }
@@ -193,5 +235,10 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
     messageSizeLimit: valid.MESSAGE_SIZE_LIMIT,
     dispatcher: { enabled: valid.DISPATCHER_ENABLED, perMinute: valid.SEND_RATE_PER_MINUTE, maxAttempts: valid.SEND_MAX_ATTEMPTS },
     graphqlIntrospection: valid.GRAPHQL_INTROSPECTION,
+    ingest: {
+      dedupeScope: valid.INGEST_DEDUPE_SCOPE,
+      threadingMode: valid.INGEST_THREADING_MODE,
+      referencePattern: valid.INGEST_REFERENCE_PATTERN ?? DEFAULT_REFERENCE_PATTERN,
+    },
   }
 }

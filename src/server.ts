@@ -58,6 +58,7 @@ async function main(): Promise<void> {
       settings: { perMinute: config.dispatcher.perMinute, maxAttempts: config.dispatcher.maxAttempts },
     },
     housekeeping: { autostart: config.dispatcher.enabled },
+    ingest: { ...config.ingest, recovery: { autostart: config.dispatcher.enabled } },
   })
 
   const { resealed, unreadable } = await app.services.integrations.resealSecrets()

@@ -1,9 +1,11 @@
 import { apiKeysModule } from './api-keys/index.ts'
 import { attachmentsModule } from './attachments/index.ts'
 import { auditModule } from './audit/index.ts'
+import { blockedAddressesModule } from './blocked-addresses/index.ts'
 import { connectionTestsModule } from './connection-tests/index.ts'
 import { connectorsModule } from './connectors/index.ts'
 import { emailRoutesModule } from './email-routes/index.ts'
+import { inboundModule } from './inbound/index.ts'
 import { integrationsModule } from './integrations/index.ts'
 import type { AppModule } from './module.ts'
 import { outboundModule } from './outbound/index.ts'
@@ -16,6 +18,8 @@ export const appModules: AppModule[] = [
   integrationsModule,
   connectorsModule,
   emailRoutesModule,
+  blockedAddressesModule,
   outboundModule,
+  inboundModule,
   attachmentsModule,
 ]

@@ -7,6 +7,8 @@ import { ApiKeyService } from './api-keys/service.ts'
 import { AttachmentStore } from './attachments/store.ts'
 import { AuditRepository } from './audit/repository.ts'
 import { AuditService } from './audit/service.ts'
+import { BlockedAddressRepository } from './blocked-addresses/repository.ts'
+import { BlockedAddressService } from './blocked-addresses/service.ts'
 import { ConnectionTestRepository } from './connection-tests/repository.ts'
 import { ConnectionTests } from './connection-tests/service.ts'
 import { ConnectorRepository } from './connectors/repository.ts'
@@ -15,6 +17,10 @@ import { EmailRouteRepository } from './email-routes/repository.ts'
 import { RouteBook } from './email-routes/route-book.ts'
 import { EmailRouteService } from './email-routes/service.ts'
 import { EventLog } from './events/service.ts'
+import { InboundPipeline } from './inbound/pipeline.ts'
+import { InboundRepository } from './inbound/repository.ts'
+import { InboundService } from './inbound/service.ts'
+import { Threading } from './inbound/threading.ts'
 import { Mailboxes } from './integrations/mailbox-access.ts'
 import { IntegrationRepository } from './integrations/repository.ts'
 import { IntegrationService } from './integrations/service.ts'
@@ -22,6 +28,10 @@ import { OutboundAttachmentRepository } from './outbound/attachment-repository.t
 import { IdempotencyRepository } from './outbound/idempotency-repository.ts'
 import { MessageRepository } from './outbound/message-repository.ts'
 import { MessageService } from './outbound/service.ts'
+import { SentMail } from './outbound/sent-mail.ts'
+import { inboundEmails } from '../../db/schema.ts'
+import { DEFAULT_REFERENCE_PATTERN, type IngestSettings } from '../config.ts'
+import type { FastifyBaseLogger } from 'fastify'
 
 export interface Services {
   audit: AuditService
@@ -33,7 +43,11 @@ export interface Services {
   mailboxes: Mailboxes
   connectors: ConnectorService
   routes: EmailRouteService
+  /** Blocked senders; `match` is the ingest pipeline's port. */
+  blockedAddresses: BlockedAddressService
   messages: MessageService
+  /** Mail intake, the pipeline and the received-mail API. */
+  inbound: InboundService
 }
 
 export interface ServiceDeps {
@@ -42,8 +56,10 @@ export interface ServiceDeps {
   tokens?: TokenProvider
   /** Failures in a row before a connector is disabled automatically (default 5). */
   connectorFailureThreshold?: number
-  /** Largest total message size in bytes (default 35 MB). */
+  /** Largest total message size in bytes (default 35 MB), sent or taken in. */
   messageSizeLimit?: number
+  ingest?: Partial<IngestSettings> & { onStored?: (emailId: string) => Promise<void> }
+  log?: FastifyBaseLogger
 }
 
 /**
@@ -58,6 +74,7 @@ export function createServices(deps: ServiceDeps): Services {
   const tests = new ConnectionTests(db, new ConnectionTestRepository(), audit)
   const attachments = new AttachmentStore()
   attachments.addOwner(outboundAttachments.blobId)
+  attachments.addOwner(inboundEmails.sourceBlobId)
   const apiKeys = new ApiKeyService(db, new ApiKeyRepository(), audit)
 
   const integrationRepository = new IntegrationRepository()
@@ -98,6 +115,7 @@ export function createServices(deps: ServiceDeps): Services {
     mailboxes,
     failureThreshold: deps.connectorFailureThreshold ?? 5,
   })
+  const blockedAddresses = new BlockedAddressService({ db, repository: new BlockedAddressRepository(), audit })
   const messages = new MessageService({
     db,
     repository: new MessageRepository(),
@@ -108,5 +126,32 @@ export function createServices(deps: ServiceDeps): Services {
     attachments,
     sizeLimit: deps.messageSizeLimit ?? 35 * 1024 * 1024,
   })
-  return { audit, apiKeys, events, attachments, integrations, mailboxes, connectors, routes, messages }
+  const ingestSettings: IngestSettings = {
+    dedupeScope: deps.ingest?.dedupeScope ?? 'global',
+    threadingMode: deps.ingest?.threadingMode ?? 'mixed',
+    referencePattern: deps.ingest?.referencePattern ?? DEFAULT_REFERENCE_PATTERN,
+  }
+  const inboundRepository = new InboundRepository()
+  const inbound = new InboundService({
+    db,
+    repository: inboundRepository,
+    pipeline: new InboundPipeline({
+      repository: inboundRepository,
+      events,
+      threading: new Threading(ingestSettings),
+      connectors,
+      routes: routeBook,
+      blocked: blockedAddresses,
+      sentMail: new SentMail(events),
+    }),
+    store: attachments,
+    audit,
+    connectors,
+    routes,
+    settings: ingestSettings,
+    sizeLimit: deps.messageSizeLimit ?? 35 * 1024 * 1024,
+    log: deps.log?.child({ component: 'inbound' }),
+    onStored: deps.ingest?.onStored,
+  })
+  return { audit, apiKeys, events, attachments, integrations, mailboxes, connectors, routes, blockedAddresses, messages, inbound }
 }

@@ -10,7 +10,7 @@ declare module 'fastify' {
 
 /** The app's services, wired once (src/modules/services.ts); REST routes, GraphQL resolvers and workers share them. */
 async function servicesPlugin(app: FastifyInstance, options: Omit<ServiceDeps, 'db'>) {
-  app.decorate('services', createServices({ ...options, db: app.database.db }))
+  app.decorate('services', createServices({ ...options, db: app.database.db, log: app.log }))
 }
 
 export default fp(servicesPlugin, { name: 'services', fastify: '5.x', dependencies: ['database'] })

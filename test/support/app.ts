@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { Writable } from 'node:stream'
-import { buildApp, type App } from '../../src/app.ts'
+import { buildApp, type App, type AppOptions } from '../../src/app.ts'
 import { TokenProvider } from '../../src/graph/token-provider.ts'
 import { SecretBox } from '../../src/lib/secret-box.ts'
 import { createLogger } from '../../src/logger.ts'
@@ -36,6 +36,7 @@ export async function buildTestApp(
     messageSizeLimit?: number
     dispatcher?: DispatcherPluginOptions
     graphql?: { introspection?: boolean }
+    ingest?: AppOptions['ingest']
   } = {},
 ): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase())
@@ -57,6 +58,7 @@ export async function buildTestApp(
     collectDefaultMetrics: false,
     dispatcher: options.dispatcher,
     graphql: options.graphql,
+    ingest: options.ingest,
   })
   options.extend?.(app)
   await app.services.apiKeys.ensureInitialAdminKey(TEST_ADMIN_KEY)

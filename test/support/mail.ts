@@ -22,6 +22,22 @@ export function mailSetup(t: TestApp) {
       expect((await admin('POST', `/v1/connectors/${connector.id}/enable`)).body.enabled).toBe(true)
       return connector.id
     },
+    /** An enabled incoming connector whose fallback route goes to `fallbackProcess`. */
+    async incoming(integrationId: string, address: string, fallbackProcess = 'support'): Promise<{ connectorId: string; fallbackRouteId: string }> {
+      const connector = (
+        await admin('POST', '/v1/connectors', { integrationId, name: address, direction: 'incoming', primaryAddress: address, fallbackRoute: { workItemType: 'ticket', processId: fallbackProcess } })
+      ).body
+      expect((await admin('POST', `/v1/connectors/${connector.id}/test`)).body.ok).toBe(true)
+      expect((await admin('POST', `/v1/connectors/${connector.id}/enable`)).body.enabled).toBe(true)
+      const routes = (await admin('GET', `/v1/routes?connectorId=${connector.id}`)).body.items as { id: string; kind: string }[]
+      return { connectorId: connector.id, fallbackRouteId: routes.find((route) => route.kind === 'fallback')!.id }
+    },
+    /** An enabled incoming route into `processId`. */
+    async incomingRoute(connectorId: string, emailAddress: string, processId: string, extra: Record<string, unknown> = {}): Promise<string> {
+      const created = await admin('POST', '/v1/routes', { connectorId, name: `${emailAddress} -> ${processId}`, emailAddress, workItemType: 'ticket', processId, ...extra })
+      expect(created.status, JSON.stringify(created.body)).toBe(201)
+      return created.body.id
+    },
     async alias(connectorId: string, address: string): Promise<string> {
       const route = (await admin('POST', '/v1/routes', { connectorId, name: address, emailAddress: address })).body
       expect((await admin('POST', `/v1/routes/${route.id}/test`)).body.ok).toBe(true)

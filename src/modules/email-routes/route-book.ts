@@ -6,11 +6,12 @@ import type { ConnectionTests } from '../connection-tests/service.ts'
 import type { ConnectorRoutes, OwnRouteSpec } from '../connectors/service.ts'
 import type { Sender, SenderDirectory } from '../outbound/service.ts'
 import type { SenderQuery } from '../outbound/message-repository.ts'
+import type { IncomingRoute } from '../inbound/routing.ts'
 import { senderQuery, type EmailRouteRepository } from './repository.ts'
 
 /**
  * Routes as other modules need them: the connectors module (its own route, aliases that must
- * be tested again, removal) and sending (who may send as an address).
+ * be tested again, removal), sending (who may send as an address) and ingest (where mail goes).
  */
 export class RouteBook implements ConnectorRoutes, SenderDirectory {
   private readonly deps: { db: Db; repository: EmailRouteRepository; tests: ConnectionTests; audit: AuditService }
@@ -76,6 +77,26 @@ export class RouteBook implements ConnectorRoutes, SenderDirectory {
 
   senderQuery(db: Db, address: Placeholder): SenderQuery {
     return senderQuery(db, address)
+  }
+
+  /** A connector's enabled incoming routes in evaluation order (specific, wildcard, fallback; by priority). */
+  async incomingOf(executor: Db, connectorId: string): Promise<IncomingRoute[]> {
+    const rows = await this.deps.repository.listForConnector(executor, connectorId)
+    return rows
+      .filter((row) => row.direction === 'incoming' && row.enabled)
+      .map((row) => ({
+        id: row.id,
+        kind: row.kind as IncomingRoute['kind'],
+        name: row.name,
+        emailAddress: row.emailAddress,
+        workItemType: row.workItemType,
+        processId: row.processId,
+        ticketCategory: row.ticketCategory,
+        rules: row.rules,
+        testModeOnly: row.testModeOnly,
+        sendAutomatedEmails: row.sendAutomatedEmails,
+        forAttention: row.forAttention,
+      }))
   }
 
   /** What submitting a message needs to know about a sending address, in one query. */

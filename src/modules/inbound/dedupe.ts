@@ -1,0 +1,43 @@
+import { hash } from 'node:crypto'
+import type { ParsedMail } from './parsed-mail.ts'
+
+export type DedupeWay = 'source' | 'content' | 'identity'
+
+export interface DedupeKey {
+  kind: DedupeWay
+  hash: string
+}
+
+/** The scope a key is unique in: `*` across all connectors, or the connector's id. */
+export function dedupeScope(setting: 'global' | 'connector', connectorId: string): string {
+  return setting === 'global' ? '*' : connectorId
+}
+
+const WHITESPACE = /\s+/g
+
+function normalised(text: string): string {
+  return text.replace(WHITESPACE, ' ').trim()
+}
+
+function fingerprint(parts: unknown[]): string {
+  return hash('sha256', JSON.stringify(parts))
+}
+
+/**
+ * The three ways one mail is recognised again: its exact source; what a reader sees (sender,
+ * recipients, subject, body text, attachments) without transport headers, as when a mail
+ * reaches a mailbox and one of its aliases; and its Message-ID with sender, subject and
+ * recipients, as when a server re-delivers it with a rewritten body.
+ */
+export function dedupeKeys(mail: ParsedMail, sourceHash: string): DedupeKey[] {
+  const from = mail.from?.address ?? ''
+  const recipients = [...new Set([...mail.to, ...mail.cc])].sort()
+  const subject = normalised(mail.subject)
+  const keys: DedupeKey[] = [
+    { kind: 'content', hash: fingerprint([from, [...mail.to].sort(), [...mail.cc].sort(), subject, normalised(mail.text), mail.attachments.map((a) => a.sha256).sort()]) },
+  ]
+  if (mail.messageId) keys.push({ kind: 'identity', hash: fingerprint([mail.messageId, from, subject, recipients]) })
+  keys.push({ kind: 'source', hash: sourceHash })
+  // One order everywhere, so that racing intakes take the key locks in the same order.
+  return keys.sort((a, b) => (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0))
+}

@@ -1,0 +1,37 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { AppOptions } from '../../app.ts'
+import type { IngestSettings } from '../../config.ts'
+import type { AppModule } from '../module.ts'
+import { InboundRecovery, RECOVERY_INTERVAL_MS } from './recovery.ts'
+import { inboundResolvers } from './resolvers.ts'
+import { inboundRoutes } from './routes.ts'
+import { InboundEmailSchema, InboundEmailSummarySchema } from './schemas.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Finishes emails a crash left `received`. */
+    inboundRecovery: InboundRecovery
+  }
+}
+
+export interface IngestOptions extends Partial<IngestSettings> {
+  recovery?: { autostart: boolean }
+  /** Test hook: runs after an email is stored and before it is processed. */
+  onStored?: (emailId: string) => Promise<void>
+}
+
+async function inboundWorkers(app: FastifyInstance, options: AppOptions) {
+  const recovery = new InboundRecovery(app.services.inbound)
+  app.decorate('inboundRecovery', recovery)
+  app.workers.add(recovery, { name: 'inbound-recovery', pollMs: RECOVERY_INTERVAL_MS, maxConcurrent: 1, autostart: options.ingest?.recovery?.autostart ?? false })
+}
+
+export const inboundModule: AppModule = {
+  name: 'inbound',
+  tag: { name: 'Inbound', description: 'Received mail: intake, what the pipeline decided, unhandled mail' },
+  schemas: [InboundEmailSchema, InboundEmailSummarySchema],
+  routes: inboundRoutes,
+  resolvers: inboundResolvers,
+  plugin: fp(inboundWorkers, { name: 'inbound-workers', fastify: '5.x', dependencies: ['database', 'services', 'workers'] }),
+}

@@ -1,0 +1,329 @@
+import type { Automated, BlockAction, InboundOutcome, PipelineStep } from '../../../db/schema.ts'
+import type { Db } from '../../database/index.ts'
+import { newId } from '../../lib/ids.ts'
+import type { EventLog } from '../events/service.ts'
+import type { BounceReport, SentMessageRef } from '../outbound/sent-mail.ts'
+import { bounceDetails, classifyAutomated } from './automated.ts'
+import type { ParsedMail } from './parsed-mail.ts'
+import type { InboundEmailRow, InboundRepository, NewWorkItemLink, WorkItemLinkRow } from './repository.ts'
+import { resolveRoutes, withoutPlusTag, type IncomingRoute } from './routing.ts'
+import type { KnownMessage, Threading, ThreadLookup } from './threading.ts'
+
+/** The connector as the pipeline needs it. */
+export interface IngestConnector {
+  id: string
+  direction: 'incoming' | 'outgoing'
+  enabled: boolean
+  primaryAddress: string
+  testModeOnly: boolean
+  disabledReason: string | null
+}
+
+/** Ports the pipeline reads other modules through. */
+export interface PipelineDeps {
+  repository: InboundRepository
+  events: EventLog
+  threading: Threading
+  connectors: { find(executor: Db, id: string): Promise<IngestConnector | undefined> }
+  routes: { incomingOf(executor: Db, connectorId: string): Promise<IncomingRoute[]> }
+  blocked: { match(executor: Db, address: string): Promise<{ id: string; pattern: string; action: BlockAction } | undefined> }
+  sentMail: {
+    includesAny(executor: Db, mailgateIds: string[], messageIds: string[]): Promise<boolean>
+    withWork(executor: Db, messageIds: string[]): Promise<SentMessageRef[]>
+    knownRefs(executor: Db, lowerCaseRefs: string[]): Promise<Map<string, string>>
+    recordBounce(tx: Db, report: BounceReport): Promise<string | null>
+  }
+}
+
+const OWN_MESSAGE_HEADER = 'x-mailgate-message'
+const TEST_MESSAGE_HEADER = 'x-mailgate-test'
+
+interface Decision {
+  outcome: Exclude<InboundOutcome, 'received' | 'duplicate'>
+  reason: string | null
+  automated: Automated | null
+  suppressAutomatedAnswer: boolean
+  testMode: boolean
+  steps: PipelineStep[]
+  links: NewWorkItemLink[]
+  blockedAddressId?: string
+  threadWay?: string
+  /** The routes requests were made through, for the events. */
+  routes?: Map<string, IncomingRoute>
+}
+
+function headerValues(mail: ParsedMail, name: string): string[] {
+  return mail.headers.filter((header) => header.name === name).map((header) => header.value.trim().replace(/^<|>$/g, ''))
+}
+
+/**
+ * Takes a stored email from `received` to its outcome, deciding step by step and recording
+ * why, and commits the outcome with its events in one transaction. An email that is no
+ * longer `received` (processed by another instance) is left alone, so each is done once.
+ */
+export class InboundPipeline {
+  private readonly deps: PipelineDeps
+
+  constructor(deps: PipelineDeps) {
+    this.deps = deps
+  }
+
+  /** Processes a `received` email; returns false when it was not (any more) waiting. */
+  async process(db: Db, emailId: string, mail: ParsedMail): Promise<boolean> {
+    return db.transaction(async (tx) => {
+      const row = await this.deps.repository.lock(tx, emailId, { receivedOnly: true })
+      if (!row) return false
+      await this.decideAndCommit(tx, row, mail, row.steps)
+      return true
+    })
+  }
+
+  /**
+   * Runs the pipeline again on a processed email (after a route or blocked-address change).
+   * Work already requested or joined stays; only new requests and a changed outcome emit events.
+   */
+  async reprocess(
+    db: Db,
+    emailId: string,
+    mail: ParsedMail,
+    alsoInTransaction?: (tx: Db) => Promise<void>,
+  ): Promise<{ before: InboundOutcome; after: InboundOutcome } | undefined> {
+    return db.transaction(async (tx) => {
+      const row = await this.deps.repository.lock(tx, emailId, { receivedOnly: false })
+      if (!row || row.outcome === 'duplicate') return undefined
+      const kept = row.steps.filter((step) => step.step === 'dedupe')
+      const after = await this.decideAndCommit(tx, row, mail, [...kept, { step: 'reprocess', result: 'started', detail: `was ${row.outcome}${row.outcomeReason ? ` (${row.outcomeReason})` : ''}` }])
+      await alsoInTransaction?.(tx)
+      return { before: row.outcome, after }
+    })
+  }
+
+  /** Records a duplicate's event, in the transaction that stored it. */
+  async recordDuplicate(tx: Db, emailId: string, connectorId: string, duplicateOf: string, way: string): Promise<void> {
+    await this.deps.events.record(tx, { type: 'email.duplicate', subjectType: 'inbound_email', subjectId: emailId, payload: { emailId, connectorId, duplicateOf, way } })
+  }
+
+  /** Ends an email that keeps failing to process as unhandled, so it is seen rather than retried forever. */
+  async giveUp(db: Db, emailId: string, detail: string): Promise<boolean> {
+    return db.transaction(async (tx) => {
+      const row = await this.deps.repository.lock(tx, emailId, { receivedOnly: true })
+      if (!row) return false
+      const now = new Date()
+      await this.deps.repository.update(tx, emailId, {
+        outcome: 'unhandled',
+        outcomeReason: 'processing_failed',
+        processedAt: now,
+        steps: [...row.steps, { step: 'recovery', result: 'gave_up', detail }],
+      })
+      await this.deps.events.record(tx, {
+        type: 'email.unhandled',
+        subjectType: 'inbound_email',
+        subjectId: emailId,
+        payload: { emailId, connectorId: row.connectorId, from: row.fromAddress, subject: row.subject, receivedAt: row.receivedAt.toISOString(), reason: 'processing_failed', automatedKind: null },
+        occurredAt: now,
+      })
+      return true
+    })
+  }
+
+  private async decideAndCommit(tx: Db, row: InboundEmailRow, mail: ParsedMail, steps: PipelineStep[]): Promise<InboundOutcome> {
+    const connector = await this.deps.connectors.find(tx, row.connectorId)
+    const decision = await this.decide(tx, row, mail, connector)
+    const inserted = await this.deps.repository.insertLinks(tx, decision.links)
+    const now = new Date()
+    const changed = row.outcome !== decision.outcome || row.outcomeReason !== decision.reason
+    await this.deps.repository.update(tx, row.id, {
+      outcome: decision.outcome,
+      outcomeReason: decision.reason,
+      automated: decision.automated,
+      suppressAutomatedAnswer: decision.suppressAutomatedAnswer,
+      testMode: decision.testMode,
+      steps: [...steps, ...decision.steps],
+      processedAt: now,
+    })
+    await this.emit(tx, row, decision, inserted, changed, now)
+    return decision.outcome
+  }
+
+  private async decide(tx: Db, row: InboundEmailRow, mail: ParsedMail, connector: IngestConnector | undefined): Promise<Decision> {
+    const steps: PipelineStep[] = []
+    const decision = (rest: Partial<Decision> & Pick<Decision, 'outcome' | 'reason'>): Decision => ({
+      automated: null,
+      suppressAutomatedAnswer: false,
+      testMode: false,
+      links: [],
+      ...rest,
+      steps,
+    })
+
+    // Own mail: an outbox id or Message-ID of mail Mailgate sent, or a connection test.
+    const ownIds = headerValues(mail, OWN_MESSAGE_HEADER)
+    if (await this.deps.sentMail.includesAny(tx, ownIds, mail.messageId ? [mail.messageId] : [])) {
+      steps.push({ step: 'own_mail', result: 'ignored', detail: ownIds.length > 0 ? `${OWN_MESSAGE_HEADER} names a message Mailgate sent` : `Message-ID <${mail.messageId}> is a message Mailgate sent` })
+      return decision({ outcome: 'ignored', reason: 'own_mail' })
+    }
+    const testId = headerValues(mail, TEST_MESSAGE_HEADER)[0]
+    if (testId !== undefined) {
+      steps.push({ step: 'own_mail', result: 'ignored', detail: `connection-test message (${TEST_MESSAGE_HEADER}: ${testId.slice(0, 64)})` })
+      return decision({ outcome: 'ignored', reason: 'test_message' })
+    }
+    steps.push({ step: 'own_mail', result: 'not_own', detail: 'not a message Mailgate sent' })
+
+    // Blocked senders.
+    let blockedSuppress = false
+    const senders = [...new Set([mail.from?.address, mail.sender?.address].filter((address): address is string => Boolean(address)))]
+    let blocked: Awaited<ReturnType<PipelineDeps['blocked']['match']>>
+    for (const address of senders) {
+      blocked = await this.deps.blocked.match(tx, address)
+      if (blocked) break
+    }
+    if (blocked && blocked.action !== 'no_automated_replies') {
+      steps.push({ step: 'blocked_address', result: blocked.action, detail: `sender matches blocked address ${blocked.pattern}` })
+      return decision({ outcome: 'discarded', reason: blocked.action === 'spam' ? 'spam' : 'blocked', blockedAddressId: blocked.id })
+    }
+    if (blocked) {
+      blockedSuppress = true
+      steps.push({ step: 'blocked_address', result: 'no_automated_replies', detail: `sender matches ${blocked.pattern}: no automated answers` })
+    } else {
+      steps.push({ step: 'blocked_address', result: 'not_blocked', detail: senders.length > 0 ? 'sender is not blocked' : 'the mail names no sender' })
+    }
+
+    // Automated mail.
+    const verdict = classifyAutomated(mail)
+    const automated = verdict.automated
+    const suppressAutomatedAnswer = verdict.suppressAutomatedAnswer || blockedSuppress
+    steps.push(
+      automated
+        ? { step: 'automated', result: automated.kind, detail: automated.evidence.join('; ') }
+        : { step: 'automated', result: 'human', detail: verdict.suppressReasons.length > 0 ? `not automated; no automated answer: ${verdict.suppressReasons.join('; ')}` : 'no sign of automated mail' },
+    )
+    if (automated?.kind === 'bounce') {
+      const details = bounceDetails(mail)
+      const messageId = details
+        ? await this.deps.sentMail.recordBounce(tx, {
+            mailgateId: details.originalMailgateId,
+            messageId: details.originalMessageId,
+            recipient: details.recipient,
+            status: details.status,
+            diagnostic: details.diagnostic,
+            inboundEmailId: row.id,
+          })
+        : null
+      steps.push(
+        messageId
+          ? { step: 'bounce', result: 'recorded', detail: `recorded on sent message ${messageId}${details?.status ? ` (status ${details.status})` : ''}` }
+          : { step: 'bounce', result: 'unmatched', detail: 'the report names no message Mailgate sent to that recipient' },
+      )
+    }
+
+    const routes = connector ? await this.deps.routes.incomingOf(tx, connector.id) : []
+    const primaryAddress = connector?.primaryAddress ?? ''
+    const routeAddresses = new Set([primaryAddress, ...routes.filter((route) => route.kind === 'specific').map((route) => route.emailAddress)])
+    const addressed = [...mail.to, ...mail.cc].map(withoutPlusTag).find((address) => routeAddresses.has(address)) ?? primaryAddress
+    const base = { automated, suppressAutomatedAnswer }
+
+    // Replies to known work.
+    const thread = await this.deps.threading.match(mail, routeAddresses, this.lookup(tx))
+    if (thread.match) {
+      steps.push({ step: 'threading', result: thread.match.way, detail: thread.match.detail })
+      return decision({
+        ...base,
+        outcome: 'appended',
+        reason: null,
+        threadWay: thread.match.way,
+        links: [{ id: newId(), emailId: row.id, kind: 'appended', address: addressed, workItemRef: thread.match.workItemRef, automated: automated !== null }],
+      })
+    }
+    steps.push({ step: 'threading', result: 'none', detail: thread.tried.length > 0 ? thread.tried.join('; ') : 'refers to no known work' })
+    if (automated) {
+      steps.push({ step: 'routing', result: 'skipped', detail: 'automated mail never creates work' })
+      return decision({ ...base, outcome: 'unhandled', reason: 'automated' })
+    }
+
+    // Route resolution.
+    const matches = resolveRoutes(routes, primaryAddress, mail)
+    if (matches.length === 0) {
+      steps.push({ step: 'routing', result: 'no_route', detail: routes.length === 0 ? 'the connector has no enabled incoming route' : 'no route matches the recipients and rules' })
+      return decision({ ...base, outcome: 'unhandled', reason: 'no_route' })
+    }
+    const links = matches.map(({ route, address }) => ({
+      id: newId(),
+      emailId: row.id,
+      kind: 'requested' as const,
+      routeId: route.id,
+      address,
+      testMode: route.testModeOnly || Boolean(connector?.testModeOnly),
+    }))
+    steps.push({ step: 'routing', result: 'matched', detail: matches.map(({ route, address }) => `${address} -> ${route.kind} route "${route.name}"`).join('; ') })
+    const byId = new Map(matches.map(({ route }) => [route.id, route]))
+    return decision({ ...base, outcome: 'requested', reason: null, links, routes: byId, testMode: links.some((link) => link.testMode) })
+  }
+
+  private lookup(tx: Db): ThreadLookup {
+    const { repository, sentMail } = this.deps
+    return {
+      messages: async (ids, options) => {
+        const inbound: KnownMessage[] = (await repository.knownMessages(tx, ids)).map((entry) => ({ ...entry, source: 'inbound' }))
+        if (options.inboundOnly) return inbound
+        const sent = await sentMail.withWork(tx, ids)
+        if (sent.length === 0) return inbound
+        const work = await repository.knownRefs(tx, sent.map((entry) => entry.workItemRef.toLowerCase()))
+        return [
+          ...inbound,
+          ...sent.map((entry) => ({
+            messageId: entry.messageId,
+            workItemRef: entry.workItemRef,
+            address: work.get(entry.workItemRef.toLowerCase())?.address ?? entry.fromAddress,
+            source: 'outbound' as const,
+          })),
+        ]
+      },
+      knownRefs: async (refs) => {
+        const lower = [...new Set(refs.map((ref) => ref.toLowerCase()))]
+        const known = new Map([...(await repository.knownRefs(tx, lower))].map(([key, value]) => [key, value.ref]))
+        const missing = lower.filter((ref) => !known.has(ref))
+        for (const [key, ref] of await sentMail.knownRefs(tx, missing)) known.set(key, ref)
+        return known
+      },
+    }
+  }
+
+  private async emit(tx: Db, row: InboundEmailRow, decision: Decision, inserted: WorkItemLinkRow[], changed: boolean, now: Date): Promise<void> {
+    const email = { emailId: row.id, connectorId: row.connectorId, from: row.fromAddress, subject: row.subject, receivedAt: row.receivedAt.toISOString() }
+    const common = { subjectType: 'inbound_email', subjectId: row.id, occurredAt: now }
+    for (const link of inserted) {
+      if (link.kind === 'requested') {
+        const route = decision.routes?.get(link.routeId!)
+        await this.deps.events.record(tx, {
+          ...common,
+          type: 'work_item.requested',
+          payload: {
+            ...email,
+            requestId: link.id,
+            routeId: link.routeId,
+            address: link.address,
+            workItemType: route?.workItemType ?? null,
+            processId: route?.processId ?? null,
+            ticketCategory: route?.ticketCategory ?? null,
+            forAttention: route?.forAttention ?? false,
+            sendAutomatedEmails: (route?.sendAutomatedEmails ?? true) && !decision.suppressAutomatedAnswer,
+            testMode: link.testMode,
+            suppressAutomatedAnswer: decision.suppressAutomatedAnswer,
+          },
+        })
+      } else {
+        await this.deps.events.record(tx, {
+          ...common,
+          type: 'work_item.message_appended',
+          payload: { ...email, workItemRef: link.workItemRef, automated: link.automated, automatedKind: decision.automated?.kind ?? null, matchedBy: decision.threadWay ?? null },
+        })
+      }
+    }
+    if (!changed) return
+    if (decision.outcome === 'unhandled') {
+      await this.deps.events.record(tx, { ...common, type: 'email.unhandled', payload: { ...email, reason: decision.reason, automatedKind: decision.automated?.kind ?? null } })
+    } else if (decision.outcome === 'discarded') {
+      await this.deps.events.record(tx, { ...common, type: 'email.discarded', payload: { ...email, reason: decision.reason, blockedAddressId: decision.blockedAddressId ?? null } })
+    }
+  }
+}

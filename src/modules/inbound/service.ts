@@ -1,0 +1,361 @@
+import { hash as oneShotHash, createHash } from 'node:crypto'
+import { PassThrough, Readable } from 'node:stream'
+import type { FastifyBaseLogger } from 'fastify'
+import type { IngestSettings } from '../../config.ts'
+import type { Db } from '../../database/index.ts'
+import { NotFoundError, PayloadTooLargeError } from '../../lib/errors.ts'
+import { newId } from '../../lib/ids.ts'
+import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
+import type { AttachmentStore } from '../attachments/store.ts'
+import type { Actor, AuditService } from '../audit/service.ts'
+import type { CreateRouteInput } from '../email-routes/schemas.ts'
+import { dedupeKeys, dedupeScope, type DedupeWay } from './dedupe.ts'
+import {
+  ConnectorNotAcceptingMailError,
+  DuplicateEmailError,
+  NoSuchRequestError,
+  RecipientNotOnEmailError,
+  WorkItemAlreadyConfirmedError,
+} from './errors.ts'
+import { fromGraphMessage, type GraphMessageInput } from './graph-message.ts'
+import { attachmentContent, parseMime } from './mime.ts'
+import type { ParsedMail } from './parsed-mail.ts'
+import type { InboundPipeline, IngestConnector } from './pipeline.ts'
+import { presentEmail, presentSummary } from './present.ts'
+import type { InboundEmailRow, InboundRepository } from './repository.ts'
+import type { ConfirmWorkItemInput, CreateRouteFromEmailInput, InboundEmail, InboundEmailSummary, ListInboundInput } from './schemas.ts'
+
+export interface InboundServiceDeps {
+  db: Db
+  repository: InboundRepository
+  pipeline: InboundPipeline
+  store: AttachmentStore
+  audit: AuditService
+  connectors: { find(executor: Db, id: string): Promise<IngestConnector | undefined> }
+  routes: { create(actor: Actor, input: CreateRouteInput): Promise<{ id: string }> }
+  settings: IngestSettings
+  /** Largest message taken in, in bytes (MESSAGE_SIZE_LIMIT). */
+  sizeLimit: number
+  log?: FastifyBaseLogger
+  /** Test hook: runs after an email is stored and before it is processed, where a crash would leave it `received`. */
+  onStored?: (emailId: string) => Promise<void>
+}
+
+export type IngestResult =
+  | { status: 201; email: InboundEmail }
+  | { status: 200; duplicate: { duplicateOf: string; way: DedupeWay; email: InboundEmail } }
+
+/** Emails re-applied in one call at most. */
+export const REAPPLY_LIMIT = 1000
+/** Processing attempts before recovery gives an email up as unhandled. */
+const MAX_PROCESSING_ATTEMPTS = 5
+
+class ExactRepeat extends Error {}
+
+/**
+ * Mail intake and the received-mail API. Intake stores an email (source kept byte for byte,
+ * dedupe keys claimed) in one transaction, then runs the pipeline in another; an email left
+ * `received` by a crash in between is finished by `recoverUnfinished`.
+ */
+export class InboundService {
+  private readonly deps: InboundServiceDeps
+
+  constructor(deps: InboundServiceDeps) {
+    this.deps = deps
+  }
+
+  get sizeLimit(): number {
+    return this.deps.sizeLimit
+  }
+
+  /** Raw RFC 5322: streamed into storage and through the parser side by side, never held whole. */
+  async ingestMime(connectorId: string, source: AsyncIterable<Buffer>): Promise<IngestResult> {
+    await this.requireAcceptingConnector(connectorId)
+    const hash = createHash('sha256')
+    const parserInput = new PassThrough({ highWaterMark: 256 * 1024 })
+    const limit = this.deps.sizeLimit
+    async function* teed(): AsyncGenerator<Buffer> {
+      let size = 0
+      try {
+        for await (const chunk of source) {
+          size += chunk.length
+          if (size > limit) throw new PayloadTooLargeError(`The message is larger than MESSAGE_SIZE_LIMIT (${limit} bytes)`, { limit })
+          hash.update(chunk)
+          if (!parserInput.write(chunk)) await new Promise((resolve) => parserInput.once('drain', resolve))
+          yield chunk
+        }
+        parserInput.end()
+      } catch (error) {
+        parserInput.destroy()
+        throw error
+      }
+    }
+    const parsing = parseMime(parserInput)
+    // The parser settles either way; keep its rejection from going unhandled while storage fails.
+    parsing.catch(() => {})
+    const blob = await this.deps.store.writeStream(this.deps.db, teed())
+    const mail = await parsing
+    return this.accept(connectorId, 'mime', blob, hash.digest('hex'), mail)
+  }
+
+  /** Graph's message JSON, stored as received (re-serialised) so it can be processed again. */
+  async ingestGraph(connectorId: string, message: GraphMessageInput): Promise<IngestResult> {
+    await this.requireAcceptingConnector(connectorId)
+    const source = Buffer.from(JSON.stringify(message))
+    const mail = fromGraphMessage(message)
+    const blob = await this.deps.store.write(this.deps.db, source)
+    return this.accept(connectorId, 'graph', blob, oneShotHash('sha256', source), mail)
+  }
+
+  private async requireAcceptingConnector(connectorId: string): Promise<IngestConnector> {
+    const connector = await this.deps.connectors.find(this.deps.db, connectorId)
+    if (!connector) throw new NotFoundError('connector', connectorId)
+    if (connector.direction !== 'incoming') {
+      throw new ConnectorNotAcceptingMailError(`Connector ${connectorId} is an outgoing connector; mail is taken in by incoming connectors only.`, { connectorId, state: 'outgoing' })
+    }
+    if (!connector.enabled) {
+      const reason = connector.disabledReason ? `disabled: ${connector.disabledReason}` : 'disabled'
+      throw new ConnectorNotAcceptingMailError(`Connector ${connectorId} is ${reason}. Test and enable it first.`, { connectorId, state: 'disabled' })
+    }
+    return connector
+  }
+
+  private async accept(connectorId: string, format: 'mime' | 'graph', blob: { blobId: string; size: number }, sourceHash: string, mail: ParsedMail): Promise<IngestResult> {
+    const scope = dedupeScope(this.deps.settings.dedupeScope, connectorId)
+    const keys = dedupeKeys(mail, sourceHash)
+    const id = newId()
+    let duplicate: { originalId: string; way: DedupeWay } | undefined
+    try {
+      await this.deps.db.transaction(async (tx) => {
+        await this.deps.repository.insert(tx, this.newRow(id, connectorId, format, blob, sourceHash, keys, mail))
+        const taken = await this.deps.repository.claimKeys(tx, scope, keys, id)
+        if (taken.includes('source')) throw new ExactRepeat()
+        if (taken.length === 0) return
+        const owners = await this.deps.repository.keyOwners(tx, scope, keys.filter((key) => taken.includes(key.kind)))
+        const first = owners.find((owner) => owner.originalId !== id)!
+        duplicate = { originalId: first.originalId, way: first.kind }
+        await this.deps.repository.update(tx, id, {
+          outcome: 'duplicate',
+          outcomeReason: first.kind,
+          duplicateOf: first.originalId,
+          processedAt: new Date(),
+          steps: [{ step: 'dedupe', result: 'duplicate', detail: `same ${describeWay(first.kind)} as email ${first.originalId} (scope ${scopeName(scope)})` }],
+        })
+        await this.deps.pipeline.recordDuplicate(tx, id, connectorId, first.originalId, first.kind)
+      })
+    } catch (error) {
+      if (!(error instanceof ExactRepeat)) throw error
+      const earlier = await this.deps.repository.findBySourceKey(this.deps.db, scope, sourceHash)
+      if (!earlier) throw error
+      return { status: 200, duplicate: { duplicateOf: earlier.duplicateOf ?? earlier.id, way: 'source', email: await this.present(earlier) } }
+    }
+    if (duplicate) return { status: 200, duplicate: { duplicateOf: duplicate.originalId, way: duplicate.way, email: await this.get(id) } }
+
+    await this.deps.onStored?.(id)
+    try {
+      await this.deps.pipeline.process(this.deps.db, id, mail)
+    } catch (error) {
+      // Stored and safe: recovery processes it again; the caller learns it is still `received`.
+      this.deps.log?.error({ err: error, emailId: id }, 'processing a received email failed; recovery will retry it')
+    }
+    return { status: 201, email: await this.get(id) }
+  }
+
+  private newRow(id: string, connectorId: string, format: 'mime' | 'graph', blob: { blobId: string; size: number }, sourceHash: string, keys: ReturnType<typeof dedupeKeys>, mail: ParsedMail) {
+    return {
+      id,
+      connectorId,
+      sourceFormat: format,
+      sourceBlobId: blob.blobId,
+      sourceSize: blob.size,
+      sourceHash,
+      contentHash: keys.find((key) => key.kind === 'content')!.hash,
+      identityHash: keys.find((key) => key.kind === 'identity')?.hash ?? null,
+      internetMessageId: mail.messageId,
+      inReplyTo: mail.inReplyTo,
+      references: mail.references,
+      subject: mail.subject,
+      fromAddress: mail.from?.address ?? null,
+      fromName: mail.from?.name ?? null,
+      senderAddress: mail.sender?.address ?? null,
+      returnPath: mail.returnPath,
+      toAddresses: mail.to,
+      ccAddresses: mail.cc,
+      bccAddresses: mail.bcc,
+      replyTo: mail.replyTo,
+      importance: mail.importance,
+      sentAt: mail.date,
+      headers: mail.headers,
+      textBody: mail.text,
+      htmlBody: mail.html,
+      attachments: mail.attachments,
+      parseProblems: mail.problems,
+      outcome: 'received' as const,
+      steps: [{ step: 'dedupe', result: 'unique', detail: `no earlier email with the same source, content or Message-ID (scope ${scopeName(dedupeScope(this.deps.settings.dedupeScope, connectorId))})` }],
+    }
+  }
+
+  /** The stored source parsed again: what recovery and reprocessing run the pipeline on. */
+  private async parseStored(row: Pick<InboundEmailRow, 'sourceFormat' | 'sourceBlobId'>): Promise<ParsedMail> {
+    if (row.sourceFormat === 'mime') return parseMime(this.deps.store.chunks(this.deps.db, row.sourceBlobId))
+    const source = await this.deps.store.read(this.deps.db, row.sourceBlobId)
+    return fromGraphMessage(JSON.parse(source.toString('utf8')) as GraphMessageInput)
+  }
+
+  /** Finishes emails a crash left `received`; each exactly once, whichever instance gets to it. */
+  async recoverUnfinished(options: { olderThanMs: number; limit: number }): Promise<number> {
+    const ids = await this.deps.repository.unfinished(this.deps.db, new Date(Date.now() - options.olderThanMs), options.limit)
+    let finished = 0
+    for (const id of ids) {
+      const attempts = await this.deps.repository.countAttempt(this.deps.db, id)
+      if (attempts === 0) continue
+      try {
+        if (attempts > MAX_PROCESSING_ATTEMPTS) {
+          if (await this.deps.pipeline.giveUp(this.deps.db, id, `processing failed ${MAX_PROCESSING_ATTEMPTS} times`)) finished++
+          continue
+        }
+        const row = await this.deps.repository.find(this.deps.db, id)
+        if (!row) continue
+        if (await this.deps.pipeline.process(this.deps.db, id, await this.parseStored(row))) finished++
+      } catch (error) {
+        this.deps.log?.error({ err: error, emailId: id, attempts }, 'recovering a received email failed; it is retried later')
+      }
+    }
+    return finished
+  }
+
+  async list(query: ListInboundInput): Promise<PageResult<InboundEmailSummary>> {
+    const rows = await this.deps.repository.list(this.deps.db, {
+      connectorId: query.connectorId,
+      outcome: query.outcome,
+      automatedKind: query.automatedKind,
+      since: query.since ? new Date(query.since) : undefined,
+      until: query.until ? new Date(query.until) : undefined,
+      workItemRef: query.workItemRef,
+      from: query.from,
+      beforeId: decodeCursor(query.cursor),
+      limit: query.limit,
+    })
+    const page = toPage(rows, query.limit)
+    const links = await this.deps.repository.linksOf(this.deps.db, page.items.map((row) => row.id))
+    return { ...page, items: page.items.map((row) => presentSummary(row, links.filter((link) => link.emailId === row.id))) }
+  }
+
+  async get(id: string): Promise<InboundEmail> {
+    const row = await this.deps.repository.find(this.deps.db, id)
+    if (!row) throw new NotFoundError('inbound email', id)
+    return this.present(row)
+  }
+
+  private async present(row: InboundEmailRow): Promise<InboundEmail> {
+    return presentEmail(row, await this.deps.repository.linksOf(this.deps.db, [row.id]))
+  }
+
+  /** The stored source: RFC 5322 bytes, or Graph's JSON for mail taken in as JSON. */
+  async source(id: string): Promise<{ format: 'mime' | 'graph'; size: number; content: AsyncIterable<Buffer> }> {
+    const row = await this.deps.repository.find(this.deps.db, id)
+    if (!row) throw new NotFoundError('inbound email', id)
+    return { format: row.sourceFormat, size: row.sourceSize, content: this.deps.store.chunks(this.deps.db, row.sourceBlobId) }
+  }
+
+  async attachment(id: string, index: number): Promise<{ name: string; contentType: string; size: number; content: AsyncIterable<Buffer> }> {
+    const row = await this.deps.repository.find(this.deps.db, id)
+    const meta = row?.attachments[index]
+    if (!row || !meta) throw new NotFoundError('attachment', `${id}/${index}`)
+    if (row.sourceFormat === 'graph') {
+      const message = JSON.parse((await this.deps.store.read(this.deps.db, row.sourceBlobId)).toString('utf8')) as GraphMessageInput
+      const bytes = Buffer.from(message.attachments?.[index]?.contentBytes ?? '', 'base64')
+      return { ...meta, content: Readable.from([bytes]) }
+    }
+    return { ...meta, content: attachmentContent(this.deps.store.chunks(this.deps.db, row.sourceBlobId), index) }
+  }
+
+  /** The work-management system names the work item a request became; later replies thread to it. */
+  async confirmWorkItem(actor: Actor, id: string, input: ConfirmWorkItemInput): Promise<InboundEmail> {
+    await this.deps.db.transaction(async (tx) => {
+      const row = await this.deps.repository.lock(tx, id, { receivedOnly: false })
+      if (!row) throw new NotFoundError('inbound email', id)
+      const link = (await this.deps.repository.linksOf(tx, [id])).find((entry) => entry.kind === 'requested' && entry.routeId === input.routeId)
+      if (!link) throw new NoSuchRequestError(`Email ${id} requested no work through route ${input.routeId}.`, { field: 'routeId' })
+      if (link.workItemRef === input.workItemRef) return
+      if (link.workItemRef !== null) {
+        throw new WorkItemAlreadyConfirmedError(`The request through route ${input.routeId} is already work item ${link.workItemRef}.`, { workItemRef: link.workItemRef })
+      }
+      await this.deps.repository.confirmLink(tx, link.id, input.workItemRef, new Date())
+      await this.deps.audit.record(tx, actor, {
+        action: 'confirm_work_item',
+        resourceType: 'inbound_email',
+        resourceId: id,
+        after: { routeId: input.routeId, workItemRef: input.workItemRef },
+      })
+    })
+    return this.get(id)
+  }
+
+  async reprocess(actor: Actor, id: string): Promise<{ before: InboundEmail['outcome']; email: InboundEmail }> {
+    const row = await this.deps.repository.find(this.deps.db, id)
+    if (!row) throw new NotFoundError('inbound email', id)
+    if (row.outcome === 'duplicate') throw new DuplicateEmailError(`Email ${id} is a duplicate of ${row.duplicateOf}; reprocess that one.`, { duplicateOf: row.duplicateOf })
+    const result = await this.deps.pipeline.reprocess(this.deps.db, id, await this.parseStored(row), async (tx) => {
+      await this.deps.audit.record(tx, actor, { action: 'reprocess', resourceType: 'inbound_email', resourceId: id, before: { outcome: row.outcome } })
+    })
+    return { before: result?.before ?? row.outcome, email: await this.get(id) }
+  }
+
+  /** A route from an email (its recipient, or a wildcard route for its sender), then optionally re-applied. */
+  async routeFrom(actor: Actor, id: string, input: CreateRouteFromEmailInput): Promise<{ routeId: string; reapplied: number; changed: number; more: boolean }> {
+    const row = await this.deps.repository.find(this.deps.db, id)
+    if (!row) throw new NotFoundError('inbound email', id)
+    const recipients = [...row.toAddresses, ...row.ccAddresses]
+    let emailAddress: string
+    let rules: CreateRouteInput['rules']
+    if (input.match === 'recipient') {
+      const wanted = input.emailAddress?.toLowerCase() ?? recipients[0]
+      if (!wanted || !recipients.includes(wanted)) {
+        throw new RecipientNotOnEmailError(
+          wanted ? `${wanted} is not among the To/Cc addresses of email ${id}.` : `Email ${id} has no To/Cc address; create a sender route instead.`,
+          { field: 'emailAddress', recipients },
+        )
+      }
+      emailAddress = wanted
+    } else {
+      if (!row.fromAddress) throw new RecipientNotOnEmailError(`Email ${id} names no sender.`, { field: 'match' })
+      emailAddress = '*'
+      rules = { senderIncludes: [row.fromAddress] }
+    }
+    const route = await this.deps.routes.create(actor, {
+      connectorId: row.connectorId,
+      name: input.name ?? (input.match === 'recipient' ? `Mail to ${emailAddress}` : `Mail from ${row.fromAddress}`),
+      emailAddress,
+      workItemType: input.workItemType,
+      processId: input.processId,
+      ...(input.ticketCategory ? { ticketCategory: input.ticketCategory } : {}),
+      ...(rules ? { rules } : {}),
+    })
+    if (!input.reapply) return { routeId: route.id, reapplied: 0, changed: 0, more: false }
+    const ids = await this.deps.repository.unhandledIn(this.deps.db, row.connectorId, new Date(input.reapply.since), new Date(input.reapply.until), REAPPLY_LIMIT + 1)
+    let changed = 0
+    for (const emailId of ids.slice(0, REAPPLY_LIMIT)) {
+      const email = await this.deps.repository.find(this.deps.db, emailId)
+      if (!email) continue
+      const result = await this.deps.pipeline.reprocess(this.deps.db, emailId, await this.parseStored(email))
+      if (result && result.after !== result.before) changed++
+    }
+    const reapplied = Math.min(ids.length, REAPPLY_LIMIT)
+    await this.deps.audit.record(this.deps.db, actor, {
+      action: 'reapply',
+      resourceType: 'route',
+      resourceId: route.id,
+      details: { emailId: id, since: input.reapply.since, until: input.reapply.until, reapplied, changed },
+    })
+    return { routeId: route.id, reapplied, changed, more: ids.length > REAPPLY_LIMIT }
+  }
+}
+
+function describeWay(way: DedupeWay): string {
+  return way === 'source' ? 'source bytes' : way === 'content' ? 'visible content' : 'Message-ID, sender, subject and recipients'
+}
+
+function scopeName(scope: string): string {
+  return scope === '*' ? 'global' : `connector ${scope}`
+}

@@ -1,0 +1,287 @@
+import { randomUUID } from 'node:crypto'
+import { eq } from 'drizzle-orm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { schema } from '../src/database/index.ts'
+import { bearer, buildTestApp, type TestApp } from './support/app.ts'
+import { FakeMicrosoft } from './support/fake-microsoft.ts'
+import { buildIngestWorld, ingestRaw, SENT_MESSAGE_ID, type IngestWorld } from './support/ingest.ts'
+import { rawMail } from './support/raw-mail.ts'
+
+const fake = new FakeMicrosoft()
+let t: TestApp
+let world: IngestWorld
+/** Emails the crash hook stops after storing. */
+const crashAfterStore = new Set<string>()
+
+beforeAll(async () => {
+  fake.start()
+  t = await buildTestApp({
+    ingest: {
+      onStored: async (emailId) => {
+        const email = await t.app.database.db.select({ subject: schema.inboundEmails.subject }).from(schema.inboundEmails).where(eq(schema.inboundEmails.id, emailId))
+        if (crashAfterStore.has(email[0]!.subject)) throw new Error('simulated crash after store')
+      },
+    },
+  })
+  world = await buildIngestWorld(t, fake, fake.addTenant())
+})
+afterAll(async () => {
+  await t.close()
+  fake.stop()
+})
+
+const ingest = (raw: string | Buffer) => ingestRaw(t, world.ingestKey, world.connectorId, raw)
+async function call(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: unknown, key = t.adminKey) {
+  const response = await t.app.inject({ method, url, headers: bearer(key), payload: payload as object })
+  const json = String(response.headers['content-type'] ?? '').includes('json')
+  return { status: response.statusCode, body: json ? response.json() : undefined, headers: response.headers, raw: response.rawPayload }
+}
+async function eventsFor(emailId: string) {
+  return t.app.database.db.select({ type: schema.domainEvents.type, payload: schema.domainEvents.payload }).from(schema.domainEvents).where(eq(schema.domainEvents.subjectId, emailId))
+}
+
+describe('intake', () => {
+  it('stores the source byte for byte and gives it back', async () => {
+    const raw = rawMail({ subject: 'byte for byte', headers: ['X-Odd:   spaced   value  '] })
+    const { status, body } = await ingest(raw)
+    expect(status).toBe(201)
+    expect(body.outcome).toBe('requested')
+    const source = await call('GET', `/v1/inbound/${body.id}/raw`, undefined, world.readKey)
+    expect(source.status).toBe(200)
+    expect(source.headers['content-type']).toBe('message/rfc822')
+    expect(source.raw.equals(Buffer.from(raw))).toBe(true)
+  })
+
+  it('answers 409 naming the state for a disabled or outgoing connector, 404 for an unknown one, and stores nothing', async () => {
+    const before = (await call('GET', '/v1/inbound?limit=200')).body.items.length
+    const disabled = await call('POST', `/v1/connectors/${world.connectorId}/disable`, {})
+    expect(disabled.status).toBe(200)
+    const refused = await ingest(rawMail())
+    expect(refused.status).toBe(409)
+    expect(refused.body).toMatchObject({ code: 'CONNECTOR_NOT_ACCEPTING_MAIL', state: 'disabled' })
+    expect((await call('POST', `/v1/connectors/${world.connectorId}/enable`, {})).status).toBe(200)
+    const unknown = await ingestRaw(t, world.ingestKey, randomUUID(), rawMail())
+    expect(unknown.status).toBe(404)
+    expect((await call('GET', '/v1/inbound?limit=200')).body.items.length).toBe(before)
+  })
+
+  it('needs the mail:ingest scope: mail:read is not enough', async () => {
+    expect((await ingestRaw(t, world.readKey, world.connectorId, rawMail())).status).toBe(403)
+  })
+
+  it('refuses other content types with 415 and bodies over MESSAGE_SIZE_LIMIT with 413', async () => {
+    const wrongType = await t.app.inject({ method: 'POST', url: `/v1/ingest?connectorId=${world.connectorId}`, headers: { ...bearer(world.ingestKey), 'content-type': 'text/plain' }, payload: rawMail() })
+    expect(wrongType.statusCode).toBe(415)
+    const huge = rawMail({ body: 'x'.repeat(36 * 1024 * 1024) })
+    const tooLarge = await ingest(huge)
+    expect(tooLarge.status).toBe(413)
+    expect(tooLarge.body.code).toBe('PAYLOAD_TOO_LARGE')
+  })
+
+  it('takes Graph-shaped JSON through the same pipeline', async () => {
+    const response = await t.app.inject({
+      method: 'POST',
+      url: `/v1/ingest?connectorId=${world.connectorId}`,
+      headers: bearer(world.ingestKey),
+      payload: {
+        internetMessageId: `<${randomUUID()}@fabrikam.example>`,
+        subject: 'Invoice 42 is wrong',
+        from: { emailAddress: { address: 'Bob@Fabrikam.example', name: 'Bob' } },
+        toRecipients: [{ emailAddress: { address: 'support@contoso.example' } }],
+        body: { contentType: 'html', content: '<p>Please <b>fix</b> it<script>alert(1)</script></p>' },
+        attachments: [{ '@odata.type': '#microsoft.graph.fileAttachment', name: 'invoice.pdf', contentType: 'application/pdf', contentBytes: Buffer.from('%PDF-1.4').toString('base64') }],
+        receivedDateTime: '2026-11-30T09:00:00Z',
+      },
+    })
+    expect(response.statusCode, response.body).toBe(201)
+    const email = response.json()
+    expect(email.from).toEqual({ address: 'bob@fabrikam.example', name: 'Bob' })
+    expect(email.workItems.map((link: { routeId: string }) => link.routeId)).toEqual([world.routes.get('support-invoices')])
+    expect(email.htmlBody).not.toContain('<script')
+    const attachment = await call('GET', `/v1/inbound/${email.id}/attachments/0`, undefined, world.readKey)
+    expect(attachment.raw.toString()).toBe('%PDF-1.4')
+    expect(attachment.headers['content-disposition']).toContain('attachment; filename="invoice.pdf"')
+  })
+})
+
+describe('dedupe', () => {
+  it('the same message posted twice, even racing, stores one email and one set of events', async () => {
+    const raw = rawMail({ subject: 'racing twins' })
+    const results = await Promise.all([ingest(raw), ingest(raw), ingest(raw)])
+    expect(results.map((result) => result.status).sort()).toEqual([200, 200, 201])
+    const original = results.find((result) => result.status === 201)!.body
+    for (const duplicate of results.filter((result) => result.status === 200)) {
+      expect(duplicate.body).toMatchObject({ duplicateOf: original.id, way: 'source' })
+    }
+    const stored = await t.app.database.db.select({ id: schema.inboundEmails.id }).from(schema.inboundEmails).where(eq(schema.inboundEmails.subject, 'racing twins'))
+    expect(stored).toHaveLength(1)
+    expect((await eventsFor(original.id)).map((event) => event.type)).toEqual(['work_item.requested'])
+  })
+
+  it('the same content under other transport headers, and the same Message-ID with another body, are duplicates with an event', async () => {
+    const messageId = `${randomUUID()}@fabrikam.example`
+    const first = await ingest(rawMail({ subject: 'dup ways', messageId, body: 'first body' }))
+    const sameContent = await ingest(rawMail({ subject: 'dup ways', body: 'first body', date: 'Tue, 1 Dec 2026 10:00:00 +0000' }))
+    expect(sameContent.status).toBe(200)
+    expect(sameContent.body).toMatchObject({ duplicateOf: first.body.id, way: 'content', email: { outcome: 'duplicate', duplicateOf: first.body.id } })
+    const sameIdentity = await ingest(rawMail({ subject: 'dup ways', messageId, body: 'rewritten by a relay' }))
+    expect(sameIdentity.body).toMatchObject({ duplicateOf: first.body.id, way: 'identity' })
+    expect((await eventsFor(sameIdentity.body.email.id)).map((event) => event.type)).toEqual(['email.duplicate'])
+  })
+})
+
+describe('threading modes', () => {
+  async function appWith(threadingMode: 'standard' | 'mixed' | 'plus_only') {
+    const app = await buildTestApp({ ingest: { threadingMode } })
+    const w = await buildIngestWorld(app, fake, fake.addTenant())
+    const creator = await ingestRaw(app, w.ingestKey, w.connectorId, rawMail({ messageId: 'origin@fabrikam.example', subject: 'new work' }))
+    const confirmed = await app.app.inject({ method: 'PUT', url: `/v1/inbound/${creator.body.id}/work-item`, headers: bearer(w.ingestKey), payload: { routeId: w.routes.get('support'), workItemRef: 'WI-1001' } })
+    expect(confirmed.statusCode).toBe(200)
+    const outcome = async (options: Parameters<typeof rawMail>[0]) => {
+      const { body } = await ingestRaw(app, w.ingestKey, w.connectorId, rawMail(options))
+      return body.workItems.find((link: { kind: string }) => link.kind === 'appended')?.workItemRef ?? body.outcome
+    }
+    return { app, outcome }
+  }
+
+  it('standard: headers, subject and body tokens; plus addresses are not looked at', async () => {
+    const { app, outcome } = await appWith('standard')
+    expect(await outcome({ inReplyTo: 'origin@fabrikam.example' })).toBe('WI-1001')
+    expect(await outcome({ inReplyTo: SENT_MESSAGE_ID.slice(1, -1), from: 'customer@fabrikam.example' })).toBe('WI-2002')
+    expect(await outcome({ subject: 'Re: [WI-1001] more' })).toBe('WI-1001')
+    expect(await outcome({ body: 'About WI-1001: see [WI-1001]' })).toBe('WI-1001')
+    expect(await outcome({ to: ['support+WI-2002@contoso.example'] })).toBe('requested')
+    await app.close()
+  })
+
+  it('mixed: plus addresses first, then the standard ways', async () => {
+    const { app, outcome } = await appWith('mixed')
+    expect(await outcome({ to: ['support+WI-2002@contoso.example'], subject: 'Re: [WI-1001]' })).toBe('WI-2002')
+    expect(await outcome({ subject: 'Re: [WI-1001]' })).toBe('WI-1001')
+    await app.close()
+  })
+
+  it('plus_only: plus addresses and Message-IDs of received mail only', async () => {
+    const { app, outcome } = await appWith('plus_only')
+    expect(await outcome({ to: ['support+WI-2002@contoso.example'] })).toBe('WI-2002')
+    expect(await outcome({ inReplyTo: 'origin@fabrikam.example' })).toBe('WI-1001')
+    expect(await outcome({ inReplyTo: SENT_MESSAGE_ID.slice(1, -1), from: 'customer@fabrikam.example' })).toBe('requested')
+    expect(await outcome({ subject: 'Re: [WI-1001]' })).toBe('requested')
+    await app.close()
+  })
+
+  it('a reply whose work address was dropped from To/Cc is not threaded by its headers', async () => {
+    const { app, outcome } = await appWith('mixed')
+    expect(await outcome({ inReplyTo: 'origin@fabrikam.example', to: ['billing@contoso.example'] })).toBe('requested')
+    expect(await outcome({ inReplyTo: 'origin@fabrikam.example', to: ['billing@contoso.example'], cc: ['support@contoso.example'] })).toBe('WI-1001')
+    await app.close()
+  })
+})
+
+describe('own mail and blocked senders', () => {
+  it('mail naming a message Mailgate sent in x-mailgate-message is ignored, an unknown id is not', async () => {
+    const own = await ingest(rawMail({ headers: [`X-Mailgate-Message: ${world.sentMessageId}`] }))
+    expect(own.body).toMatchObject({ outcome: 'ignored', outcomeReason: 'own_mail' })
+    const forged = await ingest(rawMail({ headers: [`X-Mailgate-Message: ${randomUUID()}`] }))
+    expect(forged.body.outcome).toBe('requested')
+  })
+
+  it('a discarded email is restored by reprocessing once its sender is unblocked', async () => {
+    const blocked = await call('POST', '/v1/blocked-addresses', { pattern: 'pest@northwind.example', action: 'discard' })
+    const { body } = await ingest(rawMail({ from: 'pest@northwind.example', subject: 'let me in' }))
+    expect(body).toMatchObject({ outcome: 'discarded', outcomeReason: 'blocked' })
+    expect((await eventsFor(body.id)).map((event) => event.type)).toEqual(['email.discarded'])
+    expect((await call('GET', '/v1/inbound?outcome=discarded')).body.items.map((item: { id: string }) => item.id)).toContain(body.id)
+    expect((await call('DELETE', `/v1/blocked-addresses/${blocked.body.id}`)).status).toBe(204)
+    const again = await call('POST', `/v1/inbound/${body.id}/reprocess`, {}, world.ingestKey)
+    expect(again.status).toBe(200)
+    expect(again.body).toMatchObject({ before: 'discarded', email: { outcome: 'requested' } })
+    expect((await eventsFor(body.id)).map((event) => event.type)).toEqual(['email.discarded', 'work_item.requested'])
+  })
+})
+
+describe('unhandled mail', () => {
+  it('creates a route from an unhandled email and re-applies it to the range, counting what changed', async () => {
+    const since = new Date(Date.now() - 1000).toISOString()
+    const strays = []
+    for (let i = 0; i < 3; i++) {
+      strays.push((await ingest(rawMail({ to: ['someone@elsewhere.example'], from: `vendor${i}@adatum.example`, subject: `bcc stray ${i}` }))).body)
+    }
+    expect(strays.map((email) => [email.outcome, email.outcomeReason])).toEqual(Array(3).fill(['unhandled', 'no_route']))
+    const route = await call('POST', `/v1/inbound/${strays[0].id}/route`, {
+      match: 'sender',
+      workItemType: 'case',
+      processId: 'adatum-vendor',
+      reapply: { since, until: new Date(Date.now() + 1000).toISOString() },
+    })
+    expect(route.status, JSON.stringify(route.body)).toBe(201)
+    // Only the first sender is covered by the new route.
+    expect(route.body).toMatchObject({ reapplied: 3, changed: 1, more: false })
+    const first = (await call('GET', `/v1/inbound/${strays[0].id}`)).body
+    expect(first).toMatchObject({ outcome: 'requested', workItems: [{ routeId: route.body.routeId }] })
+    const audit = (await call('GET', `/v1/audit?resourceId=${route.body.routeId}`)).body.items.map((entry: { action: string }) => entry.action)
+    expect(audit).toEqual(expect.arrayContaining(['create', 'reapply']))
+  })
+
+  it('refuses a recipient route for an address the email was not sent to', async () => {
+    const { body } = await ingest(rawMail({ to: ['someone@elsewhere.example'], from: 'x@adatum.example' }))
+    const refused = await call('POST', `/v1/inbound/${body.id}/route`, { match: 'recipient', emailAddress: 'other@contoso.example', workItemType: 'ticket', processId: 'p' })
+    expect(refused.status).toBe(422)
+    expect(refused.body.code).toBe('RECIPIENT_NOT_ON_EMAIL')
+  })
+})
+
+describe('confirming work items', () => {
+  it('is idempotent for the same reference and 409 for another', async () => {
+    const { body } = await ingest(rawMail({ subject: 'confirm me' }))
+    const routeId = world.routes.get('support')
+    const put = (workItemRef: string) => call('PUT', `/v1/inbound/${body.id}/work-item`, { routeId, workItemRef }, world.ingestKey)
+    expect((await put('WI-7')).status).toBe(200)
+    expect((await put('WI-7')).body.workItems[0]).toMatchObject({ workItemRef: 'WI-7' })
+    const conflict = await put('WI-8')
+    expect(conflict.status).toBe(409)
+    expect(conflict.body.code).toBe('WORK_ITEM_ALREADY_CONFIRMED')
+    const wrongRoute = await call('PUT', `/v1/inbound/${body.id}/work-item`, { routeId: world.routes.get('billing'), workItemRef: 'WI-9' }, world.ingestKey)
+    expect(wrongRoute.status).toBe(422)
+  })
+})
+
+describe('crash safety', () => {
+  it('an email stored before a crash stays received and recovery finishes it exactly once', async () => {
+    crashAfterStore.add('crash after store')
+    const response = await ingest(rawMail({ subject: 'crash after store' }))
+    crashAfterStore.delete('crash after store')
+    expect(response.status).toBe(500)
+    const [stored] = await t.app.database.db.select().from(schema.inboundEmails).where(eq(schema.inboundEmails.subject, 'crash after store'))
+    expect(stored!.outcome).toBe('received')
+    // Two instances recover at once: the row lock lets only one of them process it.
+    const finished = await Promise.all([t.app.inboundRecovery.runOnce({ olderThanMs: 0 }), t.app.inboundRecovery.runOnce({ olderThanMs: 0 })])
+    expect(finished.reduce((a, b) => a + b, 0)).toBe(1)
+    const email = (await call('GET', `/v1/inbound/${stored!.id}`)).body
+    expect(email.outcome).toBe('requested')
+    expect((await eventsFor(stored!.id)).map((event) => event.type)).toEqual(['work_item.requested'])
+    expect(await t.app.inboundRecovery.runOnce({ olderThanMs: 0 })).toBe(0)
+  })
+})
+
+describe('reading received mail', () => {
+  it('lists with filters and cursor pages, and GraphQL shows the same', async () => {
+    const page1 = await call('GET', '/v1/inbound?limit=2', undefined, world.readKey)
+    expect(page1.status).toBe(200)
+    expect(page1.body.items).toHaveLength(2)
+    const page2 = await call('GET', `/v1/inbound?limit=2&cursor=${page1.body.nextCursor}`, undefined, world.readKey)
+    expect(page2.body.items[0].id < page1.body.items[1].id).toBe(true)
+    expect(page1.body.items[0].headers).toBeUndefined()
+    const unhandled = await call('GET', '/v1/inbound?outcome=unhandled', undefined, world.readKey)
+    expect(unhandled.body.items.every((item: { outcome: string }) => item.outcome === 'unhandled')).toBe(true)
+    const bad = await call('GET', '/v1/inbound?outcome=lost', undefined, world.readKey)
+    expect(bad.status).toBe(400)
+    const graphql = await t.app.inject({
+      method: 'POST',
+      url: '/graphql',
+      headers: bearer(world.readKey),
+      payload: { query: '{ inboundEmails(limit: 2) { items { id outcome steps { step result } } } }' },
+    })
+    expect(graphql.json().data.inboundEmails.items.map((item: { id: string }) => item.id)).toEqual(page1.body.items.map((item: { id: string }) => item.id))
+  })
+})
