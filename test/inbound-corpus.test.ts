@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs'
+import { and, eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { schema } from '../src/database/index.ts'
 import { bearer, buildTestApp, type TestApp } from './support/app.ts'
 import { FakeMicrosoft } from './support/fake-microsoft.ts'
 import { buildIngestWorld, ingestRaw, type IngestWorld } from './support/ingest.ts'
@@ -80,6 +82,8 @@ describe('the fixture corpus', () => {
       const message = (await t.app.inject({ method: 'GET', url: `/v1/messages/${world.sentMessageId}`, headers: bearer(t.adminKey) })).json()
       expect(message.status).toBe('bounced')
       expect(message.bounces).toContainEqual(expect.objectContaining({ ...expected.bounce, inboundEmailId: email.id }))
+      const events = await t.app.database.db.select({ payload: schema.domainEvents.payload }).from(schema.domainEvents).where(and(eq(schema.domainEvents.type, 'message.bounced'), eq(schema.domainEvents.subjectId, world.sentMessageId)))
+      expect(events.map((event) => event.payload['inboundEmailId'])).toContain(email.id)
     }
     if (entry.confirm) {
       const confirmed = await t.app.inject({

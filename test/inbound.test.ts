@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
 import { eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { schema } from '../src/database/index.ts'
 import { bearer, buildTestApp, type TestApp } from './support/app.ts'
 import { FakeMicrosoft } from './support/fake-microsoft.ts'
+import { mailSetup } from './support/mail.ts'
 import { buildIngestWorld, ingestRaw, SENT_MESSAGE_ID, type IngestWorld } from './support/ingest.ts'
 import { rawMail } from './support/raw-mail.ts'
 
@@ -104,6 +106,68 @@ describe('intake', () => {
   })
 })
 
+describe('hostile mail', () => {
+  it('NUL characters anywhere, in MIME and in JSON, are stored as U+FFFD rather than refused', async () => {
+    const mime = await ingest(rawMail({ subject: 'nul\u0000subject', body: 'body\u0000text', headers: ['X-Nul: a\u0000b'] }))
+    expect(mime.status, JSON.stringify(mime.body)).toBe(201)
+    expect(mime.body.subject).toBe('nul\uFFFDsubject')
+    const json = await t.app.inject({
+      method: 'POST',
+      url: `/v1/ingest?connectorId=${world.connectorId}`,
+      headers: bearer(world.ingestKey),
+      payload: { subject: 'a\u0000b', body: { contentType: 'text', content: 'n\u0000ul' }, from: { emailAddress: { address: 'x\u0000@fabrikam.example' } }, internetMessageHeaders: [{ name: 'X-A', value: '\u0000' }] },
+    })
+    expect(json.statusCode, json.body).toBe(201)
+  })
+
+  it('a 10,000-part message is stored and processed, its attachment list capped with the reason', async () => {
+    const parts = Array.from({ length: 10_000 }, (_, i) => `--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="f${i}.bin"\r\n\r\nAAAA\r\n`).join('')
+    const raw = `From: a@adatum.example\r\nTo: support@contoso.example\r\nSubject: many parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n${parts}--b--\r\n`
+    const { status, body } = await ingest(raw)
+    expect(status).toBe(201)
+    expect(body.outcome).toBe('requested')
+    expect(body.attachments.length).toBeLessThan(10_000)
+    expect(body.parseProblems.join(' ')).toMatch(/attachment parts/)
+  })
+
+  it('an attachment named ../../etc/passwd downloads as passwd, as an attachment, never rendered', async () => {
+    const raw = [
+      'From: a@adatum.example', 'To: support@contoso.example', 'Subject: traversal', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary=x', '',
+      '--x', 'Content-Type: text/plain', '', 'see attached', '--x',
+      'Content-Type: text/html; name="../../etc/passwd"', 'Content-Disposition: attachment; filename="../../etc/passwd"', 'Content-Transfer-Encoding: base64', '',
+      Buffer.from('<script>alert(1)</script>').toString('base64'), '--x--', '',
+    ].join('\r\n')
+    const { body } = await ingest(raw)
+    expect(body.attachments[0]).toMatchObject({ index: 0, name: 'passwd' })
+    const download = await call('GET', `/v1/inbound/${body.id}/attachments/0`, undefined, world.readKey)
+    expect(download.status).toBe(200)
+    expect(download.headers['content-disposition']).toBe(`attachment; filename="passwd"; filename*=UTF-8''passwd`)
+    expect(download.headers['content-type']).toBe('application/octet-stream')
+    expect(download.raw.toString()).toBe('<script>alert(1)</script>')
+    expect((await call('GET', `/v1/inbound/${body.id}/attachments/1`, undefined, world.readKey)).status).toBe(404)
+  })
+
+  it('mutated real mail (flipped bytes, cuts, repeated boundaries) is always stored or refused with a 4xx, never a 500', async () => {
+    const dir = new URL('./fixtures/inbound/', import.meta.url)
+    const files = readdirSync(dir).filter((file) => file.endsWith('.eml')).map((file) => readFileSync(new URL(file, dir)))
+    let seed = 7
+    const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n)
+    const statuses = new Map<number, number>()
+    for (let i = 0; i < 120; i++) {
+      const source = Buffer.from(files[random(files.length)]!)
+      const mutated = [
+        () => { for (let k = 0; k < 20; k++) source[random(source.length)] = random(256) },
+        () => source.subarray(0, random(source.length)),
+        () => Buffer.concat([source, source.subarray(random(source.length))]),
+        () => Buffer.from(source.toString('latin1').replace(/boundary="?([^";\r\n]+)"?/i, 'boundary=""')),
+      ][random(4)]!()
+      const { status } = await ingest(Buffer.isBuffer(mutated) ? mutated : source)
+      statuses.set(status, (statuses.get(status) ?? 0) + 1)
+    }
+    expect([...statuses.keys()].every((status) => status === 200 || status === 201), JSON.stringify([...statuses])).toBe(true)
+  })
+})
+
 describe('dedupe', () => {
   it('the same message posted twice, even racing, stores one email and one set of events', async () => {
     const raw = rawMail({ subject: 'racing twins' })
@@ -127,6 +191,33 @@ describe('dedupe', () => {
     const sameIdentity = await ingest(rawMail({ subject: 'dup ways', messageId, body: 'rewritten by a relay' }))
     expect(sameIdentity.body).toMatchObject({ duplicateOf: first.body.id, way: 'identity' })
     expect((await eventsFor(sameIdentity.body.email.id)).map((event) => event.type)).toEqual(['email.duplicate'])
+  })
+})
+
+describe('dedupe scopes', () => {
+  const mailToBoth = () => rawMail({ to: ['support@contoso.example', 'sales-team@contoso.example'], subject: `to both ${randomUUID()}` })
+
+  it('global: the same mail reaching a second connector is a duplicate there', async () => {
+    const second = await mailSetup(t).incoming(world.integrationId, 'sales-team@contoso.example', 'sales-team')
+    const mail = mailToBoth()
+    expect((await ingest(mail)).status).toBe(201)
+    const again = await ingestRaw(t, world.ingestKey, second.connectorId, mail)
+    expect(again.status).toBe(200)
+    expect(again.body.way).toBe('source')
+  })
+
+  it('connector: each connector takes it once and requests work through its own routes, never twice', async () => {
+    const app = await buildTestApp({ ingest: { dedupeScope: 'connector' } })
+    const w = await buildIngestWorld(app, fake, fake.addTenant())
+    const second = await mailSetup(app).incoming(w.integrationId, 'sales-team@contoso.example', 'sales-team')
+    const mail = mailToBoth()
+    const first = await ingestRaw(app, w.ingestKey, w.connectorId, mail)
+    const other = await ingestRaw(app, w.ingestKey, second.connectorId, mail)
+    expect([first.status, other.status]).toEqual([201, 201])
+    expect(first.body.workItems.map((link: { routeId: string }) => link.routeId)).toEqual([w.routes.get('support')])
+    expect(other.body.workItems.map((link: { routeId: string }) => link.routeId)).toEqual([second.fallbackRouteId])
+    expect((await ingestRaw(app, w.ingestKey, second.connectorId, mail)).body).toMatchObject({ duplicateOf: other.body.id, way: 'source' })
+    await app.close()
   })
 })
 

@@ -9,6 +9,7 @@ import { mailSetup } from './mail.ts'
 export const SENT_MESSAGE_ID = '<sent-0001@contoso.example>'
 
 export interface IngestWorld {
+  integrationId: string
   connectorId: string
   /** processId -> route id */
   routes: Map<string, string>
@@ -25,7 +26,7 @@ export interface IngestWorld {
  */
 export async function buildIngestWorld(t: TestApp, fake: FakeMicrosoft, tenant: FakeTenant): Promise<IngestWorld> {
   const entraApp = fake.registerApp(tenant, { secrets: [{ value: 'ingest-secret', expiresAt: new Date(Date.now() + 86_400_000) }] })
-  for (const address of ['support@contoso.example', 'notify@contoso.example']) fake.addMailbox(tenant, address)
+  for (const address of ['support@contoso.example', 'sales-team@contoso.example']) fake.addMailbox(tenant, address)
   const setup = mailSetup(t)
   const integrationId = await setup.integration(tenant.id, entraApp.clientId, 'ingest-secret')
   const { connectorId, fallbackRouteId } = await setup.incoming(integrationId, 'support@contoso.example', 'support')
@@ -55,7 +56,7 @@ export async function buildIngestWorld(t: TestApp, fake: FakeMicrosoft, tenant: 
     .set({ status: 'sent', sentAt: new Date(), graphIds: { internetMessageId: SENT_MESSAGE_ID } })
     .where(eq(schema.outboundMessages.id, sentMessageId))
 
-  return { connectorId, routes, sentMessageId, ingestKey: await t.keyWith('mail:ingest'), readKey: await t.keyWith('mail:read') }
+  return { integrationId, connectorId, routes, sentMessageId, ingestKey: await t.keyWith('mail:ingest'), readKey: await t.keyWith('mail:read') }
 }
 
 export async function ingestRaw(t: TestApp, key: string, connectorId: string, raw: Buffer | string) {

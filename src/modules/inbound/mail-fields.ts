@@ -11,7 +11,8 @@ import type { ParsedMail } from './parsed-mail.ts'
 export const DEFAULT_MAX_HEADERS = 500
 export const MAX_HEADER_VALUE_CHARS = 8 * 1024
 export const MAX_REFERENCES = 100
-const MAX_MESSAGE_ID_CHARS = 998
+// Indexed: a btree entry must stay under 2,704 bytes, whatever the characters.
+const MAX_MESSAGE_ID_CHARS = 500
 const MAX_ATTACHMENT_NAME_CHARS = 255
 const MAX_PROBLEMS = 50
 

@@ -62,3 +62,53 @@ export interface ParsedMail {
   /** What could not be read as given; the rest was still parsed. */
   problems: string[]
 }
+
+const NUL = new RegExp(String.fromCharCode(0), 'g')
+
+function text(value: string): string {
+  return value.includes('\u0000') ? value.replace(NUL, '\uFFFD') : value
+}
+
+function nullableText(value: string | null): string | null {
+  return value === null ? null : text(value)
+}
+
+/**
+ * PostgreSQL stores no NUL character in text or jsonb, and mail from strangers may carry one
+ * anywhere: each becomes U+FFFD, so the mail is still stored rather than refused.
+ */
+export function storable(mail: ParsedMail): ParsedMail {
+  const address = (value: MailAddress | null) => (value ? { address: text(value.address), name: nullableText(value.name) } : null)
+  return {
+    ...mail,
+    messageId: nullableText(mail.messageId),
+    inReplyTo: nullableText(mail.inReplyTo),
+    references: mail.references.map(text),
+    subject: text(mail.subject),
+    from: address(mail.from),
+    sender: address(mail.sender),
+    replyTo: mail.replyTo.map(text),
+    to: mail.to.map(text),
+    cc: mail.cc.map(text),
+    bcc: mail.bcc.map(text),
+    returnPath: nullableText(mail.returnPath),
+    headers: mail.headers.map((header) => ({ name: text(header.name), value: text(header.value) })),
+    text: text(mail.text),
+    html: nullableText(mail.html),
+    attachments: mail.attachments.map((attachment) => ({ ...attachment, name: text(attachment.name), contentType: text(attachment.contentType), contentId: nullableText(attachment.contentId) })),
+    report: mail.report
+      ? {
+          ...mail.report,
+          originalMessageId: nullableText(mail.report.originalMessageId),
+          originalHeaders: mail.report.originalHeaders.map((header) => ({ name: text(header.name), value: text(header.value) })),
+          recipients: mail.report.recipients.map((recipient) => ({
+            action: nullableText(recipient.action),
+            status: nullableText(recipient.status),
+            recipient: nullableText(recipient.recipient),
+            diagnostic: nullableText(recipient.diagnostic),
+          })),
+        }
+      : null,
+    problems: mail.problems.map(text),
+  }
+}

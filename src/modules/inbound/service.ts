@@ -19,7 +19,7 @@ import {
 } from './errors.ts'
 import { fromGraphMessage, type GraphMessageInput } from './graph-message.ts'
 import { attachmentContent, parseMime } from './mime.ts'
-import type { ParsedMail } from './parsed-mail.ts'
+import { storable, type ParsedMail } from './parsed-mail.ts'
 import type { InboundPipeline, IngestConnector } from './pipeline.ts'
 import { presentEmail, presentSummary } from './present.ts'
 import type { InboundEmailRow, InboundRepository } from './repository.ts'
@@ -94,7 +94,7 @@ export class InboundService {
     // The parser settles either way; keep its rejection from going unhandled while storage fails.
     parsing.catch(() => {})
     const blob = await this.deps.store.writeStream(this.deps.db, teed())
-    const mail = await parsing
+    const mail = storable(await parsing)
     return this.accept(connectorId, 'mime', blob, hash.digest('hex'), mail)
   }
 
@@ -102,7 +102,7 @@ export class InboundService {
   async ingestGraph(connectorId: string, message: GraphMessageInput): Promise<IngestResult> {
     await this.requireAcceptingConnector(connectorId)
     const source = Buffer.from(JSON.stringify(message))
-    const mail = fromGraphMessage(message)
+    const mail = storable(fromGraphMessage(message))
     const blob = await this.deps.store.write(this.deps.db, source)
     return this.accept(connectorId, 'graph', blob, oneShotHash('sha256', source), mail)
   }
@@ -197,9 +197,9 @@ export class InboundService {
 
   /** The stored source parsed again: what recovery and reprocessing run the pipeline on. */
   private async parseStored(row: Pick<InboundEmailRow, 'sourceFormat' | 'sourceBlobId'>): Promise<ParsedMail> {
-    if (row.sourceFormat === 'mime') return parseMime(this.deps.store.chunks(this.deps.db, row.sourceBlobId))
+    if (row.sourceFormat === 'mime') return storable(await parseMime(this.deps.store.chunks(this.deps.db, row.sourceBlobId)))
     const source = await this.deps.store.read(this.deps.db, row.sourceBlobId)
-    return fromGraphMessage(JSON.parse(source.toString('utf8')) as GraphMessageInput)
+    return storable(fromGraphMessage(JSON.parse(source.toString('utf8')) as GraphMessageInput))
   }
 
   /** Finishes emails a crash left `received`; each exactly once, whichever instance gets to it. */
