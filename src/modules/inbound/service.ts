@@ -120,7 +120,11 @@ export class InboundService {
     return connector
   }
 
-  private async accept(connectorId: string, format: 'mime' | 'graph', blob: { blobId: string; size: number }, sourceHash: string, mail: ParsedMail): Promise<IngestResult> {
+  /**
+   * The pipeline proper, from dedupe to outcome, for a source already stored and parsed:
+   * what both intake formats (and the mailbox sync) end in.
+   */
+  async accept(connectorId: string, format: 'mime' | 'graph', blob: { blobId: string; size: number }, sourceHash: string, mail: ParsedMail): Promise<IngestResult> {
     const scope = dedupeScope(this.deps.settings.dedupeScope, connectorId)
     const keys = dedupeKeys(mail, sourceHash)
     const id = newId()
