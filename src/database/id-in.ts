@@ -8,3 +8,11 @@ import { sql, type Column, type SQL } from 'drizzle-orm'
 export function idIn(column: Column, ids: readonly string[]): SQL {
   return sql`${column} = any(${`{${ids.join(',')}}`}::uuid[])`
 }
+
+/**
+ * A PostgreSQL array literal of any text values (quoted and escaped), for one `text[]`
+ * parameter of a prepared statement: `column = any($1::text[])`.
+ */
+export function textArrayLiteral(values: readonly string[]): string {
+  return `{${values.map((value) => `"${value.replace(/["\\]/g, '\\$&')}"`).join(',')}}`
+}

@@ -142,7 +142,7 @@ export function createServices(deps: ServiceDeps): Services {
       connectors,
       routes: routeBook,
       blocked: blockedAddresses,
-      sentMail: new SentMail(events),
+      sentMail: new SentMail(db, events),
     }),
     store: attachments,
     audit,

@@ -79,6 +79,12 @@ export class ConnectorRepository {
     return created!
   }
 
+  /** findById as a statement prepared once for `db`, for reads outside a transaction (ingest reads it per mail). */
+  prepareFindById(db: Db) {
+    const query = db.select().from(connectors).where(eq(connectors.id, sql.placeholder('id'))).limit(1).prepare('connector_by_id')
+    return async (id: string): Promise<ConnectorRow | undefined> => (await query.execute({ id }))[0]
+  }
+
   async findById(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<ConnectorRow | undefined> {
     const query = executor.select().from(connectors).where(eq(connectors.id, id)).limit(1)
     const [row] = options.forUpdate ? await query.for('update') : await query

@@ -115,10 +115,12 @@ export interface ConnectorServiceDeps {
 export class ConnectorService {
   private readonly deps: ConnectorServiceDeps
   private readonly views: ReturnType<typeof prepareConnectorViews>
+  private readonly findPrepared: ReturnType<ConnectorRepository['prepareFindById']>
 
   constructor(deps: ConnectorServiceDeps) {
     this.deps = deps
     this.views = prepareConnectorViews(deps.db)
+    this.findPrepared = deps.repository.prepareFindById(deps.db)
   }
 
   async create(actor: Actor, input: CreateConnectorInput): Promise<Connector> {
@@ -180,6 +182,8 @@ export class ConnectorService {
 
   /** A connector row, for modules that work with connectors (routes). */
   async find(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<ConnectorRow | undefined> {
+    // A prepared statement belongs to `db`'s pool; inside a transaction the transaction's own query runs.
+    if (executor === this.deps.db && !options.forUpdate) return this.findPrepared(id)
     return this.deps.repository.findById(executor, id, options)
   }
 

@@ -55,6 +55,17 @@ export class EmailRouteRepository {
     return row
   }
 
+  /** A connector's enabled incoming routes in evaluation order, prepared once for `db` (ingest reads them per mail). */
+  prepareIncomingOf(db: Db) {
+    const query = db
+      .select()
+      .from(emailRoutes)
+      .where(and(eq(emailRoutes.connectorId, sql.placeholder('connectorId')), eq(emailRoutes.direction, 'incoming'), eq(emailRoutes.enabled, true)))
+      .orderBy(sql`case ${emailRoutes.kind} when 'specific' then 1 when 'wildcard' then 2 else 4 end`, asc(emailRoutes.priority), asc(emailRoutes.id))
+      .prepare('incoming_routes_of')
+    return (connectorId: string): Promise<EmailRouteRow[]> => query.execute({ connectorId })
+  }
+
   /** findSender as a statement prepared once for `db`, for the submit path outside a transaction. */
   prepareFindSender(db: Db) {
     const query = senderQuery(db, sql.placeholder('address')).prepare('find_sender')

@@ -16,10 +16,12 @@ import { senderQuery, type EmailRouteRepository } from './repository.ts'
 export class RouteBook implements ConnectorRoutes, SenderDirectory {
   private readonly deps: { db: Db; repository: EmailRouteRepository; tests: ConnectionTests; audit: AuditService }
   private readonly findSenderPrepared: ReturnType<EmailRouteRepository['prepareFindSender']>
+  private readonly incomingOfPrepared: ReturnType<EmailRouteRepository['prepareIncomingOf']>
 
   constructor(deps: { db: Db; repository: EmailRouteRepository; tests: ConnectionTests; audit: AuditService }) {
     this.deps = deps
     this.findSenderPrepared = deps.repository.prepareFindSender(deps.db)
+    this.incomingOfPrepared = deps.repository.prepareIncomingOf(deps.db)
   }
 
   async createOwnRoute(tx: Db, actor: Actor, spec: OwnRouteSpec): Promise<void> {
@@ -81,10 +83,11 @@ export class RouteBook implements ConnectorRoutes, SenderDirectory {
 
   /** A connector's enabled incoming routes in evaluation order (specific, wildcard, fallback; by priority). */
   async incomingOf(executor: Db, connectorId: string): Promise<IncomingRoute[]> {
-    const rows = await this.deps.repository.listForConnector(executor, connectorId)
-    return rows
-      .filter((row) => row.direction === 'incoming' && row.enabled)
-      .map((row) => ({
+    const rows =
+      executor === this.deps.db
+        ? await this.incomingOfPrepared(connectorId)
+        : (await this.deps.repository.listForConnector(executor, connectorId)).filter((row) => row.direction === 'incoming' && row.enabled)
+    return rows.map((row) => ({
         id: row.id,
         kind: row.kind as IncomingRoute['kind'],
         name: row.name,
@@ -96,7 +99,7 @@ export class RouteBook implements ConnectorRoutes, SenderDirectory {
         testModeOnly: row.testModeOnly,
         sendAutomatedEmails: row.sendAutomatedEmails,
         forAttention: row.forAttention,
-      }))
+    }))
   }
 
   /** What submitting a message needs to know about a sending address, in one query. */

@@ -5,7 +5,7 @@ export type DomainEventRow = typeof domainEvents.$inferSelect
 export type NewDomainEvent = typeof domainEvents.$inferInsert
 
 export class DomainEventRepository {
-  async insert(executor: Db, event: NewDomainEvent): Promise<void> {
-    await executor.insert(domainEvents).values(event)
+  async insert(executor: Db, events: NewDomainEvent[]): Promise<void> {
+    if (events.length > 0) await executor.insert(domainEvents).values(events)
   }
 }

@@ -24,6 +24,11 @@ export class EventLog {
   }
 
   async record(tx: Db, event: DomainEvent): Promise<void> {
-    await this.repository.insert(tx, { id: newId(), ...event, occurredAt: event.occurredAt ?? new Date() })
+    await this.recordAll(tx, [event])
+  }
+
+  /** Several events in one statement, in the order given. */
+  async recordAll(tx: Db, events: DomainEvent[]): Promise<void> {
+    await this.repository.insert(tx, events.map((event) => ({ id: newId(), ...event, occurredAt: event.occurredAt ?? new Date() })))
   }
 }

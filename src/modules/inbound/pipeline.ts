@@ -1,7 +1,7 @@
 import type { Automated, BlockAction, InboundOutcome, PipelineStep } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
-import type { EventLog } from '../events/service.ts'
+import type { DomainEvent, EventLog } from '../events/service.ts'
 import type { BounceReport, SentMessageRef } from '../outbound/sent-mail.ts'
 import { bounceDetails, classifyAutomated } from './automated.ts'
 import type { ParsedMail } from './parsed-mail.ts'
@@ -50,7 +50,27 @@ interface Decision {
   threadWay?: string
   /** The routes requests were made through, for the events. */
   routes?: Map<string, IncomingRoute>
+  /** A non-delivery report to record on the sent message it names. */
+  bounce?: Omit<BounceReport, 'inboundEmailId'>
 }
+
+/** What processing needs of the stored email. */
+export type PipelineRow = Pick<InboundEmailRow, 'id' | 'connectorId' | 'steps' | 'outcome' | 'outcomeReason' | 'fromAddress' | 'subject' | 'receivedAt'>
+
+/** What processing wrote: the email's new state and the work links it added. */
+export interface ProcessResult {
+  outcome: InboundOutcome
+  outcomeReason: string | null
+  automated: Automated | null
+  suppressAutomatedAnswer: boolean
+  testMode: boolean
+  steps: PipelineStep[]
+  processedAt: Date
+  links: WorkItemLinkRow[]
+}
+
+/** The email was no longer `received`: another instance processed it. */
+class NotWaiting extends Error {}
 
 function headerValues(mail: ParsedMail, name: string): string[] {
   return mail.headers.filter((header) => header.name === name).map((header) => header.value.trim().replace(/^<|>$/g, ''))
@@ -68,14 +88,23 @@ export class InboundPipeline {
     this.deps = deps
   }
 
-  /** Processes a `received` email; returns false when it was not (any more) waiting. */
-  async process(db: Db, emailId: string, mail: ParsedMail): Promise<boolean> {
-    return db.transaction(async (tx) => {
-      const row = await this.deps.repository.lock(tx, emailId, { receivedOnly: true })
-      if (!row) return false
-      await this.decideAndCommit(tx, row, mail, row.steps)
-      return true
-    })
+  /**
+   * Processes a `received` email: decides from reads outside any transaction (prepared
+   * statements), then commits the outcome only if the email is still `received`, with its
+   * links and events, in one transaction. Undefined when another instance got there first.
+   */
+  async process(db: Db, row: PipelineRow, mail: ParsedMail): Promise<ProcessResult | undefined> {
+    const decision = await this.decide(db, row, mail)
+    try {
+      return await db.transaction(async (tx) => {
+        const result = await this.commit(tx, row, decision, row.steps, { onlyIfReceived: true })
+        if (!result) throw new NotWaiting()
+        return result
+      })
+    } catch (error) {
+      if (error instanceof NotWaiting) return undefined
+      throw error
+    }
   }
 
   /**
@@ -92,9 +121,10 @@ export class InboundPipeline {
       const row = await this.deps.repository.lock(tx, emailId, { receivedOnly: false })
       if (!row || row.outcome === 'duplicate') return undefined
       const kept = row.steps.filter((step) => step.step === 'dedupe')
-      const after = await this.decideAndCommit(tx, row, mail, [...kept, { step: 'reprocess', result: 'started', detail: `was ${row.outcome}${row.outcomeReason ? ` (${row.outcomeReason})` : ''}` }])
+      const steps = [...kept, { step: 'reprocess', result: 'started', detail: `was ${row.outcome}${row.outcomeReason ? ` (${row.outcomeReason})` : ''}` }]
+      const result = await this.commit(tx, row, await this.decide(tx, row, mail), steps, { onlyIfReceived: false })
       await alsoInTransaction?.(tx)
-      return { before: row.outcome, after }
+      return { before: row.outcome, after: result!.outcome }
     })
   }
 
@@ -126,26 +156,40 @@ export class InboundPipeline {
     })
   }
 
-  private async decideAndCommit(tx: Db, row: InboundEmailRow, mail: ParsedMail, steps: PipelineStep[]): Promise<InboundOutcome> {
-    const connector = await this.deps.connectors.find(tx, row.connectorId)
-    const decision = await this.decide(tx, row, mail, connector)
-    const inserted = await this.deps.repository.insertLinks(tx, decision.links)
-    const now = new Date()
-    const changed = row.outcome !== decision.outcome || row.outcomeReason !== decision.reason
-    await this.deps.repository.update(tx, row.id, {
+  /** Writes a decision: the bounce it reports, the outcome, the work links and the events. */
+  private async commit(tx: Db, row: PipelineRow, decision: Decision, steps: PipelineStep[], options: { onlyIfReceived: boolean }): Promise<ProcessResult | undefined> {
+    const decided = [...decision.steps]
+    if (decision.bounce) {
+      const messageId = await this.deps.sentMail.recordBounce(tx, { ...decision.bounce, inboundEmailId: row.id })
+      const at = decided.findIndex((step) => step.step === 'automated') + 1
+      decided.splice(
+        at,
+        0,
+        messageId
+          ? { step: 'bounce', result: 'recorded', detail: `recorded on sent message ${messageId}${decision.bounce.status ? ` (status ${decision.bounce.status})` : ''}` }
+          : { step: 'bounce', result: 'unmatched', detail: 'the report names no message Mailgate sent to that recipient' },
+      )
+    }
+    const processedAt = new Date()
+    const changes = {
       outcome: decision.outcome,
       outcomeReason: decision.reason,
       automated: decision.automated,
       suppressAutomatedAnswer: decision.suppressAutomatedAnswer,
       testMode: decision.testMode,
-      steps: [...steps, ...decision.steps],
-      processedAt: now,
-    })
-    await this.emit(tx, row, decision, inserted, changed, now)
-    return decision.outcome
+      steps: [...steps, ...decided],
+      processedAt,
+    }
+    if (!(await this.deps.repository.finish(tx, row.id, changes, options))) return undefined
+    const inserted = await this.deps.repository.insertLinks(tx, decision.links)
+    const changed = row.outcome !== decision.outcome || row.outcomeReason !== decision.reason
+    await this.emit(tx, row, decision, inserted, changed, processedAt)
+    return { ...changes, links: inserted }
   }
 
-  private async decide(tx: Db, row: InboundEmailRow, mail: ParsedMail, connector: IngestConnector | undefined): Promise<Decision> {
+  /** Every step's decision, from reads only: run outside a transaction it uses prepared statements. */
+  private async decide(tx: Db, row: PipelineRow, mail: ParsedMail): Promise<Decision> {
+    const connector = await this.deps.connectors.find(tx, row.connectorId)
     const steps: PipelineStep[] = []
     const decision = (rest: Partial<Decision> & Pick<Decision, 'outcome' | 'reason'>): Decision => ({
       automated: null,
@@ -197,30 +241,16 @@ export class InboundPipeline {
         ? { step: 'automated', result: automated.kind, detail: automated.evidence.join('; ') }
         : { step: 'automated', result: 'human', detail: verdict.suppressReasons.length > 0 ? `not automated; no automated answer: ${verdict.suppressReasons.join('; ')}` : 'no sign of automated mail' },
     )
-    if (automated?.kind === 'bounce') {
-      const details = bounceDetails(mail)
-      const messageId = details
-        ? await this.deps.sentMail.recordBounce(tx, {
-            mailgateId: details.originalMailgateId,
-            messageId: details.originalMessageId,
-            recipient: details.recipient,
-            status: details.status,
-            diagnostic: details.diagnostic,
-            inboundEmailId: row.id,
-          })
-        : null
-      steps.push(
-        messageId
-          ? { step: 'bounce', result: 'recorded', detail: `recorded on sent message ${messageId}${details?.status ? ` (status ${details.status})` : ''}` }
-          : { step: 'bounce', result: 'unmatched', detail: 'the report names no message Mailgate sent to that recipient' },
-      )
-    }
+    const details = automated?.kind === 'bounce' ? bounceDetails(mail) : null
+    const bounce = details
+      ? { mailgateId: details.originalMailgateId, messageId: details.originalMessageId, recipient: details.recipient, status: details.status, diagnostic: details.diagnostic }
+      : undefined
 
     const routes = connector ? await this.deps.routes.incomingOf(tx, connector.id) : []
     const primaryAddress = connector?.primaryAddress ?? ''
     const routeAddresses = new Set([primaryAddress, ...routes.filter((route) => route.kind === 'specific').map((route) => route.emailAddress)])
     const addressed = [...mail.to, ...mail.cc].map(withoutPlusTag).find((address) => routeAddresses.has(address)) ?? primaryAddress
-    const base = { automated, suppressAutomatedAnswer }
+    const base = { automated, suppressAutomatedAnswer, bounce }
 
     // Replies to known work.
     const thread = await this.deps.threading.match(mail, routeAddresses, this.lookup(tx))
@@ -288,42 +318,41 @@ export class InboundPipeline {
     }
   }
 
-  private async emit(tx: Db, row: InboundEmailRow, decision: Decision, inserted: WorkItemLinkRow[], changed: boolean, now: Date): Promise<void> {
+  private async emit(tx: Db, row: PipelineRow, decision: Decision, inserted: WorkItemLinkRow[], changed: boolean, now: Date): Promise<void> {
     const email = { emailId: row.id, connectorId: row.connectorId, from: row.fromAddress, subject: row.subject, receivedAt: row.receivedAt.toISOString() }
     const common = { subjectType: 'inbound_email', subjectId: row.id, occurredAt: now }
-    for (const link of inserted) {
-      if (link.kind === 'requested') {
-        const route = decision.routes?.get(link.routeId!)
-        await this.deps.events.record(tx, {
-          ...common,
-          type: 'work_item.requested',
-          payload: {
-            ...email,
-            requestId: link.id,
-            routeId: link.routeId,
-            address: link.address,
-            workItemType: route?.workItemType ?? null,
-            processId: route?.processId ?? null,
-            ticketCategory: route?.ticketCategory ?? null,
-            forAttention: route?.forAttention ?? false,
-            sendAutomatedEmails: (route?.sendAutomatedEmails ?? true) && !decision.suppressAutomatedAnswer,
-            testMode: link.testMode,
-            suppressAutomatedAnswer: decision.suppressAutomatedAnswer,
-          },
-        })
-      } else {
-        await this.deps.events.record(tx, {
+    const events: DomainEvent[] = inserted.map((link) => {
+      if (link.kind === 'appended') {
+        return {
           ...common,
           type: 'work_item.message_appended',
           payload: { ...email, workItemRef: link.workItemRef, automated: link.automated, automatedKind: decision.automated?.kind ?? null, matchedBy: decision.threadWay ?? null },
-        })
+        }
       }
+      const route = decision.routes?.get(link.routeId!)
+      return {
+        ...common,
+        type: 'work_item.requested',
+        payload: {
+          ...email,
+          requestId: link.id,
+          routeId: link.routeId,
+          address: link.address,
+          workItemType: route?.workItemType ?? null,
+          processId: route?.processId ?? null,
+          ticketCategory: route?.ticketCategory ?? null,
+          forAttention: route?.forAttention ?? false,
+          sendAutomatedEmails: (route?.sendAutomatedEmails ?? true) && !decision.suppressAutomatedAnswer,
+          testMode: link.testMode,
+          suppressAutomatedAnswer: decision.suppressAutomatedAnswer,
+        },
+      }
+    })
+    if (changed && decision.outcome === 'unhandled') {
+      events.push({ ...common, type: 'email.unhandled', payload: { ...email, reason: decision.reason, automatedKind: decision.automated?.kind ?? null } })
+    } else if (changed && decision.outcome === 'discarded') {
+      events.push({ ...common, type: 'email.discarded', payload: { ...email, reason: decision.reason, blockedAddressId: decision.blockedAddressId ?? null } })
     }
-    if (!changed) return
-    if (decision.outcome === 'unhandled') {
-      await this.deps.events.record(tx, { ...common, type: 'email.unhandled', payload: { ...email, reason: decision.reason, automatedKind: decision.automated?.kind ?? null } })
-    } else if (decision.outcome === 'discarded') {
-      await this.deps.events.record(tx, { ...common, type: 'email.discarded', payload: { ...email, reason: decision.reason, blockedAddressId: decision.blockedAddressId ?? null } })
-    }
+    await this.deps.events.recordAll(tx, events)
   }
 }

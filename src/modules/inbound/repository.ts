@@ -82,6 +82,13 @@ export class InboundRepository {
     await tx.update(inboundEmails).set(changes).where(eq(inboundEmails.id, id))
   }
 
+  /** Writes a processing outcome; with `onlyIfReceived`, only while the email is still `received`. Whether it wrote. */
+  async finish(tx: Db, id: string, changes: Partial<NewInboundEmail>, options: { onlyIfReceived: boolean }): Promise<boolean> {
+    const where = options.onlyIfReceived ? and(eq(inboundEmails.id, id), eq(inboundEmails.outcome, 'received')) : eq(inboundEmails.id, id)
+    const rows = await tx.update(inboundEmails).set(changes).where(where).returning({ id: inboundEmails.id })
+    return rows.length > 0
+  }
+
   /** Emails stored but not processed since before `olderThan`, oldest first. */
   async unfinished(executor: Db, olderThan: Date, limit: number): Promise<string[]> {
     const rows = await executor

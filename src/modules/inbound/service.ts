@@ -128,10 +128,11 @@ export class InboundService {
     const scope = dedupeScope(this.deps.settings.dedupeScope, connectorId)
     const keys = dedupeKeys(mail, sourceHash)
     const id = newId()
+    const row = this.newRow(id, connectorId, format, blob, sourceHash, keys, mail)
     let duplicate: { originalId: string; way: DedupeWay } | undefined
     try {
       await this.deps.db.transaction(async (tx) => {
-        await this.deps.repository.insert(tx, this.newRow(id, connectorId, format, blob, sourceHash, keys, mail))
+        await this.deps.repository.insert(tx, row)
         const taken = await this.deps.repository.claimKeys(tx, scope, keys, id)
         if (taken.includes('source')) throw new ExactRepeat()
         if (taken.length === 0) return
@@ -157,7 +158,9 @@ export class InboundService {
 
     await this.deps.onStored?.(id)
     try {
-      await this.deps.pipeline.process(this.deps.db, id, mail)
+      const result = await this.deps.pipeline.process(this.deps.db, row, mail)
+      // Undefined: recovery in another instance took it first; read what it decided.
+      if (result) return { status: 201, email: presentEmail({ ...row, ...result }, result.links) }
     } catch (error) {
       // Stored and safe: recovery processes it again; the caller learns it is still `received`.
       this.deps.log?.error({ err: error, emailId: id }, 'processing a received email failed; recovery will retry it')
@@ -165,7 +168,7 @@ export class InboundService {
     return { status: 201, email: await this.get(id) }
   }
 
-  private newRow(id: string, connectorId: string, format: 'mime' | 'graph', blob: { blobId: string; size: number }, sourceHash: string, keys: ReturnType<typeof dedupeKeys>, mail: ParsedMail) {
+  private newRow(id: string, connectorId: string, format: 'mime' | 'graph', blob: { blobId: string; size: number }, sourceHash: string, keys: ReturnType<typeof dedupeKeys>, mail: ParsedMail): InboundEmailRow {
     return {
       id,
       connectorId,
@@ -194,7 +197,15 @@ export class InboundService {
       htmlBody: mail.html,
       attachments: mail.attachments,
       parseProblems: mail.problems,
-      outcome: 'received' as const,
+      outcome: 'received',
+      outcomeReason: null,
+      duplicateOf: null,
+      automated: null,
+      suppressAutomatedAnswer: false,
+      testMode: false,
+      receivedAt: new Date(),
+      processedAt: null,
+      processingAttempts: 0,
       steps: [{ step: 'dedupe', result: 'unique', detail: `no earlier email with the same source, content or Message-ID (scope ${scopeName(dedupeScope(this.deps.settings.dedupeScope, connectorId))})` }],
     }
   }
@@ -219,8 +230,8 @@ export class InboundService {
           continue
         }
         const row = await this.deps.repository.find(this.deps.db, id)
-        if (!row) continue
-        if (await this.deps.pipeline.process(this.deps.db, id, await this.parseStored(row))) finished++
+        if (!row || row.outcome !== 'received') continue
+        if (await this.deps.pipeline.process(this.deps.db, row, await this.parseStored(row))) finished++
       } catch (error) {
         this.deps.log?.error({ err: error, emailId: id, attempts }, 'recovering a received email failed; it is retried later')
       }

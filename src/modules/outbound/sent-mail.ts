@@ -1,7 +1,7 @@
 import { and, eq, inArray, or, sql, type SQL } from 'drizzle-orm'
 import { outboundMessages, type MessageBounce } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
-import { idIn } from '../../database/id-in.ts'
+import { idIn, textArrayLiteral } from '../../database/id-in.ts'
 import type { EventLog } from '../events/service.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
@@ -35,15 +35,35 @@ function bracketed(ids: string[]): string[] {
  * stored as Graph reports them, with angle brackets.
  */
 export class SentMail {
+  private readonly db: Db
   private readonly events: EventLog
+  private readonly includesAnyPrepared
 
-  constructor(events: EventLog) {
+  constructor(db: Db, events: EventLog) {
+    this.db = db
     this.events = events
+    // Asked of every received mail: one statement prepared once, whatever the number of ids.
+    this.includesAnyPrepared = db
+      .select({ id: outboundMessages.id })
+      .from(outboundMessages)
+      .where(
+        or(
+          sql`${outboundMessages.id} = any(${sql.placeholder('ids')}::uuid[])`,
+          sql`${internetMessageId} = any(${sql.placeholder('messageIds')}::text[])`,
+        ),
+      )
+      .limit(1)
+      .prepare('sent_mail_includes_any')
   }
 
   /** Whether any of these outbox ids or Message-IDs is a message Mailgate sent. */
   async includesAny(executor: Db, mailgateIds: string[], messageIds: string[]): Promise<boolean> {
     const ids = mailgateIds.filter((id) => UUID.test(id))
+    if (ids.length === 0 && messageIds.length === 0) return false
+    if (executor === this.db) {
+      const rows = await this.includesAnyPrepared.execute({ ids: `{${ids.join(',')}}`, messageIds: textArrayLiteral(bracketed(messageIds)) })
+      return rows.length > 0
+    }
     const conditions: SQL[] = []
     if (ids.length > 0) conditions.push(idIn(outboundMessages.id, ids))
     if (messageIds.length > 0) conditions.push(inArray(internetMessageId, bracketed(messageIds)))

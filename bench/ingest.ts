@@ -1,0 +1,542 @@
+/**
+ * npm run bench:ingest [-- http|inprocess|pipeline|statements ...]   (default: all four)
+ *
+ * Mail intake throughput, on embedded PGlite (on disk) and on PostgreSQL (BENCH_DATABASE_URL
+ * or TEST_DATABASE_URL: a scratch database on that server, dropped afterwards; skipped with a
+ * notice when unset). The mail is bench/ingest-mail.ts's: about 38 KB each (Outlook-style
+ * multipart/alternative text + html with a 12 KB PDF), every one distinct, in a fixed mix of
+ * ten whose outcomes are known in test/support/ingest.ts's world: 5 requested (3 to support@,
+ * 2 to billing@), 3 appended (replies to Mailgate's sent message), 1 unhandled (an automatic
+ * reply) and 1 discarded (a blocked sender). After each phase the stored outcomes are counted
+ * and compared with that mix, and any duplicate is reported (none is meant).
+ *
+ * http        POST /v1/ingest?connectorId=… as message/rfc822 from a keep-alive load client in
+ *             a child process (bench/ingest-client.ts: 20 connections, each sending a distinct
+ *             mail after another; 1 s warm-up, then 10 s): messages/s and p50/p99 latency,
+ *             beside a bare Fastify route in the same run that reads the same body to its end
+ *             and answers 201 with a small JSON. Mailgate ÷ bare is the figure to compare.
+ * inprocess   app.services.inbound.ingestMime(connectorId, <the raw mail>) without HTTP,
+ *             20 callers at once, 3,000 mails: streaming into storage, parsing, the pipeline.
+ * pipeline    app.services.inbound.accept(...) alone: 3,000 mails parsed beforehand (parseMime,
+ *             then storable), one source blob written once and named by all, a distinct
+ *             sha256 per mail; 20 callers at once. Dedupe keys, the stored row, the pipeline's
+ *             steps, outcome and events: what every intake ends in. Target: 1,000 messages/s
+ *             on PostgreSQL on the 2-core reference machine. Reported as an absolute figure.
+ * statements  PostgreSQL only, a separate short run: every statement postgres.js sends
+ *             (through its `debug` hook), counted per message by kind, for accept and for
+ *             ingestMime, one sequential caller, 20 cycles of the mix (BENCH_COUNTED).
+ *
+ * For the in-process phases the CPU each side used is given in cores (of 2): this process,
+ * and on PostgreSQL the server processes of the scratch database's connections (from
+ * /proc, so only for a server on this machine). Everything Mailgate does runs in this
+ * process; Microsoft is the test fake (nock), needed only to set up the world.
+ *
+ * BENCH_SECONDS (10), BENCH_WARMUP (1), BENCH_CONNECTIONS (20), BENCH_MESSAGES (3000),
+ * BENCH_CONCURRENCY (20), BENCH_COUNTED (20 cycles of 10), BENCH_DATABASES=pglite or
+ * =postgres for one database only. BENCH_CPU_PROFILE=<file.cpuprofile> profiles the
+ * pipeline phase on PostgreSQL (on PGlite when PostgreSQL is not run) through the inspector;
+ * summarise it with `node bench/cpu-profile.ts <file>`.
+ */
+import { spawn } from 'node:child_process'
+import { hash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { Session } from 'node:inspector/promises'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { sql } from 'drizzle-orm'
+import { drizzle } from 'drizzle-orm/postgres-js'
+import Fastify from 'fastify'
+import postgres from 'postgres'
+import { buildApp, type App } from '../src/app.ts'
+import { openEmbeddedDatabase, openExternalDatabase, rowsOf, schema, type Database, type Db } from '../src/database/index.ts'
+import { TokenProvider } from '../src/graph/token-provider.ts'
+import { SecretBox } from '../src/lib/secret-box.ts'
+import { createLogger } from '../src/logger.ts'
+import type { Scope } from '../src/modules/api-keys/scopes.ts'
+import { parseMime } from '../src/modules/inbound/mime.ts'
+import { storable, type ParsedMail } from '../src/modules/inbound/parsed-mail.ts'
+import { randomSecretsKey, type TestApp } from '../test/support/app.ts'
+import { createScratchPostgresDatabase } from '../test/support/database.ts'
+import { FakeMicrosoft } from '../test/support/fake-microsoft.ts'
+import { buildIngestWorld } from '../test/support/ingest.ts'
+import { benchMail, expectedMix, kindOf } from './ingest-mail.ts'
+import { ADMIN_KEY } from './support.ts'
+
+type Kind = 'pglite' | 'postgres'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const postgresUrl = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || undefined
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 1)
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20)
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 3000)
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 20)
+const COUNTED_CYCLES = Number(process.env.BENCH_COUNTED ?? 20)
+const PROFILE = process.env.BENCH_CPU_PROFILE || undefined
+/** Mailgate's default pool size. */
+const POOL = 10
+
+// ---------------------------------------------------------------------------------------
+// Setup: a database, Mailgate on it, and the ingest world of the fixture corpus.
+// ---------------------------------------------------------------------------------------
+
+interface Setup {
+  kind: Kind
+  app: App
+  db: Db
+  connectorId: string
+  ingestKey: string
+  close(): Promise<void>
+}
+
+async function openDatabase(kind: Kind): Promise<{ database: Database; url: string | null; cleanup(): Promise<void> }> {
+  if (kind === 'pglite') {
+    const dir = await mkdtemp(join(tmpdir(), 'mailgate-bench-ingest-'))
+    return { database: await openEmbeddedDatabase(dir), url: null, cleanup: () => rm(dir, { recursive: true, force: true }) }
+  }
+  const scratch = await createScratchPostgresDatabase(postgresUrl!)
+  return { database: openExternalDatabase(scratch.url, { maxConnections: POOL }), url: scratch.url, cleanup: scratch.drop }
+}
+
+/** Mailgate on `database` (migrated here), with the world test/support/ingest.ts builds for the fixture corpus. */
+async function setUp(kind: Kind, database: Database, cleanup: () => Promise<void>): Promise<Setup> {
+  await database.migrate()
+  const app = await buildApp({
+    database,
+    secretBox: new SecretBox(randomSecretsKey()),
+    tokenProvider: new TokenProvider(),
+    logger: createLogger('warn'),
+    collectDefaultMetrics: false,
+    dispatcher: { autostart: false },
+  })
+  await app.services.apiKeys.ensureInitialAdminKey(ADMIN_KEY)
+  await app.ready()
+  const keyWith = async (...scopes: Scope[]) => (await app.services.apiKeys.create({ keyId: null }, { name: `bench ${scopes.join(' ')}`, scopes })).key
+  const testApp: TestApp = { app, db: { database, url: null, drop: async () => {} }, adminKey: ADMIN_KEY, logs: [], keyWith, close: async () => {} }
+  const fake = new FakeMicrosoft().start()
+  let world: Awaited<ReturnType<typeof buildIngestWorld>>
+  try {
+    world = await buildIngestWorld(testApp, fake, fake.addTenant())
+  } finally {
+    fake.stop() // intake never calls Microsoft
+  }
+  return {
+    kind,
+    app,
+    db: database.db,
+    connectorId: world.connectorId,
+    ingestKey: world.ingestKey,
+    async close() {
+      await app.close()
+      await database.close()
+      await cleanup()
+    },
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// What a phase is measured by: rate, outcomes stored, CPU used on each side.
+// ---------------------------------------------------------------------------------------
+
+interface Result {
+  kind: Kind
+  phase: string
+  perSecond: number
+  latency?: { p50: number; p99: number }
+  bare?: number
+  /** Cores used on average: this process, and PostgreSQL's backends (null: not measured). */
+  cpu?: { node: number; postgres: number | null }
+  outcomes: Record<string, number>
+  expected: Record<string, number>
+  failures: string[]
+}
+
+async function outcomeCounts(db: Db): Promise<Record<string, number>> {
+  const rows = rowsOf<{ outcome: string; n: number }>(await db.execute(sql`select outcome, count(*)::int as n from inbound_emails group by outcome`))
+  return Object.fromEntries(rows.map((row) => [row.outcome, row.n]))
+}
+
+function subtract(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(after).map(([key, n]) => [key, n - (before[key] ?? 0)]).filter(([, n]) => n !== 0))
+}
+
+const sameMix = (a: Record<string, number>, b: Record<string, number>) =>
+  Object.keys({ ...a, ...b }).every((key) => (a[key] ?? 0) === (b[key] ?? 0))
+
+const formatMix = (mix: Record<string, number>) =>
+  Object.entries(mix)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([key, n]) => `${key} ${n}`)
+    .join(', ')
+
+/** CPU time (ms) of the server processes serving this database's connections, from /proc; null when not readable. */
+async function postgresCpuMs(setup: Setup): Promise<Map<number, number> | null> {
+  if (setup.kind !== 'postgres') return null
+  const rows = rowsOf<{ pid: number }>(await setup.db.execute(sql`select pid from pg_stat_activity where datname = current_database()`))
+  const ticks = new Map<number, number>()
+  try {
+    for (const { pid } of rows) {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+      ticks.set(pid, ((Number(fields[11]) + Number(fields[12])) * 1000) / 100) // utime + stime, at 100 ticks a second
+    }
+  } catch {
+    return null // the server runs elsewhere
+  }
+  return ticks
+}
+
+/** Runs `measure`, and reports the cores each side used meanwhile. */
+async function withCpu<T>(setup: Setup, measure: () => Promise<T>): Promise<{ value: T; cpu: { node: number; postgres: number | null } }> {
+  const pgBefore = await postgresCpuMs(setup)
+  const started = performance.now()
+  const nodeBefore = process.cpuUsage()
+  const value = await measure()
+  const node = process.cpuUsage(nodeBefore)
+  const wallMs = performance.now() - started
+  const pgAfter = await postgresCpuMs(setup)
+  let postgresMs: number | null = null
+  if (pgBefore && pgAfter) postgresMs = [...pgAfter].reduce((sum, [pid, ms]) => sum + ms - (pgBefore.get(pid) ?? 0), 0)
+  return { value, cpu: { node: (node.user + node.system) / 1000 / wallMs, postgres: postgresMs === null ? null : postgresMs / wallMs } }
+}
+
+/** `count` calls of `work`, `concurrency` at a time; the time taken and what failed. */
+async function runConcurrently(count: number, concurrency: number, work: (index: number) => Promise<unknown>) {
+  let next = 0
+  const failures: string[] = []
+  const started = performance.now()
+  const caller = async () => {
+    while (next < count) {
+      const index = next++
+      await work(index).catch((error: unknown) => failures.push(`#${index}: ${error instanceof Error ? error.message : String(error)}`))
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, caller))
+  return { ms: performance.now() - started, failures }
+}
+
+async function* once(raw: Buffer): AsyncGenerator<Buffer> {
+  yield raw
+}
+
+// ---------------------------------------------------------------------------------------
+// http: POST /v1/ingest against a bare route, from a load client in a child process.
+// ---------------------------------------------------------------------------------------
+
+interface LoadResult {
+  requests: number
+  perSecond: number
+  latency: { p50: number; p99: number; max: number }
+  statuses: Record<string, number>
+  sent: number
+  errors: number
+}
+
+function loadClient(url: string, key: string, tag: string): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const args = [join(root, 'bench/ingest-client.ts'), url, key, String(CONNECTIONS), String(WARMUP), String(SECONDS), tag]
+    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (data) => (out += data))
+    child.on('error', reject)
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as LoadResult) : reject(new Error(`the load client exited ${code}`))))
+  })
+}
+
+/** The ceiling of the HTTP stack: reads the raw body to its end, answers 201 with a small JSON. */
+async function bareServer() {
+  const bare = Fastify({ logger: false })
+  const bodies = new WeakMap<object, AsyncIterable<Buffer>>()
+  bare.addContentTypeParser('message/rfc822', (request, payload, done) => {
+    bodies.set(request, payload)
+    done(null, '')
+  })
+  bare.post('/v1/ingest', async (request, reply) => {
+    let size = 0
+    for await (const chunk of bodies.get(request)!) size += chunk.length
+    return reply.code(201).send({ id: '01a2017b-39b3-77d7-8420-6279506f02f7', outcome: 'received', size })
+  })
+  return { url: await bare.listen({ port: 0, host: '127.0.0.1' }), close: () => bare.close() }
+}
+
+function answerFailures(result: LoadResult): string[] {
+  const failures = Object.entries(result.statuses)
+    .filter(([status]) => status !== '201')
+    .map(([status, n]) => `${n} answered ${status === '0' ? 'with no HTTP answer' : status}`)
+  return failures
+}
+
+async function benchHttp(setup: Setup): Promise<Result> {
+  const bare = await bareServer()
+  const bareResult = await loadClient(`${bare.url}/v1/ingest?connectorId=${setup.connectorId}`, '-', 'bare').finally(() => bare.close())
+  const url = await setup.app.listen({ port: 0, host: '127.0.0.1' })
+  const before = await outcomeCounts(setup.db)
+  const { value: result, cpu } = await withCpu(setup, () => loadClient(`${url}/v1/ingest?connectorId=${setup.connectorId}`, setup.ingestKey, 'http'))
+  const outcomes = subtract(await outcomeCounts(setup.db), before)
+  return {
+    kind: setup.kind,
+    phase: 'HTTP intake (POST /v1/ingest)',
+    perSecond: result.perSecond,
+    latency: result.latency,
+    bare: bareResult.perSecond,
+    cpu: { node: cpu.node, postgres: cpu.postgres },
+    outcomes,
+    expected: expectedMix(result.sent),
+    failures: [...answerFailures(result), ...answerFailures(bareResult).map((failure) => `bare route: ${failure}`)],
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// inprocess: ingestMime without HTTP.
+// ---------------------------------------------------------------------------------------
+
+async function benchInProcess(setup: Setup, raws: Buffer[]): Promise<Result> {
+  const before = await outcomeCounts(setup.db)
+  const statuses: Record<number, number> = {}
+  const { value: run, cpu } = await withCpu(setup, () =>
+    runConcurrently(raws.length, CONCURRENCY, async (index) => {
+      const result = await setup.app.services.inbound.ingestMime(setup.connectorId, once(raws[index]!))
+      statuses[result.status] = (statuses[result.status] ?? 0) + 1
+    }),
+  )
+  const outcomes = subtract(await outcomeCounts(setup.db), before)
+  const failures = [...run.failures.slice(0, 3), ...(run.failures.length > 3 ? [`…and ${run.failures.length - 3} more`] : [])]
+  if (statuses[200]) failures.push(`${statuses[200]} taken for duplicates`)
+  return { kind: setup.kind, phase: 'in-process ingestMime', perSecond: (raws.length * 1000) / run.ms, cpu, outcomes, expected: expectedMix(raws.length), failures }
+}
+
+// ---------------------------------------------------------------------------------------
+// pipeline: accept() alone, on mail parsed beforehand.
+// ---------------------------------------------------------------------------------------
+
+interface Prepared {
+  mail: ParsedMail
+  sourceHash: string
+}
+
+async function parseAll(count: number, tag: string): Promise<Prepared[]> {
+  const prepared: Prepared[] = []
+  for (let n = 0; n < count; n++) {
+    const raw = benchMail(tag, n)
+    prepared.push({ mail: storable(await parseMime(once(raw))), sourceHash: hash('sha256', raw) })
+  }
+  return prepared
+}
+
+/** Profiles `measure` with the inspector when `file` is given (sampling every 200 µs). */
+async function profiled<T>(file: string | undefined, measure: () => Promise<T>): Promise<T> {
+  if (!file) return measure()
+  const session = new Session()
+  session.connect()
+  await session.post('Profiler.enable')
+  await session.post('Profiler.setSamplingInterval', { interval: 200 })
+  await session.post('Profiler.start')
+  try {
+    return await measure()
+  } finally {
+    const { profile } = await session.post('Profiler.stop')
+    await writeFile(file, JSON.stringify(profile))
+    session.disconnect()
+    console.log(`CPU profile of the pipeline phase written to ${file}`)
+  }
+}
+
+async function benchPipeline(setup: Setup, mails: Prepared[], profileFile?: string): Promise<Result> {
+  const blob = await setup.app.services.attachments.write(setup.db, benchMail('pipeline-source', 0))
+  const before = await outcomeCounts(setup.db)
+  const statuses: Record<number, number> = {}
+  const { value: run, cpu } = await withCpu(setup, () =>
+    profiled(profileFile, () =>
+      runConcurrently(mails.length, CONCURRENCY, async (index) => {
+        const { mail, sourceHash } = mails[index]!
+        const result = await setup.app.services.inbound.accept(setup.connectorId, 'mime', blob, sourceHash, mail)
+        statuses[result.status] = (statuses[result.status] ?? 0) + 1
+      }),
+    ),
+  )
+  const outcomes = subtract(await outcomeCounts(setup.db), before)
+  const failures = [...run.failures.slice(0, 3), ...(run.failures.length > 3 ? [`…and ${run.failures.length - 3} more`] : [])]
+  if (statuses[200]) failures.push(`${statuses[200]} taken for duplicates`)
+  return { kind: setup.kind, phase: 'pipeline alone (accept)', perSecond: (mails.length * 1000) / run.ms, cpu, outcomes, expected: expectedMix(mails.length), failures }
+}
+
+// ---------------------------------------------------------------------------------------
+// statements: what each message sends to PostgreSQL, counted through postgres.js's debug hook.
+// ---------------------------------------------------------------------------------------
+
+/** `insert inbound_emails`, `select inbound_emails for update`, `select inbound_dedupe_keys+inbound_emails`, `begin`... */
+function statementLabel(text: string): string {
+  const statement = text.replace(/\s+/g, ' ').trim().toLowerCase()
+  const verb = statement.startsWith('select distinct') ? 'select distinct' : statement.split(' ')[0]!
+  const target = /^(?:insert into|update|delete from) "?(\w+)"?/.exec(statement)?.[1]
+  const tables = target ? [target] : [...statement.matchAll(/ (?:from|join) "?(\w+)"?/g)].map((match) => match[1]!)
+  const extras = [statement.includes('on conflict') ? 'on conflict' : '', statement.includes(' for update') ? 'for update' : '', statement.includes(' returning ') ? 'returning' : '']
+  return [verb, [...new Set(tables)].join('+'), ...extras].filter(Boolean).join(' ')
+}
+
+/** A Database like openExternalDatabase's, whose every statement is passed to `onStatement`. */
+function countingDatabase(url: string, onStatement: (text: string) => void): Database {
+  const client = postgres(url, { max: POOL, onnotice: () => {}, connection: { application_name: 'mailgate' }, debug: (_connection, text) => onStatement(text) })
+  const db = drizzle({ client, schema, casing: 'snake_case' }) as unknown as Db
+  return {
+    kind: 'external',
+    db,
+    ping: async () => void (await db.execute(sql`select 1`)),
+    migrate: () => Promise.resolve(), // migrated beforehand by openExternalDatabase
+    pendingMigrations: () => Promise.resolve([]),
+    close: () => client.end({ timeout: 10 }),
+  }
+}
+
+interface StatementCount {
+  path: string
+  messages: number
+  byLabel: Map<string, { count: number; texts: Set<string> }>
+  byMailKind: Map<string, number[]>
+}
+
+async function countStatements(): Promise<StatementCount[]> {
+  const scratch = await createScratchPostgresDatabase(postgresUrl!)
+  const migrating = openExternalDatabase(scratch.url, { maxConnections: 1 })
+  await migrating.migrate()
+  await migrating.close()
+  let current: string[] | null = null
+  const setup = await setUp('postgres', countingDatabase(scratch.url, (text) => current?.push(text)), scratch.drop)
+  try {
+    const messages = COUNTED_CYCLES * 10
+    const blob = await setup.app.services.attachments.write(setup.db, benchMail('count-source', 0))
+    const mails = await parseAll(messages, 'count-accept')
+    const paths: [string, (n: number) => Promise<unknown>][] = [
+      ['pipeline alone (accept)', (n) => setup.app.services.inbound.accept(setup.connectorId, 'mime', blob, mails[n]!.sourceHash, mails[n]!.mail)],
+      ['in-process ingestMime', (n) => setup.app.services.inbound.ingestMime(setup.connectorId, once(benchMail('count-ingest', n)))],
+    ]
+    const counts: StatementCount[] = []
+    for (const [path, call] of paths) {
+      const count: StatementCount = { path, messages, byLabel: new Map(), byMailKind: new Map() }
+      for (let n = 0; n < messages; n++) {
+        current = []
+        await call(n)
+        for (const text of current) {
+          const entry = count.byLabel.get(statementLabel(text)) ?? { count: 0, texts: new Set<string>() }
+          entry.count++
+          entry.texts.add(text)
+          count.byLabel.set(statementLabel(text), entry)
+        }
+        count.byMailKind.set(kindOf(n), [...(count.byMailKind.get(kindOf(n)) ?? []), current.length])
+        current = null
+      }
+      counts.push(count)
+    }
+    return counts
+  } finally {
+    await setup.close()
+  }
+}
+
+function printStatements(counts: StatementCount[]) {
+  for (const count of counts) {
+    const total = [...count.byLabel.values()].reduce((sum, entry) => sum + entry.count, 0)
+    console.log(`\nstatements per message, ${count.path} on PostgreSQL (${count.messages} messages, one caller): ${(total / count.messages).toFixed(1)}`)
+    const kinds = [...count.byMailKind].map(([kind, ns]) => `${kind} ${(ns.reduce((a, b) => a + b, 0) / ns.length).toFixed(0)}`)
+    console.log(`  by mail: ${kinds.join(', ')}`)
+    const labels = [...count.byLabel].sort(([, a], [, b]) => b.count - a.count)
+    for (const [label, entry] of labels) {
+      console.log(`  ${(entry.count / count.messages).toFixed(2).padStart(6)}  ${label}${entry.texts.size > 1 ? `   (${entry.texts.size} different texts)` : ''}`)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The run.
+// ---------------------------------------------------------------------------------------
+
+function printResult(result: Result) {
+  const cores = (n: number | null) => (n === null ? 'n/a' : n.toFixed(2))
+  const parts = [`${result.perSecond.toFixed(0).padStart(6)} msg/s`]
+  if (result.latency) parts.push(`p50 ${result.latency.p50.toFixed(0)} ms, p99 ${result.latency.p99.toFixed(0)} ms`)
+  if (result.bare !== undefined) parts.push(`bare route ${result.bare.toFixed(0)} msg/s, ratio ${(result.perSecond / result.bare).toFixed(3)}`)
+  if (result.cpu) parts.push(`CPU cores: this process ${cores(result.cpu.node)}, PostgreSQL ${cores(result.cpu.postgres)}`)
+  console.log(`  ${result.phase.padEnd(30)} ${parts.join('   ')}`)
+  const mix = sameMix(result.outcomes, result.expected) ? 'as expected' : `EXPECTED ${formatMix(result.expected)}`
+  console.log(`  ${''.padEnd(30)} outcomes: ${formatMix(result.outcomes)} (${mix}); duplicates ${result.outcomes['duplicate'] ?? 0}`)
+  for (const failure of result.failures) console.log(`  ${''.padEnd(30)} !! ${failure}`)
+}
+
+function summary(results: Result[], counts: StatementCount[]) {
+  const label = (kind: Kind) => (kind === 'pglite' ? 'PGlite (on disk)' : 'PostgreSQL')
+  const cores = (n: number | null | undefined) => (n === null || n === undefined ? '–' : n.toFixed(2))
+  console.log(`\n=== Summary: node ${process.version}, ${availableParallelism()} cores, ${new Date().toISOString().slice(0, 10)}`)
+  console.log('| database | phase | msg/s | p50 / p99 ms | bare route msg/s | ÷ bare | CPU cores: node / PostgreSQL | outcomes as expected | duplicates |')
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+  for (const result of results) {
+    console.log(
+      `| ${label(result.kind)} | ${result.phase} | ${result.perSecond.toFixed(0)} | ${result.latency ? `${result.latency.p50.toFixed(0)} / ${result.latency.p99.toFixed(0)}` : '–'} | ` +
+        `${result.bare?.toFixed(0) ?? '–'} | ${result.bare ? (result.perSecond / result.bare).toFixed(3) : '–'} | ${cores(result.cpu?.node)} / ${cores(result.cpu?.postgres)} | ` +
+        `${sameMix(result.outcomes, result.expected) && result.failures.length === 0 ? 'yes' : 'NO'} | ${result.outcomes['duplicate'] ?? 0} |`,
+    )
+  }
+  for (const count of counts) {
+    const total = [...count.byLabel.values()].reduce((sum, entry) => sum + entry.count, 0)
+    console.log(`statements per message on PostgreSQL, ${count.path}: ${(total / count.messages).toFixed(1)}`)
+  }
+  const settings = { BENCH_SECONDS: SECONDS, BENCH_WARMUP: WARMUP, BENCH_CONNECTIONS: CONNECTIONS, BENCH_MESSAGES: MESSAGES, BENCH_CONCURRENCY: CONCURRENCY, BENCH_COUNTED: COUNTED_CYCLES }
+  const databases = process.env.BENCH_DATABASES ? ` BENCH_DATABASES=${process.env.BENCH_DATABASES}` : ''
+  const url = postgresUrl ? `BENCH_DATABASE_URL=${redacted(postgresUrl)} ` : ''
+  const parts = process.argv.slice(2).filter((arg) => !arg.startsWith('-'))
+  console.log(`\nreproduce: ${url}${Object.entries(settings).map(([name, value]) => `${name}=${value}`).join(' ')}${databases} npm run bench:ingest${parts.length ? ` -- ${parts.join(' ')}` : ''}`)
+}
+
+function redacted(url: string): string {
+  const parsed = new URL(url)
+  if (parsed.password) parsed.password = '…'
+  return parsed.toString()
+}
+
+async function main() {
+  const parts = process.argv.slice(2).filter((arg) => !arg.startsWith('-'))
+  const run = (part: string) => parts.length === 0 || parts.includes(part)
+  const kinds: Kind[] = (postgresUrl ? ['pglite', 'postgres'] : ['pglite']).filter(
+    (kind): kind is Kind => !process.env.BENCH_DATABASES || process.env.BENCH_DATABASES.split(',').includes(kind),
+  )
+  if (!postgresUrl) console.log('PostgreSQL runs skipped: set BENCH_DATABASE_URL (or TEST_DATABASE_URL) to a server to include them.')
+  const profileKind: Kind = kinds.includes('postgres') ? 'postgres' : 'pglite'
+
+  const raws = run('inprocess') ? Array.from({ length: MESSAGES }, (_, n) => benchMail('inprocess', n)) : []
+  let mails: Prepared[] = []
+  if (run('pipeline')) {
+    const started = performance.now()
+    mails = await parseAll(MESSAGES, 'pipeline')
+    console.log(`parsed ${MESSAGES} mails for the pipeline phase in ${((performance.now() - started) / 1000).toFixed(1)} s (${((performance.now() - started) / MESSAGES).toFixed(2)} ms each, one at a time)`)
+  }
+  const sizes = Array.from({ length: 10 }, (_, n) => benchMail('size', n).length)
+  console.log(`mail size ${Math.min(...sizes)}–${Math.max(...sizes)} bytes`)
+
+  const results: Result[] = []
+  for (const kind of kinds) {
+    const started = performance.now()
+    const { database, cleanup } = await openDatabase(kind)
+    const setup = await setUp(kind, database, cleanup)
+    try {
+      console.log(`\n=== ${kind === 'pglite' ? 'PGlite (embedded, on disk)' : 'PostgreSQL'}: set up in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+      const phases: [string, () => Promise<Result>][] = [
+        ['http', () => benchHttp(setup)],
+        ['inprocess', () => benchInProcess(setup, raws)],
+        ['pipeline', () => benchPipeline(setup, mails, kind === profileKind ? PROFILE : undefined)],
+      ]
+      for (const [part, phase] of phases) {
+        if (!run(part)) continue
+        const result = await phase()
+        printResult(result)
+        results.push(result)
+      }
+    } finally {
+      await setup.close()
+    }
+  }
+  const counts = run('statements') && kinds.includes('postgres') ? await countStatements() : []
+  printStatements(counts)
+  summary(results, counts)
+}
+
+await main()
