@@ -156,7 +156,7 @@ async function measure(kind: 'pglite' | 'postgres') {
       clientSecret: 'bench-secret',
     })
     const connector = await admin('POST', '/v1/connectors', { integrationId: integration.id, name: 'out', direction: 'outgoing', primaryAddress: 'support@contoso.com' })
-    const ids: FuzzIds = { integration: [integration.id], connector: [connector.id], route: [], message: [], apiKey: [] }
+    const ids: FuzzIds = { integration: [integration.id], connector: [connector.id], route: [], message: [], apiKey: [], inbound: [], blockedAddress: [] }
 
     const random = new Random(SEED)
     const document = (await (await fetch(`${BASE}/docs/json`)).json()) as Parameters<typeof restFuzzRequests>[0]

@@ -18,7 +18,7 @@ const CANARY_SECRET = 'canary-client-secret-7f3a9c'
 
 const fake = new FakeMicrosoft()
 let t: TestApp
-const ids: FuzzIds = { integration: [], connector: [], route: [], message: [], apiKey: [] }
+const ids: FuzzIds = { integration: [], connector: [], route: [], message: [], apiKey: [], inbound: [], blockedAddress: [] }
 
 beforeAll(async () => {
   fake.start()
@@ -45,6 +45,17 @@ beforeAll(async () => {
     body: { contentType: 'text', content: 'hi' },
   })
   const key = await t.app.services.apiKeys.create({ keyId: null }, { name: 'fuzzed', scopes: ['mail:read'] })
+  expect((await setup.admin('POST', `/v1/connectors/${incoming.body.id}/test`)).body.ok).toBe(true)
+  expect((await setup.admin('POST', `/v1/connectors/${incoming.body.id}/enable`)).status).toBe(200)
+  const received = await t.app.inject({
+    method: 'POST',
+    url: `/v1/ingest?connectorId=${incoming.body.id}`,
+    headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'message/rfc822' },
+    payload: 'From: a@fabrikam.com\r\nTo: inbox@contoso.com\r\nSubject: fuzz\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\n\r\n%PDF\r\n--b--\r\n',
+  })
+  const blocked = await setup.admin('POST', '/v1/blocked-addresses', { pattern: '*@spam.example', action: 'spam' })
+  ids.inbound!.push(received.json().id)
+  ids.blockedAddress!.push(blocked.body.id)
   ids.integration!.push(integration)
   ids.connector!.push(outgoing, incoming.body.id)
   ids.route!.push(alias)

@@ -1,7 +1,7 @@
 import { CRITICAL_STRINGS, HOSTILE_STRINGS, RAW_BODIES, Random, complete, mutate, percentEncode, plausible, stringPaths, withLeaf } from './fuzz.ts'
 
 /** Ids of existing resources by kind, so that some requests reach past "not found". */
-export type FuzzIds = Record<'integration' | 'connector' | 'route' | 'message' | 'apiKey', string[]>
+export type FuzzIds = Record<'integration' | 'connector' | 'route' | 'message' | 'apiKey' | 'inbound' | 'blockedAddress', string[]>
 
 export interface FuzzRequest {
   operation: Operation
@@ -44,7 +44,19 @@ export function operationsOf(document: { paths: Record<string, Record<string, Re
 }
 
 function idFor(ids: FuzzIds, path: string, random: Random): string {
-  const kind = path.includes('/integrations') ? 'integration' : path.includes('/connectors') ? 'connector' : path.includes('/routes') ? 'route' : path.includes('/messages') ? 'message' : 'apiKey'
+  const kind = path.includes('/inbound')
+    ? 'inbound'
+    : path.includes('/blocked-addresses')
+      ? 'blockedAddress'
+      : path.includes('/integrations')
+        ? 'integration'
+        : path.includes('/connectors')
+          ? 'connector'
+          : path.includes('/routes')
+            ? 'route'
+            : path.includes('/messages')
+              ? 'message'
+              : 'apiKey'
   const roll = random.next()
   if (roll < 0.5 && ids[kind]!.length > 0) return random.pick(ids[kind]!)
   if (roll < 0.7) return '0190f5e0-0000-7000-8000-000000000000'
