@@ -12,16 +12,15 @@ import { rawMail } from './support/raw-mail.ts'
 const fake = new FakeMicrosoft()
 let t: TestApp
 let world: IngestWorld
-/** Emails the crash hook stops after storing. */
-const crashAfterStore = new Set<string>()
+/** Subjects of mail the crash hook stops at a stage: `decided` (nothing written) or `stored` (stored as received). */
+const crashAt = new Map<string, 'decided' | 'stored'>()
 
 beforeAll(async () => {
   fake.start()
   t = await buildTestApp({
     ingest: {
-      onStored: async (emailId) => {
-        const email = await t.app.database.db.select({ subject: schema.inboundEmails.subject }).from(schema.inboundEmails).where(eq(schema.inboundEmails.id, emailId))
-        if (crashAfterStore.has(email[0]!.subject)) throw new Error('simulated crash after store')
+      onStage: async (stage, email) => {
+        if (crashAt.get(email.subject) === stage) throw new Error(`simulated crash at ${stage}`)
       },
     },
   })
@@ -338,19 +337,53 @@ describe('confirming work items', () => {
 })
 
 describe('crash safety', () => {
-  it('an email stored before a crash stays received and recovery finishes it exactly once', async () => {
-    crashAfterStore.add('crash after store')
-    const response = await ingest(rawMail({ subject: 'crash after store' }))
-    crashAfterStore.delete('crash after store')
-    expect(response.status).toBe(500)
-    const [stored] = await t.app.database.db.select().from(schema.inboundEmails).where(eq(schema.inboundEmails.subject, 'crash after store'))
+  it('a crash after deciding and before writing stores nothing; the retry stores the email once', async () => {
+    crashAt.set('crash before write', 'decided')
+    const raw = rawMail({ subject: 'crash before write' })
+    expect((await ingest(raw)).status).toBe(500)
+    crashAt.delete('crash before write')
+    const stored = () => t.app.database.db.select({ id: schema.inboundEmails.id }).from(schema.inboundEmails).where(eq(schema.inboundEmails.subject, 'crash before write'))
+    expect(await stored()).toHaveLength(0)
+    const retried = await ingest(raw)
+    expect(retried.status).toBe(201)
+    expect(await stored()).toHaveLength(1)
+    expect((await eventsFor(retried.body.id)).map((event) => event.type)).toEqual(['work_item.requested'])
+  })
+
+  it('a bounce stored before a crash stays received; recovery records it on the sent message exactly once', async () => {
+    const subject = 'Undeliverable: crash after store'
+    const dsn = [
+      'From: Mail Delivery System <MAILER-DAEMON@mx.fabrikam.example>',
+      'To: support@contoso.example',
+      `Subject: ${subject}`,
+      'Auto-Submitted: auto-replied',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/report; report-type=delivery-status; boundary=r',
+      '',
+      '--r', 'Content-Type: text/plain', '', 'Your message could not be delivered.', '',
+      '--r', 'Content-Type: message/delivery-status', '',
+      'Reporting-MTA: dns; mx.fabrikam.example', '',
+      'Final-Recipient: rfc822; customer@fabrikam.example', 'Action: failed', 'Status: 5.2.2', 'Diagnostic-Code: smtp; 552 mailbox full', '',
+      '--r', 'Content-Type: text/rfc822-headers', '',
+      `Message-ID: ${SENT_MESSAGE_ID}`, 'From: support@contoso.example', 'To: customer@fabrikam.example', 'Subject: Your printer', '',
+      '--r--', '',
+    ].join('\r\n')
+    crashAt.set(subject, 'stored')
+    expect((await ingest(dsn)).status).toBe(500)
+    crashAt.delete(subject)
+    const [stored] = await t.app.database.db.select().from(schema.inboundEmails).where(eq(schema.inboundEmails.subject, subject))
     expect(stored!.outcome).toBe('received')
-    // Two instances recover at once: the row lock lets only one of them process it.
+    // Two instances recover at once: only one of them processes it.
     const finished = await Promise.all([t.app.inboundRecovery.runOnce({ olderThanMs: 0 }), t.app.inboundRecovery.runOnce({ olderThanMs: 0 })])
     expect(finished.reduce((a, b) => a + b, 0)).toBe(1)
     const email = (await call('GET', `/v1/inbound/${stored!.id}`)).body
-    expect(email.outcome).toBe('requested')
-    expect((await eventsFor(stored!.id)).map((event) => event.type)).toEqual(['work_item.requested'])
+    expect(email).toMatchObject({ outcome: 'unhandled', outcomeReason: 'automated', automated: { kind: 'bounce' } })
+    expect((await eventsFor(stored!.id)).map((event) => event.type)).toEqual(['email.unhandled'])
+    const message = (await call('GET', `/v1/messages/${world.sentMessageId}`)).body
+    expect(message.status).toBe('bounced')
+    expect(message.bounces.filter((bounce: { inboundEmailId: string }) => bounce.inboundEmailId === stored!.id)).toEqual([expect.objectContaining({ status: '5.2.2', recipient: 'customer@fabrikam.example' })])
+    const bounced = await t.app.database.db.select({ payload: schema.domainEvents.payload }).from(schema.domainEvents).where(eq(schema.domainEvents.type, 'message.bounced'))
+    expect(bounced.filter((event) => event.payload['inboundEmailId'] === stored!.id)).toHaveLength(1)
     expect(await t.app.inboundRecovery.runOnce({ olderThanMs: 0 })).toBe(0)
   })
 })

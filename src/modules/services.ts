@@ -19,7 +19,7 @@ import { EmailRouteService } from './email-routes/service.ts'
 import { EventLog } from './events/service.ts'
 import { InboundPipeline } from './inbound/pipeline.ts'
 import { InboundRepository } from './inbound/repository.ts'
-import { InboundService } from './inbound/service.ts'
+import { InboundService, type InboundServiceDeps } from './inbound/service.ts'
 import { Threading } from './inbound/threading.ts'
 import { Mailboxes } from './integrations/mailbox-access.ts'
 import { IntegrationRepository } from './integrations/repository.ts'
@@ -58,7 +58,7 @@ export interface ServiceDeps {
   connectorFailureThreshold?: number
   /** Largest total message size in bytes (default 35 MB), sent or taken in. */
   messageSizeLimit?: number
-  ingest?: Partial<IngestSettings> & { onStored?: (emailId: string) => Promise<void> }
+  ingest?: Partial<IngestSettings> & Pick<InboundServiceDeps, 'onStage'>
   log?: FastifyBaseLogger
 }
 
@@ -151,7 +151,8 @@ export function createServices(deps: ServiceDeps): Services {
     settings: ingestSettings,
     sizeLimit: deps.messageSizeLimit ?? 35 * 1024 * 1024,
     log: deps.log?.child({ component: 'inbound' }),
-    onStored: deps.ingest?.onStored,
+    events,
+    onStage: deps.ingest?.onStage,
   })
   return { audit, apiKeys, events, attachments, integrations, mailboxes, connectors, routes, blockedAddresses, messages, inbound }
 }

@@ -1,7 +1,7 @@
 import type { EventType } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
-import { DomainEventRepository } from './repository.ts'
+import { DomainEventRepository, type NewDomainEvent } from './repository.ts'
 
 export interface DomainEvent {
   type: EventType
@@ -29,6 +29,11 @@ export class EventLog {
 
   /** Several events in one statement, in the order given. */
   async recordAll(tx: Db, events: DomainEvent[]): Promise<void> {
-    await this.repository.insert(tx, events.map((event) => ({ id: newId(), ...event, occurredAt: event.occurredAt ?? new Date() })))
+    await this.repository.insert(tx, this.rows(events))
+  }
+
+  /** The rows of these events, ids in their order, for a module that writes them in a statement of its own. */
+  rows(events: DomainEvent[]): NewDomainEvent[] {
+    return events.map((event) => ({ id: newId(), ...event, occurredAt: event.occurredAt ?? new Date() }))
   }
 }

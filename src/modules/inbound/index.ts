@@ -4,6 +4,7 @@ import type { AppOptions } from '../../app.ts'
 import type { IngestSettings } from '../../config.ts'
 import type { AppModule } from '../module.ts'
 import { InboundRecovery, RECOVERY_INTERVAL_MS } from './recovery.ts'
+import type { InboundServiceDeps } from './service.ts'
 import { inboundResolvers } from './resolvers.ts'
 import { inboundRoutes } from './routes.ts'
 import { InboundEmailSchema, InboundEmailSummarySchema } from './schemas.ts'
@@ -17,8 +18,8 @@ declare module 'fastify' {
 
 export interface IngestOptions extends Partial<IngestSettings> {
   recovery?: { autostart: boolean }
-  /** Test hook: runs after an email is stored and before it is processed. */
-  onStored?: (emailId: string) => Promise<void>
+  /** Test hook at the points where a crash matters (see InboundServiceDeps.onStage). */
+  onStage?: InboundServiceDeps['onStage']
 }
 
 async function inboundWorkers(app: FastifyInstance, options: AppOptions) {

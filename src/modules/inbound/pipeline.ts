@@ -38,7 +38,7 @@ export interface PipelineDeps {
 const OWN_MESSAGE_HEADER = 'x-mailgate-message'
 const TEST_MESSAGE_HEADER = 'x-mailgate-test'
 
-interface Decision {
+export interface Decision {
   outcome: Exclude<InboundOutcome, 'received' | 'duplicate'>
   reason: string | null
   automated: Automated | null
@@ -183,8 +183,38 @@ export class InboundPipeline {
     if (!(await this.deps.repository.finish(tx, row.id, changes, options))) return undefined
     const inserted = await this.deps.repository.insertLinks(tx, decision.links)
     const changed = row.outcome !== decision.outcome || row.outcomeReason !== decision.reason
-    await this.emit(tx, row, decision, inserted, changed, processedAt)
+    await this.deps.events.recordAll(tx, this.events(row, decision, inserted, changed, processedAt))
     return { ...changes, links: inserted }
+  }
+
+  /**
+   * The decision for a new email, from reads only (prepared statements): intake stores the
+   * email already decided, in one statement, when the decision writes nothing elsewhere.
+   */
+  async decideNew(db: Db, row: PipelineRow, mail: ParsedMail): Promise<{ decision: Decision; result: ProcessResult; events: DomainEvent[] }> {
+    const decision = await this.decide(db, row, mail)
+    const processedAt = new Date()
+    const links: WorkItemLinkRow[] = decision.links.map((link) => ({
+      routeId: null,
+      workItemRef: null,
+      automated: false,
+      testMode: false,
+      confirmedAt: null,
+      ...link,
+      id: link.id!,
+      createdAt: processedAt,
+    }))
+    const result: ProcessResult = {
+      outcome: decision.outcome,
+      outcomeReason: decision.reason,
+      automated: decision.automated,
+      suppressAutomatedAnswer: decision.suppressAutomatedAnswer,
+      testMode: decision.testMode,
+      steps: [...row.steps, ...decision.steps],
+      processedAt,
+      links,
+    }
+    return { decision, result, events: this.events(row, decision, links, true, processedAt) }
   }
 
   /** Every step's decision, from reads only: run outside a transaction it uses prepared statements. */
@@ -318,7 +348,8 @@ export class InboundPipeline {
     }
   }
 
-  private async emit(tx: Db, row: PipelineRow, decision: Decision, inserted: WorkItemLinkRow[], changed: boolean, now: Date): Promise<void> {
+  /** The events of a decision: one per link it added, and the outcome's when it changed. */
+  private events(row: PipelineRow, decision: Decision, inserted: WorkItemLinkRow[], changed: boolean, now: Date): DomainEvent[] {
     const email = { emailId: row.id, connectorId: row.connectorId, from: row.fromAddress, subject: row.subject, receivedAt: row.receivedAt.toISOString() }
     const common = { subjectType: 'inbound_email', subjectId: row.id, occurredAt: now }
     const events: DomainEvent[] = inserted.map((link) => {
@@ -353,6 +384,6 @@ export class InboundPipeline {
     } else if (changed && decision.outcome === 'discarded') {
       events.push({ ...common, type: 'email.discarded', payload: { ...email, reason: decision.reason, blockedAddressId: decision.blockedAddressId ?? null } })
     }
-    await this.deps.events.recordAll(tx, events)
+    return events
   }
 }

@@ -9,7 +9,8 @@ import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import type { AttachmentStore } from '../attachments/store.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
 import type { CreateRouteInput } from '../email-routes/schemas.ts'
-import { dedupeKeys, dedupeScope, type DedupeWay } from './dedupe.ts'
+import type { EventLog } from '../events/service.ts'
+import { dedupeKeys, dedupeScope, type DedupeKey, type DedupeWay } from './dedupe.ts'
 import {
   ConnectorNotAcceptingMailError,
   DuplicateEmailError,
@@ -22,7 +23,7 @@ import { attachmentContent, parseMime } from './mime.ts'
 import { storable, type ParsedMail } from './parsed-mail.ts'
 import type { InboundPipeline, IngestConnector } from './pipeline.ts'
 import { presentEmail, presentSummary } from './present.ts'
-import type { InboundEmailRow, InboundRepository } from './repository.ts'
+import { prepareStoreDecided, type InboundEmailRow, type InboundRepository, type WorkItemLinkRow } from './repository.ts'
 import type { ConfirmWorkItemInput, CreateRouteFromEmailInput, InboundEmail, InboundEmailSummary, ListInboundInput } from './schemas.ts'
 
 export interface InboundServiceDeps {
@@ -37,9 +38,18 @@ export interface InboundServiceDeps {
   /** Largest message taken in, in bytes (MESSAGE_SIZE_LIMIT). */
   sizeLimit: number
   log?: FastifyBaseLogger
-  /** Test hook: runs after an email is stored and before it is processed, where a crash would leave it `received`. */
-  onStored?: (emailId: string) => Promise<void>
+  events: EventLog
+  /**
+   * Test hook at the points where a crash matters: `decided` (nothing written yet) and
+   * `stored` (stored as `received`, not yet processed).
+   */
+  onStage?: (stage: 'decided' | 'stored', email: { id: string; subject: string }) => Promise<void>
 }
+
+/** What intake stored: the email row, and its links when they are known without a read. */
+export type Accepted =
+  | { status: 201; row: InboundEmailRow; links?: WorkItemLinkRow[] }
+  | { status: 200; duplicateOf: string; way: DedupeWay; row: InboundEmailRow; links?: WorkItemLinkRow[] }
 
 export type IngestResult =
   | { status: 201; email: InboundEmail }
@@ -60,8 +70,11 @@ class ExactRepeat extends Error {}
 export class InboundService {
   private readonly deps: InboundServiceDeps
 
+  private readonly storeDecidedPrepared: ReturnType<typeof prepareStoreDecided>
+
   constructor(deps: InboundServiceDeps) {
     this.deps = deps
+    this.storeDecidedPrepared = prepareStoreDecided(deps.db)
   }
 
   get sizeLimit(): number {
@@ -95,7 +108,7 @@ export class InboundService {
     parsing.catch(() => {})
     const blob = await this.deps.store.writeStream(this.deps.db, teed())
     const mail = storable(await parsing)
-    return this.accept(connectorId, 'mime', blob, hash.digest('hex'), mail)
+    return this.answer(await this.accept(connectorId, 'mime', blob, hash.digest('hex'), mail))
   }
 
   /** Graph's message JSON, stored as received (re-serialised) so it can be processed again. */
@@ -104,7 +117,7 @@ export class InboundService {
     const source = Buffer.from(JSON.stringify(message))
     const mail = storable(fromGraphMessage(message))
     const blob = await this.deps.store.write(this.deps.db, source)
-    return this.accept(connectorId, 'graph', blob, oneShotHash('sha256', source), mail)
+    return this.answer(await this.accept(connectorId, 'graph', blob, oneShotHash('sha256', source), mail))
   }
 
   private async requireAcceptingConnector(connectorId: string): Promise<IngestConnector> {
@@ -124,11 +137,41 @@ export class InboundService {
    * The pipeline proper, from dedupe to outcome, for a source already stored and parsed:
    * what both intake formats (and the mailbox sync) end in.
    */
-  async accept(connectorId: string, format: 'mime' | 'graph', blob: { blobId: string; size: number }, sourceHash: string, mail: ParsedMail): Promise<IngestResult> {
+  async accept(connectorId: string, format: 'mime' | 'graph', blob: { blobId: string; size: number }, sourceHash: string, mail: ParsedMail): Promise<Accepted> {
     const scope = dedupeScope(this.deps.settings.dedupeScope, connectorId)
     const keys = dedupeKeys(mail, sourceHash)
-    const id = newId()
-    const row = this.newRow(id, connectorId, format, blob, sourceHash, keys, mail)
+    const row = this.newRow(newId(), connectorId, format, blob, sourceHash, keys, mail)
+    const fast = await this.storeDecided(row, scope, keys, mail)
+    return fast ?? this.storeThenProcess(row, scope, keys, sourceHash, mail)
+  }
+
+  /**
+   * The common case in one statement: decide from reads, then store the email with its
+   * outcome, links and events at once. Undefined when that does not fit: a duplicate, a
+   * bounce (it writes to the sent message too), or a decision that failed.
+   */
+  private async storeDecided(row: InboundEmailRow, scope: string, keys: DedupeKey[], mail: ParsedMail): Promise<Accepted | undefined> {
+    let decided: Awaited<ReturnType<InboundPipeline['decideNew']>>
+    try {
+      decided = await this.deps.pipeline.decideNew(this.deps.db, row, mail)
+    } catch (error) {
+      this.deps.log?.error({ err: error, emailId: row.id }, 'deciding on a received email failed; it is stored and processed again by recovery')
+      return undefined
+    }
+    if (decided.decision.bounce) return undefined
+    await this.deps.onStage?.('decided', row)
+    const final: InboundEmailRow = { ...row, ...decided.result }
+    const stored = await this.storeDecidedPrepared(final, scope, keys, decided.result.links, this.deps.events.rows(decided.events))
+    return stored ? { status: 201, row: final, links: decided.result.links } : undefined
+  }
+
+  /**
+   * Store first (`received`, dedupe keys claimed), then process in a second transaction:
+   * duplicates are recorded here, and an email a crash or failure leaves `received` is
+   * finished by recovery.
+   */
+  private async storeThenProcess(row: InboundEmailRow, scope: string, keys: DedupeKey[], sourceHash: string, mail: ParsedMail): Promise<Accepted> {
+    const id = row.id
     let duplicate: { originalId: string; way: DedupeWay } | undefined
     try {
       await this.deps.db.transaction(async (tx) => {
@@ -146,26 +189,33 @@ export class InboundService {
           processedAt: new Date(),
           steps: [{ step: 'dedupe', result: 'duplicate', detail: `same ${describeWay(first.kind)} as email ${first.originalId} (scope ${scopeName(scope)})` }],
         })
-        await this.deps.pipeline.recordDuplicate(tx, id, connectorId, first.originalId, first.kind)
+        await this.deps.pipeline.recordDuplicate(tx, id, row.connectorId, first.originalId, first.kind)
       })
     } catch (error) {
       if (!(error instanceof ExactRepeat)) throw error
       const earlier = await this.deps.repository.findBySourceKey(this.deps.db, scope, sourceHash)
       if (!earlier) throw error
-      return { status: 200, duplicate: { duplicateOf: earlier.duplicateOf ?? earlier.id, way: 'source', email: await this.present(earlier) } }
+      return { status: 200, duplicateOf: earlier.duplicateOf ?? earlier.id, way: 'source', row: earlier }
     }
-    if (duplicate) return { status: 200, duplicate: { duplicateOf: duplicate.originalId, way: duplicate.way, email: await this.get(id) } }
+    if (duplicate) return { status: 200, duplicateOf: duplicate.originalId, way: duplicate.way, row: (await this.deps.repository.find(this.deps.db, id))! }
 
-    await this.deps.onStored?.(id)
+    await this.deps.onStage?.('stored', row)
     try {
       const result = await this.deps.pipeline.process(this.deps.db, row, mail)
       // Undefined: recovery in another instance took it first; read what it decided.
-      if (result) return { status: 201, email: presentEmail({ ...row, ...result }, result.links) }
+      if (result) return { status: 201, row: { ...row, ...result }, links: result.links }
     } catch (error) {
       // Stored and safe: recovery processes it again; the caller learns it is still `received`.
       this.deps.log?.error({ err: error, emailId: id }, 'processing a received email failed; recovery will retry it')
     }
-    return { status: 201, email: await this.get(id) }
+    return { status: 201, row: (await this.deps.repository.find(this.deps.db, id))! }
+  }
+
+  /** What intake answers: the email as the API shows it. */
+  async answer(accepted: Accepted): Promise<IngestResult> {
+    const links = accepted.links ?? (await this.deps.repository.linksOf(this.deps.db, [accepted.row.id]))
+    const email = presentEmail(accepted.row, links)
+    return accepted.status === 201 ? { status: 201, email } : { status: 200, duplicate: { duplicateOf: accepted.duplicateOf, way: accepted.way, email } }
   }
 
   private newRow(id: string, connectorId: string, format: 'mime' | 'graph', blob: { blobId: string; size: number }, sourceHash: string, keys: ReturnType<typeof dedupeKeys>, mail: ParsedMail): InboundEmailRow {
