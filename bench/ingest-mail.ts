@@ -6,11 +6,19 @@
  * source, content or identity dedupe key.
  *
  * The world is test/support/ingest.ts's (support@contoso.example with a billing@ route, a
- * blocked *@spam.example, one sent message <sent-0001@contoso.example> of WI-2002), and the
- * mails cycle through five kinds in a fixed mix of ten, each with a known outcome.
+ * blocked *@spam.example) plus SENT_MESSAGES messages Mailgate sent from support@ for work
+ * items WI-3000, WI-3001, ... (bench/ingest.ts adds them), and the mails cycle through five
+ * kinds in a fixed mix of ten, each with a known outcome. Replies spread over those work
+ * items, as replies to many tickets would, rather than all joining one.
  */
 import { createHash } from 'node:crypto'
-import { SENT_MESSAGE_ID } from '../test/support/ingest.ts'
+
+/** Sent messages (work items) the replies answer, in turn. */
+export const SENT_MESSAGES = 100
+
+/** The work item of sent message `k`, and the Message-ID Graph reported for it. */
+export const sentWorkItem = (k: number) => `WI-${3000 + k}`
+export const sentMessageId = (k: number) => `<${sentWorkItem(k).toLowerCase()}@contoso.example>`
 
 export type MailKind = 'request' | 'billing' | 'reply' | 'auto-reply' | 'spam'
 
@@ -110,14 +118,16 @@ function envelopeOf(kind: MailKind, n: number): Envelope {
       return { from: customer, to: 'Contoso Support <support@contoso.example>', subject: `Printer on floor 3 keeps jamming (site ${n})`, extraHeaders: [] }
     case 'billing':
       return { from: customer, to: 'Contoso Billing <billing@contoso.example>', subject: `Question about our last statement, account ${n}`, extraHeaders: [] }
-    case 'reply':
-      // Mailgate's one sent message (WI-2002) was to customer@fabrikam.example; the reply threads by In-Reply-To.
+    case 'reply': {
+      // A reply to one of Mailgate's sent messages (3 replies a cycle, each cycle the next work item); it threads by In-Reply-To.
+      const sent = sentMessageId(Math.floor(n / CYCLE.length) % SENT_MESSAGES)
       return {
-        from: 'Customer <customer@fabrikam.example>',
+        from: customer,
         to: 'support@contoso.example',
         subject: 'RE: Your printer',
-        extraHeaders: [`In-Reply-To: ${SENT_MESSAGE_ID}`, `References: ${SENT_MESSAGE_ID}`],
+        extraHeaders: [`In-Reply-To: ${sent}`, `References: ${sent}`],
       }
+    }
     case 'auto-reply':
       return {
         from: customer,

@@ -5,8 +5,9 @@
  * or TEST_DATABASE_URL: a scratch database on that server, dropped afterwards; skipped with a
  * notice when unset). The mail is bench/ingest-mail.ts's: about 38 KB each (Outlook-style
  * multipart/alternative text + html with a 12 KB PDF), every one distinct, in a fixed mix of
- * ten whose outcomes are known in test/support/ingest.ts's world: 5 requested (3 to support@,
- * 2 to billing@), 3 appended (replies to Mailgate's sent message), 1 unhandled (an automatic
+ * ten whose outcomes are known in test/support/ingest.ts's world (with 100 more messages
+ * Mailgate sent, for work items the replies spread over): 5 requested (3 to support@, 2 to
+ * billing@), 3 appended (replies to Mailgate's sent messages), 1 unhandled (an automatic
  * reply) and 1 discarded (a blocked sender). After each phase the stored outcomes are counted
  * and compared with that mix, and any duplicate is reported (none is meant).
  *
@@ -16,15 +17,16 @@
  *             beside a bare Fastify route in the same run that reads the same body to its end
  *             and answers 201 with a small JSON. Mailgate ÷ bare is the figure to compare.
  * inprocess   app.services.inbound.ingestMime(connectorId, <the raw mail>) without HTTP,
- *             20 callers at once, 3,000 mails: streaming into storage, parsing, the pipeline.
- * pipeline    app.services.inbound.accept(...) alone: 3,000 mails parsed beforehand (parseMime,
+ *             20 callers at once, 3,000 mails (or 15 s): streaming into storage, parsing, the
+ *             pipeline.
+ * pipeline    app.services.inbound.accept(...) alone: 3,000 mails (or 15 s) parsed beforehand (parseMime,
  *             then storable), one source blob written once and named by all, a distinct
  *             sha256 per mail; 20 callers at once. Dedupe keys, the stored row, the pipeline's
  *             steps, outcome and events: what every intake ends in. Target: 1,000 messages/s
  *             on PostgreSQL on the 2-core reference machine. Reported as an absolute figure.
  * statements  PostgreSQL only, a separate short run: every statement postgres.js sends
- *             (through its `debug` hook), counted per message by kind, for accept and for
- *             ingestMime, one sequential caller, 20 cycles of the mix (BENCH_COUNTED).
+ *             (through its `debug` hook), counted per message by kind with the bytes of their
+ *             parameters, for accept and for ingestMime, one caller, 20 cycles of the mix.
  *
  * For the in-process phases the CPU each side used is given in cores (of 2): this process,
  * and on PostgreSQL the server processes of the scratch database's connections (from
@@ -32,10 +34,13 @@
  * process; Microsoft is the test fake (nock), needed only to set up the world.
  *
  * BENCH_SECONDS (10), BENCH_WARMUP (1), BENCH_CONNECTIONS (20), BENCH_MESSAGES (3000),
- * BENCH_CONCURRENCY (20), BENCH_COUNTED (20 cycles of 10), BENCH_DATABASES=pglite or
- * =postgres for one database only. BENCH_CPU_PROFILE=<file.cpuprofile> profiles the
- * pipeline phase on PostgreSQL (on PGlite when PostgreSQL is not run) through the inspector;
- * summarise it with `node bench/cpu-profile.ts <file>`.
+ * BENCH_PHASE_SECONDS (15: an in-process phase stops taking new mails after this long, so
+ * that a slow database does not stretch the run; its rate is of the mails it took),
+ * BENCH_CONCURRENCY (20), BENCH_COUNTED (20 cycles of 10; BENCH_SHOW_SQL=1 prints every
+ * statement text counted), BENCH_DATABASES=pglite or =postgres for one database only.
+ * BENCH_CPU_PROFILE=<prefix> profiles the in-process phases on PostgreSQL (on PGlite when
+ * PostgreSQL is not run) through the inspector, into <prefix>.inprocess.cpuprofile and
+ * <prefix>.pipeline.cpuprofile; summarise one with `node bench/cpu-profile.ts <file>`.
  */
 import { spawn } from 'node:child_process'
 import { hash } from 'node:crypto'
@@ -61,8 +66,8 @@ import { randomSecretsKey, type TestApp } from '../test/support/app.ts'
 import { createScratchPostgresDatabase } from '../test/support/database.ts'
 import { FakeMicrosoft } from '../test/support/fake-microsoft.ts'
 import { buildIngestWorld } from '../test/support/ingest.ts'
-import { benchMail, expectedMix, kindOf } from './ingest-mail.ts'
-import { ADMIN_KEY } from './support.ts'
+import { benchMail, expectedMix, kindOf, SENT_MESSAGES, sentMessageId, sentWorkItem } from './ingest-mail.ts'
+import { ADMIN_KEY, adminCall } from './support.ts'
 
 type Kind = 'pglite' | 'postgres'
 
@@ -72,9 +77,11 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 1)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20)
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 3000)
+const PHASE_SECONDS = Number(process.env.BENCH_PHASE_SECONDS ?? 15)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 20)
 const COUNTED_CYCLES = Number(process.env.BENCH_COUNTED ?? 20)
 const PROFILE = process.env.BENCH_CPU_PROFILE || undefined
+const SHOW_SQL = Boolean(process.env.BENCH_SHOW_SQL)
 /** Mailgate's default pool size. */
 const POOL = 10
 
@@ -91,16 +98,25 @@ interface Setup {
   close(): Promise<void>
 }
 
-async function openDatabase(kind: Kind): Promise<{ database: Database; url: string | null; cleanup(): Promise<void> }> {
+async function openDatabase(kind: Kind): Promise<{ database: Database; cleanup(): Promise<void> }> {
   if (kind === 'pglite') {
     const dir = await mkdtemp(join(tmpdir(), 'mailgate-bench-ingest-'))
-    return { database: await openEmbeddedDatabase(dir), url: null, cleanup: () => rm(dir, { recursive: true, force: true }) }
+    return { database: await openEmbeddedDatabase(dir), cleanup: () => rm(dir, { recursive: true, force: true }) }
   }
   const scratch = await createScratchPostgresDatabase(postgresUrl!)
-  return { database: openExternalDatabase(scratch.url, { maxConnections: POOL }), url: scratch.url, cleanup: scratch.drop }
+  return { database: openExternalDatabase(scratch.url, { maxConnections: POOL }), cleanup: scratch.drop }
 }
 
-/** Mailgate on `database` (migrated here), with the world test/support/ingest.ts builds for the fixture corpus. */
+/** SENT_MESSAGES messages sent from support@ for their work items, with the Message-IDs Graph reported: what replies answer. */
+async function addSentMessages(app: App) {
+  for (let k = 0; k < SENT_MESSAGES; k++) {
+    const message = { from: 'support@contoso.example', to: [`customer${k}@fabrikam.example`], subject: 'Your printer', body: { contentType: 'text', content: 'We are on it.' } }
+    const { id } = (await adminCall(app, 'POST', '/v1/messages', { ...message, workItemRef: sentWorkItem(k) })) as { id: string }
+    await app.database.db.execute(sql`update outbound_messages set status = 'sent', sent_at = now(), graph_ids = ${JSON.stringify({ internetMessageId: sentMessageId(k) })}::jsonb where id = ${id}`)
+  }
+}
+
+/** Mailgate on `database` (migrated here), with the world test/support/ingest.ts builds for the fixture corpus, and sent messages. */
 async function setUp(kind: Kind, database: Database, cleanup: () => Promise<void>): Promise<Setup> {
   await database.migrate()
   const app = await buildApp({
@@ -119,6 +135,7 @@ async function setUp(kind: Kind, database: Database, cleanup: () => Promise<void
   let world: Awaited<ReturnType<typeof buildIngestWorld>>
   try {
     world = await buildIngestWorld(testApp, fake, fake.addTenant())
+    await addSentMessages(app)
   } finally {
     fake.stop() // intake never calls Microsoft
   }
@@ -143,6 +160,8 @@ async function setUp(kind: Kind, database: Database, cleanup: () => Promise<void
 interface Result {
   kind: Kind
   phase: string
+  /** Mails measured (HTTP: answered in the measured seconds). */
+  messages: number
   perSecond: number
   latency?: { p50: number; p99: number }
   bare?: number
@@ -201,19 +220,30 @@ async function withCpu<T>(setup: Setup, measure: () => Promise<T>): Promise<{ va
   return { value, cpu: { node: (node.user + node.system) / 1000 / wallMs, postgres: postgresMs === null ? null : postgresMs / wallMs } }
 }
 
-/** `count` calls of `work`, `concurrency` at a time; the time taken and what failed. */
+/**
+ * Calls `work` for indexes 0, 1, ... `concurrency` at a time, until `count` calls or until
+ * PHASE_SECONDS have passed; how many were made (all finished), the time taken, what failed.
+ */
 async function runConcurrently(count: number, concurrency: number, work: (index: number) => Promise<unknown>) {
   let next = 0
   const failures: string[] = []
   const started = performance.now()
+  const deadline = started + PHASE_SECONDS * 1000
   const caller = async () => {
-    while (next < count) {
+    while (next < count && performance.now() < deadline) {
       const index = next++
       await work(index).catch((error: unknown) => failures.push(`#${index}: ${error instanceof Error ? error.message : String(error)}`))
     }
   }
   await Promise.all(Array.from({ length: concurrency }, caller))
-  return { ms: performance.now() - started, failures }
+  return { calls: next, ms: performance.now() - started, failures }
+}
+
+/** The first few calls that threw, and how many were answered as duplicates (status 200). */
+function callFailures(thrown: string[], statuses: Record<number, number>): string[] {
+  const failures = [...thrown.slice(0, 3), ...(thrown.length > 3 ? [`…and ${thrown.length - 3} more`] : [])]
+  if (statuses[200]) failures.push(`${statuses[200]} taken for duplicates`)
+  return failures
 }
 
 async function* once(raw: Buffer): AsyncGenerator<Buffer> {
@@ -261,10 +291,9 @@ async function bareServer() {
 }
 
 function answerFailures(result: LoadResult): string[] {
-  const failures = Object.entries(result.statuses)
+  return Object.entries(result.statuses)
     .filter(([status]) => status !== '201')
     .map(([status, n]) => `${n} answered ${status === '0' ? 'with no HTTP answer' : status}`)
-  return failures
 }
 
 async function benchHttp(setup: Setup): Promise<Result> {
@@ -277,10 +306,11 @@ async function benchHttp(setup: Setup): Promise<Result> {
   return {
     kind: setup.kind,
     phase: 'HTTP intake (POST /v1/ingest)',
+    messages: result.requests,
     perSecond: result.perSecond,
     latency: result.latency,
     bare: bareResult.perSecond,
-    cpu: { node: cpu.node, postgres: cpu.postgres },
+    cpu,
     outcomes,
     expected: expectedMix(result.sent),
     failures: [...answerFailures(result), ...answerFailures(bareResult).map((failure) => `bare route: ${failure}`)],
@@ -291,19 +321,20 @@ async function benchHttp(setup: Setup): Promise<Result> {
 // inprocess: ingestMime without HTTP.
 // ---------------------------------------------------------------------------------------
 
-async function benchInProcess(setup: Setup, raws: Buffer[]): Promise<Result> {
+async function benchInProcess(setup: Setup, raws: Buffer[], profileFile?: string): Promise<Result> {
   const before = await outcomeCounts(setup.db)
   const statuses: Record<number, number> = {}
   const { value: run, cpu } = await withCpu(setup, () =>
-    runConcurrently(raws.length, CONCURRENCY, async (index) => {
-      const result = await setup.app.services.inbound.ingestMime(setup.connectorId, once(raws[index]!))
-      statuses[result.status] = (statuses[result.status] ?? 0) + 1
-    }),
+    profiled(profileFile, () =>
+      runConcurrently(raws.length, CONCURRENCY, async (index) => {
+        const result = await setup.app.services.inbound.ingestMime(setup.connectorId, once(raws[index]!))
+        statuses[result.status] = (statuses[result.status] ?? 0) + 1
+      }),
+    ),
   )
   const outcomes = subtract(await outcomeCounts(setup.db), before)
-  const failures = [...run.failures.slice(0, 3), ...(run.failures.length > 3 ? [`…and ${run.failures.length - 3} more`] : [])]
-  if (statuses[200]) failures.push(`${statuses[200]} taken for duplicates`)
-  return { kind: setup.kind, phase: 'in-process ingestMime', perSecond: (raws.length * 1000) / run.ms, cpu, outcomes, expected: expectedMix(raws.length), failures }
+  const failures = callFailures(run.failures, statuses)
+  return { kind: setup.kind, phase: 'in-process ingestMime', messages: run.calls, perSecond: (run.calls * 1000) / run.ms, cpu, outcomes, expected: expectedMix(run.calls), failures }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -338,7 +369,7 @@ async function profiled<T>(file: string | undefined, measure: () => Promise<T>):
     const { profile } = await session.post('Profiler.stop')
     await writeFile(file, JSON.stringify(profile))
     session.disconnect()
-    console.log(`CPU profile of the pipeline phase written to ${file}`)
+    console.log(`CPU profile of the phase written to ${file}`)
   }
 }
 
@@ -356,9 +387,8 @@ async function benchPipeline(setup: Setup, mails: Prepared[], profileFile?: stri
     ),
   )
   const outcomes = subtract(await outcomeCounts(setup.db), before)
-  const failures = [...run.failures.slice(0, 3), ...(run.failures.length > 3 ? [`…and ${run.failures.length - 3} more`] : [])]
-  if (statuses[200]) failures.push(`${statuses[200]} taken for duplicates`)
-  return { kind: setup.kind, phase: 'pipeline alone (accept)', perSecond: (mails.length * 1000) / run.ms, cpu, outcomes, expected: expectedMix(mails.length), failures }
+  const failures = callFailures(run.failures, statuses)
+  return { kind: setup.kind, phase: 'pipeline alone (accept)', messages: run.calls, perSecond: (run.calls * 1000) / run.ms, cpu, outcomes, expected: expectedMix(run.calls), failures }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -375,9 +405,19 @@ function statementLabel(text: string): string {
   return [verb, [...new Set(tables)].join('+'), ...extras].filter(Boolean).join(' ')
 }
 
+/** Bytes of a statement's parameters, about as they travel (text format). */
+function parameterBytes(parameters: unknown[]): number {
+  return parameters.reduce<number>((sum, value) => sum + (Buffer.isBuffer(value) ? value.length : value === null || value === undefined ? 0 : Buffer.byteLength(String(value))), 0)
+}
+
 /** A Database like openExternalDatabase's, whose every statement is passed to `onStatement`. */
-function countingDatabase(url: string, onStatement: (text: string) => void): Database {
-  const client = postgres(url, { max: POOL, onnotice: () => {}, connection: { application_name: 'mailgate' }, debug: (_connection, text) => onStatement(text) })
+function countingDatabase(url: string, onStatement: (text: string, parameters: unknown[]) => void): Database {
+  const client = postgres(url, {
+    max: POOL,
+    onnotice: () => {},
+    connection: { application_name: 'mailgate' },
+    debug: (_connection, text, parameters) => onStatement(text, parameters as unknown[]),
+  })
   const db = drizzle({ client, schema, casing: 'snake_case' }) as unknown as Db
   return {
     kind: 'external',
@@ -392,7 +432,7 @@ function countingDatabase(url: string, onStatement: (text: string) => void): Dat
 interface StatementCount {
   path: string
   messages: number
-  byLabel: Map<string, { count: number; texts: Set<string> }>
+  byLabel: Map<string, { count: number; bytes: number; texts: Set<string> }>
   byMailKind: Map<string, number[]>
 }
 
@@ -401,8 +441,8 @@ async function countStatements(): Promise<StatementCount[]> {
   const migrating = openExternalDatabase(scratch.url, { maxConnections: 1 })
   await migrating.migrate()
   await migrating.close()
-  let current: string[] | null = null
-  const setup = await setUp('postgres', countingDatabase(scratch.url, (text) => current?.push(text)), scratch.drop)
+  let current: { text: string; bytes: number }[] | null = null
+  const setup = await setUp('postgres', countingDatabase(scratch.url, (text, parameters) => current?.push({ text, bytes: parameterBytes(parameters) })), scratch.drop)
   try {
     const messages = COUNTED_CYCLES * 10
     const blob = await setup.app.services.attachments.write(setup.db, benchMail('count-source', 0))
@@ -417,9 +457,10 @@ async function countStatements(): Promise<StatementCount[]> {
       for (let n = 0; n < messages; n++) {
         current = []
         await call(n)
-        for (const text of current) {
-          const entry = count.byLabel.get(statementLabel(text)) ?? { count: 0, texts: new Set<string>() }
+        for (const { text, bytes } of current) {
+          const entry = count.byLabel.get(statementLabel(text)) ?? { count: 0, bytes: 0, texts: new Set<string>() }
           entry.count++
+          entry.bytes += bytes
           entry.texts.add(text)
           count.byLabel.set(statementLabel(text), entry)
         }
@@ -437,12 +478,18 @@ async function countStatements(): Promise<StatementCount[]> {
 function printStatements(counts: StatementCount[]) {
   for (const count of counts) {
     const total = [...count.byLabel.values()].reduce((sum, entry) => sum + entry.count, 0)
-    console.log(`\nstatements per message, ${count.path} on PostgreSQL (${count.messages} messages, one caller): ${(total / count.messages).toFixed(1)}`)
+    const bytes = [...count.byLabel.values()].reduce((sum, entry) => sum + entry.bytes, 0)
+    console.log(
+      `\nstatements per message, ${count.path} on PostgreSQL (${count.messages} messages, one caller): ${(total / count.messages).toFixed(1)}, ` +
+        `with ${(bytes / count.messages / 1024).toFixed(1)} KiB of parameters`,
+    )
     const kinds = [...count.byMailKind].map(([kind, ns]) => `${kind} ${(ns.reduce((a, b) => a + b, 0) / ns.length).toFixed(0)}`)
     console.log(`  by mail: ${kinds.join(', ')}`)
     const labels = [...count.byLabel].sort(([, a], [, b]) => b.count - a.count)
     for (const [label, entry] of labels) {
-      console.log(`  ${(entry.count / count.messages).toFixed(2).padStart(6)}  ${label}${entry.texts.size > 1 ? `   (${entry.texts.size} different texts)` : ''}`)
+      const kib = `${(entry.bytes / count.messages / 1024).toFixed(1).padStart(5)} KiB`
+      console.log(`  ${(entry.count / count.messages).toFixed(2).padStart(6)}  ${kib}  ${label}${entry.texts.size > 1 ? `   (${entry.texts.size} different texts)` : ''}`)
+      if (SHOW_SQL) for (const text of entry.texts) console.log(`            ${text.replace(/\s+/g, ' ')}`)
     }
   }
 }
@@ -453,7 +500,7 @@ function printStatements(counts: StatementCount[]) {
 
 function printResult(result: Result) {
   const cores = (n: number | null) => (n === null ? 'n/a' : n.toFixed(2))
-  const parts = [`${result.perSecond.toFixed(0).padStart(6)} msg/s`]
+  const parts = [`${result.perSecond.toFixed(0).padStart(6)} msg/s (${result.messages})`]
   if (result.latency) parts.push(`p50 ${result.latency.p50.toFixed(0)} ms, p99 ${result.latency.p99.toFixed(0)} ms`)
   if (result.bare !== undefined) parts.push(`bare route ${result.bare.toFixed(0)} msg/s, ratio ${(result.perSecond / result.bare).toFixed(3)}`)
   if (result.cpu) parts.push(`CPU cores: this process ${cores(result.cpu.node)}, PostgreSQL ${cores(result.cpu.postgres)}`)
@@ -467,11 +514,11 @@ function summary(results: Result[], counts: StatementCount[]) {
   const label = (kind: Kind) => (kind === 'pglite' ? 'PGlite (on disk)' : 'PostgreSQL')
   const cores = (n: number | null | undefined) => (n === null || n === undefined ? '–' : n.toFixed(2))
   console.log(`\n=== Summary: node ${process.version}, ${availableParallelism()} cores, ${new Date().toISOString().slice(0, 10)}`)
-  console.log('| database | phase | msg/s | p50 / p99 ms | bare route msg/s | ÷ bare | CPU cores: node / PostgreSQL | outcomes as expected | duplicates |')
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+  console.log('| database | phase | mails | msg/s | p50 / p99 ms | bare route msg/s | ÷ bare | CPU cores: node / PostgreSQL | outcomes as expected | duplicates |')
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const result of results) {
     console.log(
-      `| ${label(result.kind)} | ${result.phase} | ${result.perSecond.toFixed(0)} | ${result.latency ? `${result.latency.p50.toFixed(0)} / ${result.latency.p99.toFixed(0)}` : '–'} | ` +
+      `| ${label(result.kind)} | ${result.phase} | ${result.messages} | ${result.perSecond.toFixed(0)} | ${result.latency ? `${result.latency.p50.toFixed(0)} / ${result.latency.p99.toFixed(0)}` : '–'} | ` +
         `${result.bare?.toFixed(0) ?? '–'} | ${result.bare ? (result.perSecond / result.bare).toFixed(3) : '–'} | ${cores(result.cpu?.node)} / ${cores(result.cpu?.postgres)} | ` +
         `${sameMix(result.outcomes, result.expected) && result.failures.length === 0 ? 'yes' : 'NO'} | ${result.outcomes['duplicate'] ?? 0} |`,
     )
@@ -480,7 +527,7 @@ function summary(results: Result[], counts: StatementCount[]) {
     const total = [...count.byLabel.values()].reduce((sum, entry) => sum + entry.count, 0)
     console.log(`statements per message on PostgreSQL, ${count.path}: ${(total / count.messages).toFixed(1)}`)
   }
-  const settings = { BENCH_SECONDS: SECONDS, BENCH_WARMUP: WARMUP, BENCH_CONNECTIONS: CONNECTIONS, BENCH_MESSAGES: MESSAGES, BENCH_CONCURRENCY: CONCURRENCY, BENCH_COUNTED: COUNTED_CYCLES }
+  const settings = { BENCH_SECONDS: SECONDS, BENCH_WARMUP: WARMUP, BENCH_CONNECTIONS: CONNECTIONS, BENCH_MESSAGES: MESSAGES, BENCH_PHASE_SECONDS: PHASE_SECONDS, BENCH_CONCURRENCY: CONCURRENCY, BENCH_COUNTED: COUNTED_CYCLES }
   const databases = process.env.BENCH_DATABASES ? ` BENCH_DATABASES=${process.env.BENCH_DATABASES}` : ''
   const url = postgresUrl ? `BENCH_DATABASE_URL=${redacted(postgresUrl)} ` : ''
   const parts = process.argv.slice(2).filter((arg) => !arg.startsWith('-'))
@@ -501,6 +548,7 @@ async function main() {
   )
   if (!postgresUrl) console.log('PostgreSQL runs skipped: set BENCH_DATABASE_URL (or TEST_DATABASE_URL) to a server to include them.')
   const profileKind: Kind = kinds.includes('postgres') ? 'postgres' : 'pglite'
+  const profileFile = (kind: Kind, phase: string) => (PROFILE && kind === profileKind ? `${PROFILE}.${phase}.cpuprofile` : undefined)
 
   const raws = run('inprocess') ? Array.from({ length: MESSAGES }, (_, n) => benchMail('inprocess', n)) : []
   let mails: Prepared[] = []
@@ -521,8 +569,8 @@ async function main() {
       console.log(`\n=== ${kind === 'pglite' ? 'PGlite (embedded, on disk)' : 'PostgreSQL'}: set up in ${((performance.now() - started) / 1000).toFixed(1)} s`)
       const phases: [string, () => Promise<Result>][] = [
         ['http', () => benchHttp(setup)],
-        ['inprocess', () => benchInProcess(setup, raws)],
-        ['pipeline', () => benchPipeline(setup, mails, kind === profileKind ? PROFILE : undefined)],
+        ['inprocess', () => benchInProcess(setup, raws, profileFile(kind, 'inprocess'))],
+        ['pipeline', () => benchPipeline(setup, mails, profileFile(kind, 'pipeline'))],
       ]
       for (const [part, phase] of phases) {
         if (!run(part)) continue
