@@ -27,13 +27,9 @@ import { fileURLToPath } from 'node:url'
 import { isDeepStrictEqual } from 'node:util'
 import type { PGlite } from '@electric-sql/pglite'
 import Fastify from 'fastify'
-import { buildApp, type App } from '../src/app.ts'
+import type { App } from '../src/app.ts'
 import { openEmbeddedDatabase, openExternalDatabase, type Database } from '../src/database/index.ts'
-import { TokenProvider } from '../src/graph/token-provider.ts'
-import { SecretBox } from '../src/lib/secret-box.ts'
-import { createLogger } from '../src/logger.ts'
-import { randomSecretsKey } from '../test/support/app.ts'
-import { ADMIN_KEY, adminCall } from './support.ts'
+import { adminCall, benchApp } from './support.ts'
 import { createScratchPostgresDatabase } from '../test/support/database.ts'
 import { FakeMicrosoft } from '../test/support/fake-microsoft.ts'
 import { leanPglite, leanPostgres, type LeanSql } from './lean/db.ts'
@@ -85,16 +81,7 @@ async function setUp(kind: Kind): Promise<Setup> {
     cleanup = scratch.drop
   }
   await database.migrate()
-  const app = await buildApp({
-    database,
-    secretBox: new SecretBox(randomSecretsKey()),
-    tokenProvider: new TokenProvider(),
-    logger: createLogger('warn'),
-    collectDefaultMetrics: false,
-    dispatcher: { autostart: false },
-  })
-  await app.services.apiKeys.ensureInitialAdminKey(ADMIN_KEY)
-  await app.ready()
+  const app = await benchApp(database)
 
   const fake = new FakeMicrosoft().start()
   const connectorIds: string[] = []

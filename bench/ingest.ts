@@ -54,20 +54,17 @@ import { sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/postgres-js'
 import Fastify from 'fastify'
 import postgres from 'postgres'
-import { buildApp, type App } from '../src/app.ts'
+import type { App } from '../src/app.ts'
 import { openEmbeddedDatabase, openExternalDatabase, rowsOf, schema, type Database, type Db } from '../src/database/index.ts'
-import { TokenProvider } from '../src/graph/token-provider.ts'
-import { SecretBox } from '../src/lib/secret-box.ts'
-import { createLogger } from '../src/logger.ts'
 import type { Scope } from '../src/modules/api-keys/scopes.ts'
 import { parseMime } from '../src/modules/inbound/mime.ts'
 import { storable, type ParsedMail } from '../src/modules/inbound/parsed-mail.ts'
-import { randomSecretsKey, type TestApp } from '../test/support/app.ts'
+import type { TestApp } from '../test/support/app.ts'
 import { createScratchPostgresDatabase } from '../test/support/database.ts'
 import { FakeMicrosoft } from '../test/support/fake-microsoft.ts'
 import { buildIngestWorld } from '../test/support/ingest.ts'
 import { benchMail, expectedMix, kindOf, SENT_MESSAGES, sentMessageId, sentWorkItem } from './ingest-mail.ts'
-import { ADMIN_KEY, adminCall } from './support.ts'
+import { ADMIN_KEY, adminCall, benchApp } from './support.ts'
 
 type Kind = 'pglite' | 'postgres'
 
@@ -119,16 +116,7 @@ async function addSentMessages(app: App) {
 /** Mailgate on `database` (migrated here), with the world test/support/ingest.ts builds for the fixture corpus, and sent messages. */
 async function setUp(kind: Kind, database: Database, cleanup: () => Promise<void>): Promise<Setup> {
   await database.migrate()
-  const app = await buildApp({
-    database,
-    secretBox: new SecretBox(randomSecretsKey()),
-    tokenProvider: new TokenProvider(),
-    logger: createLogger('warn'),
-    collectDefaultMetrics: false,
-    dispatcher: { autostart: false },
-  })
-  await app.services.apiKeys.ensureInitialAdminKey(ADMIN_KEY)
-  await app.ready()
+  const app = await benchApp(database)
   const keyWith = async (...scopes: Scope[]) => (await app.services.apiKeys.create({ keyId: null }, { name: `bench ${scopes.join(' ')}`, scopes })).key
   const testApp: TestApp = { app, db: { database, url: null, drop: async () => {} }, adminKey: ADMIN_KEY, logs: [], keyWith, close: async () => {} }
   const fake = new FakeMicrosoft().start()
