@@ -119,6 +119,42 @@ describe('hostile mail', () => {
     expect(json.statusCode, json.body).toBe(201)
   })
 
+  it('unpaired surrogates (a UTF-16 encoded word, or JSON) are stored as U+FFFD rather than refused', async () => {
+    const mime = await ingest(rawMail({ subject: '=?UTF-16BE?B?2AAAQQ==?=' }))
+    expect(mime.status, JSON.stringify(mime.body)).toBe(201)
+    const json = await t.app.inject({
+      method: 'POST',
+      url: `/v1/ingest?connectorId=${world.connectorId}`,
+      headers: { ...bearer(world.ingestKey), 'content-type': 'application/json' },
+      payload: '{"subject":"\\ud800 lone","internetMessageHeaders":[{"name":"X-A","value":"\\udc00"}],"toRecipients":[{"emailAddress":{"address":"support@contoso.example"}}]}',
+    })
+    expect(json.statusCode, json.body).toBe(201)
+    expect(json.json().subject).toBe('\uFFFD lone')
+  })
+
+  it('HTML nested deeper than real mail is not sanitised on every read: the text body stands, and reads stay fast', async () => {
+    const html = '<div>'.repeat(60_000) + 'deep' + '</div>'.repeat(60_000)
+    const raw = ['From: a@adatum.example', 'To: support@contoso.example', 'Subject: deep html', 'MIME-Version: 1.0', 'Content-Type: text/html; charset=utf-8', '', html, ''].join('\r\n')
+    const { status, body } = await ingest(raw)
+    expect(status).toBe(201)
+    expect(body.htmlBody).toBeNull()
+    const read = await call('GET', `/v1/inbound/${body.id}`, undefined, world.readKey)
+    expect(read.body.htmlBody).toBeNull()
+    expect(read.body.textBody).toContain('deep')
+  })
+
+  it('a forged bounce naming an outbox id but no recipient is not believed', async () => {
+    const raw = [
+      'From: mailer-daemon@evil.example', 'Return-Path: <>', 'To: support@contoso.example', 'Subject: Undeliverable: hi', '', 'Your mail failed.',
+      `X-Mailgate-Message: ${world.sentMessageId}`, `Message-ID: ${SENT_MESSAGE_ID}`, '',
+    ].join('\r\n')
+    const before = (await call('GET', `/v1/messages/${world.sentMessageId}`)).body.bounces.length
+    const { body } = await ingest(raw)
+    expect(body.automated?.kind).toBe('bounce')
+    expect(body.steps).toContainEqual(expect.objectContaining({ step: 'bounce', result: 'unmatched' }))
+    expect((await call('GET', `/v1/messages/${world.sentMessageId}`)).body.bounces.length).toBe(before)
+  })
+
   it('a 10,000-part message is stored and processed, its attachment list capped with the reason', async () => {
     const parts = Array.from({ length: 10_000 }, (_, i) => `--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="f${i}.bin"\r\n\r\nAAAA\r\n`).join('')
     const raw = `From: a@adatum.example\r\nTo: support@contoso.example\r\nSubject: many parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n${parts}--b--\r\n`
@@ -181,10 +217,18 @@ describe('dedupe', () => {
     expect((await eventsFor(original.id)).map((event) => event.type)).toEqual(['work_item.requested'])
   })
 
+  it('a later mail with the same words is new work: the Date tells it from a copy', async () => {
+    const first = await ingest(rawMail({ subject: 'Any update?', body: 'Any update?', date: 'Mon, 23 Nov 2026 09:00:00 +0000' }))
+    const week = await ingest(rawMail({ subject: 'Any update?', body: 'Any update?', date: 'Mon, 30 Nov 2026 09:00:00 +0000' }))
+    expect([first.status, week.status]).toEqual([201, 201])
+    expect(week.body.outcome).toBe('requested')
+  })
+
   it('the same content under other transport headers, and the same Message-ID with another body, are duplicates with an event', async () => {
     const messageId = `${randomUUID()}@fabrikam.example`
     const first = await ingest(rawMail({ subject: 'dup ways', messageId, body: 'first body' }))
-    const sameContent = await ingest(rawMail({ subject: 'dup ways', body: 'first body', date: 'Tue, 1 Dec 2026 10:00:00 +0000' }))
+    // Another Message-ID and transport headers: a copy through an alias keeps only the Date.
+    const sameContent = await ingest(rawMail({ subject: 'dup ways', body: 'first body', headers: ['Received: from relay.contoso.example by mx2.contoso.example'] }))
     expect(sameContent.status).toBe(200)
     expect(sameContent.body).toMatchObject({ duplicateOf: first.body.id, way: 'content', email: { outcome: 'duplicate', duplicateOf: first.body.id } })
     const sameIdentity = await ingest(rawMail({ subject: 'dup ways', messageId, body: 'rewritten by a relay' }))
@@ -260,6 +304,18 @@ describe('threading modes', () => {
     await app.close()
   })
 
+  it('work that came in by BCC through a wildcard route threads by its headers (it has no address to look for)', async () => {
+    const app = await buildTestApp()
+    const w = await buildIngestWorld(app, fake, fake.addTenant())
+    const bcc = await ingestRaw(app, w.ingestKey, w.connectorId, rawMail({ from: 'bob@partner.example', to: ['someone@elsewhere.example'], messageId: 'bcc-origin@partner.example' }))
+    expect(bcc.body.workItems).toEqual([expect.objectContaining({ routeId: w.routes.get('partner'), address: '*' })])
+    const confirm = await app.app.inject({ method: 'PUT', url: `/v1/inbound/${bcc.body.id}/work-item`, headers: bearer(w.ingestKey), payload: { routeId: w.routes.get('partner'), workItemRef: 'WI-3003' } })
+    expect(confirm.statusCode).toBe(200)
+    const reply = await ingestRaw(app, w.ingestKey, w.connectorId, rawMail({ from: 'someone@elsewhere.example', inReplyTo: 'bcc-origin@partner.example' }))
+    expect(reply.body.workItems).toEqual([expect.objectContaining({ kind: 'appended', workItemRef: 'WI-3003' })])
+    await app.close()
+  })
+
   it('a reply whose work address was dropped from To/Cc is not threaded by its headers', async () => {
     const { app, outcome } = await appWith('mixed')
     expect(await outcome({ inReplyTo: 'origin@fabrikam.example', to: ['billing@contoso.example'] })).toBe('requested')
@@ -274,6 +330,13 @@ describe('own mail and blocked senders', () => {
     expect(own.body).toMatchObject({ outcome: 'ignored', outcomeReason: 'own_mail' })
     const forged = await ingest(rawMail({ headers: [`X-Mailgate-Message: ${randomUUID()}`] }))
     expect(forged.body.outcome).toBe('requested')
+  })
+
+  it('when From and Sender match different entries, the strictest action wins', async () => {
+    await call('POST', '/v1/blocked-addresses', { pattern: 'quiet@northwind.example', action: 'no_automated_replies' })
+    await call('POST', '/v1/blocked-addresses', { pattern: 'relay@northwind.example', action: 'discard' })
+    const { body } = await ingest(rawMail({ from: 'quiet@northwind.example', headers: ['Sender: relay@northwind.example'] }))
+    expect(body).toMatchObject({ outcome: 'discarded', outcomeReason: 'blocked' })
   })
 
   it('a discarded email is restored by reprocessing once its sender is unblocked', async () => {

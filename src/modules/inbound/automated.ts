@@ -27,6 +27,7 @@
  * body is only looked at when a header or the sender already points at automated mail.
  */
 import type { Automated, AutomatedKind } from '../../../db/schema.ts'
+import { MESSAGE_ID_HEADER } from '../outbound/send-policy.ts'
 import type { DeliveryStatusRecipient, MailAddress, ParsedMail } from './parsed-mail.ts'
 
 export interface AutomatedVerdict {
@@ -50,7 +51,6 @@ export interface BounceDetails {
 }
 
 /** The header of outgoing mail that ties a bounce back to the message Mailgate sent. */
-export const MAILGATE_MESSAGE_HEADER = 'x-mailgate-message'
 
 // ---------------------------------------------------------------------------------------------
 // Patterns (compiled once)
@@ -533,7 +533,7 @@ export function bounceDetails(mail: ParsedMail): BounceDetails | null {
       const v = str(value).trim()
       return v === '' ? null : v
     }
-    const mailgate = headerValue(report.originalHeaders, MAILGATE_MESSAGE_HEADER)
+    const mailgate = headerValue(report.originalHeaders, MESSAGE_ID_HEADER)
     return {
       recipient: field(chosen?.recipient)?.toLowerCase() ?? fromText().recipient,
       status: field(chosen?.status) ?? fromText().status,

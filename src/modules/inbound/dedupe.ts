@@ -25,8 +25,8 @@ function fingerprint(parts: unknown[]): string {
 
 /**
  * The three ways one mail is recognised again: its exact source; what a reader sees (sender,
- * recipients, subject, body text, attachments) without transport headers, as when a mail
- * reaches a mailbox and one of its aliases; and its Message-ID with sender, subject and
+ * recipients, subject, date, thread headers, body text, attachments) without transport
+ * headers, as when a mail reaches a mailbox and one of its aliases; and its Message-ID with sender, subject and
  * recipients, as when a server re-delivers it with a rewritten body.
  */
 export function dedupeKeys(mail: ParsedMail, sourceHash: string): DedupeKey[] {
@@ -34,7 +34,12 @@ export function dedupeKeys(mail: ParsedMail, sourceHash: string): DedupeKey[] {
   const recipients = [...new Set([...mail.to, ...mail.cc])].sort()
   const subject = normalised(mail.subject)
   const keys: DedupeKey[] = [
-    { kind: 'content', hash: fingerprint([from, [...mail.to].sort(), [...mail.cc].sort(), subject, normalised(mail.text), mail.attachments.map((a) => a.sha256).sort()]) },
+    {
+      kind: 'content',
+      // The Date and thread headers belong to what the sender wrote: they tell a customer's second
+      // identical "Any update?" from a copy of the first, which keeps them.
+      hash: fingerprint([from, [...mail.to].sort(), [...mail.cc].sort(), subject, normalised(mail.text), mail.attachments.map((a) => a.sha256).sort(), mail.date?.toISOString() ?? null, mail.inReplyTo, mail.references]),
+    },
   ]
   if (mail.messageId) keys.push({ kind: 'identity', hash: fingerprint([mail.messageId, from, subject, recipients]) })
   keys.push({ kind: 'source', hash: sourceHash })

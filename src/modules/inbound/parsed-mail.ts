@@ -66,7 +66,8 @@ export interface ParsedMail {
 const NUL = new RegExp(String.fromCharCode(0), 'g')
 
 function text(value: string): string {
-  return value.includes('\u0000') ? value.replace(NUL, '\uFFFD') : value
+  const wellFormed = value.isWellFormed() ? value : value.toWellFormed()
+  return wellFormed.includes('\u0000') ? wellFormed.replace(NUL, '\uFFFD') : wellFormed
 }
 
 function nullableText(value: string | null): string | null {
@@ -74,8 +75,9 @@ function nullableText(value: string | null): string | null {
 }
 
 /**
- * PostgreSQL stores no NUL character in text or jsonb, and mail from strangers may carry one
- * anywhere: each becomes U+FFFD, so the mail is still stored rather than refused.
+ * PostgreSQL stores no NUL character in text or jsonb and jsonb no unpaired UTF-16 surrogate,
+ * and mail from strangers may carry either anywhere (a UTF-16 encoded word decodes to one):
+ * each becomes U+FFFD, so the mail is still stored rather than refused.
  */
 export function storable(mail: ParsedMail): ParsedMail {
   const address = (value: MailAddress | null) => (value ? { address: text(value.address), name: nullableText(value.name) } : null)

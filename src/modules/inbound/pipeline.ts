@@ -2,6 +2,8 @@ import type { Automated, BlockAction, InboundOutcome, PipelineStep } from '../..
 import type { Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
 import type { DomainEvent, EventLog } from '../events/service.ts'
+import { TEST_MESSAGE_HEADER } from '../connection-tests/test-message.ts'
+import { MESSAGE_ID_HEADER as OWN_MESSAGE_HEADER } from '../outbound/send-policy.ts'
 import type { BounceReport, SentMessageRef } from '../outbound/sent-mail.ts'
 import { bounceDetails, classifyAutomated } from './automated.ts'
 import type { ParsedMail } from './parsed-mail.ts'
@@ -35,8 +37,6 @@ export interface PipelineDeps {
   }
 }
 
-const OWN_MESSAGE_HEADER = 'x-mailgate-message'
-const TEST_MESSAGE_HEADER = 'x-mailgate-test'
 
 export interface Decision {
   outcome: Exclude<InboundOutcome, 'received' | 'duplicate'>
@@ -71,6 +71,11 @@ export interface ProcessResult {
 
 /** The email was no longer `received`: another instance processed it. */
 class NotWaiting extends Error {}
+
+/** The address sent mail's work came in through; for work that came by BCC, the sent mail's sender. */
+function workAddress(address: string | undefined, sentFrom: string): string {
+  return address === undefined || address === '*' ? sentFrom : address
+}
 
 function headerValues(mail: ParsedMail, name: string): string[] {
   return mail.headers.filter((header) => header.name === name).map((header) => header.value.trim().replace(/^<|>$/g, ''))
@@ -160,6 +165,8 @@ export class InboundPipeline {
   private async commit(tx: Db, row: PipelineRow, decision: Decision, steps: PipelineStep[], options: { onlyIfReceived: boolean }): Promise<ProcessResult | undefined> {
     const decided = [...decision.steps]
     if (decision.bounce) {
+      // The email's row first, then the sent message's, in every path that takes both (reprocess holds the email's already).
+      if (!(await this.deps.repository.lock(tx, row.id, { receivedOnly: options.onlyIfReceived }))) return undefined
       const messageId = await this.deps.sentMail.recordBounce(tx, { ...decision.bounce, inboundEmailId: row.id })
       const at = decided.findIndex((step) => step.step === 'automated') + 1
       decided.splice(
@@ -246,11 +253,9 @@ export class InboundPipeline {
     // Blocked senders.
     let blockedSuppress = false
     const senders = [...new Set([mail.from?.address, mail.sender?.address].filter((address): address is string => Boolean(address)))]
-    let blocked: Awaited<ReturnType<PipelineDeps['blocked']['match']>>
-    for (const address of senders) {
-      blocked = await this.deps.blocked.match(tx, address)
-      if (blocked) break
-    }
+    const blocks = (await Promise.all(senders.map((address) => this.deps.blocked.match(tx, address)))).filter((match) => match !== undefined)
+    // From and Sender may match different entries: the strictest action wins.
+    const blocked = blocks.find((match) => match.action !== 'no_automated_replies') ?? blocks[0]
     if (blocked && blocked.action !== 'no_automated_replies') {
       steps.push({ step: 'blocked_address', result: blocked.action, detail: `sender matches blocked address ${blocked.pattern}` })
       return decision({ outcome: 'discarded', reason: blocked.action === 'spam' ? 'spam' : 'blocked', blockedAddressId: blocked.id })
@@ -333,7 +338,7 @@ export class InboundPipeline {
           ...sent.map((entry) => ({
             messageId: entry.messageId,
             workItemRef: entry.workItemRef,
-            address: work.get(entry.workItemRef.toLowerCase())?.address ?? entry.fromAddress,
+            address: workAddress(work.get(entry.workItemRef.toLowerCase())?.address, entry.fromAddress),
             source: 'outbound' as const,
           })),
         ]

@@ -1,4 +1,5 @@
 import sanitizeHtml from 'sanitize-html'
+import { nestsDeeperThan } from './html-text.ts'
 import type { InboundEmailRow, InboundEmailSummary as SummaryRow, WorkItemLinkRow } from './repository.ts'
 import type { InboundEmail, InboundEmailSummary } from './schemas.ts'
 
@@ -68,11 +69,20 @@ export function presentSummary(row: SummaryRow, links: WorkItemLinkRow[]): Inbou
   }
 }
 
+/** sanitize-html slows down sharply with nesting depth: deeper HTML than real mail has is not shown. */
+const MAX_SHOWN_NESTING = 500
+
+/** The HTML body made safe to show, or null when it is nested too deep to sanitise in time (the text body stands). */
+function safeHtml(html: string | null): string | null {
+  if (html === null || nestsDeeperThan(html, MAX_SHOWN_NESTING)) return null
+  return sanitizeHtml(html, SANITIZE_OPTIONS)
+}
+
 export function presentEmail(row: InboundEmailRow, links: WorkItemLinkRow[]): InboundEmail {
   return {
     ...presentSummary(row, links),
     headers: row.headers,
     textBody: row.textBody,
-    htmlBody: row.htmlBody === null ? null : sanitizeHtml(row.htmlBody, SANITIZE_OPTIONS),
+    htmlBody: safeHtml(row.htmlBody),
   }
 }

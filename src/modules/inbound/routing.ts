@@ -92,7 +92,8 @@ export function resolveRoutes(routes: IncomingRoute[], primaryAddress: string, m
   for (const address of addresses) {
     const candidates = [...specific.filter((route) => route.emailAddress === address), ...wildcard]
     if (address === primaryAddress && fallback) candidates.push(fallback)
-    take(candidates.find((route) => rulesMatch(route.rules, mail)), address)
+    // A route an earlier address already took is passed over: this address may still reach the next.
+    take(candidates.find((route) => !taken.has(route.id) && rulesMatch(route.rules, mail)), address)
   }
   return matches
 }

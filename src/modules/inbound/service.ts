@@ -98,9 +98,9 @@ export class InboundService {
           yield chunk
         }
         parserInput.end()
-      } catch (error) {
-        parserInput.destroy()
-        throw error
+      } finally {
+        // Storage stopped early (a size limit, a failed write): the parser must not wait for more.
+        if (!parserInput.writableEnded) parserInput.destroy()
       }
     }
     const parsing = parseMime(parserInput)

@@ -85,7 +85,8 @@ export class Threading {
       for (const message of known.filter((entry) => entry.messageId === id)) {
         const way = id === mail.inReplyTo ? 'in_reply_to' : 'references'
         const header = way === 'in_reply_to' ? 'In-Reply-To' : 'References'
-        if (addressed.has(message.address)) {
+        // Work that came in by BCC (through a wildcard route) has no address to look for.
+        if (message.address === '*' || addressed.has(message.address)) {
           return { workItemRef: message.workItemRef, way, detail: `${header} names ${message.source} message <${id}> of ${message.workItemRef}` }
         }
         tried.push(`${header} names <${id}> of ${message.workItemRef}, but ${message.address}, through which that work came in, is no longer among To/Cc`)

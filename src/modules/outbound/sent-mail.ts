@@ -94,8 +94,9 @@ export class SentMail {
 
   /**
    * Records a non-delivery report on the message it reports on, found by its outbox id or
-   * Message-ID. A report whose recipient was not among the message's recipients is not
-   * believed: anyone can write a DSN. Returns the message id when recorded.
+   * Message-ID. A report that names no recipient, or one the message was not sent to, is not
+   * believed: anyone can write a DSN, and every recipient saw the ids. Returns the message id
+   * when recorded.
    */
   async recordBounce(tx: Db, report: BounceReport, now = new Date()): Promise<string | null> {
     const byId = report.mailgateId && UUID.test(report.mailgateId) ? eq(outboundMessages.id, report.mailgateId) : undefined
@@ -115,7 +116,7 @@ export class SentMail {
       .limit(1)
       .for('update')
     if (!message) return null
-    if (report.recipient && !message.recipients.includes(report.recipient)) return null
+    if (!report.recipient || !message.recipients.includes(report.recipient)) return null
     if (message.bounces.some((bounce) => bounce.inboundEmailId === report.inboundEmailId)) return message.id
     const bounce: MessageBounce = {
       recipient: report.recipient,
