@@ -369,11 +369,17 @@ describe('unhandled mail', () => {
     })
     expect(route.status, JSON.stringify(route.body)).toBe(201)
     // Only the first sender is covered by the new route.
-    expect(route.body).toMatchObject({ reapplied: 3, changed: 1, more: false })
+    expect(route.body).toMatchObject({ reapplied: 3, changed: 1, nextAfterId: null })
     const first = (await call('GET', `/v1/inbound/${strays[0].id}`)).body
     expect(first).toMatchObject({ outcome: 'requested', workItems: [{ routeId: route.body.routeId }] })
-    const audit = (await call('GET', `/v1/audit?resourceId=${route.body.routeId}`)).body.items.map((entry: { action: string }) => entry.action)
-    expect(audit).toEqual(expect.arrayContaining(['create', 'reapply']))
+    expect((await call('GET', `/v1/audit?resourceId=${route.body.routeId}`)).body.items.map((entry: { action: string }) => entry.action)).toContain('create')
+    expect((await call('GET', `/v1/audit?resourceId=${world.connectorId}&action=reapply`)).body.items[0].diff.details).toMatchObject({ reapplied: 3, changed: 1 })
+
+    // A second sender's route, then the range again on its own: only the one still unhandled changes.
+    await call('POST', '/v1/routes', { connectorId: world.connectorId, name: 'vendor1', emailAddress: '*', workItemType: 'case', processId: 'adatum-vendor-1', rules: { senderIncludes: ['vendor1@adatum.example'] } })
+    const again = await call('POST', '/v1/inbound/reapply', { connectorId: world.connectorId, since, until: new Date(Date.now() + 1000).toISOString() })
+    expect(again.status, JSON.stringify(again.body)).toBe(200)
+    expect(again.body).toMatchObject({ reapplied: 2, changed: 1, nextAfterId: null })
   })
 
   it('refuses a recipient route for an address the email was not sent to', async () => {

@@ -142,6 +142,8 @@ export const workItemLinks = pgTable(
     uniqueIndex('work_item_links_append_unique').on(table.emailId, table.workItemRef).where(sql`${table.kind} = 'appended'`),
     index('work_item_links_email_idx').on(table.emailId),
     index('work_item_links_ref_idx').on(table.workItemRef),
+    // Threading looks references up case-blind (plus addresses arrive lower case).
+    index('work_item_links_ref_lower_idx').on(sql`lower(${table.workItemRef})`),
   ],
 )
 

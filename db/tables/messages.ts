@@ -86,6 +86,7 @@ export const outboundMessages = pgTable(
     index('outbound_messages_sending_idx').on(table.leaseExpiresAt).where(sql`${table.status} = 'sending'`),
     // Ingest looks up replies, bounces and its own mail coming back by the Message-ID Graph reported.
     index('outbound_messages_internet_message_id_idx').on(sql`(${table.graphIds} ->> 'internetMessageId')`),
+    index('outbound_messages_work_item_ref_lower_idx').on(sql`lower(${table.workItemRef})`),
   ],
 )
 

@@ -1,4 +1,4 @@
-import { and, desc, eq, gte, inArray, isNotNull, lt, lte, or, sql, type SQL } from 'drizzle-orm'
+import { and, desc, eq, gt, gte, inArray, isNotNull, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import { getTableColumns } from 'drizzle-orm'
 import { toSnakeCase } from 'drizzle-orm/casing'
 import { domainEvents, inboundDedupeKeys, inboundEmails, workItemLinks, type AutomatedKind, type InboundOutcome } from '../../../db/schema.ts'
@@ -140,14 +140,14 @@ export class InboundRepository {
   /** Confirmed references among these (lower case) -> as stored, with the address of the work's first request. */
   async knownRefs(executor: Db, lowerCaseRefs: string[]): Promise<Map<string, { ref: string; address: string }>> {
     if (lowerCaseRefs.length === 0) return new Map()
+    const lowerRef = sql<string>`lower(${workItemLinks.workItemRef})`
+    // The first link of each reference: the request the work was created by.
     const rows = await executor
-      .select({ ref: workItemLinks.workItemRef, address: workItemLinks.address })
+      .selectDistinctOn([lowerRef], { ref: workItemLinks.workItemRef, address: workItemLinks.address })
       .from(workItemLinks)
-      .where(inArray(sql`lower(${workItemLinks.workItemRef})`, lowerCaseRefs))
-      .orderBy(workItemLinks.id)
-    const known = new Map<string, { ref: string; address: string }>()
-    for (const row of rows) if (!known.has(row.ref!.toLowerCase())) known.set(row.ref!.toLowerCase(), { ref: row.ref!, address: row.address })
-    return known
+      .where(inArray(lowerRef, lowerCaseRefs))
+      .orderBy(lowerRef, workItemLinks.id)
+    return new Map(rows.map((row) => [row.ref!.toLowerCase(), { ref: row.ref!, address: row.address }]))
   }
 
   async list(executor: Db, filter: InboundListFilter): Promise<InboundEmailSummary[]> {
@@ -170,16 +170,25 @@ export class InboundRepository {
       .limit(filter.limit + 1)
   }
 
-  /** Unhandled emails of a connector received in a range, oldest first. */
-  async unhandledIn(executor: Db, connectorId: string, since: Date, until: Date, limit: number): Promise<string[]> {
+  /** Unhandled emails of a connector received in a range, in id order after `afterId`. */
+  async unhandledIn(executor: Db, range: { connectorId: string; since: Date; until: Date; afterId?: string }, limit: number): Promise<string[]> {
     const rows = await executor
       .select({ id: inboundEmails.id })
       .from(inboundEmails)
-      .where(and(eq(inboundEmails.connectorId, connectorId), eq(inboundEmails.outcome, 'unhandled'), gte(inboundEmails.receivedAt, since), lte(inboundEmails.receivedAt, until)))
+      .where(
+        and(
+          eq(inboundEmails.connectorId, range.connectorId),
+          eq(inboundEmails.outcome, 'unhandled'),
+          gte(inboundEmails.receivedAt, range.since),
+          lte(inboundEmails.receivedAt, range.until),
+          range.afterId ? gt(inboundEmails.id, range.afterId) : undefined,
+        ),
+      )
       .orderBy(inboundEmails.id)
       .limit(limit)
     return rows.map((row) => row.id)
   }
+
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { IResolvers, MercuriusContext } from 'mercurius'
 import { deepWithoutNulls, withoutNulls } from '../../lib/graphql.ts'
 import { IdParams } from '../../lib/schemas.ts'
-import { ConfirmWorkItemBody, CreateRouteFromEmailBody, ListInboundQuery } from './schemas.ts'
+import { ConfirmWorkItemBody, CreateRouteFromEmailBody, ListInboundQuery, ReapplyBody } from './schemas.ts'
 
 export const inboundResolvers: IResolvers<unknown, MercuriusContext> = {
   Query: {
@@ -15,6 +15,8 @@ export const inboundResolvers: IResolvers<unknown, MercuriusContext> = {
     },
     reprocessInboundEmail: async (_root, args, context) =>
       context.app.services.inbound.reprocess(context.reply.request.actor(), context.app.inputs.validate(IdParams, args).id),
+    reapplyUnhandledEmails: async (_root, { input }, context) =>
+      context.app.services.inbound.reapply(context.reply.request.actor(), context.app.inputs.validate(ReapplyBody, deepWithoutNulls(input))),
     createRouteFromInboundEmail: async (_root, { id, input }, context) => {
       const params = context.app.inputs.validate(IdParams, { id })
       return context.app.services.inbound.routeFrom(context.reply.request.actor(), params.id, context.app.inputs.validate(CreateRouteFromEmailBody, deepWithoutNulls(input)))

@@ -14,8 +14,10 @@ import {
   InboundPage,
   IngestQuery,
   ListInboundQuery,
+  ReapplyBody,
   ReapplyResultSchema,
   ReprocessResultSchema,
+  RouteFromEmailResultSchema,
 } from './schemas.ts'
 
 const tags = ['Inbound']
@@ -211,6 +213,22 @@ The message may be at most MESSAGE_SIZE_LIMIT bytes (413). A mail the parser can
   )
 
   app.post(
+    '/inbound/reapply',
+    {
+      config: { scopes: ['config:write'] },
+      schema: {
+        operationId: 'reapplyUnhandledEmails',
+        tags,
+        summary: "Run a connector's unhandled emails through the pipeline again",
+        description: 'After a route or blocked-address change: the unhandled emails received in the range, 1,000 per call in the order they arrived; `nextAfterId` continues. Audited.',
+        body: ReapplyBody,
+        response: { 200: ReapplyResultSchema, ...problemResponses() },
+      },
+    },
+    async (request) => service.reapply(request.actor(), request.body),
+  )
+
+  app.post(
     '/inbound/:id/route',
     {
       config: { scopes: ['config:write'] },
@@ -218,10 +236,10 @@ The message may be at most MESSAGE_SIZE_LIMIT bytes (413). A mail the parser can
         operationId: 'createRouteFromInboundEmail',
         tags,
         summary: 'Create an incoming route from an email',
-        description: "A route for one of the email's recipient addresses, or a wildcard route for its sender, into the given process. With `reapply`, the connector's unhandled emails received in that range run through the pipeline again (at most 1,000 per call), and the answer says how many changed outcome.",
+        description: "A route for one of the email's recipient addresses, or a wildcard route for its sender, into the given process. With `reapply`, the connector's unhandled emails received in that range run through the pipeline again (1,000 at most; `nextAfterId` continues with POST /v1/inbound/reapply), and the answer says how many changed outcome.",
         params: IdParams,
         body: CreateRouteFromEmailBody,
-        response: { 201: ReapplyResultSchema, ...problemResponses(404, 409, 422) },
+        response: { 201: RouteFromEmailResultSchema, ...problemResponses(404, 409, 422) },
       },
     },
     async (request, reply) => {

@@ -148,12 +148,27 @@ export const CreateRouteFromEmailBody = Type.Object(
 )
 export type CreateRouteFromEmailInput = Static<typeof CreateRouteFromEmailBody>
 
-export const ReapplyResultSchema = Type.Object({
-  routeId: Uuid,
+const reapplyResultFields = {
   reapplied: Type.Integer({ description: 'Unhandled emails run through the pipeline again' }),
   changed: Type.Integer({ description: 'How many of them changed outcome' }),
-  more: Type.Boolean({ description: 'True when the range held more emails than one call re-applies (1,000): call again' }),
-}, { description: 'The route created, and what re-applying it changed' })
+  nextAfterId: Type.Union([Uuid, Type.Null()], {
+    description: 'Set when the range holds more than one call re-applies (1,000): pass it as afterId to POST /v1/inbound/reapply',
+  }),
+}
+
+export const RouteFromEmailResultSchema = Type.Object({ routeId: Uuid, ...reapplyResultFields }, { description: 'The route created, and what re-applying it changed' })
+export const ReapplyResultSchema = Type.Object(reapplyResultFields, { description: 'What re-applying changed' })
+
+export const ReapplyBody = Type.Object(
+  {
+    connectorId: Uuid,
+    since: DateTime,
+    until: DateTime,
+    afterId: Type.Optional({ ...Uuid, description: 'The nextAfterId of the previous call, to go on' }),
+  },
+  { additionalProperties: false, description: "Which connector's unhandled emails to run through the pipeline again, by when they were received" },
+)
+export type ReapplyInput = Static<typeof ReapplyBody>
 
 export const ReprocessResultSchema = Type.Object(
   { before: OutcomeSchema, email: Type.Ref(InboundEmailSchema) },

@@ -24,7 +24,7 @@ import { storable, type ParsedMail } from './parsed-mail.ts'
 import type { InboundPipeline, IngestConnector } from './pipeline.ts'
 import { presentEmail, presentSummary } from './present.ts'
 import { prepareStoreDecided, type InboundEmailRow, type InboundRepository, type WorkItemLinkRow } from './repository.ts'
-import type { ConfirmWorkItemInput, CreateRouteFromEmailInput, InboundEmail, InboundEmailSummary, ListInboundInput } from './schemas.ts'
+import type { ConfirmWorkItemInput, CreateRouteFromEmailInput, InboundEmail, InboundEmailSummary, ListInboundInput, ReapplyInput } from './schemas.ts'
 
 export interface InboundServiceDeps {
   db: Db
@@ -54,6 +54,13 @@ export type Accepted =
 export type IngestResult =
   | { status: 201; email: InboundEmail }
   | { status: 200; duplicate: { duplicateOf: string; way: DedupeWay; email: InboundEmail } }
+
+export interface ReapplyResult {
+  reapplied: number
+  changed: number
+  /** Set when the range holds more: pass it as `afterId` to reapply the rest. */
+  nextAfterId: string | null
+}
 
 /** Emails re-applied in one call at most. */
 export const REAPPLY_LIMIT = 1000
@@ -368,7 +375,7 @@ export class InboundService {
   }
 
   /** A route from an email (its recipient, or a wildcard route for its sender), then optionally re-applied. */
-  async routeFrom(actor: Actor, id: string, input: CreateRouteFromEmailInput): Promise<{ routeId: string; reapplied: number; changed: number; more: boolean }> {
+  async routeFrom(actor: Actor, id: string, input: CreateRouteFromEmailInput): Promise<{ routeId: string } & ReapplyResult> {
     const row = await this.deps.repository.find(this.deps.db, id)
     if (!row) throw new NotFoundError('inbound email', id)
     const recipients = [...row.toAddresses, ...row.ccAddresses]
@@ -397,23 +404,34 @@ export class InboundService {
       ...(input.ticketCategory ? { ticketCategory: input.ticketCategory } : {}),
       ...(rules ? { rules } : {}),
     })
-    if (!input.reapply) return { routeId: route.id, reapplied: 0, changed: 0, more: false }
-    const ids = await this.deps.repository.unhandledIn(this.deps.db, row.connectorId, new Date(input.reapply.since), new Date(input.reapply.until), REAPPLY_LIMIT + 1)
+    if (!input.reapply) return { routeId: route.id, reapplied: 0, changed: 0, nextAfterId: null }
+    return { routeId: route.id, ...(await this.reapply(actor, { connectorId: row.connectorId, ...input.reapply })) }
+  }
+
+  /**
+   * Runs a connector's unhandled emails received in a range through the pipeline again (after
+   * a route or blocked-address change), at most REAPPLY_LIMIT per call in id order; pass the
+   * answer's `nextAfterId` as `afterId` to go on. Audited.
+   */
+  async reapply(actor: Actor, input: ReapplyInput): Promise<ReapplyResult> {
+    const range = { connectorId: input.connectorId, since: new Date(input.since), until: new Date(input.until), afterId: input.afterId }
+    const ids = await this.deps.repository.unhandledIn(this.deps.db, range, REAPPLY_LIMIT + 1)
+    const batch = ids.slice(0, REAPPLY_LIMIT)
     let changed = 0
-    for (const emailId of ids.slice(0, REAPPLY_LIMIT)) {
+    for (const emailId of batch) {
       const email = await this.deps.repository.find(this.deps.db, emailId)
       if (!email) continue
       const result = await this.deps.pipeline.reprocess(this.deps.db, emailId, await this.parseStored(email))
       if (result && result.after !== result.before) changed++
     }
-    const reapplied = Math.min(ids.length, REAPPLY_LIMIT)
+    const nextAfterId = ids.length > REAPPLY_LIMIT ? batch.at(-1)! : null
     await this.deps.audit.record(this.deps.db, actor, {
       action: 'reapply',
-      resourceType: 'route',
-      resourceId: route.id,
-      details: { emailId: id, since: input.reapply.since, until: input.reapply.until, reapplied, changed },
+      resourceType: 'connector',
+      resourceId: input.connectorId,
+      details: { since: input.since, until: input.until, afterId: input.afterId ?? null, reapplied: batch.length, changed },
     })
-    return { routeId: route.id, reapplied, changed, more: ids.length > REAPPLY_LIMIT }
+    return { reapplied: batch.length, changed, nextAfterId }
   }
 }
 

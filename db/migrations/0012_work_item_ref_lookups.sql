@@ -1,0 +1,2 @@
+CREATE INDEX "outbound_messages_work_item_ref_lower_idx" ON "outbound_messages" USING btree (lower("work_item_ref"));--> statement-breakpoint
+CREATE INDEX "work_item_links_ref_lower_idx" ON "work_item_links" USING btree (lower("work_item_ref"));
