@@ -2,8 +2,9 @@ import { sql, type Column, type SQL } from 'drizzle-orm'
 
 /**
  * `column = any('{…}'::uuid[])`: one parameter whatever the number of ids, so the statement's
- * text stays the same and the driver reuses its prepared statement, where `in ($1, …, $n)`
- * is a new statement for every length. The ids are UUIDs this service made or checked.
+ * text stays the same for any length, where `in ($1, …, $n)` is a new text for every length.
+ * (Only a statement Drizzle was asked to `.prepare()` is prepared on the server.) The ids are
+ * UUIDs this service made or checked.
  */
 export function idIn(column: Column, ids: readonly string[]): SQL {
   return sql`${column} = any(${`{${ids.join(',')}}`}::uuid[])`
