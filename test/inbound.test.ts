@@ -6,7 +6,7 @@ import { schema } from '../src/database/index.ts'
 import { bearer, buildTestApp, type TestApp } from './support/app.ts'
 import { FakeMicrosoft } from './support/fake-microsoft.ts'
 import { mailSetup } from './support/mail.ts'
-import { buildIngestWorld, ingestRaw, SENT_MESSAGE_ID, type IngestWorld } from './support/ingest.ts'
+import { buildIngestWorld, CORPUS_TEST_ID, ingestRaw, SENT_MESSAGE_ID, type IngestWorld } from './support/ingest.ts'
 import { rawMail } from './support/raw-mail.ts'
 
 const fake = new FakeMicrosoft()
@@ -325,11 +325,15 @@ describe('threading modes', () => {
 })
 
 describe('own mail and blocked senders', () => {
-  it('mail naming a message Mailgate sent in x-mailgate-message is ignored, an unknown id is not', async () => {
+  it('mail naming a message Mailgate sent or a connection test it ran is ignored; unknown ids are not', async () => {
     const own = await ingest(rawMail({ headers: [`X-Mailgate-Message: ${world.sentMessageId}`] }))
     expect(own.body).toMatchObject({ outcome: 'ignored', outcomeReason: 'own_mail' })
     const forged = await ingest(rawMail({ headers: [`X-Mailgate-Message: ${randomUUID()}`] }))
     expect(forged.body.outcome).toBe('requested')
+    const test = await ingest(rawMail({ headers: [`X-Mailgate-Test: ${CORPUS_TEST_ID}`] }))
+    expect(test.body).toMatchObject({ outcome: 'ignored', outcomeReason: 'test_message' })
+    const forgedTest = await ingest(rawMail({ headers: ['X-Mailgate-Test: whatever'] }))
+    expect(forgedTest.body.outcome).toBe('requested')
   })
 
   it('when From and Sender match different entries, the strictest action wins', async () => {

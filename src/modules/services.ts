@@ -142,6 +142,7 @@ export function createServices(deps: ServiceDeps): Services {
       connectors,
       routes: routeBook,
       blocked: blockedAddresses,
+      connectionTests: tests,
       sentMail: new SentMail(db, events),
     }),
     store: attachments,

@@ -5,6 +5,9 @@ import { bearer, type TestApp } from './app.ts'
 import type { FakeMicrosoft, FakeTenant } from './fake-microsoft.ts'
 import { mailSetup } from './mail.ts'
 
+/** The id of the connection test whose message test/fixtures/inbound/37-connection-test.eml is. */
+export const CORPUS_TEST_ID = '6f0c2b1e-94d7-4a3f-b8e5-2c71d9a04f36'
+
 /** The Message-ID the world's one sent message is known by. */
 export const SENT_MESSAGE_ID = '<sent-0001@contoso.example>'
 
@@ -42,7 +45,17 @@ export async function buildIngestWorld(t: TestApp, fake: FakeMicrosoft, tenant: 
   }
 
   // Mailgate sent one message for WI-2002; Graph reported its Message-ID.
-  await setup.outgoing(integrationId, 'support@contoso.example')
+  const outgoingId = await setup.outgoing(integrationId, 'support@contoso.example')
+  // The connection test whose message the corpus holds (37-connection-test.eml) was run by that connector.
+  await t.app.database.db.insert(schema.connectionTests).values({
+    id: CORPUS_TEST_ID,
+    resourceType: 'connector',
+    resourceId: outgoingId,
+    configHash: 'corpus',
+    candidate: false,
+    ok: true,
+    result: { ok: true, steps: [] },
+  })
   const sent = await t.app.inject({
     method: 'POST',
     url: '/v1/messages',

@@ -126,6 +126,11 @@ export class ConnectionTestRepository {
     return new Map(rows.filter((row) => wanted.get(row.resourceId) === row.configHash).map((row) => [row.resourceId, row]))
   }
 
+  async exists(executor: Db, id: string): Promise<boolean> {
+    const rows = await executor.select({ id: connectionTests.id }).from(connectionTests).where(eq(connectionTests.id, id)).limit(1)
+    return rows.length > 0
+  }
+
   async deleteFor(executor: Db, resourceType: TestedResource, resourceId: string): Promise<void> {
     await executor
       .delete(connectionTests)

@@ -100,6 +100,11 @@ export class ConnectionTests {
   }
 
   /** A resource's tests go with it. */
+  /** Whether a test with this id was run: the id its test message carries (ingest checks it). */
+  async exists(executor: Db, id: string): Promise<boolean> {
+    return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id) && this.repository.exists(executor, id)
+  }
+
   async deleteFor(executor: Db, resourceType: TestedResource, resourceId: string): Promise<void> {
     await this.repository.deleteFor(executor, resourceType, resourceId)
   }

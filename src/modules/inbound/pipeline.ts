@@ -29,6 +29,7 @@ export interface PipelineDeps {
   connectors: { find(executor: Db, id: string): Promise<IngestConnector | undefined> }
   routes: { incomingOf(executor: Db, connectorId: string): Promise<IncomingRoute[]> }
   blocked: { match(executor: Db, address: string): Promise<{ id: string; pattern: string; action: BlockAction } | undefined> }
+  connectionTests: { exists(executor: Db, testId: string): Promise<boolean> }
   sentMail: {
     includesAny(executor: Db, mailgateIds: string[], messageIds: string[]): Promise<boolean>
     withWork(executor: Db, messageIds: string[]): Promise<SentMessageRef[]>
@@ -243,8 +244,9 @@ export class InboundPipeline {
       steps.push({ step: 'own_mail', result: 'ignored', detail: ownIds.length > 0 ? `${OWN_MESSAGE_HEADER} names a message Mailgate sent` : `Message-ID <${mail.messageId}> is a message Mailgate sent` })
       return decision({ outcome: 'ignored', reason: 'own_mail' })
     }
+    // Only an id of a test that was run: anyone can write the header.
     const testId = headerValues(mail, TEST_MESSAGE_HEADER)[0]
-    if (testId !== undefined) {
+    if (testId !== undefined && (await this.deps.connectionTests.exists(tx, testId))) {
       steps.push({ step: 'own_mail', result: 'ignored', detail: `connection-test message (${TEST_MESSAGE_HEADER}: ${testId.slice(0, 64)})` })
       return decision({ outcome: 'ignored', reason: 'test_message' })
     }
