@@ -462,6 +462,16 @@ describe('crash safety', () => {
 })
 
 describe('reading received mail', () => {
+  it('counts emails by outcome in the metrics', async () => {
+    const metrics = await t.app.inject({ method: 'GET', url: '/metrics', headers: bearer(t.adminKey) })
+    const requested = Number(/mailgate_inbound_emails_total\{outcome="requested"\} (\d+)/.exec(metrics.body)?.[1])
+    const stored = await t.app.database.db.select({ id: schema.inboundEmails.id }).from(schema.inboundEmails).where(eq(schema.inboundEmails.outcome, 'requested'))
+    // Reprocessing and re-applying move some emails to requested without intake counting them again.
+    expect(requested).toBeGreaterThan(0)
+    expect(requested).toBeLessThanOrEqual(stored.length)
+    expect(metrics.body).toMatch(/mailgate_inbound_emails_total\{outcome="duplicate"\} [1-9]/)
+  })
+
   it('lists with filters and cursor pages, and GraphQL shows the same', async () => {
     const page1 = await call('GET', '/v1/inbound?limit=2', undefined, world.readKey)
     expect(page1.status).toBe(200)

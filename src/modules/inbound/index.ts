@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { Counter } from 'prom-client'
 import type { AppOptions } from '../../app.ts'
 import type { IngestSettings } from '../../config.ts'
 import type { AppModule } from '../module.ts'
@@ -23,6 +24,13 @@ export interface IngestOptions extends Partial<IngestSettings> {
 }
 
 async function inboundWorkers(app: FastifyInstance, options: AppOptions) {
+  const taken = new Counter({
+    name: 'mailgate_inbound_emails_total',
+    help: 'Received emails by the outcome intake or recovery gave them',
+    labelNames: ['outcome'],
+    registers: [app.metrics],
+  })
+  app.services.inbound.onOutcome((outcome) => taken.inc({ outcome }))
   const recovery = new InboundRecovery(app.services.inbound)
   app.decorate('inboundRecovery', recovery)
   app.workers.add(recovery, { name: 'inbound-recovery', pollMs: RECOVERY_INTERVAL_MS, maxConcurrent: 1, autostart: options.ingest?.recovery?.autostart ?? false })
@@ -34,5 +42,5 @@ export const inboundModule: AppModule = {
   schemas: [InboundEmailSchema, InboundEmailSummarySchema],
   routes: inboundRoutes,
   resolvers: inboundResolvers,
-  plugin: fp(inboundWorkers, { name: 'inbound-workers', fastify: '5.x', dependencies: ['database', 'services', 'workers'] }),
+  plugin: fp(inboundWorkers, { name: 'inbound-workers', fastify: '5.x', dependencies: ['database', 'services', 'workers', 'metrics'] }),
 }

@@ -8,6 +8,7 @@ import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import type { AttachmentStore } from '../attachments/store.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
+import type { InboundOutcome } from '../../../db/schema.ts'
 import type { CreateRouteInput } from '../email-routes/schemas.ts'
 import type { EventLog } from '../events/service.ts'
 import { dedupeKeys, dedupeScope, type DedupeKey, type DedupeWay } from './dedupe.ts'
@@ -78,10 +79,22 @@ export class InboundService {
   private readonly deps: InboundServiceDeps
 
   private readonly storeDecidedPrepared: ReturnType<typeof prepareStoreDecided>
+  private readonly outcomeListeners: ((outcome: InboundOutcome) => void)[] = []
 
   constructor(deps: InboundServiceDeps) {
     this.deps = deps
     this.storeDecidedPrepared = prepareStoreDecided(deps.db)
+  }
+
+  /** Called with the outcome each email gets when intake or recovery decides it (metrics). */
+  onOutcome(listener: (outcome: InboundOutcome) => void): void {
+    this.outcomeListeners.push(listener)
+  }
+
+  private counted(outcome: InboundOutcome): void {
+    // A mail left `received` is counted when recovery finishes it.
+    if (outcome === 'received') return
+    for (const listener of this.outcomeListeners) listener(outcome)
   }
 
   get sizeLimit(): number {
@@ -149,7 +162,10 @@ export class InboundService {
     const keys = dedupeKeys(mail, sourceHash)
     const row = this.newRow(newId(), connectorId, format, blob, sourceHash, keys, mail)
     const fast = await this.storeDecided(row, scope, keys, mail)
-    return fast ?? this.storeThenProcess(row, scope, keys, sourceHash, mail)
+    const accepted = fast ?? (await this.storeThenProcess(row, scope, keys, sourceHash, mail))
+    // An exact repeat stored nothing new: it is not counted again.
+    if (accepted.row.id === row.id) this.counted(accepted.status === 200 ? 'duplicate' : accepted.row.outcome)
+    return accepted
   }
 
   /**
@@ -283,12 +299,19 @@ export class InboundService {
       if (attempts === 0) continue
       try {
         if (attempts > MAX_PROCESSING_ATTEMPTS) {
-          if (await this.deps.pipeline.giveUp(this.deps.db, id, `processing failed ${MAX_PROCESSING_ATTEMPTS} times`)) finished++
+          if (await this.deps.pipeline.giveUp(this.deps.db, id, `processing failed ${MAX_PROCESSING_ATTEMPTS} times`)) {
+            finished++
+            this.counted('unhandled')
+          }
           continue
         }
         const row = await this.deps.repository.find(this.deps.db, id)
         if (!row || row.outcome !== 'received') continue
-        if (await this.deps.pipeline.process(this.deps.db, row, await this.parseStored(row))) finished++
+        const result = await this.deps.pipeline.process(this.deps.db, row, await this.parseStored(row))
+        if (result) {
+          finished++
+          this.counted(result.outcome)
+        }
       } catch (error) {
         this.deps.log?.error({ err: error, emailId: id, attempts }, 'recovering a received email failed; it is retried later')
       }
