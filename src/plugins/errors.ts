@@ -18,6 +18,7 @@ import {
   problemType,
 } from '../lib/errors.ts'
 import { invalidFields } from '../lib/validation.ts'
+import { databaseErrorCode } from '../database/error-code.ts'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
@@ -72,7 +73,7 @@ export function toDomainError(error: unknown): DomainError {
       )
   }
   // A constraint caught a race the service's own checks could not see (two creates at once).
-  const databaseCode = (error as { cause?: { code?: string } })?.cause?.code ?? (error as { code?: string })?.code
+  const databaseCode = databaseErrorCode(error)
   if (databaseCode === '23505') {
     return new ConflictError('Another request created the same thing at the same moment (a unique value is taken). Read the current state and retry if still needed.')
   }

@@ -7,6 +7,7 @@ import { withIsoDates } from '../../lib/serialize.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
 import type { BlockedAddressRepository, BlockedAddressRow, NewBlockedAddress } from './repository.ts'
 import type { BlockedAddress, CreateBlockedAddressInput, ListBlockedAddressesInput, UpdateBlockedAddressInput } from './schemas.ts'
+import { databaseErrorCode } from '../../database/error-code.ts'
 
 /** The block that applies to a sender. */
 export interface BlockMatch {
@@ -152,10 +153,8 @@ function existsError(holder: BlockedAddressRow): BlockedAddressExistsError {
   )
 }
 
-/** PostgreSQL's unique_violation, as postgres.js and PGlite report it (Drizzle wraps it as the cause). */
 function isUniqueViolation(error: unknown): boolean {
-  const code = (error as { cause?: { code?: string } })?.cause?.code ?? (error as { code?: string })?.code
-  return code === '23505'
+  return databaseErrorCode(error) === '23505'
 }
 
 function present(row: BlockedAddressRow): BlockedAddress {

@@ -199,8 +199,8 @@ export class InboundPipeline {
    * The decision for a new email, from reads only (prepared statements): intake stores the
    * email already decided, in one statement, when the decision writes nothing elsewhere.
    */
-  async decideNew(db: Db, row: PipelineRow, mail: ParsedMail): Promise<{ decision: Decision; result: ProcessResult; events: DomainEvent[] }> {
-    const decision = await this.decide(db, row, mail)
+  async decideNew(db: Db, row: PipelineRow, mail: ParsedMail, connector?: IngestConnector): Promise<{ decision: Decision; result: ProcessResult; events: DomainEvent[] }> {
+    const decision = await this.decide(db, row, mail, connector)
     const processedAt = new Date()
     const links: WorkItemLinkRow[] = decision.links.map((link) => ({
       routeId: null,
@@ -226,8 +226,8 @@ export class InboundPipeline {
   }
 
   /** Every step's decision, from reads only: run outside a transaction it uses prepared statements. */
-  private async decide(tx: Db, row: PipelineRow, mail: ParsedMail): Promise<Decision> {
-    const connector = await this.deps.connectors.find(tx, row.connectorId)
+  private async decide(tx: Db, row: PipelineRow, mail: ParsedMail, known?: IngestConnector): Promise<Decision> {
+    const connector = known ?? (await this.deps.connectors.find(tx, row.connectorId))
     const steps: PipelineStep[] = []
     const decision = (rest: Partial<Decision> & Pick<Decision, 'outcome' | 'reason'>): Decision => ({
       automated: null,

@@ -4,6 +4,7 @@ import { toSnakeCase } from 'drizzle-orm/casing'
 import { domainEvents, inboundDedupeKeys, inboundEmails, workItemLinks, type AutomatedKind, type InboundOutcome } from '../../../db/schema.ts'
 import type { NewDomainEvent } from '../events/repository.ts'
 import { idIn } from '../../database/id-in.ts'
+import { databaseErrorCode } from '../../database/error-code.ts'
 import type { Db } from '../../database/index.ts'
 import type { DedupeKey, DedupeWay } from './dedupe.ts'
 
@@ -276,9 +277,5 @@ export function prepareStoreDecided(db: Db) {
 }
 
 function isForeignKeyViolation(error: unknown): boolean {
-  for (let current = error; current instanceof Error || (typeof current === 'object' && current !== null); current = (current as { cause?: unknown }).cause) {
-    if ((current as { code?: unknown }).code === '23503') return true
-    if (!(current as { cause?: unknown }).cause) break
-  }
-  return false
+  return databaseErrorCode(error) === '23503'
 }

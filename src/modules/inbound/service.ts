@@ -103,7 +103,7 @@ export class InboundService {
 
   /** Raw RFC 5322: streamed into storage and through the parser side by side, never held whole. */
   async ingestMime(connectorId: string, source: AsyncIterable<Buffer>): Promise<IngestResult> {
-    await this.requireAcceptingConnector(connectorId)
+    const connector = await this.requireAcceptingConnector(connectorId)
     const hash = createHash('sha256')
     const parserInput = new PassThrough({ highWaterMark: 256 * 1024 })
     const limit = this.deps.sizeLimit
@@ -128,16 +128,16 @@ export class InboundService {
     parsing.catch(() => {})
     const blob = await this.deps.store.writeStream(this.deps.db, teed())
     const mail = storable(await parsing)
-    return this.answer(await this.accept(connectorId, 'mime', blob, hash.digest('hex'), mail))
+    return this.answer(await this.accept(connectorId, 'mime', blob, hash.digest('hex'), mail, connector))
   }
 
   /** Graph's message JSON, stored as received (re-serialised) so it can be processed again. */
   async ingestGraph(connectorId: string, message: GraphMessageInput): Promise<IngestResult> {
-    await this.requireAcceptingConnector(connectorId)
+    const connector = await this.requireAcceptingConnector(connectorId)
     const source = Buffer.from(JSON.stringify(message))
     const mail = storable(fromGraphMessage(message))
     const blob = await this.deps.store.write(this.deps.db, source)
-    return this.answer(await this.accept(connectorId, 'graph', blob, oneShotHash('sha256', source), mail))
+    return this.answer(await this.accept(connectorId, 'graph', blob, oneShotHash('sha256', source), mail, connector))
   }
 
   private async requireAcceptingConnector(connectorId: string): Promise<IngestConnector> {
@@ -157,11 +157,19 @@ export class InboundService {
    * The pipeline proper, from dedupe to outcome, for a source already stored and parsed:
    * what both intake formats (and the mailbox sync) end in.
    */
-  async accept(connectorId: string, format: 'mime' | 'graph', blob: { blobId: string; size: number }, sourceHash: string, mail: ParsedMail): Promise<Accepted> {
+  async accept(
+    connectorId: string,
+    format: 'mime' | 'graph',
+    blob: { blobId: string; size: number },
+    sourceHash: string,
+    mail: ParsedMail,
+    /** The connector, when the caller has just read it (intake checks its state first). */
+    connector?: IngestConnector,
+  ): Promise<Accepted> {
     const scope = dedupeScope(this.deps.settings.dedupeScope, connectorId)
     const keys = dedupeKeys(mail, sourceHash)
     const row = this.newRow(newId(), connectorId, format, blob, sourceHash, keys, mail)
-    const fast = await this.storeDecided(row, scope, keys, mail)
+    const fast = await this.storeDecided(row, scope, keys, mail, connector)
     const accepted = fast ?? (await this.storeThenProcess(row, scope, keys, sourceHash, mail))
     // An exact repeat stored nothing new: it is not counted again.
     if (accepted.row.id === row.id) this.counted(accepted.status === 200 ? 'duplicate' : accepted.row.outcome)
@@ -173,10 +181,10 @@ export class InboundService {
    * outcome, links and events at once. Undefined when that does not fit: a duplicate, a
    * bounce (it writes to the sent message too), or a decision that failed.
    */
-  private async storeDecided(row: InboundEmailRow, scope: string, keys: DedupeKey[], mail: ParsedMail): Promise<Accepted | undefined> {
+  private async storeDecided(row: InboundEmailRow, scope: string, keys: DedupeKey[], mail: ParsedMail, connector?: IngestConnector): Promise<Accepted | undefined> {
     let decided: Awaited<ReturnType<InboundPipeline['decideNew']>>
     try {
-      decided = await this.deps.pipeline.decideNew(this.deps.db, row, mail)
+      decided = await this.deps.pipeline.decideNew(this.deps.db, row, mail, connector)
     } catch (error) {
       this.deps.log?.error({ err: error, emailId: row.id }, 'deciding on a received email failed; it is stored and processed again by recovery')
       return undefined
