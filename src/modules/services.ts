@@ -132,6 +132,8 @@ export function createServices(deps: ServiceDeps): Services {
     referencePattern: deps.ingest?.referencePattern ?? DEFAULT_REFERENCE_PATTERN,
   }
   const inboundRepository = new InboundRepository()
+  // Intake reads the connector of every email: a copy at most CONFIG_CACHE_MAX_AGE_MS old will do.
+  const intakeConnectors = { find: (executor: Db, id: string) => connectors.findRecent(executor, id) }
   const inbound = new InboundService({
     db,
     repository: inboundRepository,
@@ -139,7 +141,7 @@ export function createServices(deps: ServiceDeps): Services {
       repository: inboundRepository,
       events,
       threading: new Threading(ingestSettings),
-      connectors,
+      connectors: intakeConnectors,
       routes: routeBook,
       blocked: blockedAddresses,
       connectionTests: tests,
@@ -147,7 +149,7 @@ export function createServices(deps: ServiceDeps): Services {
     }),
     store: attachments,
     audit,
-    connectors,
+    connectors: intakeConnectors,
     routes,
     settings: ingestSettings,
     sizeLimit: deps.messageSizeLimit ?? 35 * 1024 * 1024,

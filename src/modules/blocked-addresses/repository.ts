@@ -1,6 +1,7 @@
 import { and, desc, eq, lt, or, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { blockedAddresses, type BlockAction } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
+import { ChangeSignal } from '../../lib/change-signal.ts'
 
 export type BlockedAddressRow = typeof blockedAddresses.$inferSelect
 export type NewBlockedAddress = typeof blockedAddresses.$inferInsert
@@ -19,9 +20,13 @@ export function matchQuery(executor: Db, address: string | Placeholder, domainPa
 }
 
 export class BlockedAddressRepository {
+  /** Emitted on every write (intake's cache of blocked addresses listens). */
+  readonly changes = new ChangeSignal()
+
   /** Inserts unless the pattern is taken (the unique constraint decides, also between racing requests). */
   async insertUnlessTaken(executor: Db, row: NewBlockedAddress): Promise<BlockedAddressRow | undefined> {
     const [created] = await executor.insert(blockedAddresses).values(row).onConflictDoNothing({ target: blockedAddresses.pattern }).returning()
+    this.changes.emit()
     return created
   }
 
@@ -55,6 +60,16 @@ export class BlockedAddressRepository {
     return row
   }
 
+  /** Every blocked address (at most `limit`), prepared once for `db`: intake keeps a short-lived copy. */
+  prepareAll(db: Db) {
+    const query = db
+      .select({ id: blockedAddresses.id, pattern: blockedAddresses.pattern, action: blockedAddresses.action })
+      .from(blockedAddresses)
+      .limit(sql.placeholder('limit'))
+      .prepare('all_blocked_addresses')
+    return (limit: number) => query.execute({ limit })
+  }
+
   /** match as a statement prepared once for `db`: the ingest pipeline asks it for every email. */
   prepareMatch(db: Db) {
     const query = matchQuery(db, sql.placeholder('address'), sql.placeholder('domainPattern')).prepare('match_blocked_address')
@@ -63,10 +78,12 @@ export class BlockedAddressRepository {
 
   async update(executor: Db, id: string, changes: Partial<NewBlockedAddress>): Promise<BlockedAddressRow> {
     const [row] = await executor.update(blockedAddresses).set(changes).where(eq(blockedAddresses.id, id)).returning()
+    this.changes.emit()
     return row!
   }
 
   async delete(executor: Db, id: string): Promise<void> {
     await executor.delete(blockedAddresses).where(eq(blockedAddresses.id, id))
+    this.changes.emit()
   }
 }

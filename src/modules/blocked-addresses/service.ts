@@ -4,6 +4,7 @@ import { ConflictError, NotFoundError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import { withIsoDates } from '../../lib/serialize.ts'
+import { CONFIG_CACHE_MAX_AGE_MS, TtlCache } from '../../lib/ttl-cache.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
 import type { BlockedAddressRepository, BlockedAddressRow, NewBlockedAddress } from './repository.ts'
 import type { BlockedAddress, CreateBlockedAddressInput, ListBlockedAddressesInput, UpdateBlockedAddressInput } from './schemas.ts'
@@ -36,14 +37,21 @@ export interface BlockedAddressServiceDeps {
 }
 
 const RESOURCE = 'blocked address'
+/** Up to this many blocked addresses, intake matches senders against a copy in memory. */
+const MATCHED_IN_MEMORY_UP_TO = 10_000
 
 export class BlockedAddressService implements SenderBlocklist {
   private readonly deps: BlockedAddressServiceDeps
   private readonly matchPrepared: ReturnType<BlockedAddressRepository['prepareMatch']>
+  private readonly allPrepared: ReturnType<BlockedAddressRepository['prepareAll']>
+  /** By pattern; null when there are too many to hold (then each match is a read). */
+  private readonly recent = new TtlCache<'all', Map<string, BlockMatch> | null>(CONFIG_CACHE_MAX_AGE_MS, 1)
 
   constructor(deps: BlockedAddressServiceDeps) {
     this.deps = deps
     this.matchPrepared = deps.repository.prepareMatch(deps.db)
+    this.allPrepared = deps.repository.prepareAll(deps.db)
+    deps.repository.changes.listen(() => this.recent.clear())
   }
 
   /**
@@ -135,8 +143,21 @@ export class BlockedAddressService implements SenderBlocklist {
     const at = lower.lastIndexOf('@')
     if (at === -1 || at === lower.length - 1) return undefined
     const domainPattern = `*@${lower.slice(at + 1)}`
-    // A prepared statement belongs to `db`'s pool; inside a transaction the transaction's own query runs.
-    return executor === this.deps.db ? this.matchPrepared(lower, domainPattern) : this.deps.repository.match(executor, lower, domainPattern)
+    // Inside a transaction the transaction's own query runs, and sees its writes.
+    if (executor !== this.deps.db) return this.deps.repository.match(executor, lower, domainPattern)
+    const all = await this.recent.get('all', () => this.readAll())
+    if (!all) return this.matchPrepared(lower, domainPattern)
+    return all.get(lower) ?? all.get(domainPattern)
+  }
+
+  /**
+   * Every blocked address by pattern, read at most once per CONFIG_CACHE_MAX_AGE_MS (a block
+   * added on another instance applies here within that time), or null when there are more
+   * than MATCHED_IN_MEMORY_UP_TO.
+   */
+  private async readAll(): Promise<Map<string, BlockMatch> | null> {
+    const rows = await this.allPrepared(MATCHED_IN_MEMORY_UP_TO + 1)
+    return rows.length > MATCHED_IN_MEMORY_UP_TO ? null : new Map(rows.map((row) => [row.pattern, row]))
   }
 
   private async require(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<BlockedAddressRow> {

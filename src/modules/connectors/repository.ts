@@ -1,6 +1,7 @@
 import { and, count, desc, eq, getTableColumns, lt, sql } from 'drizzle-orm'
 import { connectors, integrations } from '../../../db/schema.ts'
 import { idIn } from '../../database/id-in.ts'
+import { ChangeSignal } from '../../lib/change-signal.ts'
 import type { Db } from '../../database/index.ts'
 
 export type ConnectorRow = typeof connectors.$inferSelect
@@ -74,8 +75,12 @@ export function prepareConnectorViews(db: Db) {
 }
 
 export class ConnectorRepository {
+  /** Emitted on every write of a connector row (intake's cache of connectors listens). */
+  readonly changes = new ChangeSignal()
+
   async insert(executor: Db, row: NewConnector): Promise<ConnectorRow> {
     const [created] = await executor.insert(connectors).values(row).returning()
+    this.changes.emit()
     return created!
   }
 
@@ -107,11 +112,13 @@ export class ConnectorRepository {
 
   async update(executor: Db, id: string, changes: Partial<NewConnector>): Promise<ConnectorRow> {
     const [row] = await executor.update(connectors).set(changes).where(eq(connectors.id, id)).returning()
+    this.changes.emit()
     return row!
   }
 
   async delete(executor: Db, id: string): Promise<void> {
     await executor.delete(connectors).where(eq(connectors.id, id))
+    this.changes.emit()
   }
 
   async countByIntegration(executor: Db, integrationId: string): Promise<{ total: number; enabled: number }> {

@@ -5,6 +5,7 @@ import type { MailboxError } from '../../graph/errors.ts'
 import { NotFoundError, ValidationError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
+import { CONFIG_CACHE_MAX_AGE_MS, TtlCache } from '../../lib/ttl-cache.ts'
 import { systemActor, type Actor, type AuditService } from '../audit/service.ts'
 import type { TestsOf } from '../connection-tests/service.ts'
 import { presentTest, type TestResult } from '../connection-tests/schemas.ts'
@@ -116,11 +117,13 @@ export class ConnectorService {
   private readonly deps: ConnectorServiceDeps
   private readonly views: ReturnType<typeof prepareConnectorViews>
   private readonly findPrepared: ReturnType<ConnectorRepository['prepareFindById']>
+  private readonly recent = new TtlCache<string, ConnectorRow | undefined>(CONFIG_CACHE_MAX_AGE_MS)
 
   constructor(deps: ConnectorServiceDeps) {
     this.deps = deps
     this.views = prepareConnectorViews(deps.db)
     this.findPrepared = deps.repository.prepareFindById(deps.db)
+    deps.repository.changes.listen(() => this.recent.clear())
   }
 
   async create(actor: Actor, input: CreateConnectorInput): Promise<Connector> {
@@ -185,6 +188,15 @@ export class ConnectorService {
     // A prepared statement belongs to `db`'s pool; inside a transaction the transaction's own query runs.
     if (executor === this.deps.db && !options.forUpdate) return this.findPrepared(id)
     return this.deps.repository.findById(executor, id, options)
+  }
+
+  /**
+   * find for intake, which asks for every received email: outside a transaction the row may be
+   * up to CONFIG_CACHE_MAX_AGE_MS old (a change on this instance applies at once).
+   */
+  async findRecent(executor: Db, id: string): Promise<ConnectorRow | undefined> {
+    if (executor !== this.deps.db) return this.find(executor, id)
+    return this.recent.get(id, () => this.findPrepared(id))
   }
 
   async findMany(executor: Db, ids: string[]): Promise<ConnectorRow[]> {

@@ -2,6 +2,7 @@ import { and, asc, desc, eq, lt, max, sql, type Placeholder, type SQL } from 'dr
 import { connectors, emailRoutes } from '../../../db/schema.ts'
 import { idIn } from '../../database/id-in.ts'
 import type { Db } from '../../database/index.ts'
+import { ChangeSignal } from '../../lib/change-signal.ts'
 
 export type EmailRouteRow = typeof emailRoutes.$inferSelect
 export type NewEmailRoute = typeof emailRoutes.$inferInsert
@@ -25,8 +26,12 @@ export function senderQuery(executor: Db, address: string | Placeholder) {
 }
 
 export class EmailRouteRepository {
+  /** Emitted on every write of a route row (intake's cache of incoming routes listens). */
+  readonly changes = new ChangeSignal()
+
   async insert(executor: Db, row: NewEmailRoute): Promise<EmailRouteRow> {
     const [created] = await executor.insert(emailRoutes).values(row).returning()
+    this.changes.emit()
     return created!
   }
 
@@ -109,15 +114,18 @@ export class EmailRouteRepository {
 
   async update(executor: Db, id: string, changes: Partial<NewEmailRoute>): Promise<EmailRouteRow> {
     const [row] = await executor.update(emailRoutes).set(changes).where(eq(emailRoutes.id, id)).returning()
+    this.changes.emit()
     return row!
   }
 
   async delete(executor: Db, id: string): Promise<void> {
     await executor.delete(emailRoutes).where(eq(emailRoutes.id, id))
+    this.changes.emit()
   }
 
   async deleteForConnector(executor: Db, connectorId: string): Promise<void> {
     await executor.delete(emailRoutes).where(eq(emailRoutes.connectorId, connectorId))
+    this.changes.emit()
   }
 
   /** The routes that carry the connector's own address (fallback or default) follow it. */
@@ -126,5 +134,6 @@ export class EmailRouteRepository {
       .update(emailRoutes)
       .set({ emailAddress: address, updatedAt: new Date() })
       .where(and(eq(emailRoutes.connectorId, connectorId), sql`${emailRoutes.kind} in ('fallback', 'default')`))
+    this.changes.emit()
   }
 }

@@ -1,13 +1,14 @@
 import type { Placeholder } from 'drizzle-orm'
 import type { Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
+import { CONFIG_CACHE_MAX_AGE_MS, TtlCache } from '../../lib/ttl-cache.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
 import type { ConnectionTests } from '../connection-tests/service.ts'
 import type { ConnectorRoutes, OwnRouteSpec } from '../connectors/service.ts'
 import type { Sender, SenderDirectory } from '../outbound/service.ts'
 import type { SenderQuery } from '../outbound/message-repository.ts'
 import type { IncomingRoute } from '../inbound/routing.ts'
-import { senderQuery, type EmailRouteRepository } from './repository.ts'
+import { senderQuery, type EmailRouteRepository, type EmailRouteRow } from './repository.ts'
 
 /**
  * Routes as other modules need them: the connectors module (its own route, aliases that must
@@ -17,11 +18,13 @@ export class RouteBook implements ConnectorRoutes, SenderDirectory {
   private readonly deps: { db: Db; repository: EmailRouteRepository; tests: ConnectionTests; audit: AuditService }
   private readonly findSenderPrepared: ReturnType<EmailRouteRepository['prepareFindSender']>
   private readonly incomingOfPrepared: ReturnType<EmailRouteRepository['prepareIncomingOf']>
+  private readonly recentIncoming = new TtlCache<string, IncomingRoute[]>(CONFIG_CACHE_MAX_AGE_MS)
 
   constructor(deps: { db: Db; repository: EmailRouteRepository; tests: ConnectionTests; audit: AuditService }) {
     this.deps = deps
     this.findSenderPrepared = deps.repository.prepareFindSender(deps.db)
     this.incomingOfPrepared = deps.repository.prepareIncomingOf(deps.db)
+    deps.repository.changes.listen(() => this.recentIncoming.clear())
   }
 
   async createOwnRoute(tx: Db, actor: Actor, spec: OwnRouteSpec): Promise<void> {
@@ -81,25 +84,14 @@ export class RouteBook implements ConnectorRoutes, SenderDirectory {
     return senderQuery(db, address)
   }
 
-  /** A connector's enabled incoming routes in evaluation order (specific, wildcard, fallback; by priority). */
+  /**
+   * A connector's enabled incoming routes in evaluation order (specific, wildcard, fallback; by
+   * priority). Intake asks for every email: outside a transaction the list may be up to
+   * CONFIG_CACHE_MAX_AGE_MS old (a change on this instance applies at once).
+   */
   async incomingOf(executor: Db, connectorId: string): Promise<IncomingRoute[]> {
-    const rows =
-      executor === this.deps.db
-        ? await this.incomingOfPrepared(connectorId)
-        : (await this.deps.repository.listForConnector(executor, connectorId)).filter((row) => row.direction === 'incoming' && row.enabled)
-    return rows.map((row) => ({
-        id: row.id,
-        kind: row.kind as IncomingRoute['kind'],
-        name: row.name,
-        emailAddress: row.emailAddress,
-        workItemType: row.workItemType,
-        processId: row.processId,
-        ticketCategory: row.ticketCategory,
-        rules: row.rules,
-        testModeOnly: row.testModeOnly,
-        sendAutomatedEmails: row.sendAutomatedEmails,
-        forAttention: row.forAttention,
-    }))
+    if (executor === this.deps.db) return this.recentIncoming.get(connectorId, async () => incomingRoutes(await this.incomingOfPrepared(connectorId)))
+    return incomingRoutes((await this.deps.repository.listForConnector(executor, connectorId)).filter((row) => row.direction === 'incoming' && row.enabled))
   }
 
   /** What submitting a message needs to know about a sending address, in one query. */
@@ -107,4 +99,20 @@ export class RouteBook implements ConnectorRoutes, SenderDirectory {
     // A prepared statement belongs to `db`'s pool; inside a transaction the transaction's own query runs.
     return executor === this.deps.db ? this.findSenderPrepared(address) : this.deps.repository.findSender(executor, address)
   }
+}
+
+function incomingRoutes(rows: EmailRouteRow[]): IncomingRoute[] {
+  return rows.map((row) => ({
+    id: row.id,
+    kind: row.kind as IncomingRoute['kind'],
+    name: row.name,
+    emailAddress: row.emailAddress,
+    workItemType: row.workItemType,
+    processId: row.processId,
+    ticketCategory: row.ticketCategory,
+    rules: row.rules,
+    testModeOnly: row.testModeOnly,
+    sendAutomatedEmails: row.sendAutomatedEmails,
+    forAttention: row.forAttention,
+  }))
 }
