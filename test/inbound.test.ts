@@ -1,17 +1,20 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
-import { eq } from 'drizzle-orm'
+import { eq, like } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { schema } from '../src/database/index.ts'
 import { bearer, buildTestApp, type TestApp } from './support/app.ts'
-import { FakeMicrosoft } from './support/fake-microsoft.ts'
+import { FakeMicrosoft, type FakeTenant } from './support/fake-microsoft.ts'
 import { mailSetup } from './support/mail.ts'
 import { buildIngestWorld, CORPUS_TEST_ID, ingestRaw, SENT_MESSAGE_ID, type IngestWorld } from './support/ingest.ts'
 import { rawMail } from './support/raw-mail.ts'
+import { parseMime } from '../src/modules/inbound/mime.ts'
+import { storable } from '../src/modules/inbound/parsed-mail.ts'
 
 const fake = new FakeMicrosoft()
 let t: TestApp
 let world: IngestWorld
+let tenant: FakeTenant
 /** Subjects of mail the crash hook stops at a stage: `decided` (nothing written) or `stored` (stored as received). */
 const crashAt = new Map<string, 'decided' | 'stored'>()
 
@@ -24,7 +27,8 @@ beforeAll(async () => {
       },
     },
   })
-  world = await buildIngestWorld(t, fake, fake.addTenant())
+  tenant = fake.addTenant()
+  world = await buildIngestWorld(t, fake, tenant)
 })
 afterAll(async () => {
   await t.close()
@@ -217,6 +221,41 @@ describe('dedupe', () => {
     expect((await eventsFor(original.id)).map((event) => event.type)).toEqual(['work_item.requested'])
   })
 
+  it('many mails decided at once, copies among them, are each stored once: written together, a copy does not hold up the others', async () => {
+    const originals = Array.from({ length: 16 }, (_, n) => rawMail({ subject: `batch ${n}`, body: `batch body ${n}` }))
+    // Another Message-ID and transport headers, the same content: a copy claims two of its three keys.
+    const copies = Array.from({ length: 8 }, (_, n) => rawMail({ subject: `batch ${n}`, body: `batch body ${n}`, headers: ['Received: from relay.contoso.example by mx2.contoso.example'] }))
+    // Parsed and stored beforehand, so that the decisions come together and are written in groups.
+    const prepared = await Promise.all(
+      [...originals, ...copies].map(async (raw) => {
+        const source = Buffer.from(raw)
+        const blob = await t.app.services.attachments.write(t.app.database.db, source)
+        return { blob, hash: createHash('sha256').update(source).digest('hex'), mail: storable(await parseMime((async function* () {
+          yield source
+        })())) }
+      }),
+    )
+    const results = await Promise.all(prepared.map(({ blob, hash, mail }) => t.app.services.inbound.accept(world.connectorId, 'mime', blob, hash, mail)))
+    const bySubject = Map.groupBy(results, (result) => result.row.subject)
+    expect(bySubject.size).toBe(16)
+    for (const [subject, answers] of bySubject) {
+      const stored = answers.filter((answer) => answer.status === 201)
+      // Of a mail and its copy, whichever was written first is stored and the other is its duplicate.
+      expect(stored, subject).toHaveLength(1)
+      expect(answers, subject).toHaveLength(Number(subject.split(' ')[1]) < 8 ? 2 : 1)
+      const original = stored[0]!.row
+      expect(original.outcome).toBe('requested')
+      expect((await eventsFor(original.id)).map((event) => event.type)).toEqual(['work_item.requested'])
+      for (const duplicate of answers.filter((answer) => answer.status === 200)) {
+        expect(duplicate).toMatchObject({ duplicateOf: original.id, way: 'content' })
+        expect((await eventsFor(duplicate.row.id)).map((event) => event.type)).toEqual(['email.duplicate'])
+      }
+    }
+    const rows = await t.app.database.db.select({ outcome: schema.inboundEmails.outcome }).from(schema.inboundEmails).where(like(schema.inboundEmails.subject, 'batch %'))
+    expect(rows.filter((row) => row.outcome === 'requested')).toHaveLength(16)
+    expect(rows.filter((row) => row.outcome === 'duplicate')).toHaveLength(8)
+  })
+
   it('a later mail with the same words is new work: the Date tells it from a copy', async () => {
     const first = await ingest(rawMail({ subject: 'Any update?', body: 'Any update?', date: 'Mon, 23 Nov 2026 09:00:00 +0000' }))
     const week = await ingest(rawMail({ subject: 'Any update?', body: 'Any update?', date: 'Mon, 30 Nov 2026 09:00:00 +0000' }))
@@ -341,6 +380,41 @@ describe('own mail and blocked senders', () => {
     await call('POST', '/v1/blocked-addresses', { pattern: 'relay@northwind.example', action: 'discard' })
     const { body } = await ingest(rawMail({ from: 'quiet@northwind.example', headers: ['Sender: relay@northwind.example'] }))
     expect(body).toMatchObject({ outcome: 'discarded', outcomeReason: 'blocked' })
+  })
+
+  it('intake remembers configuration briefly: a block applies here at once and on another instance within 1 s', async () => {
+    const other = await buildTestApp({ database: t.db })
+    try {
+      const otherIngest = (raw: string) => ingestRaw(other, world.ingestKey, world.connectorId, raw)
+      // The other instance has just read the blocked addresses and the routes, so it remembers them.
+      expect((await otherIngest(rawMail({ from: 'later@northwind.example' }))).body.outcome).toBe('requested')
+      const blockedAt = performance.now()
+      const blocked = await call('POST', '/v1/blocked-addresses', { pattern: '*@northwind-late.example', action: 'discard' })
+      expect((await ingest(rawMail({ from: 'x@northwind-late.example' }))).body.outcome).toBe('discarded')
+      let outcome = 'requested'
+      while (outcome === 'requested' && performance.now() - blockedAt < 3_000) {
+        outcome = (await otherIngest(rawMail({ from: 'x@northwind-late.example' }))).body.outcome
+      }
+      expect(outcome).toBe('discarded')
+      expect(performance.now() - blockedAt).toBeLessThan(1_000)
+      expect((await call('DELETE', `/v1/blocked-addresses/${blocked.body.id}`)).status).toBe(204)
+      expect((await ingest(rawMail({ from: 'x@northwind-late.example' }))).body.outcome).toBe('requested')
+
+      // A connector disabled on one instance stops taking mail on the other within 1 s too.
+      fake.addMailbox(tenant, 'late-team@contoso.example')
+      const { connectorId } = await mailSetup(t).incoming(world.integrationId, 'late-team@contoso.example', 'late-team')
+      const toLate = (raw: string) => ingestRaw(other, world.ingestKey, connectorId, raw)
+      expect((await toLate(rawMail({ to: ['late-team@contoso.example'] }))).status).toBe(201)
+      const disabledAt = performance.now()
+      expect((await call('POST', `/v1/connectors/${connectorId}/disable`, {})).status).toBe(200)
+      expect((await ingestRaw(t, world.ingestKey, connectorId, rawMail({ to: ['late-team@contoso.example'] }))).status).toBe(409)
+      let status = 201
+      while (status === 201 && performance.now() - disabledAt < 3_000) status = (await toLate(rawMail({ to: ['late-team@contoso.example'] }))).status
+      expect(status).toBe(409)
+      expect(performance.now() - disabledAt).toBeLessThan(1_000)
+    } finally {
+      await other.app.close()
+    }
   })
 
   it('a discarded email is restored by reprocessing once its sender is unblocked', async () => {

@@ -1,10 +1,7 @@
 import { and, desc, eq, gt, gte, inArray, isNotNull, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import { getTableColumns } from 'drizzle-orm'
-import { toSnakeCase } from 'drizzle-orm/casing'
-import { domainEvents, inboundDedupeKeys, inboundEmails, workItemLinks, type AutomatedKind, type InboundOutcome } from '../../../db/schema.ts'
-import type { NewDomainEvent } from '../events/repository.ts'
+import { inboundDedupeKeys, inboundEmails, workItemLinks, type AutomatedKind, type InboundOutcome } from '../../../db/schema.ts'
 import { idIn } from '../../database/id-in.ts'
-import { databaseErrorCode } from '../../database/error-code.ts'
 import type { Db } from '../../database/index.ts'
 import type { DedupeKey, DedupeWay } from './dedupe.ts'
 
@@ -190,92 +187,4 @@ export class InboundRepository {
     return rows.map((row) => row.id)
   }
 
-}
-
-/**
- * Stores a new email already decided, in one statement prepared once for `db`: it claims the
- * email's dedupe keys, inserts the email only if it claimed them all, and with it the work
- * links and events. When another email holds a key, the keys this one did claim would be left
- * pointing at no email, so PostgreSQL refuses the whole statement (a foreign key violation):
- * nothing is written, and intake takes the slower path that records the duplicate.
- */
-export function prepareStoreDecided(db: Db) {
-  const fields = Object.keys(getTableColumns(inboundEmails)) as (keyof InboundEmailRow)[]
-  const column = (field: keyof InboundEmailRow) => inboundEmails[field]
-  const names = sql.join(fields.map((field) => sql.identifier(toSnakeCase(field))), sql`, `)
-  // Parameters in a select list have no type of their own: each takes its column's.
-  const values = sql.join(fields.map((field) => sql`${sql.placeholder(field)}::${sql.raw(column(field).getSQLType())}`), sql`, `)
-  const keys = db.$with('claimed_keys', { kind: sql<string>`kind` }).as(
-    sql`insert into ${inboundDedupeKeys} (scope, kind, hash, email_id)
-      select ${sql.placeholder('scope')}::text, k.kind, k.hash, ${sql.placeholder('id')}::uuid
-      from json_to_recordset(${sql.placeholder('keys')}::json) as k(kind text, hash text)
-      on conflict do nothing returning kind`,
-  )
-  const email = db.$with('stored_email', { storedId: sql<string>`id`.as('stored_id') }).as(
-    sql`insert into ${inboundEmails} (${names}) select ${values}
-      where (select count(*) from claimed_keys) = ${sql.placeholder('keyCount')}::int
-      returning id as stored_id`,
-  )
-  const links = db.$with('stored_links', { linkId: sql<string>`id`.as('link_id') }).as(
-    sql`insert into ${workItemLinks} (id, email_id, kind, route_id, address, work_item_ref, automated, test_mode, created_at)
-      select l.id, stored_email.stored_id, l.kind, l.route_id, l.address, l.work_item_ref, l.automated, l.test_mode, l.created_at
-      from stored_email, json_to_recordset(${sql.placeholder('links')}::json)
-        as l(id uuid, kind text, route_id uuid, address text, work_item_ref text, automated boolean, test_mode boolean, created_at timestamptz)
-      returning id as link_id`,
-  )
-  const events = db.$with('stored_events', { eventId: sql<string>`id`.as('event_id') }).as(
-    sql`insert into ${domainEvents} (id, type, subject_type, subject_id, payload, occurred_at)
-      select e.id, e.type, e.subject_type, stored_email.stored_id, e.payload, e.occurred_at
-      from stored_email, json_to_recordset(${sql.placeholder('events')}::json)
-        as e(id uuid, type text, subject_type text, payload jsonb, occurred_at timestamptz)
-      returning id as event_id`,
-  )
-  const query = db
-    .with(keys, email, links, events)
-    .select({
-      claimed: sql<number>`(select count(*) from claimed_keys)::int`,
-      stored: sql<number>`(select count(*) from stored_email)::int`,
-      links: sql<number>`(select count(*) from stored_links)::int`,
-      events: sql<number>`(select count(*) from stored_events)::int`,
-    })
-    .from(sql`(select 1) as one`)
-    .prepare('store_decided_email')
-
-  return async (row: InboundEmailRow, scope: string, dedupe: DedupeKey[], newLinks: WorkItemLinkRow[], newEvents: NewDomainEvent[]): Promise<boolean> => {
-    const params: Record<string, unknown> = Object.fromEntries(
-      fields.map((field) => {
-        const value = row[field]
-        return [field, value === null || value === undefined ? null : column(field).mapToDriverValue(value)]
-      }),
-    )
-    params['scope'] = scope
-    params['keys'] = JSON.stringify(dedupe)
-    params['keyCount'] = dedupe.length
-    params['links'] = JSON.stringify(
-      newLinks.map((link) => ({
-        id: link.id,
-        kind: link.kind,
-        route_id: link.routeId,
-        address: link.address,
-        work_item_ref: link.workItemRef,
-        automated: link.automated,
-        test_mode: link.testMode,
-        created_at: link.createdAt.toISOString(),
-      })),
-    )
-    params['events'] = JSON.stringify(
-      newEvents.map((event) => ({ id: event.id, type: event.type, subject_type: event.subjectType, payload: event.payload, occurred_at: (event.occurredAt ?? new Date()).toISOString() })),
-    )
-    try {
-      const [result] = await query.execute(params)
-      return result!.stored === 1
-    } catch (error) {
-      if (isForeignKeyViolation(error)) return false
-      throw error
-    }
-  }
-}
-
-function isForeignKeyViolation(error: unknown): boolean {
-  return databaseErrorCode(error) === '23503'
 }

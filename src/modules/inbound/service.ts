@@ -24,7 +24,8 @@ import { attachmentContent, parseMime } from './mime.ts'
 import { storable, type ParsedMail } from './parsed-mail.ts'
 import type { InboundPipeline, IngestConnector } from './pipeline.ts'
 import { presentEmail, presentSummary } from './present.ts'
-import { prepareStoreDecided, type InboundEmailRow, type InboundRepository, type WorkItemLinkRow } from './repository.ts'
+import { DecidedEmailWriter } from './decided-writer.ts'
+import type { InboundEmailRow, InboundRepository, WorkItemLinkRow } from './repository.ts'
 import type { ConfirmWorkItemInput, CreateRouteFromEmailInput, InboundEmail, InboundEmailSummary, ListInboundInput, ReapplyInput } from './schemas.ts'
 
 export interface InboundServiceDeps {
@@ -78,12 +79,12 @@ class ExactRepeat extends Error {}
 export class InboundService {
   private readonly deps: InboundServiceDeps
 
-  private readonly storeDecidedPrepared: ReturnType<typeof prepareStoreDecided>
+  private readonly decidedWriter: DecidedEmailWriter
   private readonly outcomeListeners: ((outcome: InboundOutcome) => void)[] = []
 
   constructor(deps: InboundServiceDeps) {
     this.deps = deps
-    this.storeDecidedPrepared = prepareStoreDecided(deps.db)
+    this.decidedWriter = new DecidedEmailWriter(deps.db)
   }
 
   /** Called with the outcome each email gets when intake or recovery decides it (metrics). */
@@ -192,7 +193,7 @@ export class InboundService {
     if (decided.decision.bounce) return undefined
     await this.deps.onStage?.('decided', row)
     const final: InboundEmailRow = { ...row, ...decided.result }
-    const stored = await this.storeDecidedPrepared(final, scope, keys, decided.result.links, this.deps.events.rows(decided.events))
+    const stored = await this.decidedWriter.write({ row: final, scope, keys, links: decided.result.links, events: this.deps.events.rows(decided.events) })
     return stored ? { status: 201, row: final, links: decided.result.links } : undefined
   }
 
