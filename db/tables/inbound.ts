@@ -39,7 +39,8 @@ export interface InboundHeader {
 /**
  * Every email taken in by an incoming connector, with its source kept byte for byte (a blob)
  * and what the pipeline decided. `received` means stored but not yet processed; recovery
- * finishes such emails.
+ * finishes such emails. Headers and bodies are not copied here: reading one email parses
+ * its source again, so each mail is stored once.
  */
 export const inboundEmails = pgTable(
   'inbound_emails',
@@ -72,9 +73,6 @@ export const inboundEmails = pgTable(
     replyTo: text().array().notNull(),
     importance: text().$type<'low' | 'normal' | 'high'>().notNull(),
     sentAt: timestamp({ withTimezone: true }),
-    headers: jsonb().$type<InboundHeader[]>().notNull(),
-    textBody: text().notNull(),
-    htmlBody: text(),
     attachments: jsonb().$type<InboundAttachment[]>().notNull(),
     /** What could not be read as given (bad charset, truncated parts, too many parts). */
     parseProblems: text().array().notNull(),

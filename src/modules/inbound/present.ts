@@ -1,6 +1,7 @@
 import sanitizeHtml from 'sanitize-html'
 import { nestsDeeperThan } from './html-text.ts'
-import type { InboundEmailRow, InboundEmailSummary as SummaryRow, WorkItemLinkRow } from './repository.ts'
+import type { ParsedMail } from './parsed-mail.ts'
+import type { InboundEmailRow, WorkItemLinkRow } from './repository.ts'
 import type { InboundEmail, InboundEmailSummary } from './schemas.ts'
 
 /**
@@ -36,7 +37,7 @@ function presentLink(link: WorkItemLinkRow) {
   }
 }
 
-export function presentSummary(row: SummaryRow, links: WorkItemLinkRow[]): InboundEmailSummary {
+export function presentSummary(row: InboundEmailRow, links: WorkItemLinkRow[]): InboundEmailSummary {
   return {
     id: row.id,
     connectorId: row.connectorId,
@@ -78,11 +79,12 @@ function safeHtml(html: string | null): string | null {
   return sanitizeHtml(html, SANITIZE_OPTIONS)
 }
 
-export function presentEmail(row: InboundEmailRow, links: WorkItemLinkRow[]): InboundEmail {
+/** One email as the API shows it: the row, its work links, and the headers and bodies of its parsed source. */
+export function presentEmail(row: InboundEmailRow, links: WorkItemLinkRow[], mail: Pick<ParsedMail, 'headers' | 'text' | 'html'>): InboundEmail {
   return {
     ...presentSummary(row, links),
-    headers: row.headers,
-    textBody: row.textBody,
-    htmlBody: safeHtml(row.htmlBody),
+    headers: mail.headers,
+    textBody: mail.text,
+    htmlBody: safeHtml(mail.html),
   }
 }

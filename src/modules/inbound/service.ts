@@ -129,7 +129,7 @@ export class InboundService {
     parsing.catch(() => {})
     const blob = await this.deps.store.writeStream(this.deps.db, teed())
     const mail = storable(await parsing)
-    return this.answer(await this.accept(connectorId, 'mime', blob, hash.digest('hex'), mail, connector))
+    return this.answer(await this.accept(connectorId, 'mime', blob, hash.digest('hex'), mail, connector), mail)
   }
 
   /** Graph's message JSON, stored as received (re-serialised) so it can be processed again. */
@@ -138,7 +138,7 @@ export class InboundService {
     const source = Buffer.from(JSON.stringify(message))
     const mail = storable(fromGraphMessage(message))
     const blob = await this.deps.store.write(this.deps.db, source)
-    return this.answer(await this.accept(connectorId, 'graph', blob, oneShotHash('sha256', source), mail, connector))
+    return this.answer(await this.accept(connectorId, 'graph', blob, oneShotHash('sha256', source), mail, connector), mail)
   }
 
   private async requireAcceptingConnector(connectorId: string): Promise<IngestConnector> {
@@ -243,10 +243,13 @@ export class InboundService {
     return { status: 201, row: (await this.deps.repository.find(this.deps.db, id))! }
   }
 
-  /** What intake answers: the email as the API shows it. */
-  async answer(accepted: Accepted): Promise<IngestResult> {
+  /**
+   * What intake answers: the email as the API shows it, its headers and bodies from the mail
+   * just parsed (a duplicate of the exact source is the same mail).
+   */
+  async answer(accepted: Accepted, mail: ParsedMail): Promise<IngestResult> {
     const links = accepted.links ?? (await this.deps.repository.linksOf(this.deps.db, [accepted.row.id]))
-    const email = presentEmail(accepted.row, links)
+    const email = presentEmail(accepted.row, links, mail)
     return accepted.status === 201 ? { status: 201, email } : { status: 200, duplicate: { duplicateOf: accepted.duplicateOf, way: accepted.way, email } }
   }
 
@@ -274,9 +277,6 @@ export class InboundService {
       replyTo: mail.replyTo,
       importance: mail.importance,
       sentAt: mail.date,
-      headers: mail.headers,
-      textBody: mail.text,
-      htmlBody: mail.html,
       attachments: mail.attachments,
       parseProblems: mail.problems,
       outcome: 'received',
@@ -345,14 +345,12 @@ export class InboundService {
     return { ...page, items: page.items.map((row) => presentSummary(row, links.filter((link) => link.emailId === row.id))) }
   }
 
+  /** One email with its headers and bodies, which come from its source, parsed again. */
   async get(id: string): Promise<InboundEmail> {
     const row = await this.deps.repository.find(this.deps.db, id)
     if (!row) throw new NotFoundError('inbound email', id)
-    return this.present(row)
-  }
-
-  private async present(row: InboundEmailRow): Promise<InboundEmail> {
-    return presentEmail(row, await this.deps.repository.linksOf(this.deps.db, [row.id]))
+    const [links, mail] = await Promise.all([this.deps.repository.linksOf(this.deps.db, [row.id]), this.parseStored(row)])
+    return presentEmail(row, links, mail)
   }
 
   /** The stored source: RFC 5322 bytes, or Graph's JSON for mail taken in as JSON. */
