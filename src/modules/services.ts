@@ -131,7 +131,7 @@ export function createServices(deps: ServiceDeps): Services {
     threadingMode: deps.ingest?.threadingMode ?? 'mixed',
     referencePattern: deps.ingest?.referencePattern ?? DEFAULT_REFERENCE_PATTERN,
   }
-  const inboundRepository = new InboundRepository()
+  const inboundRepository = new InboundRepository(db)
   // Intake reads the connector of every email: a copy at most CONFIG_CACHE_MAX_AGE_MS old will do.
   const intakeConnectors = { find: (executor: Db, id: string) => connectors.findRecent(executor, id) }
   const inbound = new InboundService({

@@ -1,7 +1,7 @@
-import { and, desc, eq, gt, gte, inArray, isNotNull, lt, lte, or, sql, type SQL } from 'drizzle-orm'
+import { and, desc, eq, gt, gte, isNotNull, lt, lte, or, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { getTableColumns } from 'drizzle-orm'
 import { inboundDedupeKeys, inboundEmails, workItemLinks, type AutomatedKind, type InboundOutcome } from '../../../db/schema.ts'
-import { idIn } from '../../database/id-in.ts'
+import { idIn, textArrayLiteral } from '../../database/id-in.ts'
 import type { Db } from '../../database/index.ts'
 import type { DedupeKey, DedupeWay } from './dedupe.ts'
 
@@ -10,9 +10,6 @@ export type NewInboundEmail = typeof inboundEmails.$inferInsert
 export type WorkItemLinkRow = typeof workItemLinks.$inferSelect
 export type NewWorkItemLink = typeof workItemLinks.$inferInsert
 
-const { headers: _headers, textBody: _text, htmlBody: _html, ...summaryColumns } = getTableColumns(inboundEmails)
-/** Everything but headers and bodies: what lists show. */
-export type InboundEmailSummary = Omit<InboundEmailRow, 'headers' | 'textBody' | 'htmlBody'>
 
 export interface InboundListFilter {
   connectorId?: string
@@ -26,7 +23,37 @@ export interface InboundListFilter {
   limit: number
 }
 
+/** Emails among these Message-IDs (a text[] literal) whose work item is known, with the address the work came in through. */
+function knownMessagesQuery(executor: Db, messageIds: string | Placeholder) {
+  return executor
+    .selectDistinct({ messageId: inboundEmails.internetMessageId, workItemRef: workItemLinks.workItemRef, address: workItemLinks.address })
+    .from(inboundEmails)
+    .innerJoin(workItemLinks, eq(workItemLinks.emailId, inboundEmails.id))
+    .where(and(sql`${inboundEmails.internetMessageId} = any(${messageIds}::text[])`, isNotNull(workItemLinks.workItemRef)))
+}
+
+/** The first link of each of these references (a text[] literal, lower case): the request the work was created by. */
+function knownRefsQuery(executor: Db, lowerCaseRefs: string | Placeholder) {
+  const lowerRef = sql<string>`lower(${workItemLinks.workItemRef})`
+  return executor
+    .selectDistinctOn([lowerRef], { ref: workItemLinks.workItemRef, address: workItemLinks.address })
+    .from(workItemLinks)
+    .where(sql`${lowerRef} = any(${lowerCaseRefs}::text[])`)
+    .orderBy(lowerRef, workItemLinks.id)
+}
+
 export class InboundRepository {
+  private readonly db: Db
+  // Threading asks these of every reply: prepared once for `db` (a transaction runs its own).
+  private readonly knownMessagesPrepared
+  private readonly knownRefsPrepared
+
+  constructor(db: Db) {
+    this.db = db
+    this.knownMessagesPrepared = knownMessagesQuery(db, sql.placeholder('messageIds')).prepare('inbound_known_messages')
+    this.knownRefsPrepared = knownRefsQuery(db, sql.placeholder('refs')).prepare('inbound_known_refs')
+  }
+
   async insert(tx: Db, row: NewInboundEmail): Promise<void> {
     await tx.insert(inboundEmails).values(row)
   }
@@ -127,28 +154,20 @@ export class InboundRepository {
   /** Received mail of known work among these Message-IDs, with the address the work came in through. */
   async knownMessages(executor: Db, messageIds: string[]): Promise<{ messageId: string; workItemRef: string; address: string }[]> {
     if (messageIds.length === 0) return []
-    const rows = await executor
-      .selectDistinct({ messageId: inboundEmails.internetMessageId, workItemRef: workItemLinks.workItemRef, address: workItemLinks.address })
-      .from(inboundEmails)
-      .innerJoin(workItemLinks, eq(workItemLinks.emailId, inboundEmails.id))
-      .where(and(inArray(inboundEmails.internetMessageId, messageIds), isNotNull(workItemLinks.workItemRef)))
+    const literal = textArrayLiteral(messageIds)
+    const rows = executor === this.db ? await this.knownMessagesPrepared.execute({ messageIds: literal }) : await knownMessagesQuery(executor, literal)
     return rows.map((row) => ({ messageId: row.messageId!, workItemRef: row.workItemRef!, address: row.address }))
   }
 
   /** Confirmed references among these (lower case) -> as stored, with the address of the work's first request. */
   async knownRefs(executor: Db, lowerCaseRefs: string[]): Promise<Map<string, { ref: string; address: string }>> {
     if (lowerCaseRefs.length === 0) return new Map()
-    const lowerRef = sql<string>`lower(${workItemLinks.workItemRef})`
-    // The first link of each reference: the request the work was created by.
-    const rows = await executor
-      .selectDistinctOn([lowerRef], { ref: workItemLinks.workItemRef, address: workItemLinks.address })
-      .from(workItemLinks)
-      .where(inArray(lowerRef, lowerCaseRefs))
-      .orderBy(lowerRef, workItemLinks.id)
+    const literal = textArrayLiteral(lowerCaseRefs)
+    const rows = executor === this.db ? await this.knownRefsPrepared.execute({ refs: literal }) : await knownRefsQuery(executor, literal)
     return new Map(rows.map((row) => [row.ref!.toLowerCase(), { ref: row.ref!, address: row.address }]))
   }
 
-  async list(executor: Db, filter: InboundListFilter): Promise<InboundEmailSummary[]> {
+  async list(executor: Db, filter: InboundListFilter): Promise<InboundEmailRow[]> {
     const conditions: SQL[] = []
     if (filter.connectorId) conditions.push(eq(inboundEmails.connectorId, filter.connectorId))
     if (filter.outcome) conditions.push(eq(inboundEmails.outcome, filter.outcome))
@@ -161,7 +180,7 @@ export class InboundRepository {
     }
     if (filter.beforeId) conditions.push(lt(inboundEmails.id, filter.beforeId))
     return executor
-      .select(summaryColumns)
+      .select(getTableColumns(inboundEmails))
       .from(inboundEmails)
       .where(and(...conditions))
       .orderBy(desc(inboundEmails.id))

@@ -1,4 +1,4 @@
-import { and, eq, inArray, or, sql, type SQL } from 'drizzle-orm'
+import { and, eq, inArray, or, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { outboundMessages, type MessageBounce } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { idIn, textArrayLiteral } from '../../database/id-in.ts'
@@ -34,10 +34,28 @@ function bracketed(ids: string[]): string[] {
  * coming back, which sent mail a reply refers to, and where a bounce belongs. Message-IDs are
  * stored as Graph reports them, with angle brackets.
  */
+/** Sent messages with a work item reference among the Message-IDs (a text[] literal with angle brackets). */
+function withWorkQuery(executor: Db, messageIds: string | Placeholder) {
+  return executor
+    .select({ messageId: internetMessageId, workItemRef: outboundMessages.workItemRef, fromAddress: outboundMessages.fromAddress })
+    .from(outboundMessages)
+    .where(and(sql`${internetMessageId} = any(${messageIds}::text[])`, sql`${outboundMessages.workItemRef} is not null`))
+}
+
+/** The references sent mail carried, among these (a text[] literal, lower case). */
+function knownRefsQuery(executor: Db, lowerCaseRefs: string | Placeholder) {
+  return executor
+    .selectDistinct({ ref: outboundMessages.workItemRef })
+    .from(outboundMessages)
+    .where(sql`lower(${outboundMessages.workItemRef}) = any(${lowerCaseRefs}::text[])`)
+}
+
 export class SentMail {
   private readonly db: Db
   private readonly events: EventLog
   private readonly includesAnyPrepared
+  private readonly withWorkPrepared
+  private readonly knownRefsPrepared
 
   constructor(db: Db, events: EventLog) {
     this.db = db
@@ -54,6 +72,9 @@ export class SentMail {
       )
       .limit(1)
       .prepare('sent_mail_includes_any')
+    // Asked of every reply: prepared too (a transaction runs its own).
+    this.withWorkPrepared = withWorkQuery(db, sql.placeholder('messageIds')).prepare('sent_mail_with_work')
+    this.knownRefsPrepared = knownRefsQuery(db, sql.placeholder('refs')).prepare('sent_mail_known_refs')
   }
 
   /** Whether any of these outbox ids or Message-IDs is a message Mailgate sent. */
@@ -75,20 +96,16 @@ export class SentMail {
   /** Sent messages with a work item reference among these Message-IDs. */
   async withWork(executor: Db, messageIds: string[]): Promise<SentMessageRef[]> {
     if (messageIds.length === 0) return []
-    const rows = await executor
-      .select({ messageId: internetMessageId, workItemRef: outboundMessages.workItemRef, fromAddress: outboundMessages.fromAddress })
-      .from(outboundMessages)
-      .where(and(inArray(internetMessageId, bracketed(messageIds)), sql`${outboundMessages.workItemRef} is not null`))
+    const literal = textArrayLiteral(bracketed(messageIds))
+    const rows = executor === this.db ? await this.withWorkPrepared.execute({ messageIds: literal }) : await withWorkQuery(executor, literal)
     return rows.map((row) => ({ messageId: row.messageId.replace(/^<|>$/g, ''), workItemRef: row.workItemRef!, fromAddress: row.fromAddress }))
   }
 
   /** The references among these that sent mail carried, lower case -> as stored. */
   async knownRefs(executor: Db, lowerCaseRefs: string[]): Promise<Map<string, string>> {
     if (lowerCaseRefs.length === 0) return new Map()
-    const rows = await executor
-      .selectDistinct({ ref: outboundMessages.workItemRef })
-      .from(outboundMessages)
-      .where(inArray(sql`lower(${outboundMessages.workItemRef})`, lowerCaseRefs))
+    const literal = textArrayLiteral(lowerCaseRefs)
+    const rows = executor === this.db ? await this.knownRefsPrepared.execute({ refs: literal }) : await knownRefsQuery(executor, literal)
     return new Map(rows.map((row) => [row.ref!.toLowerCase(), row.ref!]))
   }
 
