@@ -13,10 +13,15 @@ export function dedupeScope(setting: 'global' | 'connector', connectorId: string
   return setting === 'global' ? '*' : connectorId
 }
 
-const WHITESPACE = /\s+/g
+/**
+ * What collapsing every whitespace run to one space changes: runs of two or more, and single
+ * whitespace other than a space. Matching only these (not every single space, as `\s+` does)
+ * gives the same text several times faster on a long body.
+ */
+const WHITESPACE_TO_COLLAPSE = /\s{2,}|[^\S ]/g
 
 function normalised(text: string): string {
-  return text.replace(WHITESPACE, ' ').trim()
+  return text.replace(WHITESPACE_TO_COLLAPSE, ' ').trim()
 }
 
 function fingerprint(parts: unknown[]): string {
