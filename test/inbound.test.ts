@@ -221,22 +221,34 @@ describe('dedupe', () => {
     expect((await eventsFor(original.id)).map((event) => event.type)).toEqual(['work_item.requested'])
   })
 
-  it('many mails decided at once, copies among them, are each stored once: written together, a copy does not hold up the others', async () => {
+  it('many mails decided at once, copies and own mail among them, are each stored once: written together, none holds up the others', async () => {
     const originals = Array.from({ length: 16 }, (_, n) => rawMail({ subject: `batch ${n}`, body: `batch body ${n}` }))
     // Another Message-ID and transport headers, the same content: a copy claims two of its three keys.
     const copies = Array.from({ length: 8 }, (_, n) => rawMail({ subject: `batch ${n}`, body: `batch body ${n}`, headers: ['Received: from relay.contoso.example by mx2.contoso.example'] }))
+    // Mailgate's own mail coming back, by its outbox id and by its Message-ID: the store statement tells it.
+    const own = [
+      rawMail({ subject: 'batch own by outbox id', headers: [`X-Mailgate-Message: ${world.sentMessageId}`] }),
+      rawMail({ subject: 'batch own by Message-ID', messageId: SENT_MESSAGE_ID.slice(1, -1) }),
+    ]
     // Parsed and stored beforehand, so that the decisions come together and are written in groups.
     const prepared = await Promise.all(
-      [...originals, ...copies].map(async (raw) => {
+      [...originals, ...copies, ...own].map(async (raw) => {
         const source = Buffer.from(raw)
         const blob = await t.app.services.attachments.write(t.app.database.db, source)
-        return { blob, hash: createHash('sha256').update(source).digest('hex'), mail: storable(await parseMime((async function* () {
+        const mail = storable(await parseMime((async function* () {
           yield source
-        })())) }
+        })()))
+        return { blob, hash: createHash('sha256').update(source).digest('hex'), mail }
       }),
     )
     const results = await Promise.all(prepared.map(({ blob, hash, mail }) => t.app.services.inbound.accept(world.connectorId, 'mime', blob, hash, mail)))
     const bySubject = Map.groupBy(results, (result) => result.row.subject)
+    for (const subject of ['batch own by outbox id', 'batch own by Message-ID']) {
+      const [answer] = bySubject.get(subject)!
+      expect(answer).toMatchObject({ status: 201, row: { outcome: 'ignored', outcomeReason: 'own_mail' } })
+      expect(await eventsFor(answer!.row.id)).toEqual([])
+      bySubject.delete(subject)
+    }
     expect(bySubject.size).toBe(16)
     for (const [subject, answers] of bySubject) {
       const stored = answers.filter((answer) => answer.status === 201)

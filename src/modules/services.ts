@@ -132,6 +132,7 @@ export function createServices(deps: ServiceDeps): Services {
     referencePattern: deps.ingest?.referencePattern ?? DEFAULT_REFERENCE_PATTERN,
   }
   const inboundRepository = new InboundRepository(db)
+  const sentMail = new SentMail(db, events)
   // Intake reads the connector of every email: a copy at most CONFIG_CACHE_MAX_AGE_MS old will do.
   const intakeConnectors = { find: (executor: Db, id: string) => connectors.findRecent(executor, id) }
   const inbound = new InboundService({
@@ -145,7 +146,7 @@ export function createServices(deps: ServiceDeps): Services {
       routes: routeBook,
       blocked: blockedAddresses,
       connectionTests: tests,
-      sentMail: new SentMail(db, events),
+      sentMail,
     }),
     store: attachments,
     audit,
@@ -155,6 +156,7 @@ export function createServices(deps: ServiceDeps): Services {
     sizeLimit: deps.messageSizeLimit ?? 35 * 1024 * 1024,
     log: deps.log?.child({ component: 'inbound' }),
     events,
+    sentAnyOf: (outboxIds, messageIds) => sentMail.sentAnyOf(outboxIds, messageIds),
     onStage: deps.ingest?.onStage,
   })
   return { audit, apiKeys, events, attachments, integrations, mailboxes, connectors, routes, blockedAddresses, messages, inbound }

@@ -1,9 +1,10 @@
-import { getTableColumns, sql } from 'drizzle-orm'
+import { getTableColumns, sql, type SQL } from 'drizzle-orm'
 import { toSnakeCase } from 'drizzle-orm/casing'
 import { domainEvents, inboundDedupeKeys, inboundEmails, workItemLinks } from '../../../db/schema.ts'
 import { databaseErrorCode } from '../../database/error-code.ts'
 import type { Db } from '../../database/index.ts'
 import type { NewDomainEvent } from '../events/repository.ts'
+import type { OwnMailIds } from '../outbound/sent-mail.ts'
 import type { DedupeKey } from './dedupe.ts'
 import type { InboundEmailRow, WorkItemLinkRow } from './repository.ts'
 
@@ -14,7 +15,12 @@ export interface DecidedEmail {
   keys: DedupeKey[]
   links: WorkItemLinkRow[]
   events: NewDomainEvent[]
+  /** The ids by which it could be Mailgate's own mail: then it is not stored here. */
+  ownMail: OwnMailIds
 }
+
+/** The outbound module's condition "a sent message has one of these ids", for this statement. */
+export type SentAnyOf = (outboxIds: SQL, messageIds: SQL) => SQL<boolean>
 
 /** Statements writing decided emails at once, at most. */
 const MAX_IN_FLIGHT = 2
@@ -27,8 +33,9 @@ const MAX_BATCH = 64
  * MAX_IN_FLIGHT statements run at once, and a lone email is written at once.
  *
  * The statement claims every email's dedupe keys and inserts each email only if it claimed
- * all of its keys, with its work links and events. An email whose keys another holds is not
- * stored (`false`: intake takes the slower path that records the duplicate). When it claimed
+ * all of its keys and no sent message has its ids, with its work links and events. An email
+ * whose keys another holds, or that is Mailgate's own mail, is not stored (`false`: intake
+ * takes the slower path that records the duplicate or ignores it). When it claimed
  * some keys but not all, those keys would point at no email, so PostgreSQL refuses the whole
  * statement (a foreign key violation) and nothing is written; the group is then written one
  * email per statement, so only that email is refused (and only its caller sees any other
@@ -39,8 +46,8 @@ export class DecidedEmailWriter {
   private readonly queue: { email: DecidedEmail; done: (stored: boolean) => void; failed: (error: unknown) => void }[] = []
   private inFlight = 0
 
-  constructor(db: Db) {
-    this.statement = prepareStoreDecided(db)
+  constructor(db: Db, sentAnyOf: SentAnyOf) {
+    this.statement = prepareStoreDecided(db, sentAnyOf)
   }
 
   /** Whether the email was stored (false: another email holds one of its keys). */
@@ -91,7 +98,7 @@ function emailRecord(row: InboundEmailRow): Record<string, unknown> {
   return record
 }
 
-function prepareStoreDecided(db: Db) {
+function prepareStoreDecided(db: Db, sentAnyOf: SentAnyOf) {
   const names = sql.join(
     emailColumns.map((name) => sql.identifier(name)),
     sql`, `,
@@ -111,7 +118,9 @@ function prepareStoreDecided(db: Db) {
   const stored = db.$with('stored_email', { storedId: sql<string>`id`.as('stored_id') }).as(
     sql`insert into ${inboundEmails} (${names})
       select ${fromRecord} from json_populate_recordset(null::inbound_emails, ${sql.placeholder('emails')}::json) as e
+        join json_to_recordset(${sql.placeholder('ownMail')}::json) as o(email_id uuid, outbox_ids uuid[], message_ids text[]) on o.email_id = e.id
       where (select count(*) from claimed_keys c where c.email_id = e.id) = (select count(*) from wanted_keys w where w.email_id = e.id)
+        and not ${sentAnyOf(sql`o.outbox_ids`, sql`o.message_ids`)}
       returning id as stored_id`,
   )
   const links = db.$with('stored_links', { linkId: sql<string>`id`.as('link_id') }).as(
@@ -144,6 +153,7 @@ function prepareStoreDecided(db: Db) {
     const [result] = await query.execute({
       keys: JSON.stringify(emails.flatMap((email) => email.keys.map((key) => ({ scope: email.scope, kind: key.kind, hash: key.hash, email_id: email.row.id })))),
       emails: JSON.stringify(emails.map((email) => emailRecord(email.row))),
+      ownMail: JSON.stringify(emails.map((email) => ({ email_id: email.row.id, outbox_ids: email.ownMail.outboxIds, message_ids: email.ownMail.messageIds }))),
       links: JSON.stringify(
         emails.flatMap((email) =>
           email.links.map((link) => ({

@@ -4,7 +4,7 @@ import { newId } from '../../lib/ids.ts'
 import type { DomainEvent, EventLog } from '../events/service.ts'
 import { TEST_MESSAGE_HEADER } from '../connection-tests/test-message.ts'
 import { MESSAGE_ID_HEADER as OWN_MESSAGE_HEADER } from '../outbound/send-policy.ts'
-import type { BounceReport, SentMessageRef } from '../outbound/sent-mail.ts'
+import { ownMailIds, type BounceReport, type OwnMailIds, type SentMessageRef } from '../outbound/sent-mail.ts'
 import { bounceDetails, classifyAutomated } from './automated.ts'
 import type { ParsedMail } from './parsed-mail.ts'
 import type { InboundEmailRow, InboundRepository, NewWorkItemLink, WorkItemLinkRow } from './repository.ts'
@@ -198,9 +198,16 @@ export class InboundPipeline {
   /**
    * The decision for a new email, from reads only (prepared statements): intake stores the
    * email already decided, in one statement, when the decision writes nothing elsewhere.
+   * Whether it is Mailgate's own mail is left to that statement, which stores nothing when
+   * a sent message has one of `ownMail`'s ids (the email then takes the other path).
    */
-  async decideNew(db: Db, row: PipelineRow, mail: ParsedMail, connector?: IngestConnector): Promise<{ decision: Decision; result: ProcessResult; events: DomainEvent[] }> {
-    const decision = await this.decide(db, row, mail, connector)
+  async decideNew(
+    db: Db,
+    row: PipelineRow,
+    mail: ParsedMail,
+    connector?: IngestConnector,
+  ): Promise<{ decision: Decision; result: ProcessResult; events: DomainEvent[]; ownMail: OwnMailIds }> {
+    const decision = await this.decide(db, row, mail, connector, { ownMailLeftToStore: true })
     const processedAt = new Date()
     const links: WorkItemLinkRow[] = decision.links.map((link) => ({
       routeId: null,
@@ -222,11 +229,11 @@ export class InboundPipeline {
       processedAt,
       links,
     }
-    return { decision, result, events: this.events(row, decision, links, true, processedAt) }
+    return { decision, result, events: this.events(row, decision, links, true, processedAt), ownMail: ownMailIds(headerValues(mail, OWN_MESSAGE_HEADER), mail.messageId ? [mail.messageId] : []) }
   }
 
   /** Every step's decision, from reads only: run outside a transaction it uses prepared statements. */
-  private async decide(tx: Db, row: PipelineRow, mail: ParsedMail, known?: IngestConnector): Promise<Decision> {
+  private async decide(tx: Db, row: PipelineRow, mail: ParsedMail, known?: IngestConnector, options: { ownMailLeftToStore?: boolean } = {}): Promise<Decision> {
     const connector = known ?? (await this.deps.connectors.find(tx, row.connectorId))
     const steps: PipelineStep[] = []
     const decision = (rest: Partial<Decision> & Pick<Decision, 'outcome' | 'reason'>): Decision => ({
@@ -240,7 +247,7 @@ export class InboundPipeline {
 
     // Own mail: an outbox id or Message-ID of mail Mailgate sent, or a connection test.
     const ownIds = headerValues(mail, OWN_MESSAGE_HEADER)
-    if (await this.deps.sentMail.includesAny(tx, ownIds, mail.messageId ? [mail.messageId] : [])) {
+    if (!options.ownMailLeftToStore && (await this.deps.sentMail.includesAny(tx, ownIds, mail.messageId ? [mail.messageId] : []))) {
       steps.push({ step: 'own_mail', result: 'ignored', detail: ownIds.length > 0 ? `${OWN_MESSAGE_HEADER} names a message Mailgate sent` : `Message-ID <${mail.messageId}> is a message Mailgate sent` })
       return decision({ outcome: 'ignored', reason: 'own_mail' })
     }

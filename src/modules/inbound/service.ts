@@ -24,7 +24,7 @@ import { attachmentContent, parseMime } from './mime.ts'
 import { storable, type ParsedMail } from './parsed-mail.ts'
 import type { InboundPipeline, IngestConnector } from './pipeline.ts'
 import { presentEmail, presentSummary } from './present.ts'
-import { DecidedEmailWriter } from './decided-writer.ts'
+import { DecidedEmailWriter, type SentAnyOf } from './decided-writer.ts'
 import type { InboundEmailRow, InboundRepository, WorkItemLinkRow } from './repository.ts'
 import type { ConfirmWorkItemInput, CreateRouteFromEmailInput, InboundEmail, InboundEmailSummary, ListInboundInput, ReapplyInput } from './schemas.ts'
 
@@ -41,6 +41,8 @@ export interface InboundServiceDeps {
   sizeLimit: number
   log?: FastifyBaseLogger
   events: EventLog
+  /** The outbound module's "a sent message has one of these ids", which the store statement asks. */
+  sentAnyOf: SentAnyOf
   /**
    * Test hook at the points where a crash matters: `decided` (nothing written yet) and
    * `stored` (stored as `received`, not yet processed).
@@ -84,7 +86,7 @@ export class InboundService {
 
   constructor(deps: InboundServiceDeps) {
     this.deps = deps
-    this.decidedWriter = new DecidedEmailWriter(deps.db)
+    this.decidedWriter = new DecidedEmailWriter(deps.db, deps.sentAnyOf)
   }
 
   /** Called with the outcome each email gets when intake or recovery decides it (metrics). */
@@ -193,7 +195,7 @@ export class InboundService {
     if (decided.decision.bounce) return undefined
     await this.deps.onStage?.('decided', row)
     const final: InboundEmailRow = { ...row, ...decided.result }
-    const stored = await this.decidedWriter.write({ row: final, scope, keys, links: decided.result.links, events: this.deps.events.rows(decided.events) })
+    const stored = await this.decidedWriter.write({ row: final, scope, keys, links: decided.result.links, events: this.deps.events.rows(decided.events), ownMail: decided.ownMail })
     return stored ? { status: 201, row: final, links: decided.result.links } : undefined
   }
 

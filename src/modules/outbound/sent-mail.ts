@@ -1,7 +1,7 @@
-import { and, eq, inArray, or, sql, type Placeholder, type SQL } from 'drizzle-orm'
+import { and, eq, or, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { outboundMessages, type MessageBounce } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
-import { idIn, textArrayLiteral } from '../../database/id-in.ts'
+import { textArrayLiteral } from '../../database/id-in.ts'
 import type { EventLog } from '../events/service.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
@@ -50,6 +50,23 @@ function knownRefsQuery(executor: Db, lowerCaseRefs: string | Placeholder) {
     .where(sql`lower(${outboundMessages.workItemRef}) = any(${lowerCaseRefs}::text[])`)
 }
 
+/** The ids a received mail may name Mailgate's own mail by, as sent mail stores them. */
+export interface OwnMailIds {
+  /** Outbox ids from `x-mailgate-message` (only well-formed UUIDs). */
+  outboxIds: string[]
+  /** Message-IDs with angle brackets. */
+  messageIds: string[]
+}
+
+export function ownMailIds(mailgateIds: string[], messageIds: string[]): OwnMailIds {
+  return { outboxIds: mailgateIds.filter((id) => UUID.test(id)), messageIds: bracketed(messageIds) }
+}
+
+/** Whether any sent message has one of these outbox ids (a uuid[]) or Message-IDs (a text[]). */
+function sentAnyOf(outboxIds: SQL, messageIds: SQL): SQL<boolean> {
+  return sql<boolean>`exists (select 1 from ${outboundMessages} where ${outboundMessages.id} = any(${outboxIds}) or ${internetMessageId} = any(${messageIds}))`
+}
+
 export class SentMail {
   private readonly db: Db
   private readonly events: EventLog
@@ -60,17 +77,10 @@ export class SentMail {
   constructor(db: Db, events: EventLog) {
     this.db = db
     this.events = events
-    // Asked of every received mail: one statement prepared once, whatever the number of ids.
+    // One statement prepared once, whatever the number of ids.
     this.includesAnyPrepared = db
-      .select({ id: outboundMessages.id })
-      .from(outboundMessages)
-      .where(
-        or(
-          sql`${outboundMessages.id} = any(${sql.placeholder('ids')}::uuid[])`,
-          sql`${internetMessageId} = any(${sql.placeholder('messageIds')}::text[])`,
-        ),
-      )
-      .limit(1)
+      .select({ own: sentAnyOf(sql`${sql.placeholder('ids')}::uuid[]`, sql`${sql.placeholder('messageIds')}::text[]`) })
+      .from(sql`(select 1) as one`)
       .prepare('sent_mail_includes_any')
     // Asked of every reply: prepared too (a transaction runs its own).
     this.withWorkPrepared = withWorkQuery(db, sql.placeholder('messageIds')).prepare('sent_mail_with_work')
@@ -79,18 +89,21 @@ export class SentMail {
 
   /** Whether any of these outbox ids or Message-IDs is a message Mailgate sent. */
   async includesAny(executor: Db, mailgateIds: string[], messageIds: string[]): Promise<boolean> {
-    const ids = mailgateIds.filter((id) => UUID.test(id))
-    if (ids.length === 0 && messageIds.length === 0) return false
-    if (executor === this.db) {
-      const rows = await this.includesAnyPrepared.execute({ ids: `{${ids.join(',')}}`, messageIds: textArrayLiteral(bracketed(messageIds)) })
-      return rows.length > 0
-    }
-    const conditions: SQL[] = []
-    if (ids.length > 0) conditions.push(idIn(outboundMessages.id, ids))
-    if (messageIds.length > 0) conditions.push(inArray(internetMessageId, bracketed(messageIds)))
-    if (conditions.length === 0) return false
-    const rows = await executor.select({ id: outboundMessages.id }).from(outboundMessages).where(or(...conditions)).limit(1)
-    return rows.length > 0
+    const ids = ownMailIds(mailgateIds, messageIds)
+    if (ids.outboxIds.length === 0 && ids.messageIds.length === 0) return false
+    const params = { ids: `{${ids.outboxIds.join(',')}}`, messageIds: textArrayLiteral(ids.messageIds) }
+    if (executor === this.db) return (await this.includesAnyPrepared.execute(params))[0]!.own
+    const [row] = await executor.select({ own: sentAnyOf(sql`${params.ids}::uuid[]`, sql`${params.messageIds}::text[]`) }).from(sql`(select 1) as one`)
+    return row!.own
+  }
+
+  /**
+   * The same question as a condition for a statement of another module, which gives the ids
+   * as SQL (a uuid[] and a text[], as ownMailIds makes them): intake asks it in the statement
+   * that stores a received mail, rather than in a read of its own.
+   */
+  sentAnyOf(outboxIds: SQL, messageIds: SQL): SQL<boolean> {
+    return sentAnyOf(outboxIds, messageIds)
   }
 
   /** Sent messages with a work item reference among these Message-IDs. */
