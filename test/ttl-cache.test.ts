@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { ChangeSignal } from '../src/lib/change-signal.ts'
 import { TtlCache } from '../src/lib/ttl-cache.ts'
 
 function clock() {
@@ -52,6 +53,23 @@ describe('TtlCache', () => {
     expect(await cache.get('b', async () => 'read after the change')).toBe('read after the change')
   })
 
+  it('a read that started before clear() does not end the read that started after it', async () => {
+    const cache = new TtlCache<string, string>(500)
+    const before = deferred<string>()
+    const after = deferred<string>()
+    let reads = 0
+    const first = cache.get('a', () => (reads++, before.promise))
+    cache.clear()
+    const second = cache.get('a', () => (reads++, after.promise))
+    before.resolve('old')
+    await first
+    // Still reading after the clear: a third caller shares that read rather than starting one.
+    const third = cache.get('a', () => (reads++, Promise.resolve('another')))
+    after.resolve('new')
+    expect(await Promise.all([second, third])).toEqual(['new', 'new'])
+    expect(reads).toBe(2)
+  })
+
   it('holds at most maxEntries, dropping the oldest', async () => {
     const cache = new TtlCache<number, number>(500, 2)
     let reads = 0
@@ -61,5 +79,35 @@ describe('TtlCache', () => {
     expect(reads).toBe(3)
     await cache.get(1, async () => (reads++, 1))
     expect(reads).toBe(4)
+  })
+})
+
+describe('ChangeSignal', () => {
+  it('a read made between a write and its commit (the old rows) is forgotten once the transaction ends', async () => {
+    const changes = new ChangeSignal()
+    const cache = new TtlCache<string, string>(500)
+    changes.listen(() => cache.clear())
+    let stored = 'enabled'
+    const commit = deferred<void>()
+    const transaction = changes.after(
+      (async () => {
+        changes.emit() // the repository, right after its statement
+        await commit.promise
+        stored = 'disabled'
+      })(),
+    )
+    // Another request reads before the commit, and sees the old row.
+    expect(await cache.get('connector', async () => stored)).toBe('enabled')
+    commit.resolve()
+    await transaction
+    expect(await cache.get('connector', async () => stored)).toBe('disabled')
+  })
+
+  it('emits after a transaction that failed too', async () => {
+    const changes = new ChangeSignal()
+    let emitted = 0
+    changes.listen(() => emitted++)
+    await expect(changes.after(Promise.reject(new Error('rolled back')))).rejects.toThrow('rolled back')
+    expect(emitted).toBe(1)
   })
 })

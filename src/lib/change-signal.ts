@@ -1,4 +1,9 @@
-/** Tells this instance's caches that a repository wrote, so they drop what they hold at once. */
+/**
+ * Tells this instance's caches that configuration changed, so they drop what they hold at
+ * once. A repository emits it after each write, inside the transaction; `after` emits again
+ * once the transaction has ended, so that a read made between the write and the commit
+ * (which saw the old rows) is not kept either.
+ */
 export class ChangeSignal {
   private readonly listeners: (() => void)[] = []
 
@@ -8,5 +13,13 @@ export class ChangeSignal {
 
   emit(): void {
     for (const listener of this.listeners) listener()
+  }
+
+  async after<T>(transaction: Promise<T>): Promise<T> {
+    try {
+      return await transaction
+    } finally {
+      this.emit()
+    }
   }
 }

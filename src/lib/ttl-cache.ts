@@ -30,14 +30,18 @@ export class TtlCache<K, V> {
     const pending = this.reading.get(key)
     if (pending) return pending
     const readAt = this.now()
-    const promise = read().then(
+    const settled = () => {
+      // After a clear() another read of the key may be running: it is not this one's to end.
+      if (this.reading.get(key) === promise) this.reading.delete(key)
+    }
+    const promise: Promise<V> = read().then(
       (value) => {
-        this.reading.delete(key)
+        settled()
         if (readAt > this.clearedAt) this.remember(key, value, readAt)
         return value
       },
       (error: unknown) => {
-        this.reading.delete(key)
+        settled()
         throw error
       },
     )

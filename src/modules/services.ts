@@ -1,5 +1,6 @@
 import { outboundAttachments } from '../../db/schema.ts'
 import type { Db } from '../database/index.ts'
+import { ChangeSignal } from '../lib/change-signal.ts'
 import { TokenProvider } from '../graph/token-provider.ts'
 import type { SecretBox } from '../lib/secret-box.ts'
 import { ApiKeyRepository } from './api-keys/repository.ts'
@@ -78,7 +79,9 @@ export function createServices(deps: ServiceDeps): Services {
   const apiKeys = new ApiKeyService(db, new ApiKeyRepository(), audit)
 
   const integrationRepository = new IntegrationRepository()
-  const connectorRepository = new ConnectorRepository()
+  // Writes to any of these clear intake's cached connectors, routes and blocked addresses.
+  const configChanges = new ChangeSignal()
+  const connectorRepository = new ConnectorRepository(configChanges)
   const integrations = new IntegrationService({
     db,
     repository: integrationRepository,
@@ -91,7 +94,7 @@ export function createServices(deps: ServiceDeps): Services {
   const mailboxes = new Mailboxes({ db, repository: integrationRepository, secretBox, tokens })
 
   // Connectors and routes need each other: each reaches the other through a port.
-  const routeRepository = new EmailRouteRepository()
+  const routeRepository = new EmailRouteRepository(configChanges)
   const routeBook = new RouteBook({ db, repository: routeRepository, tests, audit })
   const routes: EmailRouteService = new EmailRouteService({
     db,
@@ -115,7 +118,7 @@ export function createServices(deps: ServiceDeps): Services {
     mailboxes,
     failureThreshold: deps.connectorFailureThreshold ?? 5,
   })
-  const blockedAddresses = new BlockedAddressService({ db, repository: new BlockedAddressRepository(), audit })
+  const blockedAddresses = new BlockedAddressService({ db, repository: new BlockedAddressRepository(configChanges), audit })
   const messages = new MessageService({
     db,
     repository: new MessageRepository(),

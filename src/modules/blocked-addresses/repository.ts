@@ -20,8 +20,12 @@ export function matchQuery(executor: Db, address: string | Placeholder, domainPa
 }
 
 export class BlockedAddressRepository {
-  /** Emitted on every write (intake's cache of blocked addresses listens). */
-  readonly changes = new ChangeSignal()
+  /** Emitted on every write: intake's caches of configuration listen (one signal for connectors, routes and blocked addresses). */
+  readonly changes: ChangeSignal
+
+  constructor(changes = new ChangeSignal()) {
+    this.changes = changes
+  }
 
   /** Inserts unless the pattern is taken (the unique constraint decides, also between racing requests). */
   async insertUnlessTaken(executor: Db, row: NewBlockedAddress): Promise<BlockedAddressRow | undefined> {

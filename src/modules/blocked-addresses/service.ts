@@ -54,13 +54,18 @@ export class BlockedAddressService implements SenderBlocklist {
     deps.repository.changes.listen(() => this.recent.clear())
   }
 
+  /** db.transaction, after which intake's caches forget what they read meanwhile (the change is committed now). */
+  private transaction<T>(work: (tx: Db) => Promise<T>): Promise<T> {
+    return this.deps.repository.changes.after(this.deps.db.transaction(work))
+  }
+
   /**
    * The pattern's uniqueness is the table's: ON CONFLICT DO NOTHING, so of two racing creates
    * one stores it and the other is told which row holds it.
    */
   async create(actor: Actor, input: CreateBlockedAddressInput): Promise<BlockedAddress> {
     const pattern = input.pattern.toLowerCase()
-    const row = await this.deps.db.transaction(async (tx) => {
+    const row = await this.transaction(async (tx) => {
       // The holder of a taken pattern can be deleted before it is read; then the insert is tried again.
       for (let attempt = 0; attempt < 3; attempt++) {
         const created = await this.deps.repository.insertUnlessTaken(tx, {
@@ -99,7 +104,7 @@ export class BlockedAddressService implements SenderBlocklist {
   async update(actor: Actor, id: string, input: UpdateBlockedAddressInput): Promise<BlockedAddress> {
     const pattern = input.pattern?.toLowerCase()
     try {
-      const row = await this.deps.db.transaction(async (tx) => {
+      const row = await this.transaction(async (tx) => {
         const existing = await this.require(tx, id, { forUpdate: true })
         const changes: Partial<NewBlockedAddress> = { updatedAt: new Date() }
         if (pattern !== undefined) changes.pattern = pattern
@@ -127,7 +132,7 @@ export class BlockedAddressService implements SenderBlocklist {
   }
 
   async delete(actor: Actor, id: string): Promise<void> {
-    await this.deps.db.transaction(async (tx) => {
+    await this.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
       await this.deps.repository.delete(tx, id)
       await this.deps.audit.record(tx, actor, { action: 'delete', resourceType: 'blocked_address', resourceId: id, before: snapshot(existing) })

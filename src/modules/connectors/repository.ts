@@ -75,8 +75,12 @@ export function prepareConnectorViews(db: Db) {
 }
 
 export class ConnectorRepository {
-  /** Emitted on every write of a connector row (intake's cache of connectors listens). */
-  readonly changes = new ChangeSignal()
+  /** Emitted on every write: intake's caches of configuration listen (one signal for connectors, routes and blocked addresses). */
+  readonly changes: ChangeSignal
+
+  constructor(changes = new ChangeSignal()) {
+    this.changes = changes
+  }
 
   async insert(executor: Db, row: NewConnector): Promise<ConnectorRow> {
     const [created] = await executor.insert(connectors).values(row).returning()

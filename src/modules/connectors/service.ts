@@ -126,6 +126,11 @@ export class ConnectorService {
     deps.repository.changes.listen(() => this.recent.clear())
   }
 
+  /** db.transaction, after which intake's caches forget what they read meanwhile (the change is committed now). */
+  private transaction<T>(work: (tx: Db) => Promise<T>): Promise<T> {
+    return this.deps.repository.changes.after(this.deps.db.transaction(work))
+  }
+
   async create(actor: Actor, input: CreateConnectorInput): Promise<Connector> {
     const incoming = input.direction === 'incoming'
     if (!incoming) rejectIncomingFields(input)
@@ -139,7 +144,7 @@ export class ConnectorService {
     }
     const id = newId()
     const address = input.primaryAddress.toLowerCase()
-    const row = await this.deps.db.transaction(async (tx) => {
+    const row = await this.transaction(async (tx) => {
       await this.requireIntegration(tx, input.integrationId)
       await this.requireFreeAddress(tx, input.direction, address)
       const created = await this.deps.repository.insert(tx, {
@@ -211,7 +216,7 @@ export class ConnectorService {
   }
 
   async update(actor: Actor, id: string, input: UpdateConnectorInput): Promise<Connector> {
-    const row = await this.deps.db.transaction(async (tx) => {
+    const row = await this.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
       if (input.direction !== undefined && input.direction !== existing.direction) {
         throw new DirectionImmutableError(
@@ -271,7 +276,7 @@ export class ConnectorService {
   }
 
   async delete(actor: Actor, id: string): Promise<void> {
-    await this.deps.db.transaction(async (tx) => {
+    await this.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
       const routesDeleted = await this.deps.routes.removeAllOf(tx, id)
       await this.deps.repository.delete(tx, id)
@@ -313,7 +318,7 @@ export class ConnectorService {
             testId,
           })
 
-    const stored = await this.deps.db.transaction(async (tx) => {
+    const stored = await this.transaction(async (tx) => {
       const test = await this.deps.tests.record(tx, actor, { id: testId, resourceType: 'connector', resourceId: id, configHash, candidate, outcome })
       if (outcome.ok && !candidate) {
         const fresh = await this.require(tx, id, { forUpdate: true })
@@ -328,7 +333,7 @@ export class ConnectorService {
 
   /** The enable gate: a verified integration and a successful test of exactly this configuration. */
   async enable(actor: Actor, id: string): Promise<Connector> {
-    const row = await this.deps.db.transaction(async (tx) => {
+    const row = await this.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
       if (existing.enabled) return existing
       const { hash, verified } = await this.hashOf(tx, connectionOf(existing), { forShare: true })
@@ -360,7 +365,7 @@ export class ConnectorService {
   }
 
   async disable(actor: Actor, id: string, reason?: string): Promise<Connector> {
-    const row = await this.deps.db.transaction(async (tx) => {
+    const row = await this.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
       if (!existing.enabled) return existing
       return this.disableLocked(tx, actor, existing, reason ?? 'Disabled by an operator', {})
@@ -378,7 +383,7 @@ export class ConnectorService {
       const row = await this.deps.repository.findById(this.deps.db, id)
       return { disabled: false, consecutiveFailures: row?.consecutiveFailures ?? 0 }
     }
-    return this.deps.db.transaction(async (tx) => {
+    return this.transaction(async (tx) => {
       const row = await this.deps.repository.incrementFailures(tx, id)
       if (!row) throw new NotFoundError('connector', id)
       if (!row.enabled || row.consecutiveFailures < this.deps.failureThreshold) {

@@ -26,8 +26,12 @@ export function senderQuery(executor: Db, address: string | Placeholder) {
 }
 
 export class EmailRouteRepository {
-  /** Emitted on every write of a route row (intake's cache of incoming routes listens). */
-  readonly changes = new ChangeSignal()
+  /** Emitted on every write: intake's caches of configuration listen (one signal for connectors, routes and blocked addresses). */
+  readonly changes: ChangeSignal
+
+  constructor(changes = new ChangeSignal()) {
+    this.changes = changes
+  }
 
   async insert(executor: Db, row: NewEmailRoute): Promise<EmailRouteRow> {
     const [created] = await executor.insert(emailRoutes).values(row).returning()

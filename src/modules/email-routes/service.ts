@@ -85,8 +85,13 @@ export class EmailRouteService {
     this.deps = deps
   }
 
+  /** db.transaction, after which intake's caches forget what they read meanwhile (the change is committed now). */
+  private transaction<T>(work: (tx: Db) => Promise<T>): Promise<T> {
+    return this.deps.repository.changes.after(this.deps.db.transaction(work))
+  }
+
   async create(actor: Actor, input: CreateRouteInput): Promise<EmailRoute> {
-    const row = await this.deps.db.transaction(async (tx) => {
+    const row = await this.transaction(async (tx) => {
       const connector = await this.requireConnector(tx, input.connectorId)
       const address = input.emailAddress.toLowerCase()
       let values: NewEmailRoute
@@ -172,7 +177,7 @@ export class EmailRouteService {
   }
 
   async update(actor: Actor, id: string, input: UpdateRouteInput): Promise<EmailRoute> {
-    const row = await this.deps.db.transaction(async (tx) => {
+    const row = await this.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
       const changes: Partial<NewEmailRoute> = { updatedAt: new Date() }
       if (input.name !== undefined) changes.name = input.name
@@ -233,7 +238,7 @@ export class EmailRouteService {
   }
 
   async delete(actor: Actor, id: string): Promise<void> {
-    await this.deps.db.transaction(async (tx) => {
+    await this.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
       if (existing.kind === 'fallback' || existing.kind === 'default') {
         throw new ProtectedRouteError(
@@ -272,7 +277,7 @@ export class EmailRouteService {
       to: input.testRecipient?.toLowerCase() ?? connector.primaryAddress,
       testId,
     })
-    const stored = await this.deps.db.transaction(async (tx) => {
+    const stored = await this.transaction(async (tx) => {
       return this.deps.tests.record(tx, actor, {
         id: testId,
         resourceType: 'route',
@@ -286,7 +291,7 @@ export class EmailRouteService {
   }
 
   async enable(actor: Actor, id: string): Promise<EmailRoute> {
-    const row = await this.deps.db.transaction(async (tx) => {
+    const row = await this.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
       if (existing.enabled) return existing
       if (existing.kind === 'alias') {
@@ -300,7 +305,7 @@ export class EmailRouteService {
   }
 
   async disable(actor: Actor, id: string): Promise<EmailRoute> {
-    const row = await this.deps.db.transaction(async (tx) => {
+    const row = await this.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
       if (existing.kind === 'fallback' || existing.kind === 'default') {
         throw new ProtectedRouteError(`The ${existing.kind} route is always enabled; disable the connector instead.`)
@@ -317,7 +322,7 @@ export class EmailRouteService {
    * their group.
    */
   async reorder(actor: Actor, connectorId: string, routeIds: string[]): Promise<EmailRoute[]> {
-    const rows = await this.deps.db.transaction(async (tx) => {
+    const rows = await this.transaction(async (tx) => {
       const connector = await this.requireConnector(tx, connectorId, { forUpdate: true })
       if (connector.direction !== 'incoming') {
         throw new RouteRuleError('ROUTE_ORDER_INVALID', 'connectorId', 'Only incoming routes have an order.')

@@ -43,7 +43,7 @@ const MAX_BATCH = 64
  */
 export class DecidedEmailWriter {
   private readonly statement: ReturnType<typeof prepareStoreDecided>
-  private readonly queue: { email: DecidedEmail; done: (stored: boolean) => void; failed: (error: unknown) => void }[] = []
+  private readonly queue: Entry[] = []
   private inFlight = 0
 
   constructor(db: Db, sentAnyOf: SentAnyOf) {
@@ -62,30 +62,35 @@ export class DecidedEmailWriter {
     if (this.inFlight >= MAX_IN_FLIGHT || this.queue.length === 0) return
     const group = this.queue.splice(0, MAX_BATCH)
     this.inFlight++
-    this.writeGroup(group.map((entry) => entry.email))
-      .then(
-        (stored) => group.forEach((entry, index) => entry.done(stored[index]!)),
-        (error: unknown) => group.forEach((entry) => entry.failed(error)),
-      )
-      .finally(() => {
-        this.inFlight--
-        this.next()
-      })
+    void this.writeGroup(group).finally(() => {
+      this.inFlight--
+      this.next()
+    })
   }
 
-  private async writeGroup(emails: DecidedEmail[]): Promise<boolean[]> {
+  /** Writes the group and settles each entry; never rejects. */
+  private async writeGroup(group: Entry[]): Promise<void> {
     try {
-      const stored = await this.statement(emails)
-      return emails.map((email) => stored.has(email.row.id))
+      const stored = await this.statement(group.map((entry) => entry.email))
+      for (const entry of group) entry.done(stored.has(entry.email.row.id))
+      return
     } catch (error) {
-      if (emails.length === 1) {
-        if (databaseErrorCode(error) === '23503') return [false]
-        throw error
+      if (group.length === 1) {
+        if (databaseErrorCode(error) === '23503') group[0]!.done(false)
+        else group[0]!.failed(error)
+        return
       }
     }
-    // One email's failure is its own: the others are written one by one.
-    return Promise.all(emails.map(async (email) => (await this.writeGroup([email]))[0]!))
+    // One email's refusal or failure is its own: the others are written one by one, in this
+    // statement's turn (the rare group that needs it waits; the pool is not flooded).
+    for (const entry of group) await this.writeGroup([entry])
   }
+}
+
+interface Entry {
+  email: DecidedEmail
+  done: (stored: boolean) => void
+  failed: (error: unknown) => void
 }
 
 const emailFields = Object.keys(getTableColumns(inboundEmails)) as (keyof InboundEmailRow)[]
@@ -112,7 +117,9 @@ function prepareStoreDecided(db: Db, sentAnyOf: SentAnyOf) {
     sql`select k.scope, k.kind, k.hash, k.email_id from json_to_recordset(${sql.placeholder('keys')}::json) as k(scope text, kind text, hash text, email_id uuid)`,
   )
   const claimed = db.$with('claimed_keys', { emailId: sql<string>`email_id` }).as(
+    // In one order everywhere, so that groups racing for the same keys cannot deadlock.
     sql`insert into ${inboundDedupeKeys} (scope, kind, hash, email_id) select scope, kind, hash, email_id from wanted_keys
+      order by scope, kind, hash
       on conflict do nothing returning email_id`,
   )
   const stored = db.$with('stored_email', { storedId: sql<string>`id`.as('stored_id') }).as(
