@@ -3,12 +3,14 @@ import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import nock from 'nock'
 import { makeServerCertificate } from './certificates.ts'
+import { buildMime, mimeHeaders, parseMime, type MimeAddress, type MimeSource } from './fake-mime.ts'
 
 /**
  * A stateful stand-in for Microsoft's cloud: tenants with app registrations (secrets,
  * certificates, granted application permissions) behind the Entra token endpoint of every
  * national cloud, and shared mailboxes behind the Graph mail endpoints (folders, sendMail,
- * drafts with attachments and upload sessions, draft send). Requests are intercepted with
+ * drafts with attachments and upload sessions, draft send; receiving: mail in any folder,
+ * per-folder delta with next/delta links, $value MIME, mark read, move, delete). Requests are intercepted with
  * nock, so no traffic leaves the machine; `serveAs` and `listen` also make it a stand-in for
  * a cloud on another host (a proxy or sandbox), through nock or as a real local HTTPS server.
  */
@@ -47,6 +49,11 @@ export interface FakeAttachmentSummary {
 
 export interface FakeStoredAttachment extends FakeAttachmentSummary {
   id: string
+  /**
+   * The bytes, for attachments that came in a request body or with `deliver` (kept so $value
+   * can write them). Upload-session attachments (up to 150 MB) keep only their hash.
+   */
+  content?: Buffer
 }
 
 export interface FakeSentMessage {
@@ -70,7 +77,12 @@ export interface FakeSentMessage {
 }
 
 export type FakeImportance = 'low' | 'normal' | 'high'
-export type FakeMessageFolder = 'drafts' | 'sentitems' | 'inbox'
+/**
+ * Where a message is: the well-known name of its folder ('inbox', 'sentitems', 'drafts',
+ * 'deleteditems', 'junkemail', 'archive', ...) or, for other folders, their path from the top
+ * (e.g. 'Project 1/Invoices').
+ */
+export type FakeMessageFolder = 'drafts' | 'sentitems' | 'inbox' | 'deleteditems' | 'junkemail' | 'archive' | (string & {})
 
 export interface FakeStoredMessage {
   /**
@@ -85,7 +97,11 @@ export interface FakeStoredMessage {
   /** Lowercase address of the mailbox holding the message. */
   mailbox: string
   isDraft: boolean
+  /** The folder's well-known name or path; kept in step with `parentFolderId` by every move. */
   folder: FakeMessageFolder
+  /** The id of the FakeFolder holding the message. */
+  parentFolderId: string
+  isRead: boolean
   subject: string
   body: { contentType: 'text' | 'html'; content: string }
   from?: string
@@ -97,8 +113,48 @@ export interface FakeStoredMessage {
   internetMessageHeaders: { name: string; value: string }[]
   internetMessageId: string
   createdDateTime: string
+  receivedDateTime: string
+  lastModifiedDateTime: string
   sentDateTime?: string
   attachments: FakeStoredAttachment[]
+  /** The Sender address when it differs from `from` (Graph's `sender`); `from` otherwise. */
+  sender?: string
+  /** Display names of the addresses above, by lowercase address; the address stands in for a missing name. */
+  displayNames?: Record<string, string>
+  /** For mail delivered as MIME: the raw RFC 5322 bytes, which $value answers verbatim. */
+  mime?: Buffer
+}
+
+/** A structured message for `deliver`. Addresses are `a@b.example` or `Name <a@b.example>`. */
+export interface FakeDeliveryInput {
+  subject?: string
+  /** Default `Alice Customer <alice@fabrikam.example>`. */
+  from?: string | MimeAddress
+  sender?: string | MimeAddress
+  /** Default: the mailbox itself. */
+  to?: (string | MimeAddress)[]
+  cc?: (string | MimeAddress)[]
+  bcc?: (string | MimeAddress)[]
+  replyTo?: (string | MimeAddress)[]
+  /** A string is a plain-text body. */
+  body?: string | { contentType?: 'text' | 'html'; content: string }
+  importance?: FakeImportance
+  internetMessageId?: string
+  /** Further internet headers, e.g. `{ name: 'Auto-Submitted', value: 'auto-replied' }`. */
+  headers?: { name: string; value: string }[]
+  /** The Date header; default: when it is received. */
+  sentAt?: Date
+  /** Default false, except for mail put into sentitems or drafts. */
+  isRead?: boolean
+  isDraft?: boolean
+  attachments?: { name: string; contentType?: string; content: Buffer | string; isInline?: boolean; contentId?: string }[]
+}
+
+export interface FakeDeliveryOptions {
+  /** A folder path ('Inbox/Invoices'), well-known name ('junkemail') or folder id. Default 'inbox'. */
+  folder?: string
+  /** Default: now. */
+  receivedAt?: Date
 }
 
 export interface FakeMailbox {
@@ -146,6 +202,8 @@ export interface GraphRequestRecord {
   status: number
   /** The Prefer request header, when sent. */
   prefer?: string
+  /** The query string (with its '?'), when there was one. */
+  query?: string
   /** Outlook-host requests (upload URLs) only: whether an Authorization header came along. */
   hadAuthorization?: boolean
   /** The fault this request took, if any. */
@@ -288,6 +346,23 @@ const newRestId = () => `AAMkAG${randomBytes(36).toString('base64url')}AAA=`
 const newImmutableId = () => `AAkALgAA${randomBytes(36).toString('base64url')}AAA=`
 const newAttachmentId = () => `AAMkAG${randomBytes(24).toString('base64url')}BEgAQA${randomBytes(12).toString('base64url')}=`
 const newInternetMessageId = () => `<${randomBytes(12).toString('hex')}@fake.outlook.com>`
+/** Opaque state tokens, URL-safe as they stand. */
+const newStateToken = () => randomBytes(30).toString('base64url')
+
+/** `a@b.example`, `Name <a@b.example>` or `"Name, Jr." <a@b.example>`. */
+function parseAddress(text: string): MimeAddress {
+  const match = /^\s*"?([^"<]*?)"?\s*<([^>]+)>\s*$/.exec(text)
+  if (!match) return { address: text.trim() }
+  return match[1] ? { address: match[2]!.trim(), name: match[1].trim() } : { address: match[2]!.trim() }
+}
+
+/** Splits OData key segments such as `mailFolders('AAMk...')` into `mailFolders`, `AAMk...`. */
+function keySegments(segments: string[]): string[] {
+  return segments.flatMap((segment) => {
+    const match = /^([A-Za-z.]+)\('(.*)'\)$/.exec(segment)
+    return match ? [match[1]!, match[2]!.replaceAll("''", "'")] : [segment]
+  })
+}
 
 function requestBytes(body: nock.Body): number {
   if (typeof body === 'string') return Buffer.byteLength(body)
@@ -341,6 +416,7 @@ function readFileAttachment(input: GraphAttachmentInput): FakeStoredAttachment |
     sha256: createHash('sha256').update(bytes).digest('hex'),
     isInline: input.isInline === true,
     ...(input.contentId ? { contentId: input.contentId } : {}),
+    content: bytes,
   }
 }
 
@@ -407,6 +483,86 @@ interface UploadSession {
   expirationDateTime: string
 }
 
+/** Graph's page size for delta (and message lists) when the client asks for none. */
+const DEFAULT_PAGE_SIZE = 10
+
+/** The message properties `$select` accepts (Graph's; the fake leaves out a few it does not model). */
+const MESSAGE_PROPERTIES = [
+  'id',
+  'createdDateTime',
+  'lastModifiedDateTime',
+  'changeKey',
+  'categories',
+  'receivedDateTime',
+  'sentDateTime',
+  'hasAttachments',
+  'internetMessageId',
+  'subject',
+  'bodyPreview',
+  'importance',
+  'parentFolderId',
+  'conversationId',
+  'conversationIndex',
+  'isDeliveryReceiptRequested',
+  'isReadReceiptRequested',
+  'isRead',
+  'isDraft',
+  'webLink',
+  'inferenceClassification',
+  'body',
+  'uniqueBody',
+  'sender',
+  'from',
+  'toRecipients',
+  'ccRecipients',
+  'bccRecipients',
+  'replyTo',
+  'flag',
+  'internetMessageHeaders',
+  'attachments',
+  'extensions',
+  'singleValueExtendedProperties',
+  'multiValueExtendedProperties',
+]
+const PROPERTY_BY_LOWERCASE = new Map(MESSAGE_PROPERTIES.map((name) => [name.toLowerCase(), name]))
+
+interface DeltaOptions {
+  /** Canonical property names from the first request's $select; every property when undefined. */
+  select?: string[]
+  changeType?: 'created' | 'updated' | 'deleted'
+  filter?: { op: 'ge' | 'gt'; at: number }
+  orderDesc: boolean
+  /** odata.maxpagesize of the round's first request, used when a later request sends none. */
+  pageSize?: number
+}
+
+/** One entry of a round's snapshot, rendered when its page is served. */
+type DeltaEntry = { kind: 'item'; immutableId: string } | { kind: 'removed'; immutableId: string; restIds: string[] }
+
+/** The changes of one round of delta requests for a folder, fixed when the round starts. */
+interface DeltaRound {
+  mailbox: string
+  folderId: string
+  options: DeltaOptions
+  entries: DeltaEntry[]
+  /** The change sequence number when the round started: the next round reports what came after. */
+  watermark: number
+}
+
+/** What a $skiptoken or $deltatoken stands for. */
+type DeltaToken = { epoch: number; mailbox: string; folderId: string } & (
+  | { kind: 'skip'; round: DeltaRound; offset: number }
+  | { kind: 'delta'; since: number; options: DeltaOptions }
+)
+
+/** A message left a folder (moved out or deleted) at change `seq`, known there by `restId`. */
+interface Removal {
+  seq: number
+  folderId: string
+  restId: string
+  immutableId: string
+}
+
 /** What a Graph mail route needs to know about the request it serves. */
 interface GraphContext {
   host: string
@@ -415,7 +571,53 @@ interface GraphContext {
   appId: string
   roles: Set<string>
   preferImmutable: boolean
+  /** The Prefer request header. */
+  prefer: string | undefined
   body: nock.Body
+}
+
+/** $select of a message request, as canonical property names; a 400 for names Graph does not know. */
+function readSelect(url: URL): string[] | { refusal: FakeAnswer } | undefined {
+  const raw = url.searchParams.get('$select')
+  if (raw === null || !raw.trim()) return undefined
+  const names: string[] = []
+  for (const part of raw.split(',')) {
+    const name = PROPERTY_BY_LOWERCASE.get(part.trim().toLowerCase())
+    if (!name) {
+      return { refusal: graphError(400, 'RequestBroker--ParseUri', `Could not find a property named '${part.trim()}' on type 'microsoft.graph.message'.`) }
+    }
+    if (!names.includes(name)) names.push(name)
+  }
+  return names
+}
+
+/** The options of a round's first delta request, which its links keep. */
+function readDeltaOptions(url: URL): DeltaOptions | { refusal: FakeAnswer } {
+  const select = readSelect(url)
+  if (select && 'refusal' in select) return select
+  const options: DeltaOptions = { orderDesc: false, ...(select ? { select } : {}) }
+  const refuse = (message: string) => ({ refusal: graphError(400, 'ErrorInvalidUrlQuery', message) })
+  const changeType = url.searchParams.get('changeType')
+  if (changeType !== null) {
+    if (changeType !== 'created' && changeType !== 'updated' && changeType !== 'deleted') {
+      return refuse(`The changeType '${changeType}' is not one of created, updated, deleted.`)
+    }
+    options.changeType = changeType
+  }
+  const filter = url.searchParams.get('$filter')
+  if (filter !== null) {
+    const match = /^\s*receivedDateTime\s+(ge|gt)\s+(\S+)\s*$/i.exec(filter)
+    const at = match ? Date.parse(match[2]!) : Number.NaN
+    if (!match || Number.isNaN(at)) return refuse('Delta of messages supports only $filter=receivedDateTime ge {value} or receivedDateTime gt {value}.')
+    options.filter = { op: match[1]!.toLowerCase() as 'ge' | 'gt', at }
+  }
+  const orderBy = url.searchParams.get('$orderby')
+  if (orderBy !== null) {
+    if (!/^\s*receivedDateTime\s+desc\s*$/i.test(orderBy)) return refuse('Delta of messages supports only $orderby=receivedDateTime desc.')
+    options.orderDesc = true
+  }
+  if (url.searchParams.has('$search')) return refuse('Delta of messages does not support $search.')
+  return options
 }
 
 export class FakeMicrosoft {
@@ -433,6 +635,19 @@ export class FakeMicrosoft {
   private graphFaults: GraphFault[] = []
   private targetedFaults: { match: GraphFaultMatch; faults: GraphFault[] }[] = []
   private messagesByRestId = new Map<string, FakeStoredMessage>()
+  /** Change sequence numbers, shared by all mailboxes: every store, move, update and delete takes the next. */
+  private changeSeq = 0
+  /** By immutable id: when the message entered its current folder, and when it last changed. */
+  private changeState = new Map<string, { entered: number; changed: number }>()
+  /** By mailbox address: messages that left a folder, for @removed in later delta rounds. */
+  private removals = new Map<string, Removal[]>()
+  private deltaTokens = new Map<string, DeltaToken>()
+  /** By mailbox address: bumped by expireDeltaTokens, which voids every link handed out before. */
+  private deltaEpochs = new Map<string, number>()
+  /** Mailboxes whose next delta request repeats the page served before it. */
+  private replayPending = new Set<string>()
+  /** By `mailbox\nfolderId`: the items of the last delta page served, for replayNextDeltaPage. */
+  private lastDeltaPage = new Map<string, unknown[]>()
   private uploadSessions = new Map<string, UploadSession>()
   private inFlight = new Map<string, number>()
   private verifiedTokens = new Map<string, TokenClaims>()
@@ -523,7 +738,12 @@ export class FakeMicrosoft {
         this.handle(host, method, request.url ?? '/', method === 'PUT' ? raw : raw.toString('utf8'), request.headers).then(
           (answer) => {
             if (answer === 'network') return void request.socket.destroy()
-            const body = answer.body === undefined || answer.body === '' ? '' : typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body)
+            const body =
+              answer.body === undefined || answer.body === ''
+                ? ''
+                : typeof answer.body === 'string' || Buffer.isBuffer(answer.body)
+                  ? answer.body
+                  : JSON.stringify(answer.body)
             response.writeHead(answer.status, answer.headers ?? {})
             response.end(body)
           },
@@ -653,6 +873,157 @@ export class FakeMicrosoft {
   }
 
   /**
+   * A folder by id, well-known name ('inbox', 'junkemail', ...) or path from the top
+   * ('Inbox/Invoices/2026', display names case-insensitive; the first segment may be a
+   * well-known name too).
+   */
+  folder(mailbox: FakeMailbox | string, pathOrId: string): FakeFolder | undefined {
+    const box = this.mailboxOf(mailbox)
+    const direct = this.findFolder(box.folders, pathOrId)
+    if (direct) return direct
+    const [first, ...rest] = pathOrId.split('/').filter(Boolean)
+    if (!first) return undefined
+    let current = box.folders.find((f) => f.wellKnownName === first.toLowerCase() || f.displayName.toLowerCase() === first.toLowerCase())
+    for (const name of rest) current = current?.children.find((f) => f.displayName.toLowerCase() === name.toLowerCase())
+    return current
+  }
+
+  /**
+   * Puts mail into a folder of `mailbox` (default its inbox), as if it had arrived there:
+   * structured fields, or `{ mime }` raw RFC 5322 read the way Exchange reads it (subject,
+   * addresses, Message-ID, Date, headers, HTML or text body, attachments), whose bytes $value
+   * then answers verbatim. Appears in the folder's delta like any new mail. Not recorded in
+   * `mailbox.received`, which lists what fake mailboxes sent each other.
+   */
+  async deliver(mailbox: FakeMailbox | string, input: FakeDeliveryInput | { mime: Buffer | string }, options: FakeDeliveryOptions = {}): Promise<FakeStoredMessage> {
+    const box = this.mailboxOf(mailbox)
+    const where = this.folder(box, options.folder ?? 'inbox')
+    if (!where) throw new Error(`The fake mailbox ${box.address} has no folder '${options.folder}'; create it with addFolder first`)
+    const receivedAt = (options.receivedAt ?? new Date()).toISOString()
+    const names: Record<string, string> = {}
+    const address = (value: string | MimeAddress): string => {
+      const parsed = typeof value === 'string' ? parseAddress(value) : value
+      if (parsed.name) names[parsed.address.toLowerCase()] = parsed.name
+      return parsed.address
+    }
+    if ('mime' in input) {
+      const raw = Buffer.isBuffer(input.mime) ? input.mime : Buffer.from(input.mime, 'utf8')
+      const parsed = await parseMime(raw)
+      const from = parsed.from ? address(parsed.from).toLowerCase() : undefined
+      const sender = parsed.sender ? address(parsed.sender).toLowerCase() : undefined
+      return this.store(box, where, {
+        isDraft: false,
+        isRead: where.wellKnownName === 'sentitems' || where.wellKnownName === 'drafts',
+        subject: parsed.subject,
+        body: parsed.body,
+        from,
+        ...(sender && sender !== from ? { sender } : {}),
+        to: parsed.to.map(address),
+        cc: parsed.cc.map(address),
+        bcc: parsed.bcc.map(address),
+        replyTo: parsed.replyTo.map(address),
+        importance: parsed.importance,
+        internetMessageHeaders: parsed.headers,
+        internetMessageId: parsed.internetMessageId ?? newInternetMessageId(),
+        sentDateTime: parsed.sentDateTime ?? receivedAt,
+        receivedDateTime: receivedAt,
+        createdDateTime: receivedAt,
+        attachments: parsed.attachments.map(({ content, ...rest }) => ({ id: newAttachmentId(), ...rest, content })),
+        displayNames: names,
+        mime: raw,
+      })
+    }
+    const from = address(input.from ?? 'Alice Customer <alice@fabrikam.example>').toLowerCase()
+    const sender = input.sender ? address(input.sender).toLowerCase() : undefined
+    const body = typeof input.body === 'string' ? { contentType: 'text' as const, content: input.body } : { contentType: input.body?.contentType ?? 'text', content: input.body?.content ?? '' }
+    return this.store(box, where, {
+      isDraft: input.isDraft ?? false,
+      isRead: input.isRead ?? (where.wellKnownName === 'sentitems' || where.wellKnownName === 'drafts'),
+      subject: input.subject ?? '',
+      body,
+      from,
+      ...(sender && sender !== from ? { sender } : {}),
+      to: (input.to ?? [box.address]).map(address),
+      cc: (input.cc ?? []).map(address),
+      bcc: (input.bcc ?? []).map(address),
+      replyTo: (input.replyTo ?? []).map(address),
+      importance: input.importance ?? 'normal',
+      internetMessageHeaders: input.headers ?? [],
+      internetMessageId: input.internetMessageId ?? newInternetMessageId(),
+      sentDateTime: (input.sentAt ?? new Date(receivedAt)).toISOString(),
+      receivedDateTime: receivedAt,
+      createdDateTime: receivedAt,
+      attachments: (input.attachments ?? []).map((attachment) => {
+        const content = Buffer.isBuffer(attachment.content) ? attachment.content : Buffer.from(attachment.content)
+        return {
+          id: newAttachmentId(),
+          name: attachment.name,
+          contentType: attachment.contentType ?? 'application/octet-stream',
+          size: content.length,
+          sha256: createHash('sha256').update(content).digest('hex'),
+          isInline: attachment.isInline === true,
+          ...(attachment.contentId ? { contentId: attachment.contentId } : {}),
+          content,
+        }
+      }),
+      displayNames: names,
+    })
+  }
+
+  /** The messages in a folder (path, well-known name or id), oldest received first. */
+  folderMessages(mailbox: FakeMailbox | string, folder: string): FakeStoredMessage[] {
+    const box = this.mailboxOf(mailbox)
+    const where = this.folder(box, folder)
+    if (!where) throw new Error(`The fake mailbox ${box.address} has no folder '${folder}'`)
+    return this.messagesIn(box.address, where.id).sort((a, b) => a.receivedDateTime.localeCompare(b.receivedDateTime))
+  }
+
+  /** A change made in the mailbox itself (say, read in Outlook): shows up in delta as an updated item. */
+  updateMessage(message: FakeStoredMessage, changes: Partial<Pick<FakeStoredMessage, 'isRead' | 'subject' | 'importance' | 'body'>>): FakeStoredMessage {
+    Object.assign(message, changes)
+    this.touch(message)
+    return message
+  }
+
+  /** A move made in the mailbox itself: new REST id, same immutable id, @removed from the old folder's delta. */
+  moveMessage(message: FakeStoredMessage, folder: string): FakeStoredMessage {
+    const destination = this.folder(message.mailbox, folder)
+    if (!destination) throw new Error(`The fake mailbox ${message.mailbox} has no folder '${folder}'`)
+    this.move(message, destination)
+    return message
+  }
+
+  /** A deletion made in the mailbox itself: @removed in the folder's next delta round. */
+  deleteMessage(message: FakeStoredMessage): void {
+    this.forget(message)
+  }
+
+  /**
+   * Every delta link (next and delta) handed out for `mailbox` so far answers 410 Gone with
+   * SyncStateNotFound from now on, as Graph does when it dropped the sync state: the client
+   * must start again without a token.
+   */
+  expireDeltaTokens(mailbox: FakeMailbox | string): void {
+    const address = this.mailboxOf(mailbox).address
+    this.deltaEpochs.set(address, (this.deltaEpochs.get(address) ?? 0) + 1)
+  }
+
+  /**
+   * The next delta request for `mailbox` (to a folder that already served a page) answers
+   * the items of the page served before it again, ahead of its own: Graph replays, and a
+   * consumer has to be idempotent.
+   */
+  replayNextDeltaPage(mailbox: FakeMailbox | string): void {
+    this.replayPending.add(this.mailboxOf(mailbox).address)
+  }
+
+  private mailboxOf(mailbox: FakeMailbox | string): FakeMailbox {
+    const found = typeof mailbox === 'string' ? this.lookupMailbox(mailbox) : mailbox
+    if (!found) throw new Error(`The fake has no mailbox ${String(mailbox)}`)
+    return found
+  }
+
+  /**
    * The next Graph and Outlook requests fail this way, in order; one fault per request.
    * Requests that take a fault from failGraphRequests leave this queue alone.
    */
@@ -779,6 +1150,7 @@ export class FakeMicrosoft {
     const url = new URL(uri, `https://${host}`)
     const prefer = header(headers, 'prefer')
     if (prefer !== undefined) record.prefer = prefer
+    if (url.search) record.query = url.search
     if (service === 'outlook') record.hadAuthorization = header(headers, 'authorization') !== undefined
     this.graphRequests.push(record)
 
@@ -840,9 +1212,8 @@ export class FakeMicrosoft {
   }
 
   private graphMailboxKey(url: URL): string {
-    const [, , collection, user] = url.pathname.split('/')
-    if (collection !== 'users' || !user) return ''
-    const key = safeDecode(user)
+    const [, collection, key] = keySegments(url.pathname.split('/').slice(1).map(safeDecode))
+    if (collection !== 'users' || !key) return ''
     return this.lookupMailbox(key)?.address ?? key.toLowerCase()
   }
 
@@ -861,7 +1232,7 @@ export class FakeMicrosoft {
     }
     record.appId = claims.appid
 
-    const segments = url.pathname.replace(/^\/v1\.0\//, '').split('/').map(safeDecode)
+    const segments = keySegments(url.pathname.replace(/^\/v1\.0\//, '').split('/').map(safeDecode))
     if (segments[0] !== 'users' || !segments[1]) return graphError(400, 'BadRequest', 'Resource not found for the segment.')
     const mailbox = this.lookupMailbox(segments[1])
     if (!mailbox || mailbox.tenantId !== claims.tid) {
@@ -879,17 +1250,31 @@ export class FakeMicrosoft {
       appId: claims.appid,
       roles: new Set(claims.roles),
       preferImmutable: /IdType\s*=\s*"?ImmutableId"?/i.test(record.prefer ?? ''),
+      prefer: record.prefer,
       body,
     }
     const [, , resource, ...rest] = segments
     let answer: FakeAnswer | undefined
-    if (method === 'GET' && resource === 'mailFolders') answer = this.mailFolders(context, rest)
+    if (resource === 'mailFolders') answer = this.mailFolders(context, method, rest)
     else if (method === 'POST' && resource === 'sendMail' && !rest.length) answer = this.sendMail(context)
     else if (resource === 'messages') answer = this.messageRoute(context, method, rest)
     return answer ?? graphError(400, 'BadRequest', `The fake does not serve ${method} ${url.pathname}.`)
   }
 
-  private mailFolders({ url, mailbox, roles }: GraphContext, [folderId, navigation]: string[]): FakeAnswer | undefined {
+  private mailFolders(context: GraphContext, method: string, [folderId, navigation, ...more]: string[]): FakeAnswer | undefined {
+    const { url, mailbox, roles } = context
+    if (navigation === 'messages' && folderId) {
+      // Reading a folder's messages, or a message addressed through its folder.
+      const delta = more.length === 1 && /^(microsoft\.graph\.)?delta$/i.test(more[0]!)
+      if (method === 'GET' && (delta || !more.length)) {
+        if (!canRead(roles)) return denied()
+        const folder = this.findFolder(mailbox.folders, folderId)
+        if (!folder) return notFound()
+        return delta ? this.messageDelta(context, folder) : this.listMessages(context, folder)
+      }
+      return more.length ? this.messageRoute(context, method, more) : undefined
+    }
+    if (method !== 'GET' || more.length) return undefined
     if (!canRead(roles)) return denied()
     const page = (items: FakeFolder[]) => {
       const top = Number(url.searchParams.get('$top') ?? 10)
@@ -921,8 +1306,8 @@ export class FakeMicrosoft {
     const savedToSentItems = request.saveToSentItems !== false
     const sent = { ...content, from, internetMessageId: newInternetMessageId(), sentDateTime: new Date().toISOString() }
     // Graph keeps a copy in Sent Items, under an id the caller never learns.
-    if (savedToSentItems) this.store({ ...sent, mailbox: mailbox.address, isDraft: false, folder: 'sentitems' })
-    this.deliver(mailbox, sent, { via: 'sendMail', savedToSentItems })
+    if (savedToSentItems) this.store(mailbox, this.wellKnown(mailbox, 'sentitems'), { ...sent, isDraft: false, isRead: true })
+    this.recordSend(mailbox, sent, { via: 'sendMail', savedToSentItems })
     return reply(202)
   }
 
@@ -936,11 +1321,22 @@ export class FakeMicrosoft {
     // Like Graph, permissions are checked before the message is looked up.
     if (!navigation && method === 'GET') {
       if (!canRead(roles)) return denied()
-      return message ? reply(200, this.messageJson(message, context)) : notFound()
+      const select = readSelect(context.url)
+      if (select && 'refusal' in select) return select.refusal
+      return message ? reply(200, this.messageJson(message, context, select)) : notFound()
     }
+    if (navigation === '$value' && !action && method === 'GET') {
+      if (!canRead(roles)) return denied()
+      if (!message) return notFound()
+      // Like Graph: the MIME comes as text/plain.
+      return { status: 200, body: message.mime ?? buildMime(this.mimeSource(message)), headers: { 'content-type': 'text/plain' } }
+    }
+    if (!navigation && method === 'PATCH') return this.updateFromRequest(context, message)
+    if (/^(microsoft\.graph\.)?move$/i.test(navigation ?? '') && !action && method === 'POST') return this.moveFromRequest(context, message)
     if (!navigation && method === 'DELETE') {
       if (!roles.has('Mail.ReadWrite')) return denied()
       if (!message) return notFound()
+      // Graph's DELETE takes the message out of the folder (into the dumpster, which the API does not show).
       this.forget(message)
       return reply(204)
     }
@@ -964,7 +1360,12 @@ export class FakeMicrosoft {
     if (!input) return unreadableJson()
     const content = this.readMessage(input)
     if ('refusal' in content) return content.refusal
-    const draft = this.store({ ...content, mailbox: context.mailbox.address, isDraft: true, folder: 'drafts', internetMessageId: newInternetMessageId() })
+    const draft = this.store(context.mailbox, this.wellKnown(context.mailbox, 'drafts'), {
+      ...content,
+      isDraft: true,
+      isRead: true,
+      internetMessageId: newInternetMessageId(),
+    })
     if (context.preferImmutable) draft.id = draft.immutableId
     return reply(201, this.messageJson(draft, context))
   }
@@ -982,8 +1383,8 @@ export class FakeMicrosoft {
     message.from = from
     message.sentDateTime = new Date().toISOString()
     const sentBy = message.id
-    this.move(message, 'sentitems')
-    this.deliver(mailbox, { ...message, from, sentDateTime: message.sentDateTime }, { via: 'draft', savedToSentItems: true, messageId: sentBy })
+    this.move(message, this.wellKnown(mailbox, 'sentitems'))
+    this.recordSend(mailbox, { ...message, from, sentDateTime: message.sentDateTime }, { via: 'draft', savedToSentItems: true, messageId: sentBy })
     return reply(202)
   }
 
@@ -993,6 +1394,7 @@ export class FakeMicrosoft {
     const attachment = readFileAttachment(input)
     if ('refusal' in attachment) return attachment.refusal
     message.attachments.push(attachment)
+    this.touch(message)
     return reply(201, attachmentJson(attachment))
   }
 
@@ -1113,6 +1515,7 @@ export class FakeMicrosoft {
       ...(session.contentId ? { contentId: session.contentId } : {}),
     }
     message.attachments.push(attachment)
+    this.touch(message)
     return reply(201, '', { location: `${session.messageUrl}/Attachments('${attachment.id}')` })
   }
 
@@ -1151,8 +1554,8 @@ export class FakeMicrosoft {
     }
   }
 
-  /** Records the send and delivers to every fake mailbox among the recipients (once each). */
-  private deliver(
+  /** Records the send and delivers to every fake mailbox among the recipients (once each), into its inbox. */
+  private recordSend(
     mailbox: FakeMailbox,
     message: MessageContent & { from: string; internetMessageId: string; sentDateTime: string },
     how: Pick<FakeSentMessage, 'via' | 'savedToSentItems' | 'messageId'>,
@@ -1182,10 +1585,9 @@ export class FakeMicrosoft {
       if (!recipient || delivered.has(recipient.address)) continue
       delivered.add(recipient.address)
       recipient.received.push(sent)
-      this.store({
-        mailbox: recipient.address,
+      this.store(recipient, this.wellKnown(recipient, 'inbox'), {
         isDraft: false,
-        folder: 'inbox',
+        isRead: false,
         subject: message.subject,
         body: message.body,
         from: message.from,
@@ -1202,59 +1604,342 @@ export class FakeMicrosoft {
     }
   }
 
-  private store(fields: Omit<FakeStoredMessage, 'id' | 'restId' | 'immutableId' | 'createdDateTime'>): FakeStoredMessage {
+  /** Keeps a new message in `folder` of `mailbox`, with fresh REST and immutable ids. */
+  private store(
+    mailbox: FakeMailbox,
+    folder: FakeFolder,
+    fields: Omit<
+      FakeStoredMessage,
+      'id' | 'restId' | 'immutableId' | 'mailbox' | 'folder' | 'parentFolderId' | 'createdDateTime' | 'receivedDateTime' | 'lastModifiedDateTime'
+    > &
+      Partial<Pick<FakeStoredMessage, 'createdDateTime' | 'receivedDateTime'>>,
+  ): FakeStoredMessage {
     const restId = newRestId()
-    const message: FakeStoredMessage = { ...fields, id: restId, restId, immutableId: newImmutableId(), createdDateTime: new Date().toISOString() }
+    const now = new Date().toISOString()
+    const message: FakeStoredMessage = {
+      ...fields,
+      id: restId,
+      restId,
+      immutableId: newImmutableId(),
+      mailbox: mailbox.address,
+      folder: this.folderLabel(mailbox, folder),
+      parentFolderId: folder.id,
+      createdDateTime: fields.createdDateTime ?? now,
+      receivedDateTime: fields.receivedDateTime ?? fields.createdDateTime ?? now,
+      lastModifiedDateTime: now,
+    }
     this.messages.set(message.immutableId, message)
     this.messagesByRestId.set(restId, message)
+    const seq = ++this.changeSeq
+    this.changeState.set(message.immutableId, { entered: seq, changed: seq })
     return message
   }
 
+  /** A change to a message: delta reports it again (as Graph reports any update). */
+  private touch(message: FakeStoredMessage): void {
+    const state = this.changeState.get(message.immutableId)
+    if (state) state.changed = ++this.changeSeq
+    message.lastModifiedDateTime = new Date().toISOString()
+  }
+
+  private recordRemoval(message: FakeStoredMessage): void {
+    const list = this.removals.get(message.mailbox) ?? []
+    list.push({ seq: ++this.changeSeq, folderId: message.parentFolderId, restId: message.restId, immutableId: message.immutableId })
+    this.removals.set(message.mailbox, list)
+  }
+
   /** Like Exchange, a move gives the message a new REST id; its immutable id stays. */
-  private move(message: FakeStoredMessage, folder: FakeMessageFolder): void {
+  private move(message: FakeStoredMessage, destination: FakeFolder): void {
+    this.recordRemoval(message)
     this.messagesByRestId.delete(message.restId)
     const createdWithRestId = message.id === message.restId
     message.restId = newRestId()
     if (createdWithRestId) message.id = message.restId
-    message.folder = folder
+    message.parentFolderId = destination.id
+    const mailbox = this.mailboxes.get(message.mailbox)
+    message.folder = mailbox ? this.folderLabel(mailbox, destination) : destination.wellKnownName ?? destination.displayName
     this.messagesByRestId.set(message.restId, message)
+    const seq = ++this.changeSeq
+    this.changeState.set(message.immutableId, { entered: seq, changed: seq })
+    message.lastModifiedDateTime = new Date().toISOString()
   }
 
   private forget(message: FakeStoredMessage): void {
+    if (!this.messages.has(message.immutableId)) return
+    this.recordRemoval(message)
     this.messages.delete(message.immutableId)
     this.messagesByRestId.delete(message.restId)
+    this.changeState.delete(message.immutableId)
   }
 
-  private messageJson(message: FakeStoredMessage, { host, url, preferImmutable }: GraphContext) {
-    const mailbox = this.mailboxes.get(message.mailbox)
-    const recipients = (addresses: string[]) => addresses.map((address) => ({ emailAddress: { name: address, address } }))
-    const from = message.from ? { emailAddress: { name: message.from, address: message.from } } : null
-    const selected = (url.searchParams.get('$select') ?? '').toLowerCase().split(',')
-    const text = message.body.contentType === 'html' ? message.body.content.replace(/<[^>]*>/g, ' ') : message.body.content
+  /** A well-known folder every fake mailbox has. */
+  private wellKnown(mailbox: FakeMailbox, name: string): FakeFolder {
+    const folder = this.findFolder(mailbox.folders, name)
+    if (!folder) throw new Error(`The fake mailbox ${mailbox.address} has no '${name}' folder`)
+    return folder
+  }
+
+  /** `folder` of FakeStoredMessage: the well-known name, or the path of display names from the top. */
+  private folderLabel(mailbox: FakeMailbox, folder: FakeFolder): FakeMessageFolder {
+    if (folder.wellKnownName) return folder.wellKnownName
+    const path = (folders: FakeFolder[], trail: string[]): string[] | undefined => {
+      for (const candidate of folders) {
+        if (candidate === folder) return [...trail, candidate.displayName]
+        const nested = path(candidate.children, [...trail, candidate.displayName])
+        if (nested) return nested
+      }
+      return undefined
+    }
+    return (path(mailbox.folders, []) ?? [folder.displayName]).join('/')
+  }
+
+  private messagesIn(mailbox: string, folderId: string): FakeStoredMessage[] {
+    return [...this.messages.values()].filter((message) => message.mailbox === mailbox && message.parentFolderId === folderId)
+  }
+
+  private mimeSource(message: FakeStoredMessage): MimeSource {
+    const named = (address: string): MimeAddress => {
+      const name = message.displayNames?.[address.toLowerCase()]
+      return name ? { address, name } : { address }
+    }
     return {
-      '@odata.context': `https://${host}/v1.0/$metadata#users('${encodeURIComponent(message.mailbox)}')/messages/$entity`,
+      ...(message.from ? { from: named(message.from) } : {}),
+      ...(message.sender ? { sender: named(message.sender) } : {}),
+      to: message.to.map(named),
+      cc: message.cc.map(named),
+      bcc: message.bcc.map(named),
+      replyTo: message.replyTo.map(named),
+      subject: message.subject,
+      date: new Date(message.sentDateTime ?? message.createdDateTime),
+      internetMessageId: message.internetMessageId,
+      importance: message.importance,
+      headers: message.internetMessageHeaders,
+      body: message.body,
+      attachments: message.attachments,
+      seed: message.immutableId,
+    }
+  }
+
+  /**
+   * The message as Graph shows it; with `select`, only those properties (and id). Like Graph,
+   * internetMessageHeaders come only when selected: a draft's are the x- headers set on it, a
+   * MIME-delivered message's are those of its MIME, others' those of the MIME $value writes.
+   */
+  private messageJson(message: FakeStoredMessage, { host, preferImmutable }: GraphContext, select?: string[], entity = true) {
+    const recipient = (address: string) => ({ emailAddress: { name: message.displayNames?.[address.toLowerCase()] ?? address, address } })
+    const from = message.from ? recipient(message.from) : null
+    const sender = message.sender ? recipient(message.sender) : from
+    const text = message.body.contentType === 'html' ? message.body.content.replace(/<[^>]*>/g, ' ') : message.body.content
+    const changed = this.changeState.get(message.immutableId)?.changed ?? 0
+    const changeKey = createHash('sha256').update(`${message.immutableId}/${changed}`).digest('base64').slice(0, 40)
+    const conversationTopic = message.subject.replace(/^((re|fw|fwd|aw|wg)\s*:\s*)+/i, '').trim().toLowerCase()
+    const full: Record<string, unknown> = {
       id: preferImmutable ? message.immutableId : message.restId,
       createdDateTime: message.createdDateTime,
-      lastModifiedDateTime: message.sentDateTime ?? message.createdDateTime,
-      receivedDateTime: message.sentDateTime ?? message.createdDateTime,
+      lastModifiedDateTime: message.lastModifiedDateTime,
+      changeKey,
+      categories: [],
+      receivedDateTime: message.receivedDateTime,
       sentDateTime: message.sentDateTime ?? null,
       hasAttachments: message.attachments.some((attachment) => !attachment.isInline),
       internetMessageId: message.internetMessageId,
       subject: message.subject,
       bodyPreview: text.replace(/\s+/g, ' ').trim().slice(0, 255),
       importance: message.importance,
-      parentFolderId: mailbox ? (this.findFolder(mailbox.folders, message.folder)?.id ?? null) : null,
-      isRead: message.folder !== 'inbox',
+      parentFolderId: message.parentFolderId,
+      conversationId: `AAQkAG${createHash('sha256').update(`${message.mailbox}/${conversationTopic}`).digest('base64url').slice(0, 32)}=`,
+      isDeliveryReceiptRequested: false,
+      isReadReceiptRequested: false,
+      isRead: message.isRead,
       isDraft: message.isDraft,
+      webLink: `https://outlook.office365.com/owa/?ItemID=${encodeURIComponent(message.restId)}&exvsurl=1&viewmodel=ReadMessageItem`,
+      inferenceClassification: 'focused',
       body: message.body,
-      sender: from,
+      sender,
       from,
-      toRecipients: recipients(message.to),
-      ccRecipients: recipients(message.cc),
-      bccRecipients: recipients(message.bcc),
-      replyTo: recipients(message.replyTo),
-      // Like Graph: only returned when asked for with $select.
-      ...(selected.includes('internetmessageheaders') ? { internetMessageHeaders: message.internetMessageHeaders } : {}),
+      toRecipients: message.to.map(recipient),
+      ccRecipients: message.cc.map(recipient),
+      bccRecipients: message.bcc.map(recipient),
+      replyTo: message.replyTo.map(recipient),
+      flag: { flagStatus: 'notFlagged' },
+    }
+    if (select?.includes('internetMessageHeaders')) {
+      full.internetMessageHeaders = message.isDraft || message.mime ? message.internetMessageHeaders : mimeHeaders(this.mimeSource(message))
+    }
+    const shown = select ? Object.fromEntries(Object.entries(full).filter(([name]) => name === 'id' || select.includes(name))) : full
+    const head = entity
+      ? {
+          '@odata.context': `https://${host}/v1.0/$metadata#users('${encodeURIComponent(message.mailbox)}')/messages${select ? `(${select.join(',')})` : ''}/$entity`,
+        }
+      : { '@odata.type': '#microsoft.graph.message' }
+    return { ...head, '@odata.etag': `W/"${changeKey}"`, ...shown }
+  }
+
+  /** PATCH of a message: the fake supports isRead, the property a mail consumer changes. */
+  private updateFromRequest(context: GraphContext, message: FakeStoredMessage | undefined): FakeAnswer {
+    if (!context.roles.has('Mail.ReadWrite')) return denied()
+    if (!message) return notFound()
+    const patch = jsonBody(context.body)
+    if (!patch) return unreadableJson()
+    const unsupported = Object.keys(patch).filter((name) => name !== 'isRead' && !name.startsWith('@odata.'))
+    if (unsupported.length) return graphError(400, 'BadRequest', `The fake supports PATCH of isRead only, not ${unsupported.join(', ')}.`)
+    if ('isRead' in patch) {
+      if (typeof patch.isRead !== 'boolean') {
+        return graphError(400, 'RequestBodyRead', `Cannot convert the literal '${String(patch.isRead)}' to the expected type 'Edm.Boolean'.`)
+      }
+      message.isRead = patch.isRead
+    }
+    this.touch(message)
+    return reply(200, this.messageJson(message, context))
+  }
+
+  /** POST .../move: 201 with the message in its new folder, under a new REST id (same immutable id). */
+  private moveFromRequest(context: GraphContext, message: FakeStoredMessage | undefined): FakeAnswer {
+    if (!context.roles.has('Mail.ReadWrite')) return denied()
+    if (!message) return notFound()
+    const request = jsonBody(context.body)
+    if (!request) return unreadableJson()
+    const destinationId = request.destinationId ?? request.DestinationId
+    if (typeof destinationId !== 'string' || !destinationId) {
+      return graphError(400, 'ErrorInvalidParameter', "The parameter 'destinationId' is missing or not a string.")
+    }
+    const destination = this.findFolder(context.mailbox.folders, destinationId)
+    if (!destination) return notFound()
+    this.move(message, destination)
+    return reply(201, this.messageJson(message, context))
+  }
+
+  /** GET mailFolders/{id}/messages: newest first, $top (default 10) and $skip paging, $select. */
+  private listMessages(context: GraphContext, folder: FakeFolder): FakeAnswer {
+    const { url, mailbox, host } = context
+    const select = readSelect(url)
+    if (select && 'refusal' in select) return select.refusal
+    const top = Math.max(1, Number(url.searchParams.get('$top') ?? DEFAULT_PAGE_SIZE) || DEFAULT_PAGE_SIZE)
+    const skip = Math.max(0, Number(url.searchParams.get('$skip') ?? 0) || 0)
+    const all = this.messagesIn(mailbox.address, folder.id).sort((a, b) => b.receivedDateTime.localeCompare(a.receivedDateTime))
+    const body: Record<string, unknown> = {
+      '@odata.context': `https://${host}/v1.0/$metadata#users('${encodeURIComponent(mailbox.address)}')/mailFolders('${folder.id}')/messages`,
+      value: all.slice(skip, skip + top).map((message) => this.messageJson(message, context, select, false)),
+    }
+    if (skip + top < all.length) {
+      const next = new URL(url.href)
+      next.searchParams.set('$top', String(top))
+      next.searchParams.set('$skip', String(skip + top))
+      body['@odata.nextLink'] = `https://${host}${next.pathname}?${decodeURIComponent(next.searchParams.toString())}`
+    }
+    return reply(200, body)
+  }
+
+  /**
+   * GET mailFolders/{id}/messages/delta. A round starts without a token (every message in the
+   * folder) or from a deltaLink (what changed since: new, moved-in and updated messages as
+   * items, moved-out and deleted ones as @removed), is fixed when it starts, and is served in
+   * pages of odata.maxpagesize (default 10) linked by nextLinks; its last page carries the
+   * deltaLink for the next round. The links keep $select and the other first-request options.
+   */
+  private messageDelta(context: GraphContext, folder: FakeFolder): FakeAnswer {
+    const { url, mailbox, host } = context
+    const epoch = this.deltaEpochs.get(mailbox.address) ?? 0
+    const skipToken = url.searchParams.get('$skiptoken')
+    const deltaToken = url.searchParams.get('$deltatoken')
+    const gone = () =>
+      graphError(410, 'SyncStateNotFound', `The sync state generation is not found; generation=${epoch};[highest=${epoch}]. Start a new delta round without a state token.`)
+    let round: DeltaRound
+    let offset = 0
+    if (skipToken !== null || deltaToken !== null) {
+      if (skipToken !== null && deltaToken !== null) return graphError(400, 'ErrorInvalidUrlQuery', 'Only one of $skiptoken and $deltatoken may be given.')
+      const state = this.deltaTokens.get((skipToken ?? deltaToken)!)
+      if (!state || state.kind !== (skipToken !== null ? 'skip' : 'delta') || state.epoch !== epoch) return gone()
+      if (state.mailbox !== mailbox.address || state.folderId !== folder.id) {
+        return graphError(400, 'ErrorInvalidUrlQuery', 'The state token belongs to another mailbox or folder.')
+      }
+      if (state.kind === 'skip') {
+        round = state.round
+        offset = state.offset
+      } else {
+        round = this.startRound(mailbox.address, folder.id, { ...state.options }, state.since)
+      }
+    } else {
+      const options = readDeltaOptions(url)
+      if ('refusal' in options) return options.refusal
+      round = this.startRound(mailbox.address, folder.id, options, undefined)
+    }
+    const requested = /odata\.maxpagesize\s*=\s*"?(\d+)"?/i.exec(context.prefer ?? '')?.[1]
+    const requestedSize = requested ? Number(requested) : undefined
+    const pageSize = requestedSize && requestedSize > 0 ? requestedSize : (round.options.pageSize ?? DEFAULT_PAGE_SIZE)
+    if (offset === 0 && requestedSize && requestedSize > 0) round.options.pageSize = requestedSize
+
+    const value: unknown[] = []
+    for (const entry of round.entries.slice(offset, offset + pageSize)) {
+      const current = this.messages.get(entry.immutableId)
+      const here = current?.parentFolderId === round.folderId ? current : undefined
+      if (entry.kind === 'item') {
+        // Gone since the round started: the next round reports the removal.
+        if (here) value.push(this.messageJson(here, context, round.options.select, false))
+        continue
+      }
+      const ids = context.preferImmutable ? (here ? [] : [entry.immutableId]) : entry.restIds.filter((id) => id !== here?.restId)
+      for (const id of ids) value.push({ '@odata.type': '#microsoft.graph.message', id, '@removed': { reason: 'deleted' } })
+    }
+
+    const pageKey = `${mailbox.address}\n${folder.id}`
+    const replayed = this.replayPending.has(mailbox.address) ? this.lastDeltaPage.get(pageKey) : undefined
+    if (replayed) this.replayPending.delete(mailbox.address)
+    this.lastDeltaPage.set(pageKey, value)
+
+    const more = offset + pageSize < round.entries.length
+    const token = newStateToken()
+    const owner = { epoch, mailbox: mailbox.address, folderId: folder.id }
+    this.deltaTokens.set(
+      token,
+      more ? { ...owner, kind: 'skip', round, offset: offset + pageSize } : { ...owner, kind: 'delta', since: round.watermark, options: round.options },
+    )
+    // Graph's links name the user as the request did and the folder by id, in key syntax.
+    const user = url.pathname.split('/')[3]
+    const link = `https://${host}/v1.0/users/${user}/mailFolders('${folder.id}')/messages/delta?${more ? '$skiptoken' : '$deltatoken'}=${token}`
+    const body = {
+      '@odata.context': `https://${host}/v1.0/$metadata#Collection(message)`,
+      [more ? '@odata.nextLink' : '@odata.deltaLink']: link,
+      value: [...(replayed ?? []), ...value],
+    }
+    return reply(200, body, requestedSize && requestedSize > 0 ? { 'preference-applied': `odata.maxpagesize=${requestedSize}` } : undefined)
+  }
+
+  /** The entries of a round: everything in the folder (`since` undefined) or what changed after `since`. */
+  private startRound(mailbox: string, folderId: string, options: DeltaOptions, since: number | undefined): DeltaRound {
+    const stateOf = (message: FakeStoredMessage) => this.changeState.get(message.immutableId)!
+    let items = this.messagesIn(mailbox, folderId)
+    if (since !== undefined) {
+      items = items.filter((message) => stateOf(message).changed > since)
+      if (options.changeType === 'created') items = items.filter((message) => stateOf(message).entered > since)
+      if (options.changeType === 'updated') items = items.filter((message) => stateOf(message).entered <= since)
+      if (options.changeType === 'deleted') items = []
+    }
+    const filter = options.filter
+    if (filter) items = items.filter((message) => (filter.op === 'ge' ? Date.parse(message.receivedDateTime) >= filter.at : Date.parse(message.receivedDateTime) > filter.at))
+    items.sort(
+      options.orderDesc
+        ? (a, b) => b.receivedDateTime.localeCompare(a.receivedDateTime)
+        : (a, b) => stateOf(a).changed - stateOf(b).changed,
+    )
+    const removed = new Map<string, string[]>()
+    if (since !== undefined && (options.changeType === undefined || options.changeType === 'deleted')) {
+      for (const removal of this.removals.get(mailbox) ?? []) {
+        if (removal.folderId !== folderId || removal.seq <= since) continue
+        const restIds = removed.get(removal.immutableId) ?? []
+        if (!restIds.includes(removal.restId)) restIds.push(removal.restId)
+        removed.set(removal.immutableId, restIds)
+      }
+    }
+    return {
+      mailbox,
+      folderId,
+      options,
+      entries: [
+        ...[...removed].map(([immutableId, restIds]): DeltaEntry => ({ kind: 'removed', immutableId, restIds })),
+        ...items.map((message): DeltaEntry => ({ kind: 'item', immutableId: message.immutableId })),
+      ],
+      watermark: this.changeSeq,
     }
   }
 
