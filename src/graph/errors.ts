@@ -103,6 +103,7 @@ export type GraphErrorCode =
   | 'PERMISSION_MISSING'
   | 'SEND_AS_DENIED'
   | 'FOLDER_NOT_FOUND'
+  | 'SYNC_STATE_EXPIRED'
   | 'THROTTLED'
   | 'GRAPH_UNAVAILABLE'
   | 'NETWORK_ERROR'
@@ -121,6 +122,7 @@ const MAILBOX_HINTS: Record<GraphErrorCode, string> = {
   SEND_AS_DENIED:
     'The mailbox may not send as this address. Give the mailbox Send As rights on the alias in Exchange, or use an address of the mailbox itself.',
   FOLDER_NOT_FOUND: 'No folder with this path exists in the mailbox. Folder names are matched case-insensitively, level by level.',
+  SYNC_STATE_EXPIRED: 'Graph no longer knows this delta link: the folder is read again from the start (mail already taken in is recognised as duplicate).',
   THROTTLED: 'Microsoft Graph is throttling this app for the mailbox. Wait for the Retry-After period and try again.',
   GRAPH_UNAVAILABLE: 'Microsoft Graph answered with a server error. This is usually temporary: try again shortly.',
   NETWORK_ERROR: 'Could not reach Microsoft Graph. Check outbound HTTPS from this server to the Graph host.',
@@ -178,6 +180,7 @@ function mailboxErrorFromStatus(
   const { graphCode } = answer
   const message = answer.message || `Graph answered ${status}`
   const details = { status, graphCode, retryAfterSeconds: retryAfterOf(answer.retryAfter) }
+  if (status === 410 || /^(SyncStateNotFound|SyncStateInvalid|resyncRequired)$/i.test(graphCode ?? '')) return new MailboxError('SYNC_STATE_EXPIRED', message, details)
   if (status === 404 && /ErrorInvalidUser|MailboxNotEnabledForRESTAPI|ResourceNotFound|ErrorNonExistentMailbox/i.test(graphCode ?? '')) {
     return new MailboxError('MAILBOX_NOT_FOUND', message, details)
   }

@@ -1,4 +1,4 @@
-import { Client } from '@microsoft/microsoft-graph-client'
+import { Client, ResponseType } from '@microsoft/microsoft-graph-client'
 import { hostsFor, throughOverride, type HostOverrides } from './clouds.ts'
 import { MailboxError, toMailboxError, uploadSessionError } from './errors.ts'
 import { BearerToken, CallState, Transport } from './sdk-middleware.ts'
@@ -87,6 +87,20 @@ interface Page<T> {
   value: T[]
   '@odata.nextLink'?: string
 }
+
+/** One page of a folder's delta round, as Graph gave it (messages are checked by the caller). */
+export interface DeltaPage {
+  /** Messages added to the folder or changed since the last round (changes come again: replays). */
+  messages: Record<string, unknown>[]
+  /** Ids of messages that left the folder (moved or deleted). */
+  removed: string[]
+  /** The next page of this round, or (at the end of the round) the link of the next round. */
+  nextLink?: string
+  deltaLink?: string
+}
+
+/** Graph's default and largest page for a messages delta is 10 and about 1,000 (odata.maxpagesize). */
+export const DELTA_PAGE_SIZE = 50
 
 /** The only code that talks to a mailbox through Graph. Every failure is a MailboxError. */
 export class MailboxClient {
@@ -234,6 +248,55 @@ export class MailboxClient {
     await this.call(() => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(draftId)}/send`).headers(IMMUTABLE_IDS), 'POST')
   }
 
+  /**
+   * One page of a folder's delta: from the start (`link` undefined: `select` names the
+   * fields, which Graph keeps in the links it returns) or from a next/delta link.
+   * SYNC_STATE_EXPIRED when Graph no longer knows the link (410): start again.
+   */
+  async deltaPage(mailbox: string, folderId: string, options: { link?: string; select: string[]; pageSize?: number }): Promise<DeltaPage> {
+    const prefer = { Prefer: `IdType="ImmutableId", odata.maxpagesize=${options.pageSize ?? DELTA_PAGE_SIZE}` }
+    const page = await this.call<Page<Record<string, unknown>> & { '@odata.deltaLink'?: string }>(() =>
+      options.link
+        ? this.client.api(throughOverride(options.link, this.hostOverrides)).headers(prefer)
+        : this.client.api(`/users/${encodeURIComponent(mailbox)}/mailFolders/${encodeURIComponent(folderId)}/messages/delta`).headers(prefer).select(options.select.join(',')),
+    )
+    const messages: Record<string, unknown>[] = []
+    const removed: string[] = []
+    for (const item of page.value ?? []) {
+      if (item && typeof item === 'object' && '@removed' in item) {
+        if (typeof item.id === 'string') removed.push(item.id)
+      } else if (item && typeof item === 'object') {
+        messages.push(item)
+      }
+    }
+    return { messages, removed, nextLink: page['@odata.nextLink'], deltaLink: page['@odata.deltaLink'] }
+  }
+
+  /** A message's MIME (`$value`), streamed as Graph sends it. */
+  async messageMime(mailbox: string, id: string): Promise<AsyncIterable<Buffer>> {
+    const body = await this.call<AsyncIterable<Uint8Array> | null>(() =>
+      this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}/$value`).headers(IMMUTABLE_IDS).responseType(ResponseType.STREAM),
+    )
+    async function* chunks(): AsyncGenerator<Buffer> {
+      if (!body) return
+      try {
+        for await (const chunk of body) yield Buffer.from(chunk)
+      } catch (error) {
+        throw toMailboxError(error)
+      }
+    }
+    return chunks()
+  }
+
+  async markRead(mailbox: string, id: string): Promise<void> {
+    await this.call(() => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}`).headers(IMMUTABLE_IDS), 'PATCH', { isRead: true })
+  }
+
+  /** Moves a message to a folder (an id or well-known name); its immutable id stays. */
+  async moveMessage(mailbox: string, id: string, destinationId: string): Promise<void> {
+    await this.call(() => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}/move`).headers(IMMUTABLE_IDS), 'POST', { destinationId })
+  }
+
   private messagesPath(mailbox: string): string {
     return `/users/${encodeURIComponent(mailbox)}/messages`
   }
@@ -253,7 +316,7 @@ export class MailboxClient {
 
   private async call<T>(
     build: () => ReturnType<Client['api']>,
-    method: 'GET' | 'POST' | 'DELETE' = 'GET',
+    method: 'GET' | 'POST' | 'PATCH' | 'DELETE' = 'GET',
     body?: unknown,
   ): Promise<T> {
     const state = new CallState()
@@ -261,6 +324,7 @@ export class MailboxClient {
       const request = build().middlewareOptions([state]).options({ signal: AbortSignal.timeout(this.timeoutMs) })
       if (method === 'GET') return (await request.get()) as T
       if (method === 'DELETE') return (await request.delete()) as T
+      if (method === 'PATCH') return (await request.patch(body)) as T
       return (await request.post(body)) as T
     } catch (error) {
       throw toMailboxError(state.failure ?? error)
