@@ -15,6 +15,7 @@ import type { SecretBox } from './lib/secret-box.ts'
 import { createAjv } from './lib/validation.ts'
 import { appModules } from './modules/index.ts'
 import type { DispatcherPluginOptions } from './modules/outbound/dispatcher-plugin.ts'
+import type { MailboxSyncPluginOptions } from './modules/mailbox-sync/index.ts'
 import type { IngestOptions } from './modules/inbound/index.ts'
 import authPlugin, { apiKeyScope } from './plugins/auth.ts'
 import databasePlugin from './plugins/database.ts'
@@ -51,6 +52,8 @@ export interface AppOptions {
   housekeeping?: { autostart: boolean }
   /** Mail intake settings (INGEST_*); recovery of unfinished emails runs only when `recovery.autostart` is set. */
   ingest?: IngestOptions
+  /** The mailbox sync of incoming connectors; it starts only when `autostart` is set. */
+  sync?: MailboxSyncPluginOptions
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/

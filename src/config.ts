@@ -71,6 +71,12 @@ export const EnvSchema = Type.Object({
     default: true,
     description: 'Run the outbox dispatcher in this instance (false for API-only instances)',
   }),
+  SYNC_INTERVAL: Type.Integer({
+    minimum: 5,
+    maximum: 86_400,
+    default: 60,
+    description: 'Seconds between reads of each synced mailbox folder when nothing wakes it',
+  }),
   SEND_RATE_PER_MINUTE: Type.Integer({
     minimum: 1,
     maximum: 10_000,
@@ -149,6 +155,8 @@ export interface AppConfig {
   connectorFailureThreshold: number
   messageSizeLimit: number
   dispatcher: { enabled: boolean; perMinute: number; maxAttempts: number }
+  /** SYNC_INTERVAL, in ms. */
+  syncIntervalMs: number
   graphqlIntrospection: boolean
   ingest: IngestSettings
 }
@@ -171,6 +179,7 @@ const expectations: Record<keyof Env, string> = {
   MESSAGE_SIZE_LIMIT: 'a byte count from 1024 to 157286400 (150 MB)',
   DISPATCHER_ENABLED: '"true" or "false"',
   SEND_RATE_PER_MINUTE: 'an integer from 1 to 10000',
+  SYNC_INTERVAL: 'a number of seconds from 5 to 86400',
   SEND_MAX_ATTEMPTS: 'an integer from 1 to 100',
   GRAPHQL_INTROSPECTION: '"true" or "false"',
   INGEST_DEDUPE_SCOPE: '"global" or "connector"',
@@ -234,6 +243,7 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
     connectorFailureThreshold: valid.CONNECTOR_FAILURE_THRESHOLD,
     messageSizeLimit: valid.MESSAGE_SIZE_LIMIT,
     dispatcher: { enabled: valid.DISPATCHER_ENABLED, perMinute: valid.SEND_RATE_PER_MINUTE, maxAttempts: valid.SEND_MAX_ATTEMPTS },
+    syncIntervalMs: valid.SYNC_INTERVAL * 1000,
     graphqlIntrospection: valid.GRAPHQL_INTROSPECTION,
     ingest: {
       dedupeScope: valid.INGEST_DEDUPE_SCOPE,

@@ -31,6 +31,15 @@ export interface InboundAttachment {
   inline: boolean
 }
 
+/** The after-processing action on a synced message: `markRead`, `delete` or `move:<folder path>`. */
+export interface AfterAction {
+  action: string
+  state: 'pending' | 'done' | 'failed'
+  attempts: number
+  lastError: string | null
+  doneAt: string | null
+}
+
 export interface InboundHeader {
   name: string
   value: string
@@ -87,6 +96,10 @@ export const inboundEmails = pgTable(
     processedAt: timestamp({ withTimezone: true }),
     /** Times processing was started; recovery gives up (unhandled, reason `processing_failed`) after a few. */
     processingAttempts: integer().notNull().default(0),
+    /** Graph's immutable id of the message, for mail the mailbox sync took in. */
+    graphMessageId: text(),
+    /** What the connector does to the message in its mailbox once the outcome is committed. */
+    afterAction: jsonb().$type<AfterAction | null>(),
   },
   (table) => [
     index('inbound_emails_connector_idx').on(table.connectorId, table.id),
@@ -94,6 +107,8 @@ export const inboundEmails = pgTable(
     index('inbound_emails_message_id_idx').on(table.internetMessageId),
     index('inbound_emails_received_idx').on(table.receivedAt).where(sql`${table.outcome} = 'received'`),
     index('inbound_emails_source_blob_idx').on(table.sourceBlobId),
+    index('inbound_emails_graph_message_idx').on(table.connectorId, table.graphMessageId).where(sql`${table.graphMessageId} is not null`),
+    index('inbound_emails_after_action_pending_idx').on(table.connectorId, table.id).where(sql`${table.afterAction} ->> 'state' = 'pending'`),
   ],
 )
 

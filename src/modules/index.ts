@@ -7,6 +7,7 @@ import { connectorsModule } from './connectors/index.ts'
 import { emailRoutesModule } from './email-routes/index.ts'
 import { inboundModule } from './inbound/index.ts'
 import { integrationsModule } from './integrations/index.ts'
+import { mailboxSyncModule } from './mailbox-sync/index.ts'
 import type { AppModule } from './module.ts'
 import { outboundModule } from './outbound/index.ts'
 
@@ -21,5 +22,6 @@ export const appModules: AppModule[] = [
   blockedAddressesModule,
   outboundModule,
   inboundModule,
+  mailboxSyncModule,
   attachmentsModule,
 ]

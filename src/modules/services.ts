@@ -30,6 +30,8 @@ import { IdempotencyRepository } from './outbound/idempotency-repository.ts'
 import { MessageRepository } from './outbound/message-repository.ts'
 import { MessageService } from './outbound/service.ts'
 import { SentMail } from './outbound/sent-mail.ts'
+import { MailboxSyncRepository } from './mailbox-sync/repository.ts'
+import { MailboxSyncService } from './mailbox-sync/service.ts'
 import { inboundEmails } from '../../db/schema.ts'
 import { DEFAULT_REFERENCE_PATTERN, type IngestSettings } from '../config.ts'
 import type { FastifyBaseLogger } from 'fastify'
@@ -49,6 +51,8 @@ export interface Services {
   messages: MessageService
   /** Mail intake, the pipeline and the received-mail API. */
   inbound: InboundService
+  /** Where incoming connectors' folders stand, and syncing them now. */
+  mailboxSync: MailboxSyncService
 }
 
 export interface ServiceDeps {
@@ -108,6 +112,11 @@ export function createServices(deps: ServiceDeps): Services {
     integrations,
     mailboxes,
   })
+  const mailboxSync: MailboxSyncService = new MailboxSyncService({
+    db,
+    repository: new MailboxSyncRepository(),
+    connectors: { find: (executor, id) => connectors.find(executor, id) },
+  })
   const connectors: ConnectorService = new ConnectorService({
     db,
     repository: connectorRepository,
@@ -117,6 +126,7 @@ export function createServices(deps: ServiceDeps): Services {
     integrations,
     mailboxes,
     failureThreshold: deps.connectorFailureThreshold ?? 5,
+    sync: mailboxSync,
   })
   const blockedAddresses = new BlockedAddressService({ db, repository: new BlockedAddressRepository(configChanges), audit })
   const messages = new MessageService({
@@ -162,5 +172,5 @@ export function createServices(deps: ServiceDeps): Services {
     sentAnyOf: (outboxIds, messageIds) => sentMail.sentAnyOf(outboxIds, messageIds),
     onStage: deps.ingest?.onStage,
   })
-  return { audit, apiKeys, events, attachments, integrations, mailboxes, connectors, routes, blockedAddresses, messages, inbound }
+  return { audit, apiKeys, events, attachments, integrations, mailboxes, connectors, routes, blockedAddresses, messages, inbound, mailboxSync }
 }

@@ -37,6 +37,7 @@ export async function buildTestApp(
     dispatcher?: DispatcherPluginOptions
     graphql?: { introspection?: boolean }
     ingest?: AppOptions['ingest']
+    sync?: AppOptions['sync']
   } = {},
 ): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase())
@@ -59,6 +60,7 @@ export async function buildTestApp(
     dispatcher: options.dispatcher,
     graphql: options.graphql,
     ingest: options.ingest,
+    sync: options.sync,
   })
   options.extend?.(app)
   await app.services.apiKeys.ensureInitialAdminKey(TEST_ADMIN_KEY)

@@ -1,7 +1,7 @@
 import type { IResolvers, MercuriusContext, MercuriusLoaders } from 'mercurius'
 import { deepWithoutNulls, withoutNulls } from '../../lib/graphql.ts'
 import { IdParams } from '../../lib/schemas.ts'
-import { CreateConnectorBody, DisableConnectorBody, ListConnectorsQuery, TestConnectorBody, UpdateConnectorBody } from './schemas.ts'
+import { CreateConnectorBody, DisableConnectorBody, EnableConnectorBody, ListConnectorsQuery, TestConnectorBody, UpdateConnectorBody } from './schemas.ts'
 
 export const connectorResolvers: IResolvers<unknown, MercuriusContext> = {
   Query: {
@@ -28,8 +28,12 @@ export const connectorResolvers: IResolvers<unknown, MercuriusContext> = {
         context.app.inputs.validate(IdParams, { id }).id,
         context.app.inputs.validate(TestConnectorBody, deepWithoutNulls(candidate ?? {})),
       ),
-    enableConnector: async (_root, args, context) =>
-      context.app.services.connectors.enable(context.reply.request.actor(), context.app.inputs.validate(IdParams, args).id),
+    enableConnector: async (_root, { id, importExisting, importSince }, context) =>
+      context.app.services.connectors.enable(
+        context.reply.request.actor(),
+        context.app.inputs.validate(IdParams, { id }).id,
+        context.app.inputs.validate(EnableConnectorBody, withoutNulls({ importExisting, importSince })),
+      ),
     disableConnector: async (_root, { id, reason }, context) =>
       context.app.services.connectors.disable(
         context.reply.request.actor(),

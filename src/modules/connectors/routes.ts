@@ -1,12 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { EmptyBody, emptyBodyAsObject, IdParams, problemResponses } from '../../lib/schemas.ts'
+import { emptyBodyAsObject, IdParams, problemResponses } from '../../lib/schemas.ts'
 import { TestResultSchema } from '../connection-tests/schemas.ts'
 import {
   ConnectorPage,
   ConnectorSchema,
   CreateConnectorBody,
   DisableConnectorBody,
+  EnableConnectorBody,
   ListConnectorsQuery,
   TestConnectorBody,
   UpdateConnectorBody,
@@ -130,13 +131,13 @@ export const connectorRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Enable a connector',
         description:
-          'Needs a verified integration and a successful test of exactly the current settings; otherwise 409 with INTEGRATION_NOT_VERIFIED, CONNECTION_TEST_REQUIRED or CONNECTION_TEST_FAILED.',
+          'Needs a verified integration and a successful test of exactly the current settings; otherwise 409 with INTEGRATION_NOT_VERIFIED, CONNECTION_TEST_REQUIRED or CONNECTION_TEST_FAILED. An incoming connector’s folders are synced from then on: mail that arrives from now, or with `importExisting` also the mail already there (received since `importSince`).',
         params: IdParams,
-        body: EmptyBody,
-        response: { 200: Connector, ...problemResponses(404, 409) },
+        body: EnableConnectorBody,
+        response: { 200: Connector, ...problemResponses(400, 404, 409) },
       },
     },
-    async (request) => service.enable(request.actor(), request.params.id),
+    async (request) => service.enable(request.actor(), request.params.id, request.body),
   )
 
   app.post(

@@ -102,6 +102,17 @@ export const TestConnectorBody = Type.Object(
 )
 export type TestConnectorInput = Static<typeof TestConnectorBody>
 
+export const EnableConnectorBody = Type.Object(
+  {
+    importExisting: Type.Optional(
+      Type.Boolean({ description: 'Incoming: also take in mail already in the folders (received since `importSince`, or all of it). Without it, only mail that arrives from now on.' }),
+    ),
+    importSince: Type.Optional({ ...DateTime, description: 'With importExisting: the earliest received date taken in' }),
+  },
+  { additionalProperties: false, description: 'Empty for an outgoing connector; send no body or {}' },
+)
+export type EnableConnectorInput = Static<typeof EnableConnectorBody>
+
 export const DisableConnectorBody = Type.Object(
   { reason: Type.Optional(Text({ minLength: 1, maxLength: 500 })) },
   { additionalProperties: false },

@@ -19,6 +19,7 @@ import {
   INCOMING_ONLY_FIELDS,
   type Connector,
   type CreateConnectorInput,
+  type EnableConnectorInput,
   type ListConnectorsInput,
   type TestConnectorInput,
   type UpdateConnectorInput,
@@ -47,6 +48,14 @@ export interface OwnRouteSpec {
   address: string
   /** Incoming only: the process unrouted mail becomes. */
   fallback?: NonNullable<CreateConnectorInput['fallbackRoute']>
+}
+
+/** What connectors need of the mailbox sync: an enabled incoming connector's folders are read from then on. */
+export interface IncomingSync {
+  /** In the enable's transaction: the folders (ids from the test) due now, mail from now on or from `importSince`. */
+  startConnector(tx: Db, connectorId: string, folderIds: Record<string, string>, importSince?: Date): Promise<void>
+  /** After the enable committed. */
+  connectorStarted(): void
 }
 
 /** What connectors need of their routes (the email-routes module). */
@@ -111,6 +120,7 @@ export interface ConnectorServiceDeps {
   mailboxes: Pick<Mailboxes, 'open'>
   /** Authentication or unreachable-mailbox failures in a row before automatic disable. */
   failureThreshold: number
+  sync: IncomingSync
 }
 
 export class ConnectorService {
@@ -332,9 +342,19 @@ export class ConnectorService {
   }
 
   /** The enable gate: a verified integration and a successful test of exactly this configuration. */
-  async enable(actor: Actor, id: string): Promise<Connector> {
+  /**
+   * An incoming connector's folders are synced from then on: mail received from now, or with
+   * `importExisting` from `importSince` (all existing mail when that is not given).
+   */
+  async enable(actor: Actor, id: string, input: EnableConnectorInput = {}): Promise<Connector> {
     const row = await this.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
+      if (existing.direction === 'outgoing' && (input.importExisting !== undefined || input.importSince !== undefined)) {
+        throw new ValidationError([{ field: 'importExisting', message: 'only an incoming connector imports existing mail; leave it out' }])
+      }
+      if (input.importSince !== undefined && !input.importExisting) {
+        throw new ValidationError([{ field: 'importSince', message: 'set importExisting: true to import mail received since this date' }])
+      }
       if (existing.enabled) return existing
       const { hash, verified } = await this.hashOf(tx, connectionOf(existing), { forShare: true })
       if (!verified) {
@@ -357,10 +377,15 @@ export class ConnectorService {
         resourceId: id,
         before: { enabled: false },
         after: { enabled: true },
-        details: { testId: test.id },
+        details: { testId: test.id, ...(input.importExisting ? { importSince: input.importSince ?? 'all' } : {}) },
       })
+      if (enabled.direction === 'incoming') {
+        const importSince = input.importExisting ? new Date(input.importSince ?? 0) : undefined
+        await this.deps.sync.startConnector(tx, id, enabled.folderIds ?? {}, importSince)
+      }
       return enabled
     })
+    if (row.direction === 'incoming') this.deps.sync.connectorStarted()
     return this.get(row.id)
   }
 

@@ -67,6 +67,8 @@ export function presentSummary(row: InboundEmailRow, links: WorkItemLinkRow[]): 
     source: { format: row.sourceFormat, size: row.sourceSize },
     parseProblems: row.parseProblems,
     workItems: links.map(presentLink),
+    graphMessageId: row.graphMessageId,
+    afterAction: row.afterAction,
   }
 }
 

@@ -1,6 +1,6 @@
 import { and, desc, eq, gt, gte, isNotNull, lt, lte, or, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { getTableColumns } from 'drizzle-orm'
-import { inboundDedupeKeys, inboundEmails, workItemLinks, type AutomatedKind, type InboundOutcome } from '../../../db/schema.ts'
+import { inboundDedupeKeys, type AfterAction, inboundEmails, workItemLinks, type AutomatedKind, type InboundOutcome } from '../../../db/schema.ts'
 import { idIn, textArrayLiteral } from '../../database/id-in.ts'
 import type { Db } from '../../database/index.ts'
 import type { DedupeKey, DedupeWay } from './dedupe.ts'
@@ -165,6 +165,30 @@ export class InboundRepository {
     const literal = textArrayLiteral(lowerCaseRefs)
     const rows = executor === this.db ? await this.knownRefsPrepared.execute({ refs: literal }) : await knownRefsQuery(executor, literal)
     return new Map(rows.map((row) => [row.ref!.toLowerCase(), { ref: row.ref!, address: row.address }]))
+  }
+
+  /** Which of these Graph message ids the connector has taken in already. */
+  async knownGraphMessages(executor: Db, connectorId: string, graphMessageIds: string[]): Promise<Set<string>> {
+    if (graphMessageIds.length === 0) return new Set()
+    const rows = await executor
+      .select({ id: inboundEmails.graphMessageId })
+      .from(inboundEmails)
+      .where(and(eq(inboundEmails.connectorId, connectorId), sql`${inboundEmails.graphMessageId} = any(${textArrayLiteral(graphMessageIds)}::text[])`))
+    return new Set(rows.map((row) => row.id!))
+  }
+
+  /** Synced mail whose after-processing action is still to do, its outcome committed: oldest first. */
+  async pendingAfterActions(executor: Db, connectorId: string, limit: number) {
+    return executor
+      .select({ id: inboundEmails.id, graphMessageId: inboundEmails.graphMessageId, afterAction: inboundEmails.afterAction })
+      .from(inboundEmails)
+      .where(and(eq(inboundEmails.connectorId, connectorId), sql`${inboundEmails.afterAction} ->> 'state' = 'pending'`, sql`${inboundEmails.outcome} <> 'received'`))
+      .orderBy(inboundEmails.id)
+      .limit(limit)
+  }
+
+  async recordAfterAction(executor: Db, id: string, afterAction: AfterAction): Promise<void> {
+    await executor.update(inboundEmails).set({ afterAction }).where(eq(inboundEmails.id, id))
   }
 
   async list(executor: Db, filter: InboundListFilter): Promise<InboundEmailRow[]> {

@@ -73,6 +73,19 @@ const inboundSummaryFields = {
   source: Type.Object({ format: Type.Union([Type.Literal('mime'), Type.Literal('graph')]), size: Type.Integer() }, { description: 'The message as taken in, kept byte for byte' }),
   parseProblems: Type.Array(Type.String(), { description: 'What could not be read as given; the rest was processed' }),
   workItems: Type.Array(WorkItemLinkSchema),
+  graphMessageId: Nullable(Type.String({ description: 'Mail the mailbox sync took in: the message’s immutable id in the mailbox' })),
+  afterAction: Nullable(
+    Type.Object(
+      {
+        action: Type.String({ description: 'markRead, delete or move:<folder path>' }),
+        state: Type.Union([Type.Literal('pending'), Type.Literal('done'), Type.Literal('failed')]),
+        attempts: Type.Integer(),
+        lastError: Nullable(Type.String()),
+        doneAt: Nullable(Type.String({ format: 'date-time' })),
+      },
+      { description: 'The connector’s after-processing action on the message, done once the outcome is committed' },
+    ),
+  ),
 }
 
 export const InboundEmailSummarySchema = Type.Object(inboundSummaryFields, { $id: 'InboundEmailSummary', description: 'A received email and what became of it' })

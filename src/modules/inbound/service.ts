@@ -8,7 +8,7 @@ import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import type { AttachmentStore } from '../attachments/store.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
-import type { InboundOutcome } from '../../../db/schema.ts'
+import type { AfterAction, InboundOutcome } from '../../../db/schema.ts'
 import type { CreateRouteInput } from '../email-routes/schemas.ts'
 import type { EventLog } from '../events/service.ts'
 import { dedupeKeys, dedupeScope, type DedupeKey, type DedupeWay } from './dedupe.ts'
@@ -107,6 +107,53 @@ export class InboundService {
   /** Raw RFC 5322: streamed into storage and through the parser side by side, never held whole. */
   async ingestMime(connectorId: string, source: AsyncIterable<Buffer>): Promise<IngestResult> {
     const connector = await this.requireAcceptingConnector(connectorId)
+    const { blob, hash, mail } = await this.storeMime(source)
+    return this.answer(await this.accept(connectorId, 'mime', blob, hash, mail, { connector }), mail)
+  }
+
+  /** Graph's message JSON, stored as received (re-serialised) so it can be processed again. */
+  async ingestGraph(connectorId: string, message: GraphMessageInput): Promise<IngestResult> {
+    const connector = await this.requireAcceptingConnector(connectorId)
+    const { blob, hash, mail } = await this.storeGraph(message)
+    return this.answer(await this.accept(connectorId, 'graph', blob, hash, mail, { connector }), mail)
+  }
+
+  /**
+   * A message the mailbox sync read, as Graph's JSON or (when the JSON is not enough) its MIME:
+   * stored and taken through the pipeline, with its id and the after-processing action to do.
+   */
+  async takeSynced(connectorId: string, message: { graph: GraphMessageInput } | { mime: AsyncIterable<Buffer> }, synced: { graphMessageId: string; afterProcessing: string | null }): Promise<Accepted> {
+    if ('graph' in message) {
+      const { blob, hash, mail } = await this.storeGraph(message.graph)
+      return this.accept(connectorId, 'graph', blob, hash, mail, { synced })
+    }
+    const { blob, hash, mail } = await this.storeMime(message.mime)
+    return this.accept(connectorId, 'mime', blob, hash, mail, { synced })
+  }
+
+  /** Which of these Graph message ids the connector has taken in already (a replay, or a message moved between synced folders). */
+  async knownSynced(connectorId: string, graphMessageIds: string[]): Promise<Set<string>> {
+    return this.deps.repository.knownGraphMessages(this.deps.db, connectorId, graphMessageIds)
+  }
+
+  /** Synced mail whose after-processing action is still to do (its outcome is committed). */
+  async pendingAfterActions(connectorId: string, limit: number): Promise<{ id: string; graphMessageId: string; afterAction: AfterAction }[]> {
+    const rows = await this.deps.repository.pendingAfterActions(this.deps.db, connectorId, limit)
+    return rows.filter((row) => row.graphMessageId && row.afterAction).map((row) => ({ id: row.id, graphMessageId: row.graphMessageId!, afterAction: row.afterAction! }))
+  }
+
+  async recordAfterAction(id: string, afterAction: AfterAction): Promise<void> {
+    await this.deps.repository.recordAfterAction(this.deps.db, id, afterAction)
+  }
+
+  private async storeGraph(message: GraphMessageInput) {
+    const source = Buffer.from(JSON.stringify(message))
+    const mail = storable(fromGraphMessage(message))
+    const blob = await this.deps.store.write(this.deps.db, source)
+    return { blob, hash: oneShotHash('sha256', source), mail }
+  }
+
+  private async storeMime(source: AsyncIterable<Buffer>) {
     const hash = createHash('sha256')
     const parserInput = new PassThrough({ highWaterMark: 256 * 1024 })
     const limit = this.deps.sizeLimit
@@ -131,16 +178,7 @@ export class InboundService {
     parsing.catch(() => {})
     const blob = await this.deps.store.writeStream(this.deps.db, teed())
     const mail = storable(await parsing)
-    return this.answer(await this.accept(connectorId, 'mime', blob, hash.digest('hex'), mail, connector), mail)
-  }
-
-  /** Graph's message JSON, stored as received (re-serialised) so it can be processed again. */
-  async ingestGraph(connectorId: string, message: GraphMessageInput): Promise<IngestResult> {
-    const connector = await this.requireAcceptingConnector(connectorId)
-    const source = Buffer.from(JSON.stringify(message))
-    const mail = storable(fromGraphMessage(message))
-    const blob = await this.deps.store.write(this.deps.db, source)
-    return this.answer(await this.accept(connectorId, 'graph', blob, oneShotHash('sha256', source), mail, connector), mail)
+    return { blob, hash: hash.digest('hex'), mail }
   }
 
   private async requireAcceptingConnector(connectorId: string): Promise<IngestConnector> {
@@ -166,13 +204,21 @@ export class InboundService {
     blob: { blobId: string; size: number },
     sourceHash: string,
     mail: ParsedMail,
-    /** The connector, when the caller has just read it (intake checks its state first). */
-    connector?: IngestConnector,
+    options: {
+      /** The connector, when the caller has just read it (intake checks its state first). */
+      connector?: IngestConnector
+      /** Mail the mailbox sync took in: the message's immutable id and the connector's after-processing action. */
+      synced?: { graphMessageId: string; afterProcessing: string | null }
+    } = {},
   ): Promise<Accepted> {
     const scope = dedupeScope(this.deps.settings.dedupeScope, connectorId)
     const keys = dedupeKeys(mail, sourceHash)
     const row = this.newRow(newId(), connectorId, format, blob, sourceHash, keys, mail)
-    const fast = await this.storeDecided(row, scope, keys, mail, connector)
+    if (options.synced) {
+      row.graphMessageId = options.synced.graphMessageId
+      if (options.synced.afterProcessing) row.afterAction = { action: options.synced.afterProcessing, state: 'pending', attempts: 0, lastError: null, doneAt: null }
+    }
+    const fast = await this.storeDecided(row, scope, keys, mail, options.connector)
     const accepted = fast ?? (await this.storeThenProcess(row, scope, keys, sourceHash, mail))
     // An exact repeat stored nothing new: it is not counted again.
     if (accepted.row.id === row.id) this.counted(accepted.status === 200 ? 'duplicate' : accepted.row.outcome)
@@ -290,6 +336,8 @@ export class InboundService {
       receivedAt: new Date(),
       processedAt: null,
       processingAttempts: 0,
+      graphMessageId: null,
+      afterAction: null,
       steps: [{ step: 'dedupe', result: 'unique', detail: `no earlier email with the same source, content or Message-ID (scope ${scopeName(dedupeScope(this.deps.settings.dedupeScope, connectorId))})` }],
     }
   }

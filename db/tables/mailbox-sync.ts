@@ -1,0 +1,46 @@
+import { index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { connectors } from './connectors.ts'
+
+export interface SyncError {
+  code: string
+  message: string
+  at: string
+}
+
+/**
+ * Where the mailbox sync of one folder of an incoming connector stands: the delta link its
+ * next round starts from, the page of a round in progress, and who holds it now. A folder is
+ * synced by one instance at a time: the holder's lease, and writes fenced by `fence`.
+ */
+export const mailboxFolderSyncs = pgTable(
+  'mailbox_folder_syncs',
+  {
+    id: uuid().primaryKey(),
+    connectorId: uuid()
+      .notNull()
+      .references(() => connectors.id, { onDelete: 'cascade' }),
+    /** As configured on the connector, e.g. `Inbox/Invoices`. */
+    folderPath: text().notNull(),
+    /** Graph's id of the folder, found by the connector's test. */
+    folderId: text().notNull(),
+    /** A round from the start (the first, or after Graph forgot the link) takes in only mail received since. */
+    ingestSince: timestamp({ withTimezone: true }).notNull(),
+    /** Where the next round starts; null: from the start. */
+    deltaLink: text(),
+    /** The next page of the round in progress: a sync that stopped goes on from there. */
+    nextLink: text(),
+    /** When the folder is next synced (a wake-up sets it to now). */
+    dueAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    leaseOwner: text(),
+    leaseExpiresAt: timestamp({ withTimezone: true }),
+    /** Raised by every claim; a write of a holder that lost its lease changes nothing. */
+    fence: integer().notNull().default(0),
+    lastSyncedAt: timestamp({ withTimezone: true }),
+    lastError: jsonb().$type<SyncError | null>(),
+    /** Messages taken in (stored, duplicates included) since the folder was first synced. */
+    messagesTaken: integer().notNull().default(0),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [uniqueIndex('mailbox_folder_syncs_folder_unique').on(table.connectorId, table.folderPath), index('mailbox_folder_syncs_due_idx').on(table.dueAt)],
+)

@@ -1,0 +1,70 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { AppOptions } from '../../app.ts'
+import type { AppModule } from '../module.ts'
+import { MailboxSyncRepository } from './repository.ts'
+import { mailboxSyncResolvers } from './resolvers.ts'
+import { mailboxSyncRoutes } from './routes.ts'
+import { ConnectorSync, FolderSyncState } from './schemas.ts'
+import { MailboxSync, type MailboxSyncDeps, type MailboxSyncSettings } from './sync.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** This instance's mailbox sync. */
+    mailboxSync: MailboxSync
+  }
+}
+
+export interface MailboxSyncOptions {
+  settings?: Partial<MailboxSyncSettings>
+  /** Identifies its leases; unique per process by default. */
+  owner?: string
+  clock?: MailboxSyncDeps['clock']
+  /** Test hook: called at each step of a folder's sync, where a test may stop it. */
+  onStep?: MailboxSyncDeps['onStep']
+}
+
+export interface MailboxSyncPluginOptions extends MailboxSyncOptions {
+  /** Start syncing when the app is ready (the server); tests drive `runOnce` themselves. */
+  autostart: boolean
+}
+
+/**
+ * A mailbox sync on the app's database and services. The app's own is registered with the
+ * workers and shares the app's mailbox door; others (a second instance in a test) are not
+ * registered and get a door of their own.
+ */
+export function createMailboxSync(app: FastifyInstance, options: MailboxSyncOptions, register?: { autostart: boolean }): MailboxSync {
+  const { services } = app
+  return new MailboxSync(
+    {
+      db: app.database.db,
+      repository: new MailboxSyncRepository(),
+      mailboxes: register ? services.mailboxes : services.mailboxes.separate(),
+      intake: services.inbound,
+      health: services.connectors,
+      log: app.log.child({ component: 'mailbox-sync' }),
+      ...options,
+    },
+    (job, settings) => {
+      const shape = { name: 'mailbox-sync', pollMs: settings.intervalMs, maxConcurrent: settings.maxConcurrentFolders }
+      return register ? app.workers.add(job, { ...shape, ...register }) : app.workers.create(job, shape)
+    },
+  )
+}
+
+async function mailboxSyncWorkers(app: FastifyInstance, options: AppOptions) {
+  const syncOptions = options.sync ?? { autostart: false }
+  const sync = createMailboxSync(app, syncOptions, { autostart: syncOptions.autostart })
+  app.decorate('mailboxSync', sync)
+  app.services.mailboxSync.onWake(() => sync.wake())
+}
+
+export const mailboxSyncModule: AppModule = {
+  name: 'mailbox-sync',
+  tag: { name: 'Mailbox sync', description: 'Reading incoming connectors’ folders through Graph: state and manual sync' },
+  schemas: [FolderSyncState, ConnectorSync],
+  routes: mailboxSyncRoutes,
+  resolvers: mailboxSyncResolvers,
+  plugin: fp(mailboxSyncWorkers, { name: 'mailbox-sync-workers', fastify: '5.x', dependencies: ['database', 'services', 'workers'] }),
+}

@@ -1,0 +1,196 @@
+import { and, asc, eq, sql } from 'drizzle-orm'
+import { connectors, mailboxFolderSyncs, type SyncError } from '../../../db/schema.ts'
+import { rowsOf, type Db } from '../../database/index.ts'
+import { newId } from '../../lib/ids.ts'
+
+export type FolderSyncRow = typeof mailboxFolderSyncs.$inferSelect
+
+/** A folder this instance holds the lease of, with what syncing it needs of its connector. */
+export interface ClaimedFolder {
+  id: string
+  connectorId: string
+  folderPath: string
+  folderId: string
+  ingestSince: Date
+  deltaLink: string | null
+  nextLink: string | null
+  fence: number
+  integrationId: string
+  mailbox: string
+  afterProcessing: string | null
+}
+
+export class MailboxSyncRepository {
+  /**
+   * Folder rows for every enabled incoming connector's configured folders (mail received from
+   * now on), and none for folders no longer configured: what enabling, re-testing and editing
+   * connectors leave to the sync. Returns how many rows it added or removed.
+   */
+  async reconcile(executor: Db, now: Date): Promise<number> {
+    const missing = rowsOf<{ connector_id: string; folder_path: string; folder_id: string }>(
+      await executor.execute(sql`
+        select c.id as connector_id, f.key as folder_path, f.value as folder_id
+        from ${connectors} c, jsonb_each_text(c.folder_ids) f
+        where c.direction = 'incoming' and c.enabled and c.folder_ids is not null
+          and not exists (select 1 from ${mailboxFolderSyncs} s where s.connector_id = c.id and s.folder_path = f.key)`),
+    )
+    let added = 0
+    if (missing.length > 0) {
+      const values = missing.map((row) => ({ id: newId(), connectorId: row.connector_id, folderPath: row.folder_path, folderId: row.folder_id, ingestSince: now, dueAt: now }))
+      added = (await executor.insert(mailboxFolderSyncs).values(values).onConflictDoNothing().returning({ id: mailboxFolderSyncs.id })).length
+    }
+    const removed = await executor.execute(sql`
+      delete from ${mailboxFolderSyncs} s
+      where not exists (
+        select 1 from ${connectors} c
+        where c.id = s.connector_id and c.direction = 'incoming' and c.folder_ids ? s.folder_path
+      )
+      returning id`)
+    return added + rowsOf(removed).length
+  }
+
+  /**
+   * A connector's folders, created or brought up to date when it is enabled: the folder ids
+   * its test found, due now. `ingestSince` is set for new folders, and for existing ones only
+   * when given (an import asked for); an import also starts a round from the start.
+   */
+  async start(tx: Db, connectorId: string, folderIds: Record<string, string>, now: Date, importSince?: Date): Promise<void> {
+    for (const [folderPath, folderId] of Object.entries(folderIds)) {
+      const since = importSince ?? now
+      await tx
+        .insert(mailboxFolderSyncs)
+        .values({ id: newId(), connectorId, folderPath, folderId, ingestSince: since, dueAt: now })
+        .onConflictDoUpdate({
+          target: [mailboxFolderSyncs.connectorId, mailboxFolderSyncs.folderPath],
+          set: {
+            folderId,
+            dueAt: now,
+            updatedAt: now,
+            ...(importSince ? { ingestSince: importSince, deltaLink: null, nextLink: null } : {}),
+          },
+        })
+    }
+  }
+
+  /**
+   * Takes the lease of up to `limit` folders that are due and not held, or whose lease ran out, of
+   * enabled incoming connectors; each claim raises the folder's fence and sets the folder due
+   * again after `intervalMs`, so that a wake-up during the sync (due now) is not lost.
+   */
+  async claimDue(executor: Db, owner: string, limit: number, options: { leaseMs: number; intervalMs: number }, now: Date): Promise<ClaimedFolder[]> {
+    if (limit <= 0) return []
+    const leaseUntil = new Date(now.getTime() + options.leaseMs).toISOString()
+    const nextDue = new Date(now.getTime() + options.intervalMs).toISOString()
+    const rows = await executor.execute(sql`
+      with due as (
+        select s.id from ${mailboxFolderSyncs} s join ${connectors} c on c.id = s.connector_id
+        where ((s.lease_expires_at is null and s.due_at <= ${now.toISOString()}::timestamptz)
+            -- A holder that stopped renewing (a crash): its folder is taken over at once.
+            or s.lease_expires_at < ${now.toISOString()}::timestamptz)
+          and c.enabled and c.direction = 'incoming'
+        order by s.due_at
+        limit ${limit}
+        for update of s skip locked
+      )
+      update ${mailboxFolderSyncs} s set lease_owner = ${owner}, lease_expires_at = ${leaseUntil}::timestamptz, fence = s.fence + 1, due_at = ${nextDue}::timestamptz
+      from due, ${connectors} c
+      where s.id = due.id and c.id = s.connector_id
+      returning s.id, s.connector_id, s.folder_path, s.folder_id, s.ingest_since, s.delta_link, s.next_link, s.fence,
+        c.integration_id, c.primary_address, c.after_processing`)
+    return rowsOf<Record<string, unknown>>(rows).map((row) => ({
+      id: String(row.id),
+      connectorId: String(row.connector_id),
+      folderPath: String(row.folder_path),
+      folderId: String(row.folder_id),
+      ingestSince: row.ingest_since instanceof Date ? row.ingest_since : new Date(String(row.ingest_since)),
+      deltaLink: (row.delta_link as string | null) ?? null,
+      nextLink: (row.next_link as string | null) ?? null,
+      fence: Number(row.fence),
+      integrationId: String(row.integration_id),
+      mailbox: String(row.primary_address),
+      afterProcessing: (row.after_processing as string | null) ?? null,
+    }))
+  }
+
+  /**
+   * Where the round stands after a page whose outcomes are committed: the next page, or (the
+   * round over) the link of the next round. Only while the lease is still ours (same fence);
+   * false when it is not, and nothing changed.
+   */
+  async saveProgress(
+    executor: Db,
+    folder: Pick<ClaimedFolder, 'id' | 'fence'>,
+    progress: { nextLink?: string; deltaLink?: string; taken: number; leaseUntil: Date },
+    now: Date,
+  ): Promise<boolean> {
+    const roundOver = progress.deltaLink !== undefined
+    const rows = await executor
+      .update(mailboxFolderSyncs)
+      .set({
+        nextLink: roundOver ? null : (progress.nextLink ?? null),
+        ...(roundOver ? { deltaLink: progress.deltaLink, lastSyncedAt: now, lastError: null } : {}),
+        messagesTaken: sql`${mailboxFolderSyncs.messagesTaken} + ${progress.taken}`,
+        leaseExpiresAt: progress.leaseUntil,
+        updatedAt: now,
+      })
+      .where(and(eq(mailboxFolderSyncs.id, folder.id), eq(mailboxFolderSyncs.fence, folder.fence)))
+      .returning({ id: mailboxFolderSyncs.id })
+    return rows.length === 1
+  }
+
+  /** Keeps the lease while a page is taken in (fenced: a lost lease is not taken back). */
+  async renew(executor: Db, folder: Pick<ClaimedFolder, 'id' | 'fence'>, leaseUntil: Date): Promise<boolean> {
+    const rows = await executor
+      .update(mailboxFolderSyncs)
+      .set({ leaseExpiresAt: leaseUntil })
+      .where(and(eq(mailboxFolderSyncs.id, folder.id), eq(mailboxFolderSyncs.fence, folder.fence)))
+      .returning({ id: mailboxFolderSyncs.id })
+    return rows.length === 1
+  }
+
+  /** Graph forgot the folder's links: the next round starts from the start. */
+  async restartRound(executor: Db, folder: Pick<ClaimedFolder, 'id' | 'fence'>, now: Date): Promise<boolean> {
+    const rows = await executor
+      .update(mailboxFolderSyncs)
+      .set({ deltaLink: null, nextLink: null, updatedAt: now })
+      .where(and(eq(mailboxFolderSyncs.id, folder.id), eq(mailboxFolderSyncs.fence, folder.fence)))
+      .returning({ id: mailboxFolderSyncs.id })
+    return rows.length === 1
+  }
+
+  /**
+   * Gives the lease back, with when the folder is next due and the failure, if any. The folder
+   * is due at `dueAt` or earlier when woken meanwhile; `notBefore` (Graph's Retry-After) wins.
+   */
+  async release(executor: Db, folder: Pick<ClaimedFolder, 'id' | 'fence'>, due: { dueAt: Date; notBefore?: Date }, error: SyncError | null, now: Date): Promise<void> {
+    await executor
+      .update(mailboxFolderSyncs)
+      .set({
+        leaseOwner: null,
+        leaseExpiresAt: null,
+        dueAt: due.notBefore ?? sql`least(${mailboxFolderSyncs.dueAt}, ${due.dueAt.toISOString()}::timestamptz)`,
+        ...(error ? { lastError: error } : {}),
+        updatedAt: now,
+      })
+      .where(and(eq(mailboxFolderSyncs.id, folder.id), eq(mailboxFolderSyncs.fence, folder.fence)))
+  }
+
+  /**
+   * Marks a connector's folders due now. A folder being synced is due again once its holder
+   * lets it go, so mail that arrived during that sync is read at once.
+   */
+  async wake(executor: Db, connectorId: string, now: Date): Promise<FolderSyncRow[]> {
+    return executor.update(mailboxFolderSyncs).set({ dueAt: now }).where(eq(mailboxFolderSyncs.connectorId, connectorId)).returning()
+  }
+
+  async listForConnector(executor: Db, connectorId: string): Promise<FolderSyncRow[]> {
+    return executor.select().from(mailboxFolderSyncs).where(eq(mailboxFolderSyncs.connectorId, connectorId)).orderBy(asc(mailboxFolderSyncs.folderPath))
+  }
+
+  /** When the next folder comes due, for the loop's wait. */
+  async nextDueAt(executor: Db): Promise<Date | null> {
+    const [row] = await executor.select({ next: sql<string | null>`min(${mailboxFolderSyncs.dueAt})` }).from(mailboxFolderSyncs)
+    return row?.next ? new Date(row.next) : null
+  }
+}
+

@@ -1,0 +1,33 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { DateTime, NullableDateTime } from '../../lib/schemas.ts'
+
+export const FolderSyncState = Type.Object(
+  {
+    folderPath: Type.String(),
+    /** Mail received before this is not taken in by a round that reads the folder from the start. */
+    ingestSince: DateTime,
+    lastSyncedAt: NullableDateTime,
+    /** The folder has a delta link: its next round reads only what changed. */
+    hasDeltaLink: Type.Boolean(),
+    /** A round is in progress (a page after the first is next). */
+    roundInProgress: Type.Boolean(),
+    /** Due for a sync now (asked for, or its interval has passed). */
+    pending: Type.Boolean(),
+    dueAt: DateTime,
+    /** Held by an instance syncing it now. */
+    syncing: Type.Boolean(),
+    messagesTaken: Type.Integer(),
+    lastError: Type.Union([Type.Object({ code: Type.String(), message: Type.String(), at: DateTime }), Type.Null()]),
+  },
+  { $id: 'FolderSyncState', additionalProperties: false },
+)
+export type FolderSyncState = Static<typeof FolderSyncState>
+
+export const ConnectorSync = Type.Object(
+  {
+    connectorId: Type.String({ format: 'uuid' }),
+    folders: Type.Array(Type.Ref(FolderSyncState)),
+  },
+  { $id: 'ConnectorSync', additionalProperties: false },
+)
+export type ConnectorSync = Static<typeof ConnectorSync>

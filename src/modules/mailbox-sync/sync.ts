@@ -1,0 +1,296 @@
+import { randomUUID } from 'node:crypto'
+import type { ValidateFunction } from 'ajv'
+import type { FastifyBaseLogger } from 'fastify'
+import type { AfterAction } from '../../../db/schema.ts'
+import type { Db } from '../../database/index.ts'
+import { MailboxError, toMailboxError } from '../../graph/errors.ts'
+import type { MailboxClient } from '../../graph/mailbox-client.ts'
+import { createAjv } from '../../lib/validation.ts'
+import { whileRenewing, type BackgroundLoop, type Checkpoint, type LoopJob, type TaskPool } from '../../workers/runner.ts'
+import { GraphMessageBody, type GraphMessageInput } from '../inbound/graph-message.ts'
+import type { MailboxHealth } from '../outbound/dispatcher.ts'
+import type { ClaimedFolder, MailboxSyncRepository } from './repository.ts'
+
+/** Points of a folder's sync where a test may stop it dead, as a crash there would. */
+export type SyncStep = 'page-fetched' | 'message-taken' | 'page-saved' | 'action-done'
+
+export interface MailboxSyncSettings {
+  /** How often each folder is read when nothing wakes it (SYNC_INTERVAL). */
+  intervalMs: number
+  /** A claim lasts this long unless renewed by progress; a dead instance's folders come back after it. */
+  leaseMs: number
+  /** Messages per delta page (Prefer: odata.maxpagesize). */
+  pageSize: number
+  /** Pages one turn reads before giving other folders their turn (the folder stays due). */
+  pagesPerTurn: number
+  /** Folders synced at once by this instance. */
+  maxConcurrentFolders: number
+  /** After a failure without Retry-After, the wait before the folder is tried again. */
+  retryMs: number
+  /** After-processing attempts before an action is given up as failed. */
+  maxActionAttempts: number
+}
+
+export const DEFAULT_SYNC_SETTINGS: MailboxSyncSettings = {
+  intervalMs: 60_000,
+  leaseMs: 120_000,
+  pageSize: 50,
+  pagesPerTurn: 20,
+  maxConcurrentFolders: 8,
+  retryMs: 60_000,
+  maxActionAttempts: 5,
+}
+
+/** The fields the pipeline reads: `$select` of the first delta request (Graph keeps it in the links). */
+export const SYNC_SELECT = [
+  'internetMessageId',
+  'subject',
+  'from',
+  'sender',
+  'toRecipients',
+  'ccRecipients',
+  'bccRecipients',
+  'replyTo',
+  'internetMessageHeaders',
+  'body',
+  'importance',
+  'hasAttachments',
+  'receivedDateTime',
+  'sentDateTime',
+]
+
+/** What the sync needs of intake (the inbound module). */
+export interface SyncIntake {
+  takeSynced(
+    connectorId: string,
+    message: { graph: GraphMessageInput } | { mime: AsyncIterable<Buffer> },
+    synced: { graphMessageId: string; afterProcessing: string | null },
+  ): Promise<unknown>
+  knownSynced(connectorId: string, graphMessageIds: string[]): Promise<Set<string>>
+  pendingAfterActions(connectorId: string, limit: number): Promise<{ id: string; graphMessageId: string; afterAction: AfterAction }[]>
+  recordAfterAction(id: string, afterAction: AfterAction): Promise<void>
+}
+
+export interface MailboxSyncDeps {
+  db: Db
+  repository: MailboxSyncRepository
+  mailboxes: { open(integrationId: string): Promise<{ client: MailboxClient }> }
+  intake: SyncIntake
+  health: MailboxHealth
+  log: FastifyBaseLogger
+  settings?: Partial<MailboxSyncSettings>
+  owner?: string
+  clock?: () => Date
+  onStep?: Checkpoint<SyncStep>
+}
+
+/** The folder's lease went to another instance: stop without writing anything more. */
+class LeaseLost extends Error {}
+
+/** Content types whose meaning is in MIME parts Graph's JSON does not carry (reports, S/MIME). */
+const NEEDS_MIME = /^\s*(multipart\/(report|signed|encrypted)|application\/(pkcs7-mime|x-pkcs7-mime))/i
+
+/**
+ * Reads every enabled incoming connector's folders through Graph's delta query and takes new
+ * mail through the pipeline. Runs in every instance: a folder is synced by the holder of its
+ * lease only, and every write of a round is fenced, so any number of instances cooperate.
+ * A page's next link is saved only after every message of the page has its outcome
+ * committed; a crash before that reads the page again, and what was taken is recognised.
+ */
+export class MailboxSync implements LoopJob {
+  readonly owner: string
+  private readonly deps: MailboxSyncDeps
+  private readonly settings: MailboxSyncSettings
+  private readonly loop: BackgroundLoop
+  private readonly validMessage: ValidateFunction
+  private reconciledAt = 0
+
+  constructor(deps: MailboxSyncDeps, loopFor: (job: LoopJob, settings: MailboxSyncSettings) => BackgroundLoop) {
+    this.deps = deps
+    this.settings = { ...DEFAULT_SYNC_SETTINGS, ...deps.settings }
+    this.owner = deps.owner ?? `sync-${randomUUID()}`
+    this.validMessage = createAjv(false).compile(GraphMessageBody)
+    this.loop = loopFor(this, this.settings)
+  }
+
+  start(): void {
+    this.loop.start()
+  }
+
+  async stop(graceMs = 10_000): Promise<void> {
+    await this.loop.stop(graceMs)
+  }
+
+  /** One round: every due folder synced (tests drive the sync with this). */
+  async runOnce(): Promise<number> {
+    return this.loop.runOnce()
+  }
+
+  /** Starts a round now (a connector was enabled, a sync asked for). */
+  wake(): void {
+    this.loop.wake()
+  }
+
+  private now(): Date {
+    return this.deps.clock?.() ?? new Date()
+  }
+
+  async round(pool: TaskPool, { thorough }: { thorough: boolean }): Promise<{ started: number; nextInMs: number }> {
+    const { db, repository } = this.deps
+    const now = this.now()
+    // Connectors enabled, edited or re-tested anywhere get their folders here.
+    if (thorough || now.getTime() - this.reconciledAt >= this.settings.intervalMs / 4) {
+      await repository.reconcile(db, now)
+      this.reconciledAt = now.getTime()
+    }
+    const claimed = await repository.claimDue(db, this.owner, pool.capacity, this.settings, now)
+    for (const folder of claimed) pool.launch(`folder:${folder.id}`, () => this.syncFolder(folder))
+    const next = await repository.nextDueAt(db)
+    const nextInMs = next ? Math.max(0, next.getTime() - now.getTime()) : this.settings.intervalMs
+    return { started: claimed.length, nextInMs: Math.min(nextInMs, this.settings.intervalMs) }
+  }
+
+  private async step(step: SyncStep, id: string): Promise<void> {
+    await this.deps.onStep?.(step, id)
+  }
+
+  /** One turn of a folder: pages until the round ends (or the turn's pages are used), then its after-processing. */
+  private async syncFolder(folder: ClaimedFolder): Promise<void> {
+    const { db, repository, log } = this.deps
+    let dueAt = new Date(this.now().getTime() + this.settings.intervalMs)
+    let notBefore: Date | undefined
+    let error: MailboxError | undefined
+    try {
+      const { client } = await this.deps.mailboxes.open(folder.integrationId)
+      await this.readPages(folder, client).then((more) => {
+        if (more) dueAt = this.now() // the round goes on in the next turn
+      })
+      await this.afterProcessing(folder, client)
+      await this.deps.health.recordMailboxSuccess(folder.connectorId)
+    } catch (failure) {
+      if (failure instanceof LeaseLost) return
+      error = toMailboxError(failure)
+      if (!(failure instanceof MailboxError)) log.error({ err: failure, folderSyncId: folder.id }, 'syncing a folder failed')
+      if (error.retryAfterSeconds) notBefore = new Date(this.now().getTime() + error.retryAfterSeconds * 1000)
+      dueAt = new Date(this.now().getTime() + this.settings.retryMs)
+      await this.deps.health.recordMailboxFailure(folder.connectorId, error).catch((report: unknown) => log.error({ err: report }, 'recording a mailbox failure failed'))
+    }
+    const syncError = error ? { code: error.code, message: error.message.slice(0, 500), at: this.now().toISOString() } : null
+    await repository.release(db, folder, { dueAt, notBefore }, syncError, this.now())
+  }
+
+  /** Reads pages from where the folder stands; true when the round is not over yet. */
+  private async readPages(folder: ClaimedFolder, client: MailboxClient): Promise<boolean> {
+    const { db, repository } = this.deps
+    let link = folder.nextLink ?? folder.deltaLink ?? undefined
+    // A round from the start (the first, or after Graph forgot the link) skips older mail.
+    let fromStart = folder.deltaLink === null
+    let restarted = false
+    for (let pages = 0; pages < this.settings.pagesPerTurn; pages++) {
+      let page: Awaited<ReturnType<MailboxClient['deltaPage']>>
+      try {
+        page = await client.deltaPage(folder.mailbox, folder.folderId, { link, select: SYNC_SELECT, pageSize: this.settings.pageSize })
+      } catch (failure) {
+        if (!(failure instanceof MailboxError) || failure.code !== 'SYNC_STATE_EXPIRED' || restarted) throw failure
+        // Read again from the start; what was taken before is recognised, older mail skipped.
+        if (!(await repository.restartRound(db, folder, this.now()))) throw new LeaseLost()
+        restarted = true
+        fromStart = true
+        link = undefined
+        pages--
+        continue
+      }
+      await this.step('page-fetched', folder.id)
+      const renew = () => repository.renew(db, folder, new Date(this.now().getTime() + this.settings.leaseMs))
+      const taken = await whileRenewing(renew, this.settings.leaseMs / 3, () => this.takePage(folder, client, page.messages, fromStart))
+      const leaseUntil = new Date(this.now().getTime() + this.settings.leaseMs)
+      const saved = await repository.saveProgress(db, folder, { nextLink: page.nextLink, deltaLink: page.deltaLink, taken, leaseUntil }, this.now())
+      if (!saved) throw new LeaseLost()
+      await this.step('page-saved', folder.id)
+      if (page.deltaLink || !page.nextLink) return false
+      link = page.nextLink
+    }
+    return true
+  }
+
+  /** Takes a page's new messages through the pipeline, one after another; how many it took. */
+  private async takePage(folder: ClaimedFolder, client: MailboxClient, messages: Record<string, unknown>[], fromStart: boolean): Promise<number> {
+    const ids = messages.map((message) => message.id).filter((id): id is string => typeof id === 'string' && id.length > 0 && id.length <= 1024)
+    // Replays (a changed message comes again) and messages moved between synced folders.
+    const known = await this.deps.intake.knownSynced(folder.connectorId, ids)
+    let taken = 0
+    for (const message of messages) {
+      const id = message.id
+      if (typeof id !== 'string' || !ids.includes(id) || known.has(id)) continue
+      if (fromStart && receivedTime(message) < folder.ingestSince.getTime()) continue
+      known.add(id)
+      await this.deps.intake.takeSynced(folder.connectorId, await this.contentOf(folder, client, id, message), {
+        graphMessageId: id,
+        afterProcessing: folder.afterProcessing,
+      })
+      taken++
+      await this.step('message-taken', folder.id)
+    }
+    return taken
+  }
+
+  /**
+   * The message as the pipeline takes it: Graph's JSON (only the fields it reads, so a replay
+   * is the same source), or its MIME when the JSON does not carry everything (attachments,
+   * delivery reports, S/MIME) or is not what Graph documents.
+   */
+  private async contentOf(folder: ClaimedFolder, client: MailboxClient, id: string, message: Record<string, unknown>) {
+    const picked: Record<string, unknown> = {}
+    for (const field of SYNC_SELECT) if (message[field] !== undefined) picked[field] = message[field]
+    const headers = Array.isArray(message.internetMessageHeaders) ? (message.internetMessageHeaders as { name?: unknown; value?: unknown }[]) : []
+    const contentType = headers.find((header) => typeof header?.name === 'string' && header.name.toLowerCase() === 'content-type')?.value
+    const needsMime = message.hasAttachments === true || (typeof contentType === 'string' && NEEDS_MIME.test(contentType)) || !this.validMessage(picked)
+    if (needsMime) return { mime: await client.messageMime(folder.mailbox, id) }
+    return { graph: picked as GraphMessageInput }
+  }
+
+  /**
+   * The connector's after-processing action on synced messages whose outcome is committed:
+   * each recorded on its email; a transient failure is retried next turn, up to
+   * maxActionAttempts; one message's failure does not hold up the others.
+   */
+  private async afterProcessing(folder: ClaimedFolder, client: MailboxClient): Promise<void> {
+    const pending = await this.deps.intake.pendingAfterActions(folder.connectorId, 100)
+    const destinations = new Map<string, string>()
+    for (const { id, graphMessageId, afterAction } of pending) {
+      const attempts = afterAction.attempts + 1
+      try {
+        await this.perform(folder, client, graphMessageId, afterAction.action, destinations)
+        await this.deps.intake.recordAfterAction(id, { ...afterAction, state: 'done', attempts, lastError: null, doneAt: this.now().toISOString() })
+      } catch (failure) {
+        const error = toMailboxError(failure)
+        // Gone from the mailbox (deleted by someone): nothing left to do, and nothing to retry.
+        const final = error.status === 404 || attempts >= this.settings.maxActionAttempts
+        await this.deps.intake.recordAfterAction(id, { ...afterAction, state: final ? 'failed' : 'pending', attempts, lastError: `${error.code}: ${error.message}`.slice(0, 500), doneAt: null })
+        if (error.code === 'THROTTLED' || error.countsTowardDisable) throw error
+      }
+      await this.step('action-done', folder.id)
+    }
+  }
+
+  private async perform(folder: ClaimedFolder, client: MailboxClient, messageId: string, action: string, destinations: Map<string, string>): Promise<void> {
+    if (action === 'markRead') return client.markRead(folder.mailbox, messageId)
+    if (action === 'delete') return client.deleteMessage(folder.mailbox, messageId)
+    if (action.startsWith('move:')) {
+      const path = action.slice('move:'.length)
+      let destination = destinations.get(path)
+      if (!destination) {
+        destination = (await client.resolveFolderPath(folder.mailbox, path)).id
+        destinations.set(path, destination)
+      }
+      return client.moveMessage(folder.mailbox, messageId, destination)
+    }
+    throw new MailboxError('GRAPH_REQUEST_FAILED', `Unknown after-processing action ${action}`)
+  }
+}
+
+function receivedTime(message: Record<string, unknown>): number {
+  const value = typeof message.receivedDateTime === 'string' ? Date.parse(message.receivedDateTime) : Number.NaN
+  // No date: taken (a message of unknown age is not dropped).
+  return Number.isNaN(value) ? Number.POSITIVE_INFINITY : value
+}

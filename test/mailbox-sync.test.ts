@@ -1,0 +1,245 @@
+import { randomUUID } from 'node:crypto'
+import { eq } from 'drizzle-orm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { schema } from '../src/database/index.ts'
+import { createMailboxSync } from '../src/modules/mailbox-sync/index.ts'
+import { bearer, buildTestApp, graphql, type TestApp } from './support/app.ts'
+import { FakeMicrosoft, type FakeMailbox, type FakeTenant } from './support/fake-microsoft.ts'
+import { mailSetup } from './support/mail.ts'
+
+const fake = new FakeMicrosoft()
+let t: TestApp
+let tenant: FakeTenant
+let integrationId: string
+const settings = { pageSize: 5, intervalMs: 60_000, retryMs: 60_000, leaseMs: 30_000 }
+
+beforeAll(async () => {
+  fake.start()
+  tenant = fake.addTenant()
+  const entraApp = fake.registerApp(tenant, { secrets: [{ value: 'sync-secret', expiresAt: new Date(Date.now() + 86_400_000) }] })
+  t = await buildTestApp({ connectorFailureThreshold: 2, sync: { autostart: false, settings } })
+  integrationId = await mailSetup(t).integration(tenant.id, entraApp.clientId, 'sync-secret')
+})
+afterAll(async () => {
+  await t.close()
+  fake.stop()
+})
+
+async function admin(method: 'GET' | 'POST' | 'PATCH', url: string, payload?: unknown) {
+  const response = await t.app.inject({ method, url, headers: bearer(t.adminKey), payload: payload as object })
+  return { status: response.statusCode, body: response.json() }
+}
+
+/** A mailbox in the fake and an incoming connector on it, tested; enabled with `enable` (default {}). */
+async function connectorFor(options: { folders?: string[]; afterProcessing?: string; enable?: Record<string, unknown> | false; before?: (mailbox: FakeMailbox) => Promise<void> } = {}) {
+  const address = `sync-${randomUUID().slice(0, 8)}@contoso.example`
+  const mailbox = fake.addMailbox(tenant, address)
+  for (const folder of options.folders ?? []) if (folder.includes('/')) fake.addFolder(mailbox, folder)
+  const created = await admin('POST', '/v1/connectors', {
+    integrationId,
+    name: address,
+    direction: 'incoming',
+    primaryAddress: address,
+    folderPaths: options.folders ?? ['Inbox'],
+    ...(options.afterProcessing ? { afterProcessing: options.afterProcessing } : {}),
+    fallbackRoute: { workItemType: 'ticket', processId: 'support' },
+  })
+  expect(created.status, JSON.stringify(created.body)).toBe(201)
+  const connectorId = created.body.id as string
+  expect((await admin('POST', `/v1/connectors/${connectorId}/test`)).body.ok).toBe(true)
+  await options.before?.(mailbox)
+  if (options.enable !== false) {
+    const enabled = await admin('POST', `/v1/connectors/${connectorId}/enable`, options.enable ?? {})
+    expect(enabled.status, JSON.stringify(enabled.body)).toBe(200)
+  }
+  return { connectorId, mailbox, address }
+}
+
+async function emailsOf(connectorId: string) {
+  return t.app.database.db
+    .select({ id: schema.inboundEmails.id, subject: schema.inboundEmails.subject, outcome: schema.inboundEmails.outcome, graphMessageId: schema.inboundEmails.graphMessageId, afterAction: schema.inboundEmails.afterAction })
+    .from(schema.inboundEmails)
+    .where(eq(schema.inboundEmails.connectorId, connectorId))
+    .orderBy(schema.inboundEmails.id)
+}
+
+async function syncState(connectorId: string) {
+  return (await admin('GET', `/v1/connectors/${connectorId}/sync`)).body as { folders: { folderPath: string; lastError: { code: string } | null; hasDeltaLink: boolean; messagesTaken: number; pending: boolean }[] }
+}
+
+/** Runs the sync until no folder is due now (a round that pages on stays due). */
+async function syncUntilQuiet(runs = 10) {
+  for (let run = 0; run < runs; run++) {
+    if ((await t.app.mailboxSync.runOnce()) === 0) return
+  }
+}
+
+const mail = (subject: string, extra: Record<string, unknown> = {}) => ({ subject, body: `Hello, ${subject}.`, from: 'Alice Customer <alice@fabrikam.example>', ...extra })
+
+describe('mailbox sync', () => {
+  it('new mail arrives, is routed, and the after-processing action is done; mail there before the enable is not imported', async () => {
+    const { connectorId, mailbox, address } = await connectorFor({
+      afterProcessing: 'markRead',
+      before: async (box) => {
+        await fake.deliver(box, { ...mail('already there'), to: [box.address] }, { receivedAt: new Date(Date.now() - 60_000) })
+      },
+    })
+    const message = await fake.deliver(mailbox, { ...mail('printer jammed'), to: [address] })
+    await syncUntilQuiet()
+    const emails = await emailsOf(connectorId)
+    expect(emails.map((email) => email.subject)).toEqual(['printer jammed'])
+    expect(emails[0]).toMatchObject({ outcome: 'requested', graphMessageId: message.immutableId, afterAction: { action: 'markRead', state: 'done', attempts: 1 } })
+    expect(fake.findMessage(message.immutableId)!.isRead).toBe(true)
+    // Marking it read changed it, so Graph reports it again: it is not taken twice.
+    await t.app.services.mailboxSync.syncNow(connectorId)
+    await syncUntilQuiet()
+    expect(await emailsOf(connectorId)).toHaveLength(1)
+    const state = await syncState(connectorId)
+    expect(state.folders).toMatchObject([{ folderPath: 'Inbox', hasDeltaLink: true, messagesTaken: 1, lastError: null }])
+  })
+
+  it('pages through many messages, taking each once', async () => {
+    const { connectorId, mailbox, address } = await connectorFor()
+    for (let n = 0; n < 23; n++) await fake.deliver(mailbox, { ...mail(`page mail ${n}`), to: [address] })
+    await syncUntilQuiet()
+    const emails = await emailsOf(connectorId)
+    expect(emails).toHaveLength(23)
+    expect(new Set(emails.map((email) => email.subject)).size).toBe(23)
+    expect(emails.every((email) => email.outcome === 'requested')).toBe(true)
+  })
+
+  it('imports existing mail received since a date when the enable asks for it', async () => {
+    const { connectorId } = await connectorFor({
+      enable: { importExisting: true, importSince: new Date(Date.now() - 3_600_000).toISOString() },
+      before: async (box) => {
+        await fake.deliver(box, { ...mail('last week'), to: [box.address] }, { receivedAt: new Date(Date.now() - 7 * 86_400_000) })
+        await fake.deliver(box, { ...mail('this morning'), to: [box.address] }, { receivedAt: new Date(Date.now() - 600_000) })
+      },
+    })
+    await syncUntilQuiet()
+    expect((await emailsOf(connectorId)).map((email) => email.subject)).toEqual(['this morning'])
+  })
+
+  it('a delta link Graph forgot (410) reads the folder again without doubling anything', async () => {
+    const { connectorId, mailbox, address } = await connectorFor()
+    for (let n = 0; n < 7; n++) await fake.deliver(mailbox, { ...mail(`before expiry ${n}`), to: [address] })
+    await syncUntilQuiet()
+    expect(await emailsOf(connectorId)).toHaveLength(7)
+    fake.expireDeltaTokens(mailbox)
+    await fake.deliver(mailbox, { ...mail('after expiry'), to: [address] })
+    await t.app.services.mailboxSync.syncNow(connectorId)
+    await syncUntilQuiet()
+    const emails = await emailsOf(connectorId)
+    expect(emails).toHaveLength(8)
+    expect(emails.filter((email) => email.outcome === 'duplicate')).toHaveLength(0)
+    expect((await syncState(connectorId)).folders[0]).toMatchObject({ hasDeltaLink: true, lastError: null })
+  })
+
+  it('moves processed mail to another folder, and does not take it in again from there', async () => {
+    const { connectorId, mailbox, address } = await connectorFor({ folders: ['Inbox', 'Inbox/Done'], afterProcessing: 'move:Inbox/Done' })
+    const message = await fake.deliver(mailbox, { ...mail('move me'), to: [address] })
+    await syncUntilQuiet()
+    await t.app.services.mailboxSync.syncNow(connectorId)
+    await syncUntilQuiet()
+    expect(fake.folderMessages(mailbox, 'Inbox/Done').map((moved) => moved.immutableId)).toEqual([message.immutableId])
+    expect(fake.folderMessages(mailbox, 'Inbox')).toHaveLength(0)
+    const emails = await emailsOf(connectorId)
+    expect(emails).toHaveLength(1)
+    expect(emails[0]!.afterAction).toMatchObject({ action: 'move:Inbox/Done', state: 'done' })
+  })
+
+  it('two and three instances syncing at once never take a message twice', async () => {
+    const { connectorId, mailbox, address } = await connectorFor({ folders: ['Inbox', 'Inbox/Second'] })
+    for (let n = 0; n < 12; n++) await fake.deliver(mailbox, { ...mail(`race ${n}`), to: [address] }, { folder: n % 2 === 0 ? 'inbox' : 'Inbox/Second' })
+    const others = [createMailboxSync(t.app, { owner: 'second', settings }), createMailboxSync(t.app, { owner: 'third', settings })]
+    for (let run = 0; run < 5; run++) await Promise.all([t.app.mailboxSync.runOnce(), ...others.map((other) => other.runOnce())])
+    const emails = await emailsOf(connectorId)
+    expect(emails).toHaveLength(12)
+    expect(new Set(emails.map((email) => email.graphMessageId)).size).toBe(12)
+  })
+
+  for (const step of ['page-fetched', 'message-taken', 'page-saved'] as const) {
+    it(`a sync frozen at ${step} is taken over when its lease runs out; every message ends taken once, and the frozen one changes nothing when it wakes`, async () => {
+      const { connectorId, mailbox, address } = await connectorFor({ afterProcessing: 'markRead' })
+      for (let n = 0; n < 7; n++) await fake.deliver(mailbox, { ...mail(`frozen at ${step} ${n}`), to: [address] })
+      let thaw!: () => void
+      const thawed = new Promise<void>((resolve) => (thaw = resolve))
+      let frozen = false
+      const frozenSync = createMailboxSync(t.app, {
+        owner: `frozen-${step}`,
+        settings: { ...settings, leaseMs: 300 },
+        // A frozen process renews nothing: its renewals (timers here) land in the past.
+        clock: () => (frozen ? new Date(Date.now() - 60_000) : new Date()),
+        onStep: async (at) => {
+          if (at === step && !frozen) {
+            frozen = true
+            await thawed
+          }
+        },
+      })
+      const stuck = frozenSync.runOnce()
+      while (!frozen) await new Promise((resolve) => setTimeout(resolve, 10))
+      await new Promise((resolve) => setTimeout(resolve, 400))
+      const other = createMailboxSync(t.app, { owner: `rescuer-${step}`, settings })
+      for (let run = 0; run < 5; run++) await other.runOnce()
+      // Taken over: everything is in before the frozen one wakes.
+      expect(await emailsOf(connectorId)).toHaveLength(7)
+      thaw()
+      await stuck
+      await other.runOnce()
+      const emails = await emailsOf(connectorId)
+      expect(emails).toHaveLength(7)
+      expect(new Set(emails.map((email) => email.graphMessageId)).size).toBe(7)
+      expect(emails.every((email) => email.afterAction?.state === 'done')).toBe(true)
+      expect((await syncState(connectorId)).folders[0]).toMatchObject({ hasDeltaLink: true, roundInProgress: false })
+    })
+  }
+
+  it('a throttled mailbox waits for Retry-After and then goes on', async () => {
+    const { connectorId, mailbox, address } = await connectorFor()
+    await fake.deliver(mailbox, { ...mail('throttled'), to: [address] })
+    fake.failGraphRequests({ path: new RegExp(`${address.split('@')[0]}.*/messages/delta`) }, { kind: 'status', status: 429, code: 'ApplicationThrottled', message: 'Application is over its MailboxConcurrency limit.', retryAfter: 1 })
+    await syncUntilQuiet()
+    const [folder] = (await syncState(connectorId)).folders
+    expect(folder).toMatchObject({ lastError: { code: 'THROTTLED' }, pending: false })
+    expect(await emailsOf(connectorId)).toHaveLength(0)
+    await new Promise((resolve) => setTimeout(resolve, 1_100))
+    await syncUntilQuiet()
+    expect((await emailsOf(connectorId)).map((email) => email.subject)).toEqual(['throttled'])
+  })
+
+  it('a connector whose mailbox disappears is disabled automatically', async () => {
+    const { connectorId, address } = await connectorFor()
+    const gone = { kind: 'status' as const, status: 404, code: 'ErrorInvalidUser', message: `The requested user '${address}' is invalid.` }
+    fake.failGraphRequests({ path: new RegExp(address.split('@')[0]!) }, gone, gone, gone, gone)
+    for (let attempt = 0; attempt < 2; attempt++) {
+      await t.app.services.mailboxSync.syncNow(connectorId)
+      await syncUntilQuiet()
+    }
+    const connector = (await admin('GET', `/v1/connectors/${connectorId}`)).body
+    expect(connector).toMatchObject({ enabled: false })
+    expect(connector.disabledReason).toContain('MAILBOX_NOT_FOUND')
+    expect((await admin('POST', `/v1/connectors/${connectorId}/sync`)).body).toMatchObject({ code: 'CONNECTOR_NOT_SYNCED', state: 'disabled' })
+  })
+
+  it('manual sync wakes the folders and answers with their state, in REST and GraphQL', async () => {
+    const { connectorId } = await connectorFor()
+    await syncUntilQuiet()
+    const woken = await admin('POST', `/v1/connectors/${connectorId}/sync`)
+    expect(woken.status).toBe(202)
+    expect(woken.body.folders).toMatchObject([{ folderPath: 'Inbox', pending: true }])
+    const { body } = await graphql(t.app, t.adminKey, `query ($id: ID!) { connectorSync(id: $id) { connectorId folders { folderPath pending hasDeltaLink } } }`, { id: connectorId })
+    expect(body.data.connectorSync).toEqual({ connectorId, folders: [{ folderPath: 'Inbox', pending: true, hasDeltaLink: true }] })
+    const reader = await t.keyWith('mail:read')
+    expect((await t.app.inject({ method: 'POST', url: `/v1/connectors/${connectorId}/sync`, headers: bearer(reader) })).statusCode).toBe(403)
+    expect((await admin('GET', `/v1/connectors/${randomUUID()}/sync`)).status).toBe(404)
+  })
+
+  it('an enable with importSince but not importExisting, or on an outgoing connector, is refused naming the field', async () => {
+    const { connectorId } = await connectorFor({ enable: false })
+    const refused = await admin('POST', `/v1/connectors/${connectorId}/enable`, { importSince: new Date().toISOString() })
+    expect(refused.status).toBe(400)
+    expect(JSON.stringify(refused.body)).toContain('importSince')
+    expect((await admin('GET', `/v1/connectors/${connectorId}`)).body.enabled).toBe(false)
+  })
+})
