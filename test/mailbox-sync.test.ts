@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { schema } from '../src/database/index.ts'
@@ -96,6 +97,29 @@ describe('mailbox sync', () => {
     expect(await emailsOf(connectorId)).toHaveLength(1)
     const state = await syncState(connectorId)
     expect(state.folders).toMatchObject([{ folderPath: 'Inbox', hasDeltaLink: true, messagesTaken: 1, lastError: null }])
+  })
+
+  it('fetches the MIME when the JSON is not enough: attachments, delivery reports, S/MIME', async () => {
+    const { connectorId, mailbox, address } = await connectorFor()
+    const pdf = Buffer.from('%PDF-1.4 invoice 4711')
+    await fake.deliver(mailbox, { ...mail('with a pdf'), to: [address], attachments: [{ name: 'invoice.pdf', contentType: 'application/pdf', content: pdf }] })
+    const fixture = (name: string) => readFileSync(new URL(`./fixtures/inbound/${name}`, import.meta.url))
+    const bounce = fixture('25-bounce-rfc3464-rfc822.eml')
+    await fake.deliver(mailbox, { mime: bounce })
+    await fake.deliver(mailbox, { mime: fixture('46-thunderbird-smime-signed.eml') })
+    await fake.deliver(mailbox, { ...mail('plain json'), to: [address] })
+    await syncUntilQuiet()
+    const rows = await t.app.database.db
+      .select({ subject: schema.inboundEmails.subject, format: schema.inboundEmails.sourceFormat, attachments: schema.inboundEmails.attachments, automated: schema.inboundEmails.automated, id: schema.inboundEmails.id })
+      .from(schema.inboundEmails)
+      .where(eq(schema.inboundEmails.connectorId, connectorId))
+      .orderBy(schema.inboundEmails.id)
+    expect(rows.map((row) => row.format)).toEqual(['mime', 'mime', 'mime', 'graph'])
+    expect(rows[0]!.attachments).toMatchObject([{ name: 'invoice.pdf', size: pdf.length, sha256: createHash('sha256').update(pdf).digest('hex') }])
+    expect(rows[1]!.automated).toMatchObject({ kind: 'bounce' })
+    // The MIME as Graph gave it is what is kept.
+    const raw = await t.app.inject({ method: 'GET', url: `/v1/inbound/${rows[1]!.id}/raw`, headers: bearer(t.adminKey) })
+    expect(raw.rawPayload.equals(bounce)).toBe(true)
   })
 
   it('pages through many messages, taking each once', async () => {
