@@ -355,7 +355,11 @@ export class ConnectorService {
       if (input.importSince !== undefined && !input.importExisting) {
         throw new ValidationError([{ field: 'importSince', message: 'set importExisting: true to import mail received since this date' }])
       }
-      if (existing.enabled) return existing
+      if (existing.enabled) {
+        // Already enabled: an import asked for now still happens.
+        if (input.importExisting && existing.direction === 'incoming') await this.startSync(tx, existing, input)
+        return existing
+      }
       const { hash, verified } = await this.hashOf(tx, connectionOf(existing), { forShare: true })
       if (!verified) {
         throw new EnableGateError(
@@ -379,14 +383,17 @@ export class ConnectorService {
         after: { enabled: true },
         details: { testId: test.id, ...(input.importExisting ? { importSince: input.importSince ?? 'all' } : {}) },
       })
-      if (enabled.direction === 'incoming') {
-        const importSince = input.importExisting ? new Date(input.importSince ?? 0) : undefined
-        await this.deps.sync.startConnector(tx, id, enabled.folderIds ?? {}, importSince)
-      }
+      if (enabled.direction === 'incoming') await this.startSync(tx, enabled, input)
       return enabled
     })
     if (row.direction === 'incoming') this.deps.sync.connectorStarted()
     return this.get(row.id)
+  }
+
+  /** The folders read (not the move target of after-processing, which the test also resolves). */
+  private async startSync(tx: Db, connector: ConnectorRow, input: EnableConnectorInput): Promise<void> {
+    const read = Object.fromEntries(Object.entries(connector.folderIds ?? {}).filter(([path]) => connector.folderPaths?.includes(path)))
+    await this.deps.sync.startConnector(tx, connector.id, read, input.importExisting ? new Date(input.importSince ?? 0) : undefined)
   }
 
   async disable(actor: Actor, id: string, reason?: string): Promise<Connector> {

@@ -187,8 +187,14 @@ export class InboundRepository {
       .limit(limit)
   }
 
-  async recordAfterAction(executor: Db, id: string, afterAction: AfterAction): Promise<void> {
-    await executor.update(inboundEmails).set({ afterAction }).where(eq(inboundEmails.id, id))
+  /** Replaces the action's state only if it is still `expected` (compare-and-set); whether it did. */
+  async replaceAfterAction(executor: Db, id: string, expected: AfterAction, next: AfterAction): Promise<boolean> {
+    const rows = await executor
+      .update(inboundEmails)
+      .set({ afterAction: next })
+      .where(and(eq(inboundEmails.id, id), sql`${inboundEmails.afterAction} = ${JSON.stringify(expected)}::jsonb`))
+      .returning({ id: inboundEmails.id })
+    return rows.length === 1
   }
 
   async list(executor: Db, filter: InboundListFilter): Promise<InboundEmailRow[]> {

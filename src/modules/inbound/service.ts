@@ -142,8 +142,15 @@ export class InboundService {
     return rows.filter((row) => row.graphMessageId && row.afterAction).map((row) => ({ id: row.id, graphMessageId: row.graphMessageId!, afterAction: row.afterAction! }))
   }
 
-  async recordAfterAction(id: string, afterAction: AfterAction): Promise<void> {
-    await this.deps.repository.recordAfterAction(this.deps.db, id, afterAction)
+  /** Counts an attempt if the action is still as `seen`; the claimed state, or undefined when another got there first. */
+  async claimAfterAction(id: string, seen: AfterAction): Promise<AfterAction | undefined> {
+    const claimed: AfterAction = { ...seen, attempts: seen.attempts + 1 }
+    return (await this.deps.repository.replaceAfterAction(this.deps.db, id, seen, claimed)) ? claimed : undefined
+  }
+
+  /** Records an attempt's result, unless the action changed since it was claimed. */
+  async recordAfterAction(id: string, claimed: AfterAction, result: AfterAction): Promise<void> {
+    await this.deps.repository.replaceAfterAction(this.deps.db, id, claimed, result)
   }
 
   private async storeGraph(message: GraphMessageInput) {

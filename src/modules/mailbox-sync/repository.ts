@@ -31,7 +31,7 @@ export class MailboxSyncRepository {
       await executor.execute(sql`
         select c.id as connector_id, f.key as folder_path, f.value as folder_id
         from ${connectors} c, jsonb_each_text(c.folder_ids) f
-        where c.direction = 'incoming' and c.enabled and c.folder_ids is not null
+        where c.direction = 'incoming' and c.enabled and c.folder_ids is not null and f.key = any(c.folder_paths)
           and not exists (select 1 from ${mailboxFolderSyncs} s where s.connector_id = c.id and s.folder_path = f.key)`),
     )
     let added = 0
@@ -39,14 +39,22 @@ export class MailboxSyncRepository {
       const values = missing.map((row) => ({ id: newId(), connectorId: row.connector_id, folderPath: row.folder_path, folderId: row.folder_id, ingestSince: now, dueAt: now }))
       added = (await executor.insert(mailboxFolderSyncs).values(values).onConflictDoNothing().returning({ id: mailboxFolderSyncs.id })).length
     }
+    // Only the folders read (folder_ids also holds a move target of after-processing).
     const removed = await executor.execute(sql`
       delete from ${mailboxFolderSyncs} s
       where not exists (
         select 1 from ${connectors} c
-        where c.id = s.connector_id and c.direction = 'incoming' and c.folder_ids ? s.folder_path
+        where c.id = s.connector_id and c.direction = 'incoming' and c.folder_ids ? s.folder_path and s.folder_path = any(c.folder_paths)
       )
       returning id`)
-    return added + rowsOf(removed).length
+    // A folder the connector's latest test found under another id: a new folder, read from the start.
+    const moved = await executor.execute(sql`
+      update ${mailboxFolderSyncs} s set folder_id = c.folder_ids ->> s.folder_path, delta_link = null, next_link = null, fence = s.fence + 1,
+        lease_owner = null, lease_expires_at = null, due_at = ${now.toISOString()}::timestamptz
+      from ${connectors} c
+      where c.id = s.connector_id and c.folder_ids ->> s.folder_path is not null and c.folder_ids ->> s.folder_path <> s.folder_id
+      returning s.id`)
+    return added + rowsOf(removed).length + rowsOf(moved).length
   }
 
   /**
@@ -62,11 +70,20 @@ export class MailboxSyncRepository {
         .values({ id: newId(), connectorId, folderPath, folderId, ingestSince: since, dueAt: now })
         .onConflictDoUpdate({
           target: [mailboxFolderSyncs.connectorId, mailboxFolderSyncs.folderPath],
+          // A holder mid-round loses its lease (its writes are fenced off), so the reset stands.
           set: {
             folderId,
             dueAt: now,
             updatedAt: now,
-            ...(importSince ? { ingestSince: importSince, deltaLink: null, nextLink: null } : {}),
+            fence: sql`${mailboxFolderSyncs.fence} + 1`,
+            leaseOwner: null,
+            leaseExpiresAt: null,
+            ...(importSince
+              ? { ingestSince: importSince, deltaLink: null, nextLink: null }
+              : {
+                  deltaLink: sql`case when ${mailboxFolderSyncs.folderId} = ${folderId} then ${mailboxFolderSyncs.deltaLink} end`,
+                  nextLink: sql`case when ${mailboxFolderSyncs.folderId} = ${folderId} then ${mailboxFolderSyncs.nextLink} end`,
+                }),
           },
         })
     }
@@ -187,9 +204,12 @@ export class MailboxSyncRepository {
     return executor.select().from(mailboxFolderSyncs).where(eq(mailboxFolderSyncs.connectorId, connectorId)).orderBy(asc(mailboxFolderSyncs.folderPath))
   }
 
-  /** When the next folder comes due, for the loop's wait. */
+  /** When the next folder can be claimed (due and free, or its lease runs out), for the loop's wait. */
   async nextDueAt(executor: Db): Promise<Date | null> {
-    const [row] = await executor.select({ next: sql<string | null>`min(${mailboxFolderSyncs.dueAt})` }).from(mailboxFolderSyncs)
+    const [row] = await executor
+      .select({ next: sql<string | null>`min(case when ${mailboxFolderSyncs.leaseExpiresAt} is null then ${mailboxFolderSyncs.dueAt} else ${mailboxFolderSyncs.leaseExpiresAt} end)` })
+      .from(mailboxFolderSyncs)
+      .innerJoin(connectors, and(eq(connectors.id, mailboxFolderSyncs.connectorId), eq(connectors.enabled, true), eq(connectors.direction, 'incoming')))
     return row?.next ? new Date(row.next) : null
   }
 }

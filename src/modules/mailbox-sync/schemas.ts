@@ -19,7 +19,7 @@ export const FolderSyncState = Type.Object(
     messagesTaken: Type.Integer(),
     lastError: Type.Union([Type.Object({ code: Type.String(), message: Type.String(), at: DateTime }), Type.Null()]),
   },
-  { $id: 'FolderSyncState', additionalProperties: false },
+  { $id: 'FolderSyncState', additionalProperties: false, description: 'The sync of one folder' },
 )
 export type FolderSyncState = Static<typeof FolderSyncState>
 
@@ -28,6 +28,6 @@ export const ConnectorSync = Type.Object(
     connectorId: Type.String({ format: 'uuid' }),
     folders: Type.Array(Type.Ref(FolderSyncState)),
   },
-  { $id: 'ConnectorSync', additionalProperties: false },
+  { $id: 'ConnectorSync', additionalProperties: false, description: 'Where each folder of an incoming connector stands in the mailbox sync' },
 )
 export type ConnectorSync = Static<typeof ConnectorSync>

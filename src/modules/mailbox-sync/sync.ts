@@ -5,6 +5,7 @@ import type { AfterAction } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { MailboxError, toMailboxError } from '../../graph/errors.ts'
 import type { MailboxClient } from '../../graph/mailbox-client.ts'
+import { PayloadTooLargeError } from '../../lib/errors.ts'
 import { createAjv } from '../../lib/validation.ts'
 import { whileRenewing, type BackgroundLoop, type Checkpoint, type LoopJob, type TaskPool } from '../../workers/runner.ts'
 import { GraphMessageBody, type GraphMessageInput } from '../inbound/graph-message.ts'
@@ -68,7 +69,10 @@ export interface SyncIntake {
   ): Promise<unknown>
   knownSynced(connectorId: string, graphMessageIds: string[]): Promise<Set<string>>
   pendingAfterActions(connectorId: string, limit: number): Promise<{ id: string; graphMessageId: string; afterAction: AfterAction }[]>
-  recordAfterAction(id: string, afterAction: AfterAction): Promise<void>
+  /** Counts an attempt if the action is still as read (pending, same attempts); the claimed state, or undefined. */
+  claimAfterAction(id: string, seen: AfterAction): Promise<AfterAction | undefined>
+  /** Records the attempt's result if nobody changed the action since the claim. */
+  recordAfterAction(id: string, claimed: AfterAction, result: AfterAction): Promise<void>
 }
 
 export interface MailboxSyncDeps {
@@ -183,8 +187,6 @@ export class MailboxSync implements LoopJob {
   private async readPages(folder: ClaimedFolder, client: MailboxClient): Promise<boolean> {
     const { db, repository } = this.deps
     let link = folder.nextLink ?? folder.deltaLink ?? undefined
-    // A round from the start (the first, or after Graph forgot the link) skips older mail.
-    let fromStart = folder.deltaLink === null
     let restarted = false
     for (let pages = 0; pages < this.settings.pagesPerTurn; pages++) {
       let page: Awaited<ReturnType<MailboxClient['deltaPage']>>
@@ -195,14 +197,12 @@ export class MailboxSync implements LoopJob {
         // Read again from the start; what was taken before is recognised, older mail skipped.
         if (!(await repository.restartRound(db, folder, this.now()))) throw new LeaseLost()
         restarted = true
-        fromStart = true
         link = undefined
         pages--
         continue
       }
       await this.step('page-fetched', folder.id)
-      const renew = () => repository.renew(db, folder, new Date(this.now().getTime() + this.settings.leaseMs))
-      const taken = await whileRenewing(renew, this.settings.leaseMs / 3, () => this.takePage(folder, client, page.messages, fromStart))
+      const taken = await this.holding(folder, (lease) => this.takePage(folder, client, page.messages, lease))
       const leaseUntil = new Date(this.now().getTime() + this.settings.leaseMs)
       const saved = await repository.saveProgress(db, folder, { nextLink: page.nextLink, deltaLink: page.deltaLink, taken, leaseUntil }, this.now())
       if (!saved) throw new LeaseLost()
@@ -213,21 +213,47 @@ export class MailboxSync implements LoopJob {
     return true
   }
 
-  /** Takes a page's new messages through the pipeline, one after another; how many it took. */
-  private async takePage(folder: ClaimedFolder, client: MailboxClient, messages: Record<string, unknown>[], fromStart: boolean): Promise<number> {
-    const ids = messages.map((message) => message.id).filter((id): id is string => typeof id === 'string' && id.length > 0 && id.length <= 1024)
+  /**
+   * Runs `work` while renewing the folder's lease; `lease.lost` turns true when a renewal
+   * finds the lease gone (another instance holds the folder now), and the work stops.
+   */
+  private async holding<T>(folder: ClaimedFolder, work: (lease: { lost: boolean }) => Promise<T>): Promise<T> {
+    const lease = { lost: false }
+    const renew = async () => {
+      if (!(await this.deps.repository.renew(this.deps.db, folder, new Date(this.now().getTime() + this.settings.leaseMs)))) lease.lost = true
+    }
+    return whileRenewing(renew, this.settings.leaseMs / 3, () => work(lease))
+  }
+
+  /**
+   * Takes a page's new messages through the pipeline, one after another; how many it took.
+   * Mail received before the folder's start date is skipped in every round: Graph reports an
+   * old message again when someone reads, flags or moves it, and it is not new work. A
+   * message that cannot be taken (too large, gone before its MIME was read, an id Graph
+   * should not send) is skipped with a warning rather than holding up the folder; a
+   * failure of Graph or the database fails the page, which is read again.
+   */
+  private async takePage(folder: ClaimedFolder, client: MailboxClient, messages: Record<string, unknown>[], lease: { lost: boolean }): Promise<number> {
+    const ids = new Set(messages.map((message) => message.id).filter(isGraphId))
     // Replays (a changed message comes again) and messages moved between synced folders.
-    const known = await this.deps.intake.knownSynced(folder.connectorId, ids)
+    const known = await this.deps.intake.knownSynced(folder.connectorId, [...ids])
     let taken = 0
     for (const message of messages) {
+      if (lease.lost) throw new LeaseLost()
       const id = message.id
-      if (typeof id !== 'string' || !ids.includes(id) || known.has(id)) continue
-      if (fromStart && receivedTime(message) < folder.ingestSince.getTime()) continue
+      if (!isGraphId(id) || known.has(id)) continue
+      if (receivedTime(message) < folder.ingestSince.getTime()) continue
       known.add(id)
-      await this.deps.intake.takeSynced(folder.connectorId, await this.contentOf(folder, client, id, message), {
-        graphMessageId: id,
-        afterProcessing: folder.afterProcessing,
-      })
+      try {
+        await this.deps.intake.takeSynced(folder.connectorId, await this.contentOf(folder, client, id, message), {
+          graphMessageId: id,
+          afterProcessing: folder.afterProcessing,
+        })
+      } catch (failure) {
+        if (!skippable(failure)) throw failure
+        this.deps.log.warn({ err: failure, connectorId: folder.connectorId, folder: folder.folderPath, graphMessageId: id }, 'a synced message could not be taken in and is skipped')
+        continue
+      }
       taken++
       await this.step('message-taken', folder.id)
     }
@@ -257,20 +283,26 @@ export class MailboxSync implements LoopJob {
   private async afterProcessing(folder: ClaimedFolder, client: MailboxClient): Promise<void> {
     const pending = await this.deps.intake.pendingAfterActions(folder.connectorId, 100)
     const destinations = new Map<string, string>()
-    for (const { id, graphMessageId, afterAction } of pending) {
-      const attempts = afterAction.attempts + 1
-      try {
-        await this.perform(folder, client, graphMessageId, afterAction.action, destinations)
-        await this.deps.intake.recordAfterAction(id, { ...afterAction, state: 'done', attempts, lastError: null, doneAt: this.now().toISOString() })
-      } catch (failure) {
-        const error = toMailboxError(failure)
-        // Gone from the mailbox (deleted by someone): nothing left to do, and nothing to retry.
-        const final = error.status === 404 || attempts >= this.settings.maxActionAttempts
-        await this.deps.intake.recordAfterAction(id, { ...afterAction, state: final ? 'failed' : 'pending', attempts, lastError: `${error.code}: ${error.message}`.slice(0, 500), doneAt: null })
-        if (error.code === 'THROTTLED' || error.countsTowardDisable) throw error
+    await this.holding(folder, async (lease) => {
+      for (const { id, graphMessageId, afterAction } of pending) {
+        if (lease.lost) throw new LeaseLost()
+        // Claimed first (another folder of the connector may be at the same list): one performer per attempt.
+        const claimed = await this.deps.intake.claimAfterAction(id, afterAction)
+        if (!claimed) continue
+        const { attempts } = claimed
+        try {
+          await this.perform(folder, client, graphMessageId, afterAction.action, destinations)
+          await this.deps.intake.recordAfterAction(id, claimed, { ...claimed, state: 'done', lastError: null, doneAt: this.now().toISOString() })
+        } catch (failure) {
+          const error = toMailboxError(failure)
+          // Gone from the mailbox (deleted by someone): nothing left to do, and nothing to retry.
+          const final = error.status === 404 || attempts >= this.settings.maxActionAttempts
+          await this.deps.intake.recordAfterAction(id, claimed, { ...claimed, state: final ? 'failed' : 'pending', lastError: `${error.code}: ${error.message}`.slice(0, 500), doneAt: null })
+          if (error.code === 'THROTTLED' || error.countsTowardDisable) throw error
+        }
+        await this.step('action-done', folder.id)
       }
-      await this.step('action-done', folder.id)
-    }
+    })
   }
 
   private async perform(folder: ClaimedFolder, client: MailboxClient, messageId: string, action: string, destinations: Map<string, string>): Promise<void> {
@@ -287,6 +319,18 @@ export class MailboxSync implements LoopJob {
     }
     throw new MailboxError('GRAPH_REQUEST_FAILED', `Unknown after-processing action ${action}`)
   }
+}
+
+/** Graph's ids are base64url-ish text: anything else (empty, huge, control characters) is not taken. */
+function isGraphId(id: unknown): id is string {
+  return typeof id === 'string' && id.length > 0 && id.length <= 1024 && /^[\x21-\x7e]+$/.test(id)
+}
+
+/** Failures that belong to one message, not to the folder: that message is skipped. */
+function skippable(failure: unknown): boolean {
+  if (failure instanceof PayloadTooLargeError) return true
+  // The message was deleted between the delta page and the read of its MIME.
+  return failure instanceof MailboxError && failure.status === 404 && failure.code === 'FOLDER_NOT_FOUND'
 }
 
 function receivedTime(message: Record<string, unknown>): number {
