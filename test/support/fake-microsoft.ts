@@ -4,13 +4,38 @@ import type { AddressInfo } from 'node:net'
 import nock from 'nock'
 import { makeServerCertificate } from './certificates.ts'
 import { buildMime, mimeHeaders, parseMime, type MimeAddress, type MimeSource } from './fake-mime.ts'
+import {
+  FakeSubscriptions,
+  type FakeSubscription,
+  type LifecycleDelivery,
+  type LifecycleEvent,
+  type NotificationAnswer,
+  type NotificationDelivery,
+  type NotificationRequest,
+  type NotificationTransport,
+  type TransportAnswer,
+  type ValidationRecord,
+} from './fake-subscriptions.ts'
+
+export type {
+  FakeSubscription,
+  LifecycleDelivery,
+  LifecycleEvent,
+  NotificationAnswer,
+  NotificationDelivery,
+  NotificationRequest,
+  NotificationTransport,
+  TransportAnswer,
+  ValidationRecord,
+}
 
 /**
  * A stateful stand-in for Microsoft's cloud: tenants with app registrations (secrets,
  * certificates, granted application permissions) behind the Entra token endpoint of every
  * national cloud, and shared mailboxes behind the Graph mail endpoints (folders, sendMail,
  * drafts with attachments and upload sessions, draft send; receiving: mail in any folder,
- * per-folder delta with next/delta links, $value MIME, mark read, move, delete). Requests are intercepted with
+ * per-folder delta with next/delta links, $value MIME, mark read, move, delete; change-notification
+ * subscriptions with the webhook validation handshake, see fake-subscriptions.ts). Requests are intercepted with
  * nock, so no traffic leaves the machine; `serveAs` and `listen` also make it a stand-in for
  * a cloud on another host (a proxy or sandbox), through nock or as a real local HTTPS server.
  */
@@ -631,6 +656,25 @@ export class FakeMicrosoft {
   latencyMs = 0
   /** Per mailbox (lowercase address), the most Graph/Outlook requests ever in flight at once. */
   readonly maxConcurrentPerMailbox = new Map<string, number>()
+  /** How long a subscription's validation request may take (Graph: 10 s). */
+  validationTimeoutMs = 10_000
+  /** How long a change notification's answer may take before the delivery counts as failed (Graph: 3 s). */
+  notificationTimeoutMs = 3_000
+  /** The longest subscription Graph grants on Outlook messages, in minutes from the request. */
+  maxSubscriptionMinutes = 4230
+  /** Whether a PATCH (renewal) validates the subscription's URLs again, as Graph does. */
+  validateOnRenewal = true
+  private readonly changeNotifications = new FakeSubscriptions({
+    lookupMailbox: (addressOrId) => this.lookupMailbox(addressOrId),
+    findFolder: (mailbox, idOrWellKnown) => this.findFolder(mailbox.folders, idOrWellKnown),
+    etag: (message) => `W/"${this.changeKey(message)}"`,
+    settings: () => ({
+      validationTimeoutMs: this.validationTimeoutMs,
+      notificationTimeoutMs: this.notificationTimeoutMs,
+      maxExpirationMinutes: this.maxSubscriptionMinutes,
+      validateOnRenewal: this.validateOnRenewal,
+    }),
+  })
   private tokenFaults: TokenFault[] = []
   private graphFaults: GraphFault[] = []
   private targetedFaults: { match: GraphFaultMatch; faults: GraphFault[] }[] = []
@@ -1017,6 +1061,58 @@ export class FakeMicrosoft {
     this.replayPending.add(this.mailboxOf(mailbox).address)
   }
 
+  /**
+   * How the fake reaches the subscriber's notification URLs (validation requests, change and
+   * lifecycle notifications): tests wire it to the app's `inject`. Without one, creating a
+   * subscription fails its validation.
+   */
+  setNotificationTransport(send: NotificationTransport | undefined): void {
+    this.changeNotifications.setTransport(send)
+  }
+
+  /** Every POST of change notifications, in the order sent, with its answer (status, ms, ok). */
+  get notificationDeliveries(): NotificationDelivery[] {
+    return this.changeNotifications.notificationDeliveries
+  }
+
+  /** Every validation request (`?validationToken=`) sent while creating or renewing subscriptions. */
+  get validationRequests(): ValidationRecord[] {
+    return this.changeNotifications.validationRequests
+  }
+
+  /** Every lifecycle notification sent by sendLifecycleEvent, with its answer. */
+  get lifecycleDeliveries(): LifecycleDelivery[] {
+    return this.changeNotifications.lifecycleDeliveries
+  }
+
+  /** Waits until every queued change notification has been sent and answered (or timed out). */
+  flushNotifications(): Promise<void> {
+    return this.changeNotifications.flush()
+  }
+
+  /** The live subscriptions (all, or of one mailbox by address or id), as stored. */
+  subscriptions(mailbox?: FakeMailbox | string): FakeSubscription[] {
+    return this.changeNotifications.list(typeof mailbox === 'object' ? mailbox.address : mailbox)
+  }
+
+  /**
+   * Sends a lifecycle notification to the subscription's lifecycleNotificationUrl and returns
+   * the answer; `subscriptionRemoved` removes the subscription first, as Graph has by then.
+   */
+  sendLifecycleEvent(subscriptionId: string, event: LifecycleEvent): Promise<TransportAnswer> {
+    return this.changeNotifications.lifecycle(subscriptionId, event)
+  }
+
+  /** Sends any payload (JSON unless a string), e.g. a forged notification, to `url` through the transport. */
+  postNotification(url: string, body: unknown): Promise<TransportAnswer> {
+    return this.changeNotifications.post(url, body)
+  }
+
+  /** The subscription expires now: the API answers 404 for it and it sends nothing more. */
+  expireSubscription(subscriptionId: string): void {
+    this.changeNotifications.expire(subscriptionId)
+  }
+
   private mailboxOf(mailbox: FakeMailbox | string): FakeMailbox {
     const found = typeof mailbox === 'string' ? this.lookupMailbox(mailbox) : mailbox
     if (!found) throw new Error(`The fake has no mailbox ${String(mailbox)}`)
@@ -1173,7 +1269,7 @@ export class FakeMicrosoft {
         return answer
       }
 
-      const answer = service === 'graph' ? this.graph(host, method, url, body, headers, record) : this.outlook(host, method, url, body, headers, record)
+      const answer = service === 'graph' ? await this.graph(host, method, url, body, headers, record) : this.outlook(host, method, url, body, headers, record)
       record.status = answer.status
       if (fault?.kind !== 'lost-response') return answer
       record.processedStatus = answer.status
@@ -1224,7 +1320,7 @@ export class FakeMicrosoft {
     return (mailboxId && this.lookupMailbox(mailboxId)?.address) || ''
   }
 
-  private graph(host: string, method: string, url: URL, body: nock.Body, headers: RequestHeaders, record: GraphRequestRecord): FakeAnswer {
+  private async graph(host: string, method: string, url: URL, body: nock.Body, headers: RequestHeaders, record: GraphRequestRecord): Promise<FakeAnswer> {
     const claims = this.verifyToken((header(headers, 'authorization') ?? '').replace(/^Bearer /, ''))
     if (!claims) return graphError(401, 'InvalidAuthenticationToken', 'Access token validation failure.')
     if (claims.aud !== `https://${host}`) {
@@ -1233,6 +1329,18 @@ export class FakeMicrosoft {
     record.appId = claims.appid
 
     const segments = keySegments(url.pathname.replace(/^\/v1\.0\//, '').split('/').map(safeDecode))
+    if (segments[0] === 'subscriptions') {
+      if ((method === 'POST' || method === 'PATCH') && requestBytes(body) > MAX_REQUEST_BYTES) return tooLarge()
+      const caller = {
+        host,
+        appId: claims.appid,
+        tenantId: claims.tid,
+        roles: new Set(claims.roles),
+        preferImmutable: /IdType\s*=\s*"?ImmutableId"?/i.test(record.prefer ?? ''),
+      }
+      const answer = await this.changeNotifications.handle(caller, method, segments.slice(1), body)
+      return answer ?? graphError(400, 'BadRequest', `The fake does not serve ${method} ${url.pathname}.`)
+    }
     if (segments[0] !== 'users' || !segments[1]) return graphError(400, 'BadRequest', 'Resource not found for the segment.')
     const mailbox = this.lookupMailbox(segments[1])
     if (!mailbox || mailbox.tenantId !== claims.tid) {
@@ -1632,6 +1740,7 @@ export class FakeMicrosoft {
     this.messagesByRestId.set(restId, message)
     const seq = ++this.changeSeq
     this.changeState.set(message.immutableId, { entered: seq, changed: seq })
+    this.changeNotifications.created(message)
     return message
   }
 
@@ -1640,6 +1749,7 @@ export class FakeMicrosoft {
     const state = this.changeState.get(message.immutableId)
     if (state) state.changed = ++this.changeSeq
     message.lastModifiedDateTime = new Date().toISOString()
+    this.changeNotifications.updated(message)
   }
 
   private recordRemoval(message: FakeStoredMessage): void {
@@ -1650,6 +1760,7 @@ export class FakeMicrosoft {
 
   /** Like Exchange, a move gives the message a new REST id; its immutable id stays. */
   private move(message: FakeStoredMessage, destination: FakeFolder): void {
+    const from = { folderId: message.parentFolderId, restId: message.restId }
     this.recordRemoval(message)
     this.messagesByRestId.delete(message.restId)
     const createdWithRestId = message.id === message.restId
@@ -1662,14 +1773,22 @@ export class FakeMicrosoft {
     const seq = ++this.changeSeq
     this.changeState.set(message.immutableId, { entered: seq, changed: seq })
     message.lastModifiedDateTime = new Date().toISOString()
+    this.changeNotifications.moved(message, from.folderId, from.restId)
   }
 
   private forget(message: FakeStoredMessage): void {
     if (!this.messages.has(message.immutableId)) return
+    this.changeNotifications.deleted(message)
     this.recordRemoval(message)
     this.messages.delete(message.immutableId)
     this.messagesByRestId.delete(message.restId)
     this.changeState.delete(message.immutableId)
+  }
+
+  /** Changes with every change to the message, like Exchange's ChangeKey. */
+  private changeKey(message: FakeStoredMessage): string {
+    const changed = this.changeState.get(message.immutableId)?.changed ?? 0
+    return createHash('sha256').update(`${message.immutableId}/${changed}`).digest('base64').slice(0, 40)
   }
 
   /** A well-known folder every fake mailbox has. */
@@ -1730,8 +1849,7 @@ export class FakeMicrosoft {
     const from = message.from ? recipient(message.from) : null
     const sender = message.sender ? recipient(message.sender) : from
     const text = message.body.contentType === 'html' ? message.body.content.replace(/<[^>]*>/g, ' ') : message.body.content
-    const changed = this.changeState.get(message.immutableId)?.changed ?? 0
-    const changeKey = createHash('sha256').update(`${message.immutableId}/${changed}`).digest('base64').slice(0, 40)
+    const changeKey = this.changeKey(message)
     const conversationTopic = message.subject.replace(/^((re|fw|fwd|aw|wg)\s*:\s*)+/i, '').trim().toLowerCase()
     const full: Record<string, unknown> = {
       id: preferImmutable ? message.immutableId : message.restId,
