@@ -1,4 +1,4 @@
-import { index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { boolean, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 import { connectors } from './connectors.ts'
 
 export interface SyncError {
@@ -43,4 +43,30 @@ export const mailboxFolderSyncs = pgTable(
     updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
   },
   (table) => [uniqueIndex('mailbox_folder_syncs_folder_unique').on(table.connectorId, table.folderPath), index('mailbox_folder_syncs_due_idx').on(table.dueAt)],
+)
+
+/**
+ * Graph change-notification subscriptions, one per synced folder (when PUBLIC_BASE_URL is
+ * set). Notifications only wake the folder's sync; the clientState Graph echoes back is
+ * stored sealed and checked on every notification. A row outlives its connector so that the
+ * subscription can still be deleted at Graph.
+ */
+export const graphSubscriptions = pgTable(
+  'graph_subscriptions',
+  {
+    id: uuid().primaryKey(),
+    /** Graph's subscription id. */
+    subscriptionId: text().notNull(),
+    connectorId: uuid().notNull(),
+    folderPath: text().notNull(),
+    integrationId: uuid().notNull(),
+    mailbox: text().notNull(),
+    clientStateSealed: text().notNull(),
+    expiresAt: timestamp({ withTimezone: true }).notNull(),
+    /** Set when Graph asked for reauthorization: renewed on the folder's next turn. */
+    renewRequested: boolean().notNull().default(false),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    renewedAt: timestamp({ withTimezone: true }),
+  },
+  (table) => [uniqueIndex('graph_subscriptions_subscription_unique').on(table.subscriptionId), uniqueIndex('graph_subscriptions_folder_unique').on(table.connectorId, table.folderPath)],
 )

@@ -288,6 +288,38 @@ export class MailboxClient {
     return chunks()
   }
 
+  /**
+   * Subscribes to new mail in a folder. Graph first sends a validation request to each URL
+   * and creates the subscription only if it is answered in time.
+   */
+  async createSubscription(input: {
+    mailbox: string
+    folderId: string
+    notificationUrl: string
+    lifecycleNotificationUrl: string
+    clientState: string
+    expiresAt: Date
+  }): Promise<{ id: string; expiresAt: Date }> {
+    const created = await this.call<{ id: string; expirationDateTime: string }>(() => this.client.api('/subscriptions'), 'POST', {
+      changeType: 'created',
+      notificationUrl: input.notificationUrl,
+      lifecycleNotificationUrl: input.lifecycleNotificationUrl,
+      resource: `users/${input.mailbox}/mailFolders('${input.folderId}')/messages`,
+      expirationDateTime: input.expiresAt.toISOString(),
+      clientState: input.clientState,
+    })
+    return { id: created.id, expiresAt: new Date(created.expirationDateTime) }
+  }
+
+  async renewSubscription(id: string, expiresAt: Date): Promise<Date> {
+    const renewed = await this.call<{ expirationDateTime: string }>(() => this.client.api(`/subscriptions/${encodeURIComponent(id)}`), 'PATCH', { expirationDateTime: expiresAt.toISOString() })
+    return new Date(renewed.expirationDateTime)
+  }
+
+  async deleteSubscription(id: string): Promise<void> {
+    await this.call(() => this.client.api(`/subscriptions/${encodeURIComponent(id)}`), 'DELETE')
+  }
+
   async markRead(mailbox: string, id: string): Promise<void> {
     await this.call(() => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}`).headers(IMMUTABLE_IDS), 'PATCH', { isRead: true })
   }

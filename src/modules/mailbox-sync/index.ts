@@ -2,7 +2,10 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { AppOptions } from '../../app.ts'
 import type { AppModule } from '../module.ts'
+import { Counter } from 'prom-client'
+import { notificationRoutes } from './notifications.ts'
 import { MailboxSyncRepository } from './repository.ts'
+import { FolderSubscriptions } from './subscriptions.ts'
 import { mailboxSyncResolvers } from './resolvers.ts'
 import { mailboxSyncRoutes } from './routes.ts'
 import { ConnectorSync, FolderSyncState } from './schemas.ts'
@@ -27,6 +30,8 @@ export interface MailboxSyncOptions {
 export interface MailboxSyncPluginOptions extends MailboxSyncOptions {
   /** Start syncing when the app is ready (the server); tests drive `runOnce` themselves. */
   autostart: boolean
+  /** PUBLIC_BASE_URL: with it, each synced folder gets a Graph change-notification subscription. */
+  publicBaseUrl?: string
 }
 
 /**
@@ -34,7 +39,7 @@ export interface MailboxSyncPluginOptions extends MailboxSyncOptions {
  * workers and shares the app's mailbox door; others (a second instance in a test) are not
  * registered and get a door of their own.
  */
-export function createMailboxSync(app: FastifyInstance, options: MailboxSyncOptions, register?: { autostart: boolean }): MailboxSync {
+export function createMailboxSync(app: FastifyInstance, options: MailboxSyncOptions & { subscriptions?: FolderSubscriptions }, register?: { autostart: boolean }): MailboxSync {
   const { services } = app
   return new MailboxSync(
     {
@@ -54,10 +59,33 @@ export function createMailboxSync(app: FastifyInstance, options: MailboxSyncOpti
 }
 
 async function mailboxSyncWorkers(app: FastifyInstance, options: AppOptions) {
-  const syncOptions = options.sync ?? { autostart: false }
-  const sync = createMailboxSync(app, syncOptions, { autostart: syncOptions.autostart })
+  const { publicBaseUrl, ...syncOptions } = options.sync ?? { autostart: false }
+  const subscriptions = publicBaseUrl ? new FolderSubscriptions({ db: app.database.db, secretBox: options.secretBox, publicBaseUrl, clock: syncOptions.clock }) : undefined
+  const sync = createMailboxSync(app, { ...syncOptions, subscriptions }, { autostart: syncOptions.autostart })
   app.decorate('mailboxSync', sync)
   app.services.mailboxSync.onWake(() => sync.wake())
+  if (!subscriptions) return
+  const notifications = new Counter({
+    name: 'mailgate_graph_notifications_total',
+    help: 'Graph change and lifecycle notification items, by whether they were believed (subscription and clientState match)',
+    labelNames: ['kind', 'result'],
+    registers: [app.metrics],
+  })
+  const repository = new MailboxSyncRepository()
+  await app.register(
+    notificationRoutes({
+      subscriptions,
+      wake: async (folders) => {
+        await repository.wakeFolders(app.database.db, folders, new Date())
+        sync.wake()
+      },
+      counted: (kind, result, n) => {
+        if (n > 0) notifications.inc({ kind, result }, n)
+      },
+      log: app.log.child({ component: 'graph-notifications' }),
+    }),
+    { prefix: '/v1/graph' },
+  )
 }
 
 export const mailboxSyncModule: AppModule = {
@@ -66,5 +94,5 @@ export const mailboxSyncModule: AppModule = {
   schemas: [FolderSyncState, ConnectorSync],
   routes: mailboxSyncRoutes,
   resolvers: mailboxSyncResolvers,
-  plugin: fp(mailboxSyncWorkers, { name: 'mailbox-sync-workers', fastify: '5.x', dependencies: ['database', 'services', 'workers'] }),
+  plugin: fp(mailboxSyncWorkers, { name: 'mailbox-sync-workers', fastify: '5.x', dependencies: ['database', 'services', 'workers', 'metrics'] }),
 }

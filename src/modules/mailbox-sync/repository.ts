@@ -200,6 +200,16 @@ export class MailboxSyncRepository {
     return executor.update(mailboxFolderSyncs).set({ dueAt: now }).where(eq(mailboxFolderSyncs.connectorId, connectorId)).returning()
   }
 
+  /** Makes these folders due now (a change notification came for them). */
+  async wakeFolders(executor: Db, folders: { connectorId: string; folderPath: string }[], now: Date): Promise<void> {
+    if (folders.length === 0) return
+    const pairs = sql.join(
+      [...new Map(folders.map((folder) => [`${folder.connectorId}\u0000${folder.folderPath}`, folder])).values()].map((folder) => sql`(${folder.connectorId}::uuid, ${folder.folderPath}::text)`),
+      sql`, `,
+    )
+    await executor.execute(sql`update ${mailboxFolderSyncs} set due_at = ${now.toISOString()}::timestamptz where (connector_id, folder_path) in (${pairs}) and due_at > ${now.toISOString()}::timestamptz`)
+  }
+
   async listForConnector(executor: Db, connectorId: string): Promise<FolderSyncRow[]> {
     return executor.select().from(mailboxFolderSyncs).where(eq(mailboxFolderSyncs.connectorId, connectorId)).orderBy(asc(mailboxFolderSyncs.folderPath))
   }

@@ -11,6 +11,7 @@ import { whileRenewing, type BackgroundLoop, type Checkpoint, type LoopJob, type
 import { GraphMessageBody, type GraphMessageInput } from '../inbound/graph-message.ts'
 import type { MailboxHealth } from '../outbound/dispatcher.ts'
 import type { ClaimedFolder, MailboxSyncRepository } from './repository.ts'
+import type { FolderSubscriptions } from './subscriptions.ts'
 
 /** Points of a folder's sync where a test may stop it dead, as a crash there would. */
 export type SyncStep = 'page-fetched' | 'message-taken' | 'page-saved' | 'action-done'
@@ -82,6 +83,8 @@ export interface MailboxSyncDeps {
   intake: SyncIntake
   health: MailboxHealth
   log: FastifyBaseLogger
+  /** Change-notification subscriptions, when PUBLIC_BASE_URL is set. */
+  subscriptions?: FolderSubscriptions
   settings?: Partial<MailboxSyncSettings>
   owner?: string
   clock?: () => Date
@@ -146,6 +149,7 @@ export class MailboxSync implements LoopJob {
     if (thorough || now.getTime() - this.reconciledAt >= this.settings.intervalMs / 4) {
       await repository.reconcile(db, now)
       this.reconciledAt = now.getTime()
+      await this.deps.subscriptions?.cleanUp((integrationId) => this.deps.mailboxes.open(integrationId)).catch((error: unknown) => this.deps.log.warn({ err: error }, 'cleaning up Graph subscriptions failed; tried again later'))
     }
     const claimed = await repository.claimDue(db, this.owner, pool.capacity, this.settings, now)
     for (const folder of claimed) pool.launch(`folder:${folder.id}`, () => this.syncFolder(folder))
@@ -171,6 +175,10 @@ export class MailboxSync implements LoopJob {
       })
       await this.afterProcessing(folder, client)
       await this.deps.health.recordMailboxSuccess(folder.connectorId)
+      // Notifications are a wake-up only: a folder without its subscription is still polled.
+      await this.deps.subscriptions?.ensure(folder, client).catch((failure: unknown) =>
+        log.warn({ err: failure, connectorId: folder.connectorId, folder: folder.folderPath }, 'the folder has no Graph subscription yet (tried again next turn); it is polled meanwhile'),
+      )
     } catch (failure) {
       if (failure instanceof LeaseLost) return
       error = toMailboxError(failure)

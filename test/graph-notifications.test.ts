@@ -1,0 +1,150 @@
+import { randomUUID } from 'node:crypto'
+import { eq } from 'drizzle-orm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { schema } from '../src/database/index.ts'
+import { bearer, buildTestApp, type TestApp } from './support/app.ts'
+import { FakeMicrosoft, type FakeTenant } from './support/fake-microsoft.ts'
+import { mailSetup } from './support/mail.ts'
+
+const fake = new FakeMicrosoft()
+const BASE = 'https://mailgate.contoso.example'
+let t: TestApp
+let tenant: FakeTenant
+let integrationId: string
+
+beforeAll(async () => {
+  fake.start()
+  tenant = fake.addTenant()
+  const entraApp = fake.registerApp(tenant, { secrets: [{ value: 'notify-secret', expiresAt: new Date(Date.now() + 86_400_000) }] })
+  t = await buildTestApp({ sync: { autostart: false, publicBaseUrl: BASE, settings: { intervalMs: 60_000 } } })
+  // Graph reaches Mailgate's public URL: here, the app itself.
+  fake.setNotificationTransport(async (request) => {
+    const url = new URL(request.url)
+    expect(url.origin).toBe(BASE)
+    const response = await t.app.inject({ method: 'POST', url: url.pathname + url.search, headers: request.headers, payload: request.body })
+    return { status: response.statusCode, contentType: String(response.headers['content-type'] ?? ''), body: response.body }
+  })
+  integrationId = await mailSetup(t).integration(tenant.id, entraApp.clientId, 'notify-secret')
+})
+afterAll(async () => {
+  await t.close()
+  fake.stop()
+})
+
+async function admin(method: 'GET' | 'POST', url: string, payload?: unknown) {
+  const response = await t.app.inject({ method, url, headers: bearer(t.adminKey), payload: payload as object })
+  return { status: response.statusCode, body: response.json() }
+}
+
+async function enabledConnector() {
+  const address = `notify-${randomUUID().slice(0, 8)}@contoso.example`
+  const mailbox = fake.addMailbox(tenant, address)
+  const created = await admin('POST', '/v1/connectors', { integrationId, name: address, direction: 'incoming', primaryAddress: address, fallbackRoute: { workItemType: 'ticket', processId: 'support' } })
+  const connectorId = created.body.id as string
+  expect((await admin('POST', `/v1/connectors/${connectorId}/test`)).body.ok).toBe(true)
+  expect((await admin('POST', `/v1/connectors/${connectorId}/enable`, {})).status).toBe(200)
+  return { connectorId, mailbox, address }
+}
+
+async function syncUntilQuiet() {
+  for (let run = 0; run < 10; run++) if ((await t.app.mailboxSync.runOnce()) === 0) return
+}
+
+const pending = async (connectorId: string) => ((await admin('GET', `/v1/connectors/${connectorId}/sync`)).body.folders[0].pending as boolean)
+const emailCount = async (connectorId: string) => (await t.app.database.db.select({ id: schema.inboundEmails.id }).from(schema.inboundEmails).where(eq(schema.inboundEmails.connectorId, connectorId))).length
+
+describe('Graph change notifications', () => {
+  it('answers the validation handshake with the token as text/plain, without an API key', async () => {
+    const response = await t.app.inject({ method: 'POST', url: '/v1/graph/notifications?validationToken=Validation%3A%20Testing%20client%20application%20reachability', headers: { 'content-type': 'text/plain' } })
+    expect(response.statusCode).toBe(200)
+    expect(response.headers['content-type']).toMatch(/^text\/plain/)
+    expect(response.body).toBe('Validation: Testing client application reachability')
+  })
+
+  it('a synced folder gets a subscription; new mail notifies, wakes the folder and is taken in', async () => {
+    const { connectorId, mailbox, address } = await enabledConnector()
+    await syncUntilQuiet()
+    const [subscription] = fake.subscriptions(mailbox)
+    expect(subscription).toBeDefined()
+    expect(subscription!.notificationUrl).toBe(`${BASE}/v1/graph/notifications`)
+    expect(subscription!.lifecycleNotificationUrl).toBe(`${BASE}/v1/graph/lifecycle`)
+    expect(subscription!.clientState!.length).toBeGreaterThanOrEqual(32)
+    // The clientState is stored sealed, never as given.
+    const [row] = await t.app.database.db.select().from(schema.graphSubscriptions).where(eq(schema.graphSubscriptions.connectorId, connectorId))
+    expect(row!.clientStateSealed).not.toContain(subscription!.clientState)
+    expect(await pending(connectorId)).toBe(false)
+
+    await fake.deliver(mailbox, { subject: 'notified', body: 'Hello', to: [address] })
+    await fake.flushNotifications()
+    expect(fake.notificationDeliveries.at(-1)).toMatchObject({ status: 202 })
+    expect(await pending(connectorId)).toBe(true)
+    await syncUntilQuiet()
+    expect(await emailCount(connectorId)).toBe(1)
+  })
+
+  it('a notification with a wrong clientState or an unknown subscription changes nothing and is counted', async () => {
+    const { connectorId, mailbox } = await enabledConnector()
+    await syncUntilQuiet()
+    const [subscription] = fake.subscriptions(mailbox)
+    const forged = await fake.postNotification(`${BASE}/v1/graph/notifications`, {
+      value: [
+        { subscriptionId: subscription!.id, clientState: 'x'.repeat(43), changeType: 'created', resource: 'Users/x/Messages/y' },
+        { subscriptionId: randomUUID(), clientState: subscription!.clientState, changeType: 'created', resource: 'Users/x/Messages/y' },
+      ],
+    })
+    expect(forged.status).toBe(202)
+    expect(await pending(connectorId)).toBe(false)
+    const hostile = await t.app.inject({ method: 'POST', url: '/v1/graph/notifications', headers: { 'content-type': 'application/json' }, payload: { value: 'not a list' } })
+    expect(hostile.statusCode).toBe(202)
+    const metrics = await t.app.inject({ method: 'GET', url: '/metrics', headers: bearer(t.adminKey) })
+    expect(metrics.body).toMatch(/mailgate_graph_notifications_total\{kind="change",result="rejected"\} [3-9]/)
+  })
+
+  it('lifecycle: missed wakes the folder, reauthorizationRequired renews, subscriptionRemoved recreates', async () => {
+    const { connectorId, mailbox } = await enabledConnector()
+    await syncUntilQuiet()
+    const [first] = fake.subscriptions(mailbox)
+    expect((await fake.sendLifecycleEvent(first!.id, 'missed')).status).toBe(202)
+    expect(await pending(connectorId)).toBe(true)
+    await syncUntilQuiet()
+
+    const before = first!.expirationDateTime
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    await fake.sendLifecycleEvent(first!.id, 'reauthorizationRequired')
+    await t.app.services.mailboxSync.syncNow(connectorId)
+    await syncUntilQuiet()
+    const [renewed] = fake.subscriptions(mailbox)
+    expect(renewed!.id).toBe(first!.id)
+    expect(new Date(renewed!.expirationDateTime).getTime()).toBeGreaterThan(new Date(before).getTime())
+
+    await fake.sendLifecycleEvent(first!.id, 'subscriptionRemoved')
+    await syncUntilQuiet()
+    const [recreated] = fake.subscriptions(mailbox)
+    expect(recreated).toBeDefined()
+    expect(recreated!.id).not.toBe(first!.id)
+  })
+
+  it('a flood of notifications makes one sync of the folder', async () => {
+    const { connectorId, mailbox } = await enabledConnector()
+    await syncUntilQuiet()
+    const [subscription] = fake.subscriptions(mailbox)
+    const item = { subscriptionId: subscription!.id, clientState: subscription!.clientState, changeType: 'created', resource: 'Users/x/Messages/y' }
+    const started = performance.now()
+    const answers = await Promise.all(Array.from({ length: 200 }, () => fake.postNotification(`${BASE}/v1/graph/notifications`, { value: Array.from({ length: 5 }, () => item) })))
+    expect(answers.every((answer) => answer.status === 202)).toBe(true)
+    expect(performance.now() - started).toBeLessThan(30_000)
+    expect(await t.app.mailboxSync.runOnce()).toBe(1)
+    expect(await t.app.mailboxSync.runOnce()).toBe(0)
+    expect(await pending(connectorId)).toBe(false)
+  })
+
+  it('a disabled connector loses its subscriptions at Graph', async () => {
+    const { connectorId, mailbox } = await enabledConnector()
+    await syncUntilQuiet()
+    expect(fake.subscriptions(mailbox)).toHaveLength(1)
+    expect((await admin('POST', `/v1/connectors/${connectorId}/disable`, {})).status).toBe(200)
+    await t.app.mailboxSync.runOnce()
+    expect(fake.subscriptions(mailbox)).toHaveLength(0)
+    expect(await t.app.database.db.select().from(schema.graphSubscriptions).where(eq(schema.graphSubscriptions.connectorId, connectorId))).toHaveLength(0)
+  })
+})
