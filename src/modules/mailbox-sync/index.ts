@@ -60,11 +60,11 @@ export function createMailboxSync(app: FastifyInstance, options: MailboxSyncOpti
 
 async function mailboxSyncWorkers(app: FastifyInstance, options: AppOptions) {
   const { publicBaseUrl, ...syncOptions } = options.sync ?? { autostart: false }
-  const subscriptions = publicBaseUrl ? new FolderSubscriptions({ db: app.database.db, secretBox: options.secretBox, publicBaseUrl, clock: syncOptions.clock }) : undefined
-  const sync = createMailboxSync(app, { ...syncOptions, subscriptions }, { autostart: syncOptions.autostart })
+  const subscriptions = new FolderSubscriptions({ db: app.database.db, secretBox: options.secretBox, publicBaseUrl, clock: syncOptions.clock })
+  // Without PUBLIC_BASE_URL no subscriptions are made; the receiver stays (it believes nothing then).
+  const sync = createMailboxSync(app, { ...syncOptions, subscriptions: publicBaseUrl ? subscriptions : undefined }, { autostart: syncOptions.autostart })
   app.decorate('mailboxSync', sync)
   app.services.mailboxSync.onWake(() => sync.wake())
-  if (!subscriptions) return
   const notifications = new Counter({
     name: 'mailgate_graph_notifications_total',
     help: 'Graph change and lifecycle notification items, by whether they were believed (subscription and clientState match)',

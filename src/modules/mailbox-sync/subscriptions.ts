@@ -19,8 +19,8 @@ const RENEW_BEFORE_MS = 24 * 3_600_000
 export interface SubscriptionsDeps {
   db: Db
   secretBox: SecretBox
-  /** PUBLIC_BASE_URL: where Graph reaches /v1/graph/notifications and /v1/graph/lifecycle. */
-  publicBaseUrl: string
+  /** PUBLIC_BASE_URL: where Graph reaches /v1/graph/notifications and /v1/graph/lifecycle (needed to subscribe). */
+  publicBaseUrl?: string
   clock?: () => Date
 }
 
@@ -76,8 +76,9 @@ export class FolderSubscriptions {
         await db.delete(graphSubscriptions).where(eq(graphSubscriptions.id, row.id))
       }
     }
-    const clientState = randomBytes(32).toString('base64url')
     const base = this.deps.publicBaseUrl
+    if (!base) return
+    const clientState = randomBytes(32).toString('base64url')
     const created = await client.createSubscription({
       mailbox: folder.mailbox,
       folderId: folder.folderId,
