@@ -1,10 +1,16 @@
 import { randomUUID } from 'node:crypto'
 import { eq } from 'drizzle-orm'
+import postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { schema } from '../src/database/index.ts'
 import { bearer, buildTestApp, type TestApp } from './support/app.ts'
 import { FakeMicrosoft, type FakeTenant } from './support/fake-microsoft.ts'
+import { externalTestUrl } from './support/database.ts'
 import { mailSetup } from './support/mail.ts'
+
+if (!externalTestUrl) {
+  console.warn('[graph-notifications.test.ts] SKIPPED: the slow-database test needs a real PostgreSQL server (TEST_DATABASE_URL); `bash .ci/run` starts one.')
+}
 
 const fake = new FakeMicrosoft()
 const BASE = 'https://mailgate.contoso.example'
@@ -136,6 +142,41 @@ describe('Graph change notifications', () => {
     expect(await t.app.mailboxSync.runOnce()).toBe(1)
     expect(await t.app.mailboxSync.runOnce()).toBe(0)
     expect(await pending(connectorId)).toBe(false)
+  })
+
+  it.skipIf(!externalTestUrl)('answers 202 within 3 s while the database is slow, and wakes the folder once it answers', async () => {
+    const { connectorId, mailbox } = await enabledConnector()
+    await syncUntilQuiet()
+    const [subscription] = fake.subscriptions(mailbox)
+    // Another session holds the subscriptions table: the receiver's lookup waits for it.
+    const other = postgres(t.db.url!, { max: 1, onnotice: () => {} })
+    let release!: () => void
+    const released = new Promise<void>((resolve) => (release = resolve))
+    let locked!: () => void
+    const isLocked = new Promise<void>((resolve) => (locked = resolve))
+    const holder = other.begin(async (tx) => {
+      await tx`lock table graph_subscriptions in access exclusive mode`
+      locked()
+      await released
+    })
+    try {
+      await isLocked
+      const started = performance.now()
+      const answer = await fake.postNotification(`${BASE}/v1/graph/notifications`, { value: [{ subscriptionId: subscription!.id, clientState: subscription!.clientState, changeType: 'created', resource: 'Users/x/Messages/y' }] })
+      expect(answer.status).toBe(202)
+      expect(performance.now() - started).toBeLessThan(3_000)
+      expect(await pending(connectorId)).toBe(false)
+    } finally {
+      release()
+      await holder
+      await other.end()
+    }
+    let woken = false
+    for (let tries = 0; tries < 50 && !woken; tries++) {
+      woken = await pending(connectorId)
+      if (!woken) await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    expect(woken).toBe(true)
   })
 
   it('a disabled connector loses its subscriptions at Graph', async () => {
