@@ -141,35 +141,30 @@ export class MailboxSyncRepository {
     now: Date,
   ): Promise<boolean> {
     const roundOver = progress.deltaLink !== undefined
-    const rows = await executor
-      .update(mailboxFolderSyncs)
-      .set({
-        nextLink: roundOver ? null : (progress.nextLink ?? null),
-        ...(roundOver ? { deltaLink: progress.deltaLink, lastSyncedAt: now, lastError: null } : {}),
-        messagesTaken: sql`${mailboxFolderSyncs.messagesTaken} + ${progress.taken}`,
-        leaseExpiresAt: progress.leaseUntil,
-        updatedAt: now,
-      })
-      .where(and(eq(mailboxFolderSyncs.id, folder.id), eq(mailboxFolderSyncs.fence, folder.fence)))
-      .returning({ id: mailboxFolderSyncs.id })
-    return rows.length === 1
+    return this.fenced(executor, folder, {
+      nextLink: roundOver ? null : (progress.nextLink ?? null),
+      ...(roundOver ? { deltaLink: progress.deltaLink, lastSyncedAt: now, lastError: null } : {}),
+      messagesTaken: sql`${mailboxFolderSyncs.messagesTaken} + ${progress.taken}`,
+      leaseExpiresAt: progress.leaseUntil,
+      updatedAt: now,
+    })
   }
 
   /** Keeps the lease while a page is taken in (fenced: a lost lease is not taken back). */
   async renew(executor: Db, folder: Pick<ClaimedFolder, 'id' | 'fence'>, leaseUntil: Date): Promise<boolean> {
-    const rows = await executor
-      .update(mailboxFolderSyncs)
-      .set({ leaseExpiresAt: leaseUntil })
-      .where(and(eq(mailboxFolderSyncs.id, folder.id), eq(mailboxFolderSyncs.fence, folder.fence)))
-      .returning({ id: mailboxFolderSyncs.id })
-    return rows.length === 1
+    return this.fenced(executor, folder, { leaseExpiresAt: leaseUntil })
   }
 
   /** Graph forgot the folder's links: the next round starts from the start. */
   async restartRound(executor: Db, folder: Pick<ClaimedFolder, 'id' | 'fence'>, now: Date): Promise<boolean> {
+    return this.fenced(executor, folder, { deltaLink: null, nextLink: null, updatedAt: now })
+  }
+
+  /** An update made only while the folder's lease is still the holder's (same fence); whether it was. */
+  private async fenced(executor: Db, folder: Pick<ClaimedFolder, 'id' | 'fence'>, changes: Partial<typeof mailboxFolderSyncs.$inferInsert>): Promise<boolean> {
     const rows = await executor
       .update(mailboxFolderSyncs)
-      .set({ deltaLink: null, nextLink: null, updatedAt: now })
+      .set(changes)
       .where(and(eq(mailboxFolderSyncs.id, folder.id), eq(mailboxFolderSyncs.fence, folder.fence)))
       .returning({ id: mailboxFolderSyncs.id })
     return rows.length === 1
