@@ -1,4 +1,5 @@
 import { and, asc, eq, sql } from 'drizzle-orm'
+import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
 import { connectors, mailboxFolderSyncs, type SyncError } from '../../../db/schema.ts'
 import { rowsOf, type Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
@@ -161,7 +162,7 @@ export class MailboxSyncRepository {
   }
 
   /** An update made only while the folder's lease is still the holder's (same fence); whether it was. */
-  private async fenced(executor: Db, folder: Pick<ClaimedFolder, 'id' | 'fence'>, changes: Partial<typeof mailboxFolderSyncs.$inferInsert>): Promise<boolean> {
+  private async fenced(executor: Db, folder: Pick<ClaimedFolder, 'id' | 'fence'>, changes: PgUpdateSetSource<typeof mailboxFolderSyncs>): Promise<boolean> {
     const rows = await executor
       .update(mailboxFolderSyncs)
       .set(changes)
