@@ -193,7 +193,7 @@ export class MailboxSyncRepository {
    * lets it go, so mail that arrived during that sync is read at once.
    */
   async wake(executor: Db, connectorId: string, now: Date): Promise<FolderSyncRow[]> {
-    return executor.update(mailboxFolderSyncs).set({ dueAt: now }).where(eq(mailboxFolderSyncs.connectorId, connectorId)).returning()
+    return executor.update(mailboxFolderSyncs).set({ dueAt: dueNowUnlessThrottled(now) }).where(eq(mailboxFolderSyncs.connectorId, connectorId)).returning()
   }
 
   /** Makes these folders due now (a change notification came for them). */
@@ -203,7 +203,7 @@ export class MailboxSyncRepository {
       [...new Map(folders.map((folder) => [`${folder.connectorId}\u0000${folder.folderPath}`, folder])).values()].map((folder) => sql`(${folder.connectorId}::uuid, ${folder.folderPath}::text)`),
       sql`, `,
     )
-    await executor.execute(sql`update ${mailboxFolderSyncs} set due_at = ${now.toISOString()}::timestamptz where (connector_id, folder_path) in (${pairs}) and due_at > ${now.toISOString()}::timestamptz`)
+    await executor.execute(sql`update ${mailboxFolderSyncs} set due_at = ${dueNowUnlessThrottled(now)} where (connector_id, folder_path) in (${pairs}) and due_at > ${now.toISOString()}::timestamptz`)
   }
 
   async listForConnector(executor: Db, connectorId: string): Promise<FolderSyncRow[]> {
@@ -220,3 +220,7 @@ export class MailboxSyncRepository {
   }
 }
 
+/** Due now, unless Graph throttled the folder: then its Retry-After time stands. */
+function dueNowUnlessThrottled(now: Date) {
+  return sql`case when ${mailboxFolderSyncs.lastError} ->> 'code' = 'THROTTLED' and ${mailboxFolderSyncs.dueAt} > ${now.toISOString()}::timestamptz then ${mailboxFolderSyncs.dueAt} else ${now.toISOString()}::timestamptz end`
+}
