@@ -42,7 +42,12 @@ async function call(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: st
   return { status: response.statusCode, body: json ? response.json() : undefined, headers: response.headers, raw: response.rawPayload }
 }
 async function eventsFor(emailId: string) {
-  return t.app.database.db.select({ type: schema.domainEvents.type, payload: schema.domainEvents.payload }).from(schema.domainEvents).where(eq(schema.domainEvents.subjectId, emailId))
+  // In the order they were recorded (ids are UUIDv7).
+  return t.app.database.db
+    .select({ type: schema.domainEvents.type, payload: schema.domainEvents.payload })
+    .from(schema.domainEvents)
+    .where(eq(schema.domainEvents.subjectId, emailId))
+    .orderBy(schema.domainEvents.id)
 }
 
 describe('intake', () => {
