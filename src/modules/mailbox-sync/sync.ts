@@ -153,6 +153,8 @@ export class MailboxSync implements LoopJob {
     }
     const claimed = await repository.claimDue(db, this.owner, pool.capacity, this.settings, now)
     for (const folder of claimed) pool.launch(`folder:${folder.id}`, () => this.syncFolder(folder))
+    // Every slot busy: a finishing turn wakes the loop, so there is nothing to poll for meanwhile.
+    if (pool.capacity === 0) return { started: claimed.length, nextInMs: this.settings.intervalMs }
     const next = await repository.nextDueAt(db)
     const nextInMs = next ? Math.max(0, next.getTime() - now.getTime()) : this.settings.intervalMs
     return { started: claimed.length, nextInMs: Math.min(nextInMs, this.settings.intervalMs) }
