@@ -45,9 +45,9 @@
 import { spawn } from 'node:child_process'
 import { hash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
-import { availableParallelism, tmpdir } from 'node:os'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { sql } from 'drizzle-orm'
@@ -55,7 +55,7 @@ import { drizzle } from 'drizzle-orm/postgres-js'
 import Fastify from 'fastify'
 import postgres from 'postgres'
 import type { App } from '../src/app.ts'
-import { openEmbeddedDatabase, openExternalDatabase, rowsOf, schema, type Database, type Db } from '../src/database/index.ts'
+import { openExternalDatabase, rowsOf, schema, type Database, type Db } from '../src/database/index.ts'
 import type { Scope } from '../src/modules/api-keys/scopes.ts'
 import { parseMime } from '../src/modules/inbound/mime.ts'
 import { storable, type ParsedMail } from '../src/modules/inbound/parsed-mail.ts'
@@ -64,12 +64,12 @@ import { createScratchPostgresDatabase } from '../test/support/database.ts'
 import { FakeMicrosoft } from '../test/support/fake-microsoft.ts'
 import { buildIngestWorld } from '../test/support/ingest.ts'
 import { benchMail, expectedMix, kindOf, SENT_MESSAGES, sentMessageId, sentWorkItem } from './ingest-mail.ts'
-import { ADMIN_KEY, adminCall, benchApp } from './support.ts'
+import { ADMIN_KEY, adminCall, benchApp, benchDatabaseKinds, benchPostgresUrl, printReproduce, scratchEmbeddedDatabase } from './support.ts'
 
 type Kind = 'pglite' | 'postgres'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const postgresUrl = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || undefined
+const postgresUrl = benchPostgresUrl()
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 1)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20)
@@ -96,10 +96,7 @@ interface Setup {
 }
 
 async function openDatabase(kind: Kind): Promise<{ database: Database; cleanup(): Promise<void> }> {
-  if (kind === 'pglite') {
-    const dir = await mkdtemp(join(tmpdir(), 'mailgate-bench-ingest-'))
-    return { database: await openEmbeddedDatabase(dir), cleanup: () => rm(dir, { recursive: true, force: true }) }
-  }
+  if (kind === 'pglite') return scratchEmbeddedDatabase('mailgate-bench-ingest-')
   const scratch = await createScratchPostgresDatabase(postgresUrl!)
   return { database: openExternalDatabase(scratch.url, { maxConnections: POOL }), cleanup: scratch.drop }
 }
@@ -516,25 +513,13 @@ function summary(results: Result[], counts: StatementCount[]) {
     console.log(`statements per message on PostgreSQL, ${count.path}: ${(total / count.messages).toFixed(1)}`)
   }
   const settings = { BENCH_SECONDS: SECONDS, BENCH_WARMUP: WARMUP, BENCH_CONNECTIONS: CONNECTIONS, BENCH_MESSAGES: MESSAGES, BENCH_PHASE_SECONDS: PHASE_SECONDS, BENCH_CONCURRENCY: CONCURRENCY, BENCH_COUNTED: COUNTED_CYCLES }
-  const databases = process.env.BENCH_DATABASES ? ` BENCH_DATABASES=${process.env.BENCH_DATABASES}` : ''
-  const url = postgresUrl ? `BENCH_DATABASE_URL=${redacted(postgresUrl)} ` : ''
-  const parts = process.argv.slice(2).filter((arg) => !arg.startsWith('-'))
-  console.log(`\nreproduce: ${url}${Object.entries(settings).map(([name, value]) => `${name}=${value}`).join(' ')}${databases} npm run bench:ingest${parts.length ? ` -- ${parts.join(' ')}` : ''}`)
-}
-
-function redacted(url: string): string {
-  const parsed = new URL(url)
-  if (parsed.password) parsed.password = '…'
-  return parsed.toString()
+  printReproduce('bench:ingest', postgresUrl, settings)
 }
 
 async function main() {
   const parts = process.argv.slice(2).filter((arg) => !arg.startsWith('-'))
   const run = (part: string) => parts.length === 0 || parts.includes(part)
-  const kinds: Kind[] = (postgresUrl ? ['pglite', 'postgres'] : ['pglite']).filter(
-    (kind): kind is Kind => !process.env.BENCH_DATABASES || process.env.BENCH_DATABASES.split(',').includes(kind),
-  )
-  if (!postgresUrl) console.log('PostgreSQL runs skipped: set BENCH_DATABASE_URL (or TEST_DATABASE_URL) to a server to include them.')
+  const kinds: Kind[] = benchDatabaseKinds(postgresUrl)
   const profileKind: Kind = kinds.includes('postgres') ? 'postgres' : 'pglite'
   const profileFile = (kind: Kind, phase: string) => (PROFILE && kind === profileKind ? `${PROFILE}.${phase}.cpuprofile` : undefined)
 

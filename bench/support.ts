@@ -1,5 +1,8 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { buildApp, type App, type AppOptions } from '../src/app.ts'
-import type { Database } from '../src/database/index.ts'
+import { openEmbeddedDatabase, type Database } from '../src/database/index.ts'
 import { TokenProvider } from '../src/graph/token-provider.ts'
 import { SecretBox } from '../src/lib/secret-box.ts'
 import { createLogger } from '../src/logger.ts'
@@ -29,4 +32,39 @@ export async function benchApp(database: Database, options: Partial<AppOptions> 
   await app.services.apiKeys.ensureInitialAdminKey(ADMIN_KEY)
   await app.ready()
   return app
+}
+
+export type BenchDatabaseKind = 'pglite' | 'postgres'
+
+/** The PostgreSQL server a bench also runs on (BENCH_DATABASE_URL or TEST_DATABASE_URL), if any. */
+export function benchPostgresUrl(): string | undefined {
+  return process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || undefined
+}
+
+/** The databases to run on: PGlite, and PostgreSQL when a server is given; BENCH_DATABASES narrows it. */
+export function benchDatabaseKinds(postgresUrl: string | undefined): BenchDatabaseKind[] {
+  if (!postgresUrl) console.log('PostgreSQL runs skipped: set BENCH_DATABASE_URL (or TEST_DATABASE_URL) to a server to include them.')
+  return (postgresUrl ? (['pglite', 'postgres'] as const) : (['pglite'] as const)).filter(
+    (kind) => !process.env.BENCH_DATABASES || process.env.BENCH_DATABASES.split(',').includes(kind),
+  )
+}
+
+/** An embedded database in a temporary directory, removed afterwards. */
+export async function scratchEmbeddedDatabase(prefix: string): Promise<{ database: Database; cleanup(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  return { database: await openEmbeddedDatabase(dir), cleanup: () => rm(dir, { recursive: true, force: true }) }
+}
+
+function redacted(url: string): string {
+  const parsed = new URL(url)
+  if (parsed.password) parsed.password = '…'
+  return parsed.toString()
+}
+
+/** The line that runs the same measurement again: the server (password hidden), the settings, the phases asked for. */
+export function printReproduce(script: string, postgresUrl: string | undefined, settings: Record<string, string | number>): void {
+  const databases = process.env.BENCH_DATABASES ? ` BENCH_DATABASES=${process.env.BENCH_DATABASES}` : ''
+  const url = postgresUrl ? `BENCH_DATABASE_URL=${redacted(postgresUrl)} ` : ''
+  const parts = process.argv.slice(2).filter((arg) => !arg.startsWith('-'))
+  console.log(`\nreproduce: ${url}${Object.entries(settings).map(([name, value]) => `${name}=${value}`).join(' ')}${databases} npm run ${script}${parts.length ? ` -- ${parts.join(' ')}` : ''}`)
 }

@@ -72,27 +72,26 @@
  * A full run with both databases takes about 3¼ minutes on the 2-core reference machine.
  */
 import { readFileSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
-import { availableParallelism, loadavg, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { availableParallelism, loadavg } from 'node:os'
 import { gte, sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/postgres-js'
 import postgres from 'postgres'
 import type { App } from '../src/app.ts'
-import { openEmbeddedDatabase, openExternalDatabase, rowsOf, schema, type Database, type Db } from '../src/database/index.ts'
+import { openExternalDatabase, rowsOf, schema, type Database, type Db } from '../src/database/index.ts'
 import { SecretBox } from '../src/lib/secret-box.ts'
 import { DEFAULT_SYNC_SETTINGS, type MailboxSyncSettings } from '../src/modules/mailbox-sync/sync.ts'
 import { randomSecretsKey } from '../test/support/app.ts'
 import { createScratchPostgresDatabase } from '../test/support/database.ts'
 import { FakeMicrosoft, type FakeMailbox } from '../test/support/fake-microsoft.ts'
-import { adminCall, benchApp } from './support.ts'
+import { adminCall, benchApp, benchDatabaseKinds, benchPostgresUrl, printReproduce, scratchEmbeddedDatabase } from './support.ts'
 
 type Kind = 'pglite' | 'postgres'
 /** A connector's after-processing action: the API's lightest (and the default), or none at all. */
 type Action = 'markRead' | 'none'
 
-const postgresUrl = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL || undefined
+const postgresUrl = benchPostgresUrl()
 const MAILBOXES = Number(process.env.BENCH_SYNC_MAILBOXES ?? 100)
 const MESSAGES = Number(process.env.BENCH_SYNC_MESSAGES ?? 20)
 const LATENCY = Number(process.env.BENCH_SYNC_LATENCY ?? 100)
@@ -130,10 +129,7 @@ interface World {
 }
 
 async function openDatabase(kind: Kind): Promise<{ database: Database; cleanup(): Promise<void> }> {
-  if (kind === 'pglite') {
-    const dir = await mkdtemp(join(tmpdir(), 'mailgate-bench-sync-'))
-    return { database: await openEmbeddedDatabase(dir), cleanup: () => rm(dir, { recursive: true, force: true }) }
-  }
+  if (kind === 'pglite') return scratchEmbeddedDatabase('mailgate-bench-sync-')
   const scratch = await createScratchPostgresDatabase(postgresUrl!)
   if (!STATEMENTS) return { database: openExternalDatabase(scratch.url, { maxConnections: POOL }), cleanup: scratch.drop }
   const migrating = openExternalDatabase(scratch.url, { maxConnections: 1 })
@@ -678,25 +674,13 @@ function summary(results: Result[]) {
     )
   }
   const settings = { BENCH_SYNC_MAILBOXES: MAILBOXES, BENCH_SYNC_MESSAGES: MESSAGES, BENCH_SYNC_LATENCY: LATENCY, BENCH_SYNC_RATE: RATE, BENCH_SYNC_SECONDS: SECONDS, BENCH_SYNC_FOLDERS: FOLDERS, BENCH_SYNC_ACTIONS: ACTIONS.join(',') }
-  const databases = process.env.BENCH_DATABASES ? ` BENCH_DATABASES=${process.env.BENCH_DATABASES}` : ''
-  const url = postgresUrl ? `BENCH_DATABASE_URL=${redacted(postgresUrl)} ` : ''
-  const parts = process.argv.slice(2).filter((arg) => !arg.startsWith('-'))
-  console.log(`\nreproduce: ${url}${Object.entries(settings).map(([name, value]) => `${name}=${value}`).join(' ')}${databases} npm run bench:sync${parts.length ? ` -- ${parts.join(' ')}` : ''}`)
-}
-
-function redacted(url: string): string {
-  const parsed = new URL(url)
-  if (parsed.password) parsed.password = '…'
-  return parsed.toString()
+  printReproduce('bench:sync', postgresUrl, settings)
 }
 
 async function main() {
   const parts = process.argv.slice(2).filter((arg) => !arg.startsWith('-'))
   const run = (part: string) => parts.length === 0 || parts.includes(part)
-  const kinds: Kind[] = (postgresUrl ? ['pglite', 'postgres'] : ['pglite']).filter(
-    (kind): kind is Kind => !process.env.BENCH_DATABASES || process.env.BENCH_DATABASES.split(',').includes(kind),
-  )
-  if (!postgresUrl) console.log('PostgreSQL runs skipped: set BENCH_DATABASE_URL (or TEST_DATABASE_URL) to a server to include them.')
+  const kinds: Kind[] = benchDatabaseKinds(postgresUrl)
   console.log(`load average ${loadavg().map((n) => n.toFixed(2)).join(' ')}`)
 
   const results: Result[] = []
