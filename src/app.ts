@@ -54,6 +54,8 @@ export interface AppOptions {
   ingest?: IngestOptions
   /** The mailbox sync of incoming connectors; it starts only when `autostart` is set. */
   sync?: MailboxSyncPluginOptions
+  /** The time leases, pauses and retries are measured in; the workers use it unless given their own (tests move it). */
+  clock?: () => Date
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -106,6 +108,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     connectorFailureThreshold: options.connectorFailureThreshold,
     messageSizeLimit: options.messageSizeLimit,
     ingest: options.ingest,
+    clock: options.clock,
   })
   await app.register(authPlugin)
   for (const schema of appModules.flatMap((module) => module.schemas ?? [])) app.addSchema(schema)

@@ -33,6 +33,7 @@ beforeAll(async () => {
     messageSizeLimit: 20 * 1024 * 1024,
     connectorFailureThreshold: 3,
     dispatcher: { autostart: false, settings, clock },
+    clock,
   })
   sender = await t.keyWith('mail:send')
   const setup = mailSetup(t)

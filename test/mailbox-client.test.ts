@@ -48,12 +48,20 @@ describe('MailboxClient against the fake Graph', () => {
     await expect(clientFor(sendOnly.clientId).resolveFolderPath('support@contoso.com', 'Inbox')).rejects.toMatchObject({ code: 'PERMISSION_MISSING' })
     fake.failNextGraphRequests({ kind: 'status', status: 429, retryAfter: 7 })
     await expect(client.folder('support@contoso.com', 'inbox')).rejects.toMatchObject({ code: 'THROTTLED', retryAfterSeconds: 7 })
+    // Retry-After holds off the whole mailbox: the next request never leaves.
+    const sent = fake.graphRequests.length
+    const paused = await client.markRead('SUPPORT@contoso.com', 'any').catch((error: unknown) => error)
+    expect(paused).toMatchObject({ code: 'THROTTLED', message: expect.stringContaining('Retry-After') })
+    expect((paused as { retryAfterSeconds: number }).retryAfterSeconds).toBeLessThanOrEqual(7)
+    expect(fake.graphRequests.length).toBe(sent)
+    await expect(client.folder('other@contoso.com', 'inbox')).rejects.toMatchObject({ code: 'MAILBOX_NOT_FOUND' }) // other mailboxes go on
     fake.failNextGraphRequests({ kind: 'status', status: 503 })
-    await expect(client.folder('support@contoso.com', 'inbox')).rejects.toMatchObject({ code: 'GRAPH_UNAVAILABLE' })
+    await expect(clientFor().folder('support@contoso.com', 'inbox')).rejects.toMatchObject({ code: 'GRAPH_UNAVAILABLE' })
+    const fresh = clientFor()
     fake.failNextGraphRequests({ kind: 'network' })
-    await expect(client.folder('support@contoso.com', 'inbox')).rejects.toMatchObject({ code: 'NETWORK_ERROR' })
+    await expect(fresh.folder('support@contoso.com', 'inbox')).rejects.toMatchObject({ code: 'NETWORK_ERROR' })
     fake.failNextGraphRequests({ kind: 'delay', ms: 1_500 })
-    await expect(client.folder('support@contoso.com', 'inbox')).rejects.toMatchObject({ code: 'GRAPH_TIMEOUT' })
+    await expect(fresh.folder('support@contoso.com', 'inbox')).rejects.toMatchObject({ code: 'GRAPH_TIMEOUT' })
   })
 
   it('a token failure during a mailbox call is an authentication failure that counts toward automatic disable', async () => {

@@ -1,6 +1,7 @@
 import { Client, ResponseType } from '@microsoft/microsoft-graph-client'
 import { hostsFor, throughOverride, type HostOverrides } from './clouds.ts'
 import { MailboxError, toMailboxError, uploadSessionError } from './errors.ts'
+import { LocalMailboxGate, type MailboxGate } from './mailbox-gate.ts'
 import { BearerToken, CallState, Transport } from './sdk-middleware.ts'
 import type { AppRegistration, TokenProvider } from './token-provider.ts'
 import { microsoftFetch } from './transport.ts'
@@ -107,9 +108,18 @@ export class MailboxClient {
   private readonly client: Client
   private readonly timeoutMs: number
   private readonly hostOverrides: HostOverrides
+  private readonly gate: MailboxGate
+  private readonly clock: () => number
 
-  constructor(tokens: TokenProvider, registration: AppRegistration, options: { hostOverrides?: HostOverrides; timeoutMs?: number } = {}) {
+  constructor(
+    tokens: TokenProvider,
+    registration: AppRegistration,
+    options: { hostOverrides?: HostOverrides; timeoutMs?: number; gate?: MailboxGate; clock?: () => number } = {},
+  ) {
     this.hostOverrides = options.hostOverrides ?? tokens.hostOverrides
+    // Without a shared gate (one process, tests) the limit holds for this client alone.
+    this.gate = options.gate ?? new LocalMailboxGate()
+    this.clock = options.clock ?? Date.now
     const origin = `https://${hostsFor(registration.cloud, this.hostOverrides).graph}`
     // Only authentication and transport: the SDK's RetryHandler would re-send POSTs such as
     // sendMail on 429/5xx, which can duplicate mail. Retries are the callers' decision.
@@ -120,7 +130,7 @@ export class MailboxClient {
   }
 
   async folder(mailbox: string, idOrWellKnownName: string): Promise<MailFolder> {
-    return this.call(() => this.client.api(`/users/${encodeURIComponent(mailbox)}/mailFolders/${encodeURIComponent(idOrWellKnownName)}`).select('id,displayName'))
+    return this.call(mailbox, () => this.client.api(`/users/${encodeURIComponent(mailbox)}/mailFolders/${encodeURIComponent(idOrWellKnownName)}`).select('id,displayName'))
   }
 
   /**
@@ -135,12 +145,13 @@ export class MailboxClient {
     if (first.toLowerCase() === 'inbox') {
       current = await this.folder(mailbox, 'inbox')
     } else {
-      current = await this.findByName(`/users/${encodeURIComponent(mailbox)}/mailFolders`, first)
+      current = await this.findByName(mailbox, `/users/${encodeURIComponent(mailbox)}/mailFolders`, first)
       if (!current) throw new MailboxError('FOLDER_NOT_FOUND', `No top-level folder "${first}" in ${mailbox}`)
     }
     let walked = current.displayName
     for (const segment of rest) {
       const child = await this.findByName(
+        mailbox,
         `/users/${encodeURIComponent(mailbox)}/mailFolders/${encodeURIComponent(current.id)}/childFolders`,
         segment,
       )
@@ -153,7 +164,7 @@ export class MailboxClient {
 
   /** One sendMail request; never retried here. */
   async sendMail(mailbox: string, mail: OutgoingMail, saveToSentItems = true): Promise<void> {
-    await this.call(() => this.client.api(`/users/${encodeURIComponent(mailbox)}/sendMail`), 'POST', {
+    await this.call(mailbox, () => this.client.api(`/users/${encodeURIComponent(mailbox)}/sendMail`), 'POST', {
       message: graphMessageJson(mail),
       saveToSentItems,
     })
@@ -162,6 +173,7 @@ export class MailboxClient {
   /** Creates a draft with an immutable id, which stays valid after the draft is sent. */
   async createDraft(mailbox: string, mail: OutgoingMail): Promise<DraftInfo> {
     const draft = await this.call<DraftInfo>(
+      mailbox,
       () => this.client.api(`${this.messagesPath(mailbox)}`).headers(IMMUTABLE_IDS),
       'POST',
       graphMessageJson(mail),
@@ -172,7 +184,7 @@ export class MailboxClient {
   /** The message with this immutable id, or undefined when the mailbox has no such item. */
   async findMessage(mailbox: string, id: string): Promise<DraftInfo | undefined> {
     try {
-      const found = await this.call<DraftInfo>(() =>
+      const found = await this.call<DraftInfo>(mailbox, () =>
         this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}`).headers(IMMUTABLE_IDS).select('id,isDraft,internetMessageId'),
       )
       return { id: found.id, isDraft: found.isDraft, internetMessageId: found.internetMessageId }
@@ -184,7 +196,7 @@ export class MailboxClient {
 
   async deleteMessage(mailbox: string, id: string): Promise<void> {
     try {
-      await this.call(() => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}`).headers(IMMUTABLE_IDS), 'DELETE')
+      await this.call(mailbox, () => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}`).headers(IMMUTABLE_IDS), 'DELETE')
     } catch (error) {
       if (error instanceof MailboxError && error.status === 404) return
       throw error
@@ -194,6 +206,7 @@ export class MailboxClient {
   /** Adds a small file (under 3 MB) to a draft. */
   async addAttachment(mailbox: string, draftId: string, attachment: FileAttachment): Promise<void> {
     await this.call(
+      mailbox,
       () => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(draftId)}/attachments`).headers(IMMUTABLE_IDS),
       'POST',
       fileAttachmentJson(attachment),
@@ -206,6 +219,7 @@ export class MailboxClient {
    */
   async uploadAttachment(mailbox: string, draftId: string, item: UploadItem, pieces: AsyncIterable<Buffer>): Promise<void> {
     const session = await this.call<{ uploadUrl: string }>(
+      mailbox,
       () => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(draftId)}/attachments/createUploadSession`).headers(IMMUTABLE_IDS),
       'POST',
       {
@@ -223,19 +237,27 @@ export class MailboxClient {
     let offset = 0
     for await (const piece of pieces) {
       const end = offset + piece.length - 1
-      let response: Response
+      const release = await this.gate.enter(mailbox)
       try {
-        response = await microsoftFetch(uploadUrl, {
-          method: 'PUT',
-          headers: { 'content-type': 'application/octet-stream', 'content-range': `bytes ${offset}-${end}/${item.size}` },
-          body: piece,
-          signal: AbortSignal.timeout(this.timeoutMs),
-        })
+        let response: Response
+        try {
+          response = await microsoftFetch(uploadUrl, {
+            method: 'PUT',
+            headers: { 'content-type': 'application/octet-stream', 'content-range': `bytes ${offset}-${end}/${item.size}` },
+            body: piece,
+            signal: AbortSignal.timeout(this.timeoutMs),
+          })
+        } catch (error) {
+          throw toMailboxError(error)
+        }
+        const text = await response.text()
+        if (!response.ok) throw uploadSessionError(response.status, text, response.headers.get('retry-after'))
       } catch (error) {
-        throw toMailboxError(error)
+        await this.noteRetryAfter(mailbox, error)
+        throw error
+      } finally {
+        await release()
       }
-      const text = await response.text()
-      if (!response.ok) throw uploadSessionError(response.status, text, response.headers.get('retry-after'))
       offset = end + 1
     }
     if (offset !== item.size) {
@@ -245,7 +267,7 @@ export class MailboxClient {
 
   /** Sends a draft; never retried here. Graph answers 202 once it accepted the submission. */
   async sendDraft(mailbox: string, draftId: string): Promise<void> {
-    await this.call(() => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(draftId)}/send`).headers(IMMUTABLE_IDS), 'POST')
+    await this.call(mailbox, () => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(draftId)}/send`).headers(IMMUTABLE_IDS), 'POST')
   }
 
   /**
@@ -255,7 +277,7 @@ export class MailboxClient {
    */
   async deltaPage(mailbox: string, folderId: string, options: { link?: string; select: string[]; pageSize?: number }): Promise<DeltaPage> {
     const prefer = { Prefer: `IdType="ImmutableId", odata.maxpagesize=${options.pageSize ?? DELTA_PAGE_SIZE}` }
-    const page = await this.call<Page<Record<string, unknown>> & { '@odata.deltaLink'?: string }>(() =>
+    const page = await this.call<Page<Record<string, unknown>> & { '@odata.deltaLink'?: string }>(mailbox, () =>
       options.link
         ? this.client.api(throughOverride(options.link, this.hostOverrides)).headers(prefer)
         : this.client.api(`/users/${encodeURIComponent(mailbox)}/mailFolders/${encodeURIComponent(folderId)}/messages/delta`).headers(prefer).select(options.select.join(',')),
@@ -272,17 +294,26 @@ export class MailboxClient {
     return { messages, removed, nextLink: page['@odata.nextLink'], deltaLink: page['@odata.deltaLink'] }
   }
 
-  /** A message's MIME (`$value`), streamed as Graph sends it. */
+  /** A message's MIME (`$value`), streamed as Graph sends it; the mailbox's slot is held until it is read. */
   async messageMime(mailbox: string, id: string): Promise<AsyncIterable<Buffer>> {
-    const body = await this.call<AsyncIterable<Uint8Array> | null>(() =>
-      this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}/$value`).headers(IMMUTABLE_IDS).responseType(ResponseType.STREAM),
-    )
+    const release = await this.gate.enter(mailbox)
+    let body: AsyncIterable<Uint8Array> | null
+    try {
+      body = await this.request<AsyncIterable<Uint8Array> | null>(() =>
+        this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}/$value`).headers(IMMUTABLE_IDS).responseType(ResponseType.STREAM),
+      )
+    } catch (error) {
+      await this.noteRetryAfter(mailbox, error).finally(release)
+      throw error
+    }
     async function* chunks(): AsyncGenerator<Buffer> {
-      if (!body) return
       try {
+        if (!body) return
         for await (const chunk of body) yield Buffer.from(chunk)
       } catch (error) {
         throw toMailboxError(error)
+      } finally {
+        await release()
       }
     }
     return chunks()
@@ -300,7 +331,7 @@ export class MailboxClient {
     clientState: string
     expiresAt: Date
   }): Promise<{ id: string; expiresAt: Date }> {
-    const created = await this.call<{ id: string; expirationDateTime: string }>(() => this.client.api('/subscriptions'), 'POST', {
+    const created = await this.call<{ id: string; expirationDateTime: string }>(null, () => this.client.api('/subscriptions'), 'POST', {
       changeType: 'created',
       notificationUrl: input.notificationUrl,
       lifecycleNotificationUrl: input.lifecycleNotificationUrl,
@@ -312,32 +343,32 @@ export class MailboxClient {
   }
 
   async renewSubscription(id: string, expiresAt: Date): Promise<Date> {
-    const renewed = await this.call<{ expirationDateTime: string }>(() => this.client.api(`/subscriptions/${encodeURIComponent(id)}`), 'PATCH', { expirationDateTime: expiresAt.toISOString() })
+    const renewed = await this.call<{ expirationDateTime: string }>(null, () => this.client.api(`/subscriptions/${encodeURIComponent(id)}`), 'PATCH', { expirationDateTime: expiresAt.toISOString() })
     return new Date(renewed.expirationDateTime)
   }
 
   async deleteSubscription(id: string): Promise<void> {
-    await this.call(() => this.client.api(`/subscriptions/${encodeURIComponent(id)}`), 'DELETE')
+    await this.call(null, () => this.client.api(`/subscriptions/${encodeURIComponent(id)}`), 'DELETE')
   }
 
   async markRead(mailbox: string, id: string): Promise<void> {
-    await this.call(() => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}`).headers(IMMUTABLE_IDS), 'PATCH', { isRead: true })
+    await this.call(mailbox, () => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}`).headers(IMMUTABLE_IDS), 'PATCH', { isRead: true })
   }
 
   /** Moves a message to a folder (an id or well-known name); its immutable id stays. */
   async moveMessage(mailbox: string, id: string, destinationId: string): Promise<void> {
-    await this.call(() => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}/move`).headers(IMMUTABLE_IDS), 'POST', { destinationId })
+    await this.call(mailbox, () => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(id)}/move`).headers(IMMUTABLE_IDS), 'POST', { destinationId })
   }
 
   private messagesPath(mailbox: string): string {
     return `/users/${encodeURIComponent(mailbox)}/messages`
   }
 
-  private async findByName(listPath: string, name: string): Promise<MailFolder | undefined> {
+  private async findByName(mailbox: string, listPath: string, name: string): Promise<MailFolder | undefined> {
     let next: string | undefined = listPath
     while (next) {
       const url: string = next
-      const page: Page<MailFolder> = await this.call(() => this.client.api(url).select('id,displayName'))
+      const page: Page<MailFolder> = await this.call(mailbox, () => this.client.api(url).select('id,displayName'))
       const match = page.value.find((folder) => folder.displayName.toLowerCase() === name.toLowerCase())
       if (match) return match
       const nextLink = page['@odata.nextLink']
@@ -346,11 +377,33 @@ export class MailboxClient {
     return undefined
   }
 
+  /** A request; one to a mailbox (`mailbox` set) passes the gate, and a Retry-After pauses the mailbox. */
   private async call<T>(
+    mailbox: string | null,
     build: () => ReturnType<Client['api']>,
     method: 'GET' | 'POST' | 'PATCH' | 'DELETE' = 'GET',
     body?: unknown,
   ): Promise<T> {
+    if (mailbox === null) return this.request(build, method, body)
+    const release = await this.gate.enter(mailbox)
+    try {
+      return await this.request<T>(build, method, body)
+    } catch (error) {
+      await this.noteRetryAfter(mailbox, error)
+      throw error
+    } finally {
+      await release()
+    }
+  }
+
+  /** Graph's Retry-After on throttling or an outage holds off every request to the mailbox, from any instance. */
+  private async noteRetryAfter(mailbox: string, error: unknown): Promise<void> {
+    if (!(error instanceof MailboxError) || error.retryAfterSeconds === undefined) return
+    if (error.code !== 'THROTTLED' && error.code !== 'GRAPH_UNAVAILABLE') return
+    await this.gate.pause(mailbox, new Date(this.clock() + error.retryAfterSeconds * 1000))
+  }
+
+  private async request<T>(build: () => ReturnType<Client['api']>, method: 'GET' | 'POST' | 'PATCH' | 'DELETE' = 'GET', body?: unknown): Promise<T> {
     const state = new CallState()
     try {
       const request = build().middlewareOptions([state]).options({ signal: AbortSignal.timeout(this.timeoutMs) })

@@ -65,6 +65,8 @@ export interface ServiceDeps {
   messageSizeLimit?: number
   ingest?: Partial<IngestSettings> & Pick<InboundServiceDeps, 'onStage'>
   log?: FastifyBaseLogger
+  /** The time Graph pauses and request slots are measured in. */
+  clock?: () => Date
 }
 
 /**
@@ -95,7 +97,7 @@ export function createServices(deps: ServiceDeps): Services {
     tokens,
     usage: { connectorCount: (executor, integrationId) => connectorRepository.countByIntegration(executor, integrationId) },
   })
-  const mailboxes = new Mailboxes({ db, repository: integrationRepository, secretBox, tokens })
+  const mailboxes = new Mailboxes({ db, repository: integrationRepository, secretBox, tokens, clock: deps.clock })
 
   // Connectors and routes need each other: each reaches the other through a port.
   const routeRepository = new EmailRouteRepository(configChanges)

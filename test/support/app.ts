@@ -38,6 +38,7 @@ export async function buildTestApp(
     graphql?: { introspection?: boolean }
     ingest?: AppOptions['ingest']
     sync?: AppOptions['sync']
+    clock?: AppOptions['clock']
   } = {},
 ): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase())
@@ -61,6 +62,7 @@ export async function buildTestApp(
     graphql: options.graphql,
     ingest: options.ingest,
     sync: options.sync,
+    clock: options.clock,
   })
   options.extend?.(app)
   await app.services.apiKeys.ensureInitialAdminKey(TEST_ADMIN_KEY)

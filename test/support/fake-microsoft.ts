@@ -656,6 +656,10 @@ export class FakeMicrosoft {
   latencyMs = 0
   /** Per mailbox (lowercase address), the most Graph/Outlook requests ever in flight at once. */
   readonly maxConcurrentPerMailbox = new Map<string, number>()
+  /** Graph's MailboxConcurrency limit: a request beyond it is refused with 429 and Retry-After (0: no limit). */
+  concurrencyLimit = 4
+  /** Requests refused for being over concurrencyLimit, per mailbox. */
+  readonly concurrencyRefusals = new Map<string, number>()
   /** How long a subscription's validation request may take (Graph: 10 s). */
   validationTimeoutMs = 10_000
   /** How long a change notification's answer may take before the delivery counts as failed (Graph: 3 s). */
@@ -1256,6 +1260,12 @@ export class FakeMicrosoft {
     if (inFlight > (this.maxConcurrentPerMailbox.get(mailboxKey) ?? 0)) this.maxConcurrentPerMailbox.set(mailboxKey, inFlight)
     try {
       if (this.latencyMs > 0) await sleep(this.latencyMs)
+      if (mailboxKey && this.concurrencyLimit > 0 && inFlight > this.concurrencyLimit) {
+        this.concurrencyRefusals.set(mailboxKey, (this.concurrencyRefusals.get(mailboxKey) ?? 0) + 1)
+        const answer = faultAnswer({ status: 429, retryAfter: 1 })
+        record.status = answer.status
+        return answer
+      }
       const fault = this.takeFault(method, url.pathname)
       if (fault) record.fault = fault.kind
       if (fault?.kind === 'delay') await sleep(fault.ms)

@@ -8,6 +8,7 @@ import { SecretUnreadableError, type SecretBox } from '../../lib/secret-box.ts'
 import { openCredential, UNREADABLE_CREDENTIAL_HINT } from './credentials.ts'
 import type { IntegrationRepository } from './repository.ts'
 import { configHashOf, connectionOf } from './connection.ts'
+import { SharedMailboxGate } from './mailbox-gate.ts'
 
 /** A way into the mailboxes an integration's app can reach. */
 export interface MailboxAccess {
@@ -24,6 +25,8 @@ export interface MailboxAccessDeps {
   tokens: TokenProvider
   /** How long a Graph request may take (30 s by default). */
   graphTimeoutMs?: number
+  /** The time pauses and slot holds are measured in (tests move it). */
+  clock?: () => Date
 }
 
 interface Opened {
@@ -45,10 +48,17 @@ export class Mailboxes {
   private readonly deps: MailboxAccessDeps
   private readonly opened = new Map<string, Opened>()
   private readonly findConnection: ReturnType<IntegrationRepository['prepareFindConnection']>
+  /** Every client of this door, of any integration, counts its mailbox requests here. */
+  private readonly gate: SharedMailboxGate
+  private readonly now: () => number
 
   constructor(deps: MailboxAccessDeps) {
     this.deps = deps
     this.findConnection = deps.repository.prepareFindConnection(deps.db)
+    const clock = deps.clock
+    this.now = clock ? () => clock().getTime() : Date.now
+    const timeoutMs = deps.graphTimeoutMs ?? 30_000
+    this.gate = new SharedMailboxGate(deps.db, { clock: { now: this.now }, holdMs: timeoutMs * 2, waitMs: timeoutMs })
   }
 
   /** Another door with the same settings and nothing cached, as another instance has. */
@@ -93,7 +103,11 @@ export class Mailboxes {
         hint: UNREADABLE_CREDENTIAL_HINT,
       })
     }
-    const opened = { configHash, registration, client: new MailboxClient(this.deps.tokens, registration, { timeoutMs: this.deps.graphTimeoutMs }) }
+    const opened = {
+      configHash,
+      registration,
+      client: new MailboxClient(this.deps.tokens, registration, { timeoutMs: this.deps.graphTimeoutMs, gate: this.gate, clock: this.now }),
+    }
     this.opened.set(integrationId, opened)
     return opened
   }

@@ -59,7 +59,8 @@ export function createMailboxSync(app: FastifyInstance, options: MailboxSyncOpti
 }
 
 async function mailboxSyncWorkers(app: FastifyInstance, options: AppOptions) {
-  const { publicBaseUrl, ...syncOptions } = options.sync ?? { autostart: false }
+  const { publicBaseUrl, ...configured } = options.sync ?? { autostart: false }
+  const syncOptions = { ...configured, clock: configured.clock ?? options.clock }
   const subscriptions = new FolderSubscriptions({ db: app.database.db, secretBox: options.secretBox, publicBaseUrl, clock: syncOptions.clock })
   // Without PUBLIC_BASE_URL no subscriptions are made; the receiver stays (it believes nothing then).
   const sync = createMailboxSync(app, { ...syncOptions, subscriptions: publicBaseUrl ? subscriptions : undefined }, { autostart: syncOptions.autostart })

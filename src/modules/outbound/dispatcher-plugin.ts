@@ -55,7 +55,7 @@ export function createDispatcher(app: FastifyInstance, options: DispatcherOption
 
 async function outboundWorkers(app: FastifyInstance, options: AppOptions) {
   const dispatcherOptions = options.dispatcher ?? { autostart: false }
-  const dispatcher = createDispatcher(app, dispatcherOptions, { autostart: dispatcherOptions.autostart, graceMs: dispatcherOptions.closeGraceMs })
+  const dispatcher = createDispatcher(app, { ...dispatcherOptions, clock: dispatcherOptions.clock ?? options.clock }, { autostart: dispatcherOptions.autostart, graceMs: dispatcherOptions.closeGraceMs })
   app.decorate('dispatcher', dispatcher)
   if (dispatcherOptions.autostart) {
     app.addHook('onReady', async () => app.log.info({ owner: dispatcher.owner, ...dispatcherOptions.settings }, 'dispatcher started'))
