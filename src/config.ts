@@ -77,6 +77,12 @@ export const EnvSchema = Type.Object({
     default: 60,
     description: 'Seconds between reads of each synced mailbox folder when nothing wakes it',
   }),
+  SYNC_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 256,
+    default: 32,
+    description: 'Mailbox folders one instance syncs at once',
+  }),
   SEND_RATE_PER_MINUTE: Type.Integer({
     minimum: 1,
     maximum: 10_000,
@@ -157,6 +163,8 @@ export interface AppConfig {
   dispatcher: { enabled: boolean; perMinute: number; maxAttempts: number }
   /** SYNC_INTERVAL, in ms. */
   syncIntervalMs: number
+  /** SYNC_CONCURRENCY. */
+  syncConcurrency: number
   graphqlIntrospection: boolean
   ingest: IngestSettings
 }
@@ -180,6 +188,7 @@ const expectations: Record<keyof Env, string> = {
   DISPATCHER_ENABLED: '"true" or "false"',
   SEND_RATE_PER_MINUTE: 'an integer from 1 to 10000',
   SYNC_INTERVAL: 'a number of seconds from 5 to 86400',
+  SYNC_CONCURRENCY: 'an integer from 1 to 256',
   SEND_MAX_ATTEMPTS: 'an integer from 1 to 100',
   GRAPHQL_INTROSPECTION: '"true" or "false"',
   INGEST_DEDUPE_SCOPE: '"global" or "connector"',
@@ -244,6 +253,7 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
     messageSizeLimit: valid.MESSAGE_SIZE_LIMIT,
     dispatcher: { enabled: valid.DISPATCHER_ENABLED, perMinute: valid.SEND_RATE_PER_MINUTE, maxAttempts: valid.SEND_MAX_ATTEMPTS },
     syncIntervalMs: valid.SYNC_INTERVAL * 1000,
+    syncConcurrency: valid.SYNC_CONCURRENCY,
     graphqlIntrospection: valid.GRAPHQL_INTROSPECTION,
     ingest: {
       dedupeScope: valid.INGEST_DEDUPE_SCOPE,

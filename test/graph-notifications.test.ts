@@ -79,6 +79,9 @@ describe('Graph change notifications', () => {
     const [row] = await t.app.database.db.select().from(schema.graphSubscriptions).where(eq(schema.graphSubscriptions.connectorId, connectorId))
     expect(row!.clientStateSealed).not.toContain(subscription!.clientState)
     expect(await pending(connectorId)).toBe(false)
+    // The sync state shows when the subscription runs out, as Graph granted it.
+    const [folder] = (await admin('GET', `/v1/connectors/${connectorId}/sync`)).body.folders
+    expect(folder.subscriptionExpiresAt).toBe(new Date(subscription!.expirationDateTime).toISOString())
 
     await fake.deliver(mailbox, { subject: 'notified', body: 'Hello', to: [address] })
     await fake.flushNotifications()

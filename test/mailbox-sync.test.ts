@@ -99,7 +99,8 @@ describe('mailbox sync', () => {
     await syncUntilQuiet()
     expect(await emailsOf(connectorId)).toHaveLength(1)
     const state = await syncState(connectorId)
-    expect(state.folders).toMatchObject([{ folderPath: 'Inbox', hasDeltaLink: true, messagesTaken: 1, lastError: null }])
+    // Without PUBLIC_BASE_URL there is no subscription: the folder is polled.
+    expect(state.folders).toMatchObject([{ folderPath: 'Inbox', hasDeltaLink: true, messagesTaken: 1, lastError: null, subscriptionExpiresAt: null }])
   })
 
   it('fetches the MIME when the JSON is not enough: attachments, delivery reports, S/MIME', async () => {
@@ -177,6 +178,25 @@ describe('mailbox sync', () => {
     expect(emails[0]!.afterAction).toMatchObject({ action: 'move:Inbox/Done', state: 'done' })
   })
 
+  it('a copy of a message in a second synced folder is a duplicate with its own row, and its action is done too', async () => {
+    const { connectorId, mailbox } = await connectorFor({ folders: ['Inbox', 'Inbox/Copies'], afterProcessing: 'markRead' })
+    const raw = `From: Alice <alice@fabrikam.example>\r\nTo: ${mailbox.address}\r\nSubject: copied by a rule\r\nMessage-ID: <copy-${randomUUID()}@fabrikam.example>\r\nDate: ${new Date().toUTCString()}\r\n\r\nSame bytes twice.\r\n`
+    const first = await fake.deliver(mailbox, { mime: raw })
+    const copy = await fake.deliver(mailbox, { mime: raw }, { folder: 'Inbox/Copies' })
+    expect(copy.immutableId).not.toBe(first.immutableId)
+    await syncUntilQuiet()
+    const emails = await emailsOf(connectorId)
+    expect(emails.map((email) => email.graphMessageId).sort()).toEqual([first.immutableId, copy.immutableId].sort())
+    expect(emails.map((email) => email.outcome).sort()).toEqual(['duplicate', 'requested'])
+    expect(emails.map((email) => email.afterAction?.state)).toEqual(['done', 'done'])
+    expect([fake.findMessage(first.immutableId)!.isRead, fake.findMessage(copy.immutableId)!.isRead]).toEqual([true, true])
+    // Known to the sync now: reading the folders again takes neither in again.
+    fake.updateMessage(fake.findMessage(copy.immutableId)!, { isRead: false })
+    await t.app.services.mailboxSync.syncNow(connectorId)
+    await syncUntilQuiet()
+    expect(await emailsOf(connectorId)).toHaveLength(2)
+  })
+
   it('two and three instances syncing at once never take a message twice', async () => {
     const { connectorId, mailbox, address } = await connectorFor({ folders: ['Inbox', 'Inbox/Second'] })
     for (let n = 0; n < 12; n++) await fake.deliver(mailbox, { ...mail(`race ${n}`), to: [address] }, { folder: n % 2 === 0 ? 'inbox' : 'Inbox/Second' })
@@ -187,7 +207,7 @@ describe('mailbox sync', () => {
     expect(new Set(emails.map((email) => email.graphMessageId)).size).toBe(12)
   })
 
-  for (const step of ['page-fetched', 'message-taken', 'page-saved'] as const) {
+  for (const step of ['page-fetched', 'message-taken', 'page-saved', 'action-performed', 'action-done'] as const) {
     it(`a sync frozen at ${step} is taken over when its lease runs out; every message ends taken once, and the frozen one changes nothing when it wakes`, async () => {
       const { connectorId, mailbox, address } = await connectorFor({ afterProcessing: 'markRead' })
       for (let n = 0; n < 7; n++) await fake.deliver(mailbox, { ...mail(`frozen at ${step} ${n}`), to: [address] })

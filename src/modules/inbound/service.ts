@@ -282,7 +282,11 @@ export class InboundService {
       if (!(error instanceof ExactRepeat)) throw error
       const earlier = await this.deps.repository.findBySourceKey(this.deps.db, scope, sourceHash)
       if (!earlier) throw error
-      return { status: 200, duplicateOf: earlier.duplicateOf ?? earlier.id, way: 'source', row: earlier }
+      const original = earlier.duplicateOf ?? earlier.id
+      // Another mailbox item with the same bytes (a copy in a second synced folder): it is a
+      // duplicate, but it gets its row, so it is known to the sync and its after-processing runs.
+      if (row.graphMessageId && earlier.graphMessageId !== row.graphMessageId) return this.storeSyncedCopy(row, original)
+      return { status: 200, duplicateOf: original, way: 'source', row: earlier }
     }
     if (duplicate) return { status: 200, duplicateOf: duplicate.originalId, way: duplicate.way, row: (await this.deps.repository.find(this.deps.db, id))! }
 
@@ -296,6 +300,22 @@ export class InboundService {
       this.deps.log?.error({ err: error, emailId: id }, 'processing a received email failed; recovery will retry it')
     }
     return { status: 201, row: (await this.deps.repository.find(this.deps.db, id))! }
+  }
+
+  private async storeSyncedCopy(row: InboundEmailRow, originalId: string): Promise<Accepted> {
+    const copy: InboundEmailRow = {
+      ...row,
+      outcome: 'duplicate',
+      outcomeReason: 'source',
+      duplicateOf: originalId,
+      processedAt: new Date(),
+      steps: [{ step: 'dedupe', result: 'duplicate', detail: `same source as email ${originalId}, a separate item in the mailbox` }],
+    }
+    await this.deps.db.transaction(async (tx) => {
+      await this.deps.repository.insert(tx, copy)
+      await this.deps.pipeline.recordDuplicate(tx, copy.id, copy.connectorId, originalId, 'source')
+    })
+    return { status: 200, duplicateOf: originalId, way: 'source', row: copy }
   }
 
   /**

@@ -1,10 +1,22 @@
 import { and, asc, eq, sql } from 'drizzle-orm'
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
-import { connectors, mailboxFolderSyncs, type SyncError } from '../../../db/schema.ts'
+import { connectors, graphSubscriptions, mailboxFolderSyncs, type SyncError } from '../../../db/schema.ts'
 import { rowsOf, type Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
 
-export type FolderSyncRow = typeof mailboxFolderSyncs.$inferSelect
+/** What the state of a folder's sync shows. */
+export interface FolderSyncRow {
+  folderPath: string
+  ingestSince: Date
+  lastSyncedAt: Date | null
+  deltaLink: boolean
+  nextLink: boolean
+  dueAt: Date
+  leaseExpiresAt: Date | null
+  messagesTaken: number
+  lastError: SyncError | null
+  subscriptionExpiresAt: Date | null
+}
 
 /** A folder this instance holds the lease of, with what syncing it needs of its connector. */
 export interface ClaimedFolder {
@@ -192,8 +204,8 @@ export class MailboxSyncRepository {
    * Marks a connector's folders due now. A folder being synced is due again once its holder
    * lets it go, so mail that arrived during that sync is read at once.
    */
-  async wake(executor: Db, connectorId: string, now: Date): Promise<FolderSyncRow[]> {
-    return executor.update(mailboxFolderSyncs).set({ dueAt: dueNowUnlessThrottled(now) }).where(eq(mailboxFolderSyncs.connectorId, connectorId)).returning()
+  async wake(executor: Db, connectorId: string, now: Date): Promise<void> {
+    await executor.update(mailboxFolderSyncs).set({ dueAt: dueNowUnlessThrottled(now) }).where(eq(mailboxFolderSyncs.connectorId, connectorId))
   }
 
   /** Makes these folders due now (a change notification came for them). */
@@ -207,7 +219,24 @@ export class MailboxSyncRepository {
   }
 
   async listForConnector(executor: Db, connectorId: string): Promise<FolderSyncRow[]> {
-    return executor.select().from(mailboxFolderSyncs).where(eq(mailboxFolderSyncs.connectorId, connectorId)).orderBy(asc(mailboxFolderSyncs.folderPath))
+    const s = mailboxFolderSyncs
+    return executor
+      .select({
+        folderPath: s.folderPath,
+        ingestSince: s.ingestSince,
+        lastSyncedAt: s.lastSyncedAt,
+        deltaLink: sql<boolean>`${s.deltaLink} is not null`,
+        nextLink: sql<boolean>`${s.nextLink} is not null`,
+        dueAt: s.dueAt,
+        leaseExpiresAt: s.leaseExpiresAt,
+        messagesTaken: s.messagesTaken,
+        lastError: s.lastError,
+        subscriptionExpiresAt: graphSubscriptions.expiresAt,
+      })
+      .from(s)
+      .leftJoin(graphSubscriptions, and(eq(graphSubscriptions.connectorId, s.connectorId), eq(graphSubscriptions.folderPath, s.folderPath)))
+      .where(eq(s.connectorId, connectorId))
+      .orderBy(asc(s.folderPath))
   }
 
   /** When the next folder can be claimed (due and free, or its lease runs out), for the loop's wait. */

@@ -18,6 +18,8 @@ export const FolderSyncState = Type.Object(
     syncing: Type.Boolean(),
     messagesTaken: Type.Integer(),
     lastError: Type.Union([Type.Object({ code: Type.String(), message: Type.String(), at: DateTime }), Type.Null()]),
+    /** When the folder's Graph change-notification subscription runs out (renewed a day before); null: none (no PUBLIC_BASE_URL, or not made yet), and the folder is polled. */
+    subscriptionExpiresAt: NullableDateTime,
   },
   { $id: 'FolderSyncState', additionalProperties: false, description: 'The sync of one folder' },
 )

@@ -53,13 +53,17 @@ export class MailboxSyncService {
   /** Makes every folder of the connector due now; answers with their states. */
   async syncNow(connectorId: string): Promise<ConnectorSync> {
     await this.requireSynced(connectorId)
-    const rows = await this.deps.repository.wake(this.deps.db, connectorId, this.now())
+    await this.deps.repository.wake(this.deps.db, connectorId, this.now())
     this.woke()
-    return { connectorId, folders: rows.sort((a, b) => a.folderPath.localeCompare(b.folderPath)).map((row) => this.present(row)) }
+    return this.folderStates(connectorId)
   }
 
   async state(connectorId: string): Promise<ConnectorSync> {
     await this.requireSynced(connectorId)
+    return this.folderStates(connectorId)
+  }
+
+  private async folderStates(connectorId: string): Promise<ConnectorSync> {
     const rows = await this.deps.repository.listForConnector(this.deps.db, connectorId)
     return { connectorId, folders: rows.map((row) => this.present(row)) }
   }
@@ -81,13 +85,14 @@ export class MailboxSyncService {
       folderPath: row.folderPath,
       ingestSince: row.ingestSince.toISOString(),
       lastSyncedAt: row.lastSyncedAt?.toISOString() ?? null,
-      hasDeltaLink: row.deltaLink !== null,
-      roundInProgress: row.nextLink !== null,
+      hasDeltaLink: row.deltaLink,
+      roundInProgress: row.nextLink,
       pending: row.dueAt <= now,
       dueAt: row.dueAt.toISOString(),
       syncing: row.leaseExpiresAt !== null && row.leaseExpiresAt > now,
       messagesTaken: row.messagesTaken,
       lastError: row.lastError ?? null,
+      subscriptionExpiresAt: row.subscriptionExpiresAt?.toISOString() ?? null,
     }
   }
 }

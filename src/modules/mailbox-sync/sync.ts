@@ -14,7 +14,7 @@ import type { ClaimedFolder, MailboxSyncRepository } from './repository.ts'
 import type { FolderSubscriptions } from './subscriptions.ts'
 
 /** Points of a folder's sync where a test may stop it dead, as a crash there would. */
-export type SyncStep = 'page-fetched' | 'message-taken' | 'page-saved' | 'action-done'
+export type SyncStep = 'page-fetched' | 'message-taken' | 'page-saved' | 'action-performed' | 'action-done'
 
 export interface MailboxSyncSettings {
   /** How often each folder is read when nothing wakes it (SYNC_INTERVAL). */
@@ -25,8 +25,10 @@ export interface MailboxSyncSettings {
   pageSize: number
   /** Pages one turn reads before giving other folders their turn (the folder stays due). */
   pagesPerTurn: number
-  /** Folders synced at once by this instance. */
+  /** Folders synced at once by this instance (SYNC_CONCURRENCY). */
   maxConcurrentFolders: number
+  /** A folder's after-processing actions done at once (the mailbox's gate allows 4 requests in all). */
+  actionConcurrency: number
   /** After a failure without Retry-After, the wait before the folder is tried again. */
   retryMs: number
   /** After-processing attempts before an action is given up as failed. */
@@ -38,7 +40,8 @@ export const DEFAULT_SYNC_SETTINGS: MailboxSyncSettings = {
   leaseMs: 120_000,
   pageSize: 50,
   pagesPerTurn: 20,
-  maxConcurrentFolders: 8,
+  maxConcurrentFolders: 32,
+  actionConcurrency: 4,
   retryMs: 60_000,
   maxActionAttempts: 5,
 }
@@ -294,25 +297,48 @@ export class MailboxSync implements LoopJob {
     const pending = await this.deps.intake.pendingAfterActions(folder.connectorId, 100)
     const destinations = new Map<string, string>()
     await this.holding(folder, async (lease) => {
-      for (const { id, graphMessageId, afterAction } of pending) {
-        if (lease.lost) throw new LeaseLost()
-        // Claimed first (another folder of the connector may be at the same list): one performer per attempt.
-        const claimed = await this.deps.intake.claimAfterAction(id, afterAction)
-        if (!claimed) continue
-        const { attempts } = claimed
-        try {
-          await this.perform(folder, client, graphMessageId, afterAction.action, destinations)
-          await this.deps.intake.recordAfterAction(id, claimed, { ...claimed, state: 'done', lastError: null, doneAt: this.now().toISOString() })
-        } catch (failure) {
-          const error = toMailboxError(failure)
-          // Gone from the mailbox (deleted by someone): nothing left to do, and nothing to retry.
-          const final = error.status === 404 || attempts >= this.settings.maxActionAttempts
-          await this.deps.intake.recordAfterAction(id, claimed, { ...claimed, state: final ? 'failed' : 'pending', lastError: `${error.code}: ${error.message}`.slice(0, 500), doneAt: null })
-          if (error.code === 'THROTTLED' || error.countsTowardDisable) throw error
+      let next = 0
+      const worker = async () => {
+        while (next < pending.length) {
+          if (lease.lost) throw new LeaseLost()
+          await this.afterProcess(folder, client, pending[next++]!, destinations)
         }
-        await this.step('action-done', folder.id)
       }
+      // The first failure that stops the folder (throttling, a lost mailbox) ends the other workers after their current action.
+      const workers = Array.from({ length: Math.min(this.settings.actionConcurrency, pending.length) }, () =>
+        worker().catch((failure: unknown) => {
+          next = pending.length
+          throw failure
+        }),
+      )
+      const settled = await Promise.allSettled(workers)
+      const failed = settled.find((result) => result.status === 'rejected')
+      if (failed) throw failed.reason
     })
+  }
+
+  private async afterProcess(
+    folder: ClaimedFolder,
+    client: MailboxClient,
+    { id, graphMessageId, afterAction }: { id: string; graphMessageId: string; afterAction: AfterAction },
+    destinations: Map<string, string>,
+  ): Promise<void> {
+    // Claimed first (another folder of the connector may be at the same list): one performer per attempt.
+    const claimed = await this.deps.intake.claimAfterAction(id, afterAction)
+    if (!claimed) return
+    const { attempts } = claimed
+    try {
+      await this.perform(folder, client, graphMessageId, afterAction.action, destinations)
+      await this.step('action-performed', folder.id)
+      await this.deps.intake.recordAfterAction(id, claimed, { ...claimed, state: 'done', lastError: null, doneAt: this.now().toISOString() })
+    } catch (failure) {
+      const error = toMailboxError(failure)
+      // Gone from the mailbox (deleted by someone): nothing left to do, and nothing to retry.
+      const final = error.status === 404 || attempts >= this.settings.maxActionAttempts
+      await this.deps.intake.recordAfterAction(id, claimed, { ...claimed, state: final ? 'failed' : 'pending', lastError: `${error.code}: ${error.message}`.slice(0, 500), doneAt: null })
+      if (error.code === 'THROTTLED' || error.countsTowardDisable) throw error
+    }
+    await this.step('action-done', folder.id)
   }
 
   private async perform(folder: ClaimedFolder, client: MailboxClient, messageId: string, action: string, destinations: Map<string, string>): Promise<void> {
