@@ -1,4 +1,7 @@
+import { eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { schema } from '../src/database/index.ts'
+import { LocalMailboxGate } from '../src/graph/mailbox-gate.ts'
 import { SharedMailboxGate } from '../src/modules/integrations/mailbox-gate.ts'
 import { createMailboxSync } from '../src/modules/mailbox-sync/index.ts'
 import { bearer, buildTestApp, type TestApp } from './support/app.ts'
@@ -9,6 +12,7 @@ const fake = new FakeMicrosoft()
 let t: TestApp
 let tenant: FakeTenant
 let integrationId: string
+let sendOnlyIntegrationId: string
 let offsetMs = 0
 const clock = () => new Date(Date.now() + offsetMs)
 
@@ -22,6 +26,8 @@ beforeAll(async () => {
     sync: { autostart: false, settings: { pageSize: 5, intervalMs: 60_000, retryMs: 1_000 } },
   })
   integrationId = await mailSetup(t).integration(tenant.id, entraApp.clientId, 'gate-secret')
+  const sendOnly = fake.registerApp(tenant, { roles: ['Mail.Send'], secrets: [{ value: 'send-only', expiresAt: new Date(Date.now() + 86_400_000) }] })
+  sendOnlyIntegrationId = await mailSetup(t).integration(tenant.id, sendOnly.clientId, 'send-only')
 })
 afterAll(async () => {
   await t.close()
@@ -155,5 +161,68 @@ describe('the per-mailbox request gate, shared through the database', () => {
     offsetMs += 121_000
     while ((await t.app.dispatcher.runOnce()) > 0);
     expect((await setup.admin('GET', `/v1/messages/${submitted.json().id}`)).body.status).toBe('sent')
+  })
+
+  it('a request waiting in its own process gives up after the wait, and the next waiter still gets the slot', async () => {
+    const gate = new LocalMailboxGate({ waitMs: 100 })
+    const held = await Promise.all([1, 2, 3, 4].map(() => gate.enter('queue@contoso.example')))
+    await expect(gate.enter('queue@contoso.example')).rejects.toMatchObject({ code: 'THROTTLED', retryAfterSeconds: 1 })
+    const patient = gate.enter('queue@contoso.example', 5_000)
+    await held[0]!()
+    await (await patient)()
+    await Promise.all(held.slice(1).map((release) => release()))
+  })
+
+  it('an instance that keeps a mailbox busy leaves a waiting instance its share', async () => {
+    const busy = new SharedMailboxGate(t.app.database.db, { waitMs: 5_000 })
+    const waiting = new SharedMailboxGate(t.app.database.db, { waitMs: 5_000 })
+    let stop = false
+    let waiterGot = 0
+    // Busy: 8 workers, one request after another, each 20 ms, handing slots to its own queue.
+    const hog = Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (!stop) {
+          const release = await busy.enter('hogged@contoso.example')
+          await sleep(20)
+          await release()
+        }
+      }),
+    )
+    await sleep(100)
+    const started = Date.now()
+    for (let n = 0; n < 5; n++) {
+      const release = await waiting.enter('hogged@contoso.example')
+      waiterGot++
+      await release()
+    }
+    const waited = Date.now() - started
+    stop = true
+    await hog
+    expect(waiterGot).toBe(5)
+    expect(waited).toBeLessThan(4_000)
+  })
+
+  it('a send that never got a slot is not mistaken for one that may have gone (Mail.Send only: no uncertain)', async () => {
+    const address = `sendonly-${Date.now()}@contoso.example`
+    fake.addMailbox(tenant, address)
+    await mailSetup(t).outgoing(sendOnlyIntegrationId, address)
+    const sender = await t.keyWith('mail:send')
+    const submitted = await t.app.inject({
+      method: 'POST',
+      url: '/v1/messages',
+      headers: bearer(sender),
+      payload: { from: address, to: ['gate-customer@contoso.example'], subject: 'no slot', body: { contentType: 'text', content: 'b' } },
+    })
+    // Another instance was told Retry-After for this mailbox.
+    await new SharedMailboxGate(t.app.database.db, { clock: { now: () => clock().getTime() } }).pause(address, new Date(clock().getTime() + 60_000))
+    const before = fake.graphRequests.length
+    await t.app.dispatcher.runOnce()
+    expect(fake.graphRequests.slice(before).filter((request) => request.path.includes(encodeURIComponent(address)))).toEqual([])
+    const [row] = await t.app.database.db.select({ status: schema.outboundMessages.status, attempts: schema.outboundMessages.attempts, graphIds: schema.outboundMessages.graphIds }).from(schema.outboundMessages).where(eq(schema.outboundMessages.id, submitted.json().id))
+    expect(row).toMatchObject({ status: 'queued', attempts: 0 })
+    expect(row!.graphIds.sendRequestedAt).toBeUndefined()
+    offsetMs += 61_000
+    while ((await t.app.dispatcher.runOnce()) > 0);
+    expect((await mailSetup(t).admin('GET', `/v1/messages/${submitted.json().id}`)).body.status).toBe('sent')
   })
 })

@@ -107,7 +107,8 @@ export const inboundEmails = pgTable(
     index('inbound_emails_message_id_idx').on(table.internetMessageId),
     index('inbound_emails_received_idx').on(table.receivedAt).where(sql`${table.outcome} = 'received'`),
     index('inbound_emails_source_blob_idx').on(table.sourceBlobId),
-    index('inbound_emails_graph_message_idx').on(table.connectorId, table.graphMessageId).where(sql`${table.graphMessageId} is not null`),
+    // One row per mailbox item and connector: two syncs racing over one message cannot both store it.
+    uniqueIndex('inbound_emails_graph_message_idx').on(table.connectorId, table.graphMessageId).where(sql`${table.graphMessageId} is not null`),
     index('inbound_emails_after_action_pending_idx').on(table.connectorId, table.id).where(sql`${table.afterAction} ->> 'state' = 'pending'`),
   ],
 )

@@ -15,6 +15,12 @@ export const mailboxRequestSlots = pgTable(
     heldUntil: timestamp({ withTimezone: true }),
     /** No instance sends a request to the mailbox before this time. */
     pausedUntil: timestamp({ withTimezone: true }),
+    /**
+     * On slot 0 only: an instance that found every slot busy and waits, so that the others
+     * leave it the next free slot instead of taking it back at once (set until `wantedUntil`).
+     */
+    wantedBy: text(),
+    wantedUntil: timestamp({ withTimezone: true }),
   },
   (table) => [primaryKey({ columns: [table.mailbox, table.slot] })],
 )

@@ -111,6 +111,7 @@ export type GraphErrorCode =
   | 'GRAPH_TIMEOUT'
   | 'AUTHENTICATION_FAILED'
   | 'GRAPH_REQUEST_FAILED'
+  | 'REQUEST_SLOTS_UNAVAILABLE'
 
 const MAILBOX_HINTS: Record<GraphErrorCode, string> = {
   MAILBOX_NOT_FOUND:
@@ -130,6 +131,8 @@ const MAILBOX_HINTS: Record<GraphErrorCode, string> = {
   GRAPH_TIMEOUT: 'Microsoft Graph did not answer in time. Try again.',
   AUTHENTICATION_FAILED: 'No token could be acquired for the integration. Test the integration for details.',
   GRAPH_REQUEST_FAILED: 'Microsoft Graph refused the request. The message has its reason.',
+  REQUEST_SLOTS_UNAVAILABLE:
+    "The database that keeps each mailbox's Graph request slots could not be reached, so no request was sent. It is tried again later; check the database if this persists.",
 }
 
 export class MailboxError extends Error {

@@ -162,12 +162,19 @@ export class MailboxClient {
     return current
   }
 
-  /** One sendMail request; never retried here. */
-  async sendMail(mailbox: string, mail: OutgoingMail, saveToSentItems = true): Promise<void> {
-    await this.call(mailbox, () => this.client.api(`/users/${encodeURIComponent(mailbox)}/sendMail`), 'POST', {
-      message: graphMessageJson(mail),
-      saveToSentItems,
-    })
+  /**
+   * One sendMail request; never retried here. `beforeRequest` runs once the mailbox's slot is
+   * taken, right before the request leaves (the dispatcher records the send there); if it
+   * throws, nothing is sent.
+   */
+  async sendMail(mailbox: string, mail: OutgoingMail, options: { saveToSentItems?: boolean; beforeRequest?: () => Promise<void> } = {}): Promise<void> {
+    await this.call(
+      mailbox,
+      () => this.client.api(`/users/${encodeURIComponent(mailbox)}/sendMail`),
+      'POST',
+      { message: graphMessageJson(mail), saveToSentItems: options.saveToSentItems ?? true },
+      options.beforeRequest,
+    )
   }
 
   /** Creates a draft with an immutable id, which stays valid after the draft is sent. */
@@ -265,9 +272,9 @@ export class MailboxClient {
     }
   }
 
-  /** Sends a draft; never retried here. Graph answers 202 once it accepted the submission. */
-  async sendDraft(mailbox: string, draftId: string): Promise<void> {
-    await this.call(mailbox, () => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(draftId)}/send`).headers(IMMUTABLE_IDS), 'POST')
+  /** Sends a draft; never retried here. Graph answers 202 once it accepted the submission. `beforeRequest` as for sendMail. */
+  async sendDraft(mailbox: string, draftId: string, options: { beforeRequest?: () => Promise<void> } = {}): Promise<void> {
+    await this.call(mailbox, () => this.client.api(`${this.messagesPath(mailbox)}/${encodeURIComponent(draftId)}/send`).headers(IMMUTABLE_IDS), 'POST', undefined, options.beforeRequest)
   }
 
   /**
@@ -306,17 +313,7 @@ export class MailboxClient {
       await this.noteRetryAfter(mailbox, error).finally(release)
       throw error
     }
-    async function* chunks(): AsyncGenerator<Buffer> {
-      try {
-        if (!body) return
-        for await (const chunk of body) yield Buffer.from(chunk)
-      } catch (error) {
-        throw toMailboxError(error)
-      } finally {
-        await release()
-      }
-    }
-    return chunks()
+    return releasingStream(body, release)
   }
 
   /**
@@ -383,10 +380,12 @@ export class MailboxClient {
     build: () => ReturnType<Client['api']>,
     method: 'GET' | 'POST' | 'PATCH' | 'DELETE' = 'GET',
     body?: unknown,
+    beforeRequest?: () => Promise<void>,
   ): Promise<T> {
     if (mailbox === null) return this.request(build, method, body)
     const release = await this.gate.enter(mailbox)
     try {
+      await beforeRequest?.()
       return await this.request<T>(build, method, body)
     } catch (error) {
       await this.noteRetryAfter(mailbox, error)
@@ -415,4 +414,36 @@ export class MailboxClient {
       throw toMailboxError(state.failure ?? error)
     }
   }
+}
+
+/**
+ * A response body as Buffers that gives the mailbox's slot back when it ends, fails, or is
+ * closed by its reader, even one that closes it before reading anything (a generator's
+ * `return()` would skip its `finally` then).
+ */
+function releasingStream(body: AsyncIterable<Uint8Array> | null, release: () => Promise<void>): AsyncIterable<Buffer> {
+  let source: AsyncIterator<Uint8Array> | undefined
+  const done = async (): Promise<IteratorResult<Buffer>> => {
+    await release()
+    return { done: true, value: undefined }
+  }
+  const iterator: AsyncIterator<Buffer> = {
+    async next() {
+      if (!body) return done()
+      source ??= body[Symbol.asyncIterator]()
+      let item: IteratorResult<Uint8Array>
+      try {
+        item = await source.next()
+      } catch (error) {
+        await release()
+        throw toMailboxError(error)
+      }
+      return item.done ? done() : { done: false, value: Buffer.from(item.value) }
+    },
+    async return() {
+      await source?.return?.().catch(() => undefined)
+      return done()
+    },
+  }
+  return { [Symbol.asyncIterator]: () => iterator }
 }

@@ -9,11 +9,12 @@ import { GRAPH_LIMITS } from './limits.ts'
 export interface MailboxGate {
   /**
    * Waits for one of the mailbox's request slots and answers the function that gives it
-   * back. Throws THROTTLED (with retryAfterSeconds) while the mailbox is paused, or when
-   * no slot came free in time.
+   * back (it never throws). Throws THROTTLED (with retryAfterSeconds) while the mailbox is
+   * paused, or when no slot came free in time; REQUEST_SLOTS_UNAVAILABLE when the slots
+   * cannot be read. Either way no request was sent.
    */
   enter(mailbox: string): Promise<() => Promise<void>>
-  /** Graph said Retry-After: no request goes to the mailbox before `until`. */
+  /** Graph said Retry-After: no request goes to the mailbox before `until` (best effort, never throws). */
   pause(mailbox: string, until: Date): Promise<void>
 }
 
@@ -46,24 +47,37 @@ export function mailboxKey(mailbox: string): string {
 export class LocalMailboxGate implements MailboxGate {
   private readonly slots: number
   private readonly holdMs: number
+  private readonly waitMs: number
   private readonly clock: GateClock
   private readonly held = new Map<string, number>()
   private readonly waiting = new Map<string, (() => void)[]>()
   private readonly pausedUntil = new Map<string, number>()
 
-  constructor(options: { slots?: number; holdMs?: number; clock?: GateClock } = {}) {
+  constructor(options: { slots?: number; holdMs?: number; waitMs?: number; clock?: GateClock } = {}) {
     this.slots = options.slots ?? GRAPH_LIMITS.concurrentRequestsPerMailbox
     this.holdMs = options.holdMs ?? 60_000
+    this.waitMs = options.waitMs ?? 30_000
     this.clock = options.clock ?? realClock
   }
 
-  async enter(mailbox: string): Promise<() => Promise<void>> {
+  /** `waitMs`: how long to wait for a slot this process holds (default: the gate's). */
+  async enter(mailbox: string, waitMs = this.waitMs): Promise<() => Promise<void>> {
     const key = mailboxKey(mailbox)
     this.throwIfPaused(mailbox, key)
     if ((this.held.get(key) ?? 0) >= this.slots) {
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
         const queue = this.waiting.get(key) ?? []
-        queue.push(resolve)
+        const waiter = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+        const timer = setTimeout(() => {
+          const left = this.waiting.get(key)?.filter((other) => other !== waiter) ?? []
+          if (left.length > 0) this.waiting.set(key, left)
+          else this.waiting.delete(key)
+          reject(mailboxPaused(mailbox, 1_000, 'busy'))
+        }, waitMs)
+        queue.push(waiter)
         this.waiting.set(key, queue)
       })
       // The slot was handed over on release; a pause may have begun while waiting.

@@ -45,7 +45,7 @@ export async function testSending(test: SendingTest): Promise<ConnectionTestResu
   steps.pass('send_permission', 'Mail.Send is granted.')
   const alias = test.from !== test.mailbox
   try {
-    await access.client.sendMail(test.mailbox, { ...testMessage(test.from, test.to, test.testId), ...(alias ? { from: test.from } : {}) }, false)
+    await access.client.sendMail(test.mailbox, { ...testMessage(test.from, test.to, test.testId), ...(alias ? { from: test.from } : {}) }, { saveToSentItems: false })
     steps.pass('test_message_sent', `A test message went from ${test.from}${alias ? ` (through ${test.mailbox})` : ''} to ${test.to}.`)
   } catch (error) {
     steps.fail('test_message_sent', toMailboxError(error))

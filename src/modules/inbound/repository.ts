@@ -90,6 +90,15 @@ export class InboundRepository {
     return row
   }
 
+  /** The row of a mailbox item the connector's sync took in. */
+  async findSynced(executor: Db, connectorId: string, graphMessageId: string): Promise<InboundEmailRow | undefined> {
+    const [row] = await executor
+      .select()
+      .from(inboundEmails)
+      .where(and(eq(inboundEmails.connectorId, connectorId), eq(inboundEmails.graphMessageId, graphMessageId)))
+    return row
+  }
+
   async find(executor: Db, id: string): Promise<InboundEmailRow | undefined> {
     const [row] = await executor.select().from(inboundEmails).where(eq(inboundEmails.id, id))
     return row

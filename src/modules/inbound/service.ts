@@ -3,6 +3,7 @@ import { PassThrough, Readable } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import type { IngestSettings } from '../../config.ts'
 import type { Db } from '../../database/index.ts'
+import { databaseErrorCode } from '../../database/error-code.ts'
 import { NotFoundError, PayloadTooLargeError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
@@ -127,8 +128,15 @@ export class InboundService {
       const { blob, hash, mail } = await this.storeGraph(message.graph)
       return this.accept(connectorId, 'graph', blob, hash, mail, { synced })
     }
-    const { blob, hash, mail } = await this.storeMime(message.mime)
-    return this.accept(connectorId, 'mime', blob, hash, mail, { synced })
+    let stored: Awaited<ReturnType<InboundService['storeMime']>>
+    try {
+      stored = await this.storeMime(message.mime)
+    } finally {
+      // Read to its end, or abandoned by a failure before it was read: closed either way, so
+      // the response (and the mailbox's request slot) is not held until it times out.
+      await message.mime[Symbol.asyncIterator]().return?.()
+    }
+    return this.accept(connectorId, 'mime', stored.blob, stored.hash, stored.mail, { synced })
   }
 
   /** Which of these Graph message ids the connector has taken in already (a replay, or a message moved between synced folders). */
@@ -283,9 +291,10 @@ export class InboundService {
       const earlier = await this.deps.repository.findBySourceKey(this.deps.db, scope, sourceHash)
       if (!earlier) throw error
       const original = earlier.duplicateOf ?? earlier.id
-      // Another mailbox item with the same bytes (a copy in a second synced folder): it is a
-      // duplicate, but it gets its row, so it is known to the sync and its after-processing runs.
-      if (row.graphMessageId && earlier.graphMessageId !== row.graphMessageId) return this.storeSyncedCopy(row, original)
+      // Another mailbox item with the same bytes (a copy in a second synced folder), or this item
+      // taken by another connector: a duplicate, but with its own row, so the sync knows it and
+      // its after-processing runs.
+      if (row.graphMessageId && (earlier.graphMessageId !== row.graphMessageId || earlier.connectorId !== row.connectorId)) return this.storeSyncedCopy(row, original)
       return { status: 200, duplicateOf: original, way: 'source', row: earlier }
     }
     if (duplicate) return { status: 200, duplicateOf: duplicate.originalId, way: duplicate.way, row: (await this.deps.repository.find(this.deps.db, id))! }
@@ -311,10 +320,18 @@ export class InboundService {
       processedAt: new Date(),
       steps: [{ step: 'dedupe', result: 'duplicate', detail: `same source as email ${originalId}, a separate item in the mailbox` }],
     }
-    await this.deps.db.transaction(async (tx) => {
-      await this.deps.repository.insert(tx, copy)
-      await this.deps.pipeline.recordDuplicate(tx, copy.id, copy.connectorId, originalId, 'source')
-    })
+    try {
+      await this.deps.db.transaction(async (tx) => {
+        await this.deps.repository.insert(tx, copy)
+        await this.deps.pipeline.recordDuplicate(tx, copy.id, copy.connectorId, originalId, 'source')
+      })
+    } catch (error) {
+      // Another sync stored this very item a moment ago: that row stands.
+      if (databaseErrorCode(error) !== '23505') throw error
+      const stored = await this.deps.repository.findSynced(this.deps.db, row.connectorId, row.graphMessageId!)
+      if (!stored) throw error
+      return { status: 200, duplicateOf: stored.duplicateOf ?? stored.id, way: 'source', row: stored }
+    }
     return { status: 200, duplicateOf: originalId, way: 'source', row: copy }
   }
 

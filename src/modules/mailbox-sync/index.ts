@@ -77,8 +77,8 @@ async function mailboxSyncWorkers(app: FastifyInstance, options: AppOptions) {
     notificationRoutes({
       subscriptions,
       wake: async (folders) => {
-        await repository.wakeFolders(app.database.db, folders, new Date())
-        sync.wake()
+        // Folders already due are left to the round that will take them: a flood makes no extra rounds.
+        if ((await repository.wakeFolders(app.database.db, folders, new Date())) > 0) sync.wake()
       },
       counted: (kind, result, n) => {
         if (n > 0) notifications.inc({ kind, result }, n)

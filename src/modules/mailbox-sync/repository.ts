@@ -208,14 +208,17 @@ export class MailboxSyncRepository {
     await executor.update(mailboxFolderSyncs).set({ dueAt: dueNowUnlessThrottled(now) }).where(eq(mailboxFolderSyncs.connectorId, connectorId))
   }
 
-  /** Makes these folders due now (a change notification came for them). */
-  async wakeFolders(executor: Db, folders: { connectorId: string; folderPath: string }[], now: Date): Promise<void> {
-    if (folders.length === 0) return
+  /** Makes these folders due now (a change notification came for them); how many were not due already. */
+  async wakeFolders(executor: Db, folders: { connectorId: string; folderPath: string }[], now: Date): Promise<number> {
+    if (folders.length === 0) return 0
     const pairs = sql.join(
       [...new Map(folders.map((folder) => [`${folder.connectorId}\u0000${folder.folderPath}`, folder])).values()].map((folder) => sql`(${folder.connectorId}::uuid, ${folder.folderPath}::text)`),
       sql`, `,
     )
-    await executor.execute(sql`update ${mailboxFolderSyncs} set due_at = ${dueNowUnlessThrottled(now)} where (connector_id, folder_path) in (${pairs}) and due_at > ${now.toISOString()}::timestamptz`)
+    const woken = await executor.execute(
+      sql`update ${mailboxFolderSyncs} set due_at = ${dueNowUnlessThrottled(now)} where (connector_id, folder_path) in (${pairs}) and due_at > ${now.toISOString()}::timestamptz returning id`,
+    )
+    return rowsOf(woken).length
   }
 
   async listForConnector(executor: Db, connectorId: string): Promise<FolderSyncRow[]> {

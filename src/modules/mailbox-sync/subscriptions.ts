@@ -9,7 +9,7 @@ import type { SecretBox } from '../../lib/secret-box.ts'
 import { idIn, textArrayLiteral } from '../../database/id-in.ts'
 import type { ClaimedFolder } from './repository.ts'
 
-const TRANSIENT = new Set(['THROTTLED', 'GRAPH_UNAVAILABLE', 'NETWORK_ERROR', 'GRAPH_TIMEOUT', 'TLS_UNTRUSTED'])
+const TRANSIENT = new Set(['THROTTLED', 'GRAPH_UNAVAILABLE', 'NETWORK_ERROR', 'GRAPH_TIMEOUT', 'TLS_UNTRUSTED', 'REQUEST_SLOTS_UNAVAILABLE'])
 
 /** Outlook message subscriptions live at most 4,230 minutes; a little less is asked for. */
 const LIFETIME_MS = 4_200 * 60_000

@@ -295,7 +295,7 @@ export class MailboxSync implements LoopJob {
    */
   private async afterProcessing(folder: ClaimedFolder, client: MailboxClient): Promise<void> {
     const pending = await this.deps.intake.pendingAfterActions(folder.connectorId, 100)
-    const destinations = new Map<string, string>()
+    const destinations = new Map<string, Promise<string>>()
     await this.holding(folder, async (lease) => {
       let next = 0
       const worker = async () => {
@@ -321,7 +321,7 @@ export class MailboxSync implements LoopJob {
     folder: ClaimedFolder,
     client: MailboxClient,
     { id, graphMessageId, afterAction }: { id: string; graphMessageId: string; afterAction: AfterAction },
-    destinations: Map<string, string>,
+    destinations: Map<string, Promise<string>>,
   ): Promise<void> {
     // Claimed first (another folder of the connector may be at the same list): one performer per attempt.
     const claimed = await this.deps.intake.claimAfterAction(id, afterAction)
@@ -333,25 +333,35 @@ export class MailboxSync implements LoopJob {
       await this.deps.intake.recordAfterAction(id, claimed, { ...claimed, state: 'done', lastError: null, doneAt: this.now().toISOString() })
     } catch (failure) {
       const error = toMailboxError(failure)
+      // Throttled (by Graph, or refused by the mailbox's gate before any request): not an attempt.
+      const notTried = error.code === 'THROTTLED' || error.code === 'REQUEST_SLOTS_UNAVAILABLE'
       // Gone from the mailbox (deleted by someone): nothing left to do, and nothing to retry.
-      const final = error.status === 404 || attempts >= this.settings.maxActionAttempts
-      await this.deps.intake.recordAfterAction(id, claimed, { ...claimed, state: final ? 'failed' : 'pending', lastError: `${error.code}: ${error.message}`.slice(0, 500), doneAt: null })
-      if (error.code === 'THROTTLED' || error.countsTowardDisable) throw error
+      const final = !notTried && (error.status === 404 || attempts >= this.settings.maxActionAttempts)
+      await this.deps.intake.recordAfterAction(id, claimed, {
+        ...claimed,
+        attempts: notTried ? attempts - 1 : attempts,
+        state: final ? 'failed' : 'pending',
+        lastError: `${error.code}: ${error.message}`.slice(0, 500),
+        doneAt: null,
+      })
+      if (notTried || error.countsTowardDisable) throw error
     }
     await this.step('action-done', folder.id)
   }
 
-  private async perform(folder: ClaimedFolder, client: MailboxClient, messageId: string, action: string, destinations: Map<string, string>): Promise<void> {
+  private async perform(folder: ClaimedFolder, client: MailboxClient, messageId: string, action: string, destinations: Map<string, Promise<string>>): Promise<void> {
     if (action === 'markRead') return client.markRead(folder.mailbox, messageId)
     if (action === 'delete') return client.deleteMessage(folder.mailbox, messageId)
     if (action.startsWith('move:')) {
       const path = action.slice('move:'.length)
+      // One lookup of the target for the actions running side by side; a failed one is looked up again.
       let destination = destinations.get(path)
       if (!destination) {
-        destination = (await client.resolveFolderPath(folder.mailbox, path)).id
+        destination = client.resolveFolderPath(folder.mailbox, path).then((found) => found.id)
         destinations.set(path, destination)
+        destination.catch(() => destinations.delete(path))
       }
-      return client.moveMessage(folder.mailbox, messageId, destination)
+      return client.moveMessage(folder.mailbox, messageId, await destination)
     }
     throw new MailboxError('GRAPH_REQUEST_FAILED', `Unknown after-processing action ${action}`)
   }

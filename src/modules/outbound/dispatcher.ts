@@ -248,10 +248,8 @@ export class Dispatcher implements LoopJob {
       return
     }
     const attachments = await this.loadSmallAttachments(await this.attachmentsOf(message))
-    await this.progress(message, { sendRequestedAt: this.now().toISOString() })
-    await this.step('send-requested', message.id)
     try {
-      await client.sendMail(mailbox, { ...outgoingMail(message), attachments })
+      await client.sendMail(mailbox, { ...outgoingMail(message), attachments }, { beforeRequest: () => this.recordSendRequest(message, {}) })
     } catch (error) {
       throw new SendFailure(toSendError(error), true)
     }
@@ -339,16 +337,24 @@ export class Dispatcher implements LoopJob {
   }
 
   private async sendDraft(message: ClaimedMessage, { client, mailbox }: SendAccess, progress: SendProgress): Promise<void> {
-    await this.progress(message, { ...progress, sendRequestedAt: this.now().toISOString() })
-    await this.step('send-requested', message.id)
     try {
-      await client.sendDraft(mailbox, progress.draftId!)
+      await client.sendDraft(mailbox, progress.draftId!, { beforeRequest: () => this.recordSendRequest(message, progress) })
     } catch (error) {
       throw new SendFailure(toSendError(error), true)
     }
     await this.step('sent', message.id)
     await this.finish(message, 'sent', undefined, { internetMessageId: progress.internetMessageId })
     await this.step('recorded', message.id)
+  }
+
+  /**
+   * Recorded once the mailbox's request slot is taken, right before the send leaves: a send
+   * that waited for a slot and never went is not mistaken for one that may have. A failure
+   * here (a lost lease, the database) stops the send before it is made.
+   */
+  private async recordSendRequest(message: ClaimedMessage, progress: SendProgress): Promise<void> {
+    await this.progress(message, { ...progress, sendRequestedAt: this.now().toISOString() })
+    await this.step('send-requested', message.id)
   }
 
   private async settleFailure(message: ClaimedMessage, failure: SendFailure): Promise<void> {

@@ -86,7 +86,7 @@ export function isAmbiguous(error: MailboxError): boolean {
 export function isPermanent(error: MailboxError): boolean {
   if (error.code === 'AUTHENTICATION_FAILED' || error.code === 'THROTTLED' || error.code === 'GRAPH_UNAVAILABLE') return false
   // Nothing left this server (TLS refused) or nothing came back: worth another attempt.
-  if (error.code === 'NETWORK_ERROR' || error.code === 'GRAPH_TIMEOUT' || error.code === 'TLS_UNTRUSTED') return false
+  if (error.code === 'NETWORK_ERROR' || error.code === 'GRAPH_TIMEOUT' || error.code === 'TLS_UNTRUSTED' || error.code === 'REQUEST_SLOTS_UNAVAILABLE') return false
   return error.status === undefined || (error.status >= 400 && error.status < 500 && error.status !== 408)
 }
 

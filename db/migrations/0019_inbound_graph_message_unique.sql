@@ -1,0 +1,4 @@
+-- A race of the first sync version could store one mailbox item twice: the later rows keep no Graph id.
+UPDATE "inbound_emails" e SET "graph_message_id" = NULL WHERE e."graph_message_id" IS NOT NULL AND EXISTS (SELECT 1 FROM "inbound_emails" o WHERE o."connector_id" = e."connector_id" AND o."graph_message_id" = e."graph_message_id" AND o."id" < e."id");--> statement-breakpoint
+DROP INDEX "inbound_emails_graph_message_idx";--> statement-breakpoint
+CREATE UNIQUE INDEX "inbound_emails_graph_message_idx" ON "inbound_emails" USING btree ("connector_id","graph_message_id") WHERE "inbound_emails"."graph_message_id" is not null;
