@@ -1,5 +1,9 @@
 /**
- * npm run bench:ingest [-- http|inprocess|pipeline|statements ...]   (default: all four)
+ * npm run bench:ingest [-- http|inprocess|pipeline|statements|backlog|notifications ...]   (default: all six)
+ *
+ * backlog and notifications are the mailbox sync end to end, from delta to stored outcome
+ * (bench/sync.ts, also `npm run bench:sync`): run after the phases below, in a child process
+ * of their own, with the same database choice.
  *
  * Mail intake throughput, on embedded PGlite (on disk) and on PostgreSQL (BENCH_DATABASE_URL
  * or TEST_DATABASE_URL: a scratch database on that server, dropped afterwards; skipped with a
@@ -558,6 +562,16 @@ async function main() {
   const counts = run('statements') && kinds.includes('postgres') ? await countStatements() : []
   printStatements(counts)
   summary(results, counts)
+  const syncParts = ['backlog', 'notifications'].filter(run)
+  if (syncParts.length > 0) await runSyncBench(parts.length === 0 ? [] : syncParts)
+}
+
+/** The sync phases, bench/sync.ts, in a process of their own (their own heap and nock). */
+async function runSyncBench(parts: string[]): Promise<void> {
+  console.log(`\n=== the mailbox sync end to end (bench/sync.ts ${parts.join(' ')})`)
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./sync.ts', import.meta.url)), ...parts], { stdio: 'inherit' })
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  if (code !== 0) throw new Error(`bench/sync.ts ended with ${code}`)
 }
 
 await main()

@@ -1,5 +1,5 @@
 /**
- * npm run bench:sync [-- backlog|notifications ...]   (default: both)
+ * npm run bench:sync [-- backlog|notifications|flood ...]   (default: all three)
  *
  * The mailbox sync end to end (issue 13): Mailgate reading 100 shared mailboxes of the fake
  * Graph (test/support/fake-microsoft.ts, nock in this process), every Graph request answered
@@ -9,9 +9,11 @@
  * (Inbox, fallback route) on one integration, created, tested and enabled through the API.
  * The mail is small text mail without attachments, so the sync takes it from the delta
  * page's JSON (no `$value` request). The sync runs with its default settings (pages of 50,
- * 8 folders at once: maxConcurrentFolders, which server.ts does not expose), SYNC_INTERVAL 60 s.
+ * SYNC_CONCURRENCY 32 folders at once, 4 after-processing actions of a folder at once),
+ * SYNC_INTERVAL 60 s. Every Graph request passes the per-mailbox gate (a slot row taken and
+ * given back in the database). Also part of `npm run bench:ingest`.
  *
- * Every phase runs once per after-processing action of BENCH_SYNC_ACTIONS (none,markRead):
+ * backlog and notifications run once per after-processing action of BENCH_SYNC_ACTIONS (none,markRead):
  * `markRead` is the API's default and its lightest action (one PATCH per message, done in
  * the folder's turn after the page is stored); `none` is not offered by the API (the
  * bench clears connectors.after_processing after the enable) and measures delta -> stored
@@ -31,12 +33,12 @@
  *                                   so the 4 concurrent requests can overlap only the per-message
  *                                   requests; all mailboxes run side by side. (Mail read as
  *                                   MIME, with attachments, adds 1 to r.)
- *                  the sync's shape F × N / ((P + r × N) × L): the sync reads F folders at a
- *                                   time per instance and makes one request at a time per
- *                                   folder (delta, `$value` and the actions, one after another),
- *                                   before any database or CPU time.
+ *                  the sync's shape F × N / ((P + r × N / 4) × L): the sync reads F folders
+ *                                   at a time per instance; a folder reads its pages one after
+ *                                   another and then does its actions 4 at a time, before any
+ *                                   database or CPU time.
  *                From the measured rate, the time a folder's turn spent per message besides
- *                Graph's latency, F ÷ rate − (P + r × N) × L ÷ N (the F turns share this
+ *                Graph's latency, F ÷ rate − (P + r × N / 4) × L ÷ N (the F turns share this
  *                process's CPU and the database).
  * notifications  A second app on the same database with PUBLIC_BASE_URL
  *                (https://mailgate.contoso.example; the fake reaches it through app.inject):
@@ -54,22 +56,41 @@
  *                message each, F ÷ ((1 + r) × L); the delta requests made (folder turns) and
  *                the messages each took; the notification answers; the sync loop's rounds,
  *                and how many started no folder.
+ * flood          The notified app (as in notifications; made once for both), once, with the
+ *                last action of BENCH_SYNC_ACTIONS; its sync loop running and NO mail delivered:
+ *                BENCH_SYNC_FLOOD (10000) valid change-notification items (each subscription's
+ *                id and clientState, changeType created, a made-up `Users/{id}/Messages/{id}`
+ *                resource), round robin over the subscriptions, POSTed to
+ *                PUBLIC_BASE_URL/v1/graph/notifications through the fake's transport (app.inject)
+ *                in requests of BENCH_SYNC_FLOOD_BATCH (5) items, paced evenly over
+ *                BENCH_SYNC_FLOOD_SECONDS (10; 1,000 items/s, harsher than the issue's 10,000 a
+ *                minute), at most 20 requests in flight. Then until no folder is due or being
+ *                synced (mailbox_folder_syncs: lease_owner null and due_at > now), at most 30 s.
+ *                The answers by status (all must be 202) and their p50/p95/p99; the delta
+ *                requests (folder turns) made, in all and per folder, against the items (how
+ *                far the flood coalesced; the issue asks for one turn per folder) and against
+ *                what the sync can make at most, F ÷ L a second with nothing to read; the sync
+ *                loop's rounds; the time from the last answer until no folder was due.
  *
- * After each phase: every delivered message stored exactly once (counted by subject), no
+ * After backlog and notifications: every delivered message stored exactly once (counted by subject), no
  * duplicates, all outcomes `requested`, every action done (markRead); and how many were read
  * as Graph JSON or as MIME. The CPU each side used is given in cores: this process
  * (Mailgate, the fake Graph and the load all run here) and, on PostgreSQL, the server
  * processes of the scratch database's connections (from /proc, so only for a server on
- * this machine). The most requests one mailbox had in flight at once is printed too.
+ * this machine). The most requests one mailbox had in flight at once is printed too. After
+ * flood: no inbound email made during the phase, every answer 202, and no notification
+ * posted by the fake itself (no mail changed).
  *
  * BENCH_SYNC_MAILBOXES (100), BENCH_SYNC_MESSAGES (20), BENCH_SYNC_LATENCY (100 ms),
  * BENCH_SYNC_RATE (100 a second), BENCH_SYNC_SECONDS (10), BENCH_SYNC_FOLDERS (the sync's
- * maxConcurrentFolders; default: its default, 8), BENCH_SYNC_ACTIONS (none,markRead),
+ * maxConcurrentFolders, SYNC_CONCURRENCY; default: its default, 32), BENCH_SYNC_ACTIONS (none,markRead),
+ * BENCH_SYNC_FLOOD (10000 items), BENCH_SYNC_FLOOD_BATCH (5 items a request), BENCH_SYNC_FLOOD_SECONDS (10),
  * BENCH_DATABASES=pglite or =postgres for one database only. BENCH_CPU_PROFILE=<prefix>
  * profiles each backlog phase into <prefix>.<database>.backlog-<action>.cpuprofile
  * (summarise one with `node bench/cpu-profile.ts <file>`). BENCH_SYNC_STATEMENTS=1 counts every
  * statement sent to PostgreSQL (postgres.js's `debug` hook) and prints them per message.
- * A full run with both databases takes about 3¼ minutes on the 2-core reference machine.
+ * A full run with both databases takes about 3¼ minutes on the 2-core reference machine, and
+ * flood about 15 s more per database (`-- flood` alone, PGlite only: about 30 s).
  */
 import { readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
@@ -84,7 +105,7 @@ import { SecretBox } from '../src/lib/secret-box.ts'
 import { DEFAULT_SYNC_SETTINGS, type MailboxSyncSettings } from '../src/modules/mailbox-sync/sync.ts'
 import { randomSecretsKey } from '../test/support/app.ts'
 import { createScratchPostgresDatabase } from '../test/support/database.ts'
-import { FakeMicrosoft, type FakeMailbox } from '../test/support/fake-microsoft.ts'
+import { FakeMicrosoft, type FakeMailbox, type FakeSubscription } from '../test/support/fake-microsoft.ts'
 import { adminCall, benchApp, benchDatabaseKinds, benchPostgresUrl, printReproduce, scratchEmbeddedDatabase } from './support.ts'
 
 type Kind = 'pglite' | 'postgres'
@@ -97,12 +118,20 @@ const MESSAGES = Number(process.env.BENCH_SYNC_MESSAGES ?? 20)
 const LATENCY = Number(process.env.BENCH_SYNC_LATENCY ?? 100)
 const RATE = Number(process.env.BENCH_SYNC_RATE ?? 100)
 const SECONDS = Number(process.env.BENCH_SYNC_SECONDS ?? 10)
+const FLOOD = Number(process.env.BENCH_SYNC_FLOOD ?? 10_000)
+const FLOOD_BATCH = Number(process.env.BENCH_SYNC_FLOOD_BATCH ?? 5)
+const FLOOD_SECONDS = Number(process.env.BENCH_SYNC_FLOOD_SECONDS ?? 10)
+/** Flood: notification requests in flight at most. */
+const FLOOD_IN_FLIGHT = 20
+/** Flood: how long the folders may take to be quiet again after the last answer. */
+const QUIET_WITHIN_MS = 30_000
 const FOLDERS = process.env.BENCH_SYNC_FOLDERS ? Number(process.env.BENCH_SYNC_FOLDERS) : DEFAULT_SYNC_SETTINGS.maxConcurrentFolders
 /** Mailgate's default pool size. */
 const POOL = 10
 const PUBLIC_BASE_URL = 'https://mailgate.contoso.example'
 /** SYNC_INTERVAL in the notifications phase: long, so that only notifications wake folders. */
 const INTERVAL_MS = 60_000
+const ACTIONS_AT_ONCE = DEFAULT_SYNC_SETTINGS.actionConcurrency
 const SETTINGS: Partial<MailboxSyncSettings> = { intervalMs: INTERVAL_MS, maxConcurrentFolders: FOLDERS }
 const PAGE = DEFAULT_SYNC_SETTINGS.pageSize
 const ACTIONS = (process.env.BENCH_SYNC_ACTIONS ?? 'none,markRead').split(',').filter((action): action is Action => action === 'none' || action === 'markRead')
@@ -176,7 +205,7 @@ function printStatements(messages: number) {
 }
 
 /**
- * The world both phases use: MAILBOXES empty mailboxes and a connector on each, created and
+ * The world every phase uses: MAILBOXES empty mailboxes and a connector on each, created and
  * tested through the API of a first app (`app`, no PUBLIC_BASE_URL), not yet enabled. The
  * fake answers at once here.
  */
@@ -245,7 +274,7 @@ interface Check {
 
 interface Result {
   kind: Kind
-  phase: 'backlog' | 'notifications'
+  phase: 'backlog' | 'notifications' | 'flood'
   action: Action
   messages: number
   seconds: number
@@ -262,10 +291,31 @@ interface Result {
   turnCapacity?: number
   rounds?: { all: number; empty: number }
   notifications?: { posts: number; notOk: number; p95Ms: number }
+  flood?: Flood
   graphRequests: Record<string, number>
   maxInFlight: number
   cpu: { node: number; postgres: number | null }
   check: Check
+}
+
+/** What a notification flood did. */
+interface Flood {
+  items: number
+  requests: number
+  /** Seconds from the first POST to the last answer. */
+  postedSeconds: number
+  /** Answers by status (`error` when the transport threw). */
+  statuses: Record<string, number>
+  answers: Percentiles
+  subscriptions: number
+  /** Folder turns (delta requests) per folder, every subscribed folder included (0 when it had none). */
+  turnsPerFolder: { max: number; mean: number; min: number }
+  /** Seconds from the last answer until no folder was due or being synced; null when not within QUIET_WITHIN_MS. */
+  quietSeconds: number | null
+  /** Inbound emails made during the phase (any subject): none, as no mail was delivered. */
+  created: number
+  /** Change notifications the fake itself posted during the phase (mail changing): none. */
+  fakePosts: number
 }
 
 interface Percentiles {
@@ -478,8 +528,8 @@ async function benchBacklog(world: World, app: App, action: Action, first: boole
   const folders = Math.min(FOLDERS, MAILBOXES)
   const ceiling = {
     graph: (MAILBOXES * MESSAGES) / ((pages + (r * MESSAGES) / 4) * latency),
-    sync: (folders * MESSAGES) / ((pages + r * MESSAGES) * latency),
-    perMessageMs: (folders / perSecond) * 1000 - ((pages + r * MESSAGES) * LATENCY) / MESSAGES,
+    sync: (folders * MESSAGES) / ((pages + (r * MESSAGES) / ACTIONS_AT_ONCE) * latency),
+    perMessageMs: (folders / perSecond) * 1000 - ((pages + (r * MESSAGES) / ACTIONS_AT_ONCE) * LATENCY) / MESSAGES,
   }
   return {
     kind: world.kind,
@@ -616,6 +666,142 @@ async function benchNotifications(world: World, app: App, rounds: { all: number;
 }
 
 // ---------------------------------------------------------------------------------------
+// flood: valid change notifications by the thousand, no mail behind them.
+// ---------------------------------------------------------------------------------------
+
+/** A change notification as Graph sends it for a new message in the subscription's folder (the message is made up). */
+function changeNotification(subscription: FakeSubscription, n: number): Record<string, unknown> {
+  const id = `AAMkAGZsb29k${Buffer.from(`flood-${n}`).toString('base64url')}AAA=`
+  const resource = `Users/${subscription.userId}/Messages/${id}`
+  return {
+    subscriptionId: subscription.id,
+    subscriptionExpirationDateTime: subscription.expirationDateTime,
+    changeType: 'created',
+    resource,
+    resourceData: { '@odata.type': '#Microsoft.Graph.Message', '@odata.id': resource, '@odata.etag': `W/"CQAAABYAAAD${n.toString(36)}"`, id },
+    clientState: subscription.clientState ?? null,
+    tenantId: subscription.tenantId,
+  }
+}
+
+/** Folders due now or being synced (mailbox_folder_syncs). */
+async function busyFolders(db: Db): Promise<number> {
+  const [row] = rowsOf<{ n: number }>(
+    await db.execute(sql`select count(*)::int as n from mailbox_folder_syncs where lease_owner is not null or due_at <= ${new Date().toISOString()}::timestamptz`),
+  )
+  return row!.n
+}
+
+/** Waits until no folder is due or being synced; the ms it took, or null when not within `withinMs`. */
+async function foldersQuiet(db: Db, withinMs: number): Promise<number | null> {
+  const started = nowMs()
+  for (;;) {
+    if ((await busyFolders(db)) === 0) return nowMs() - started
+    if (nowMs() - started > withinMs) return null
+    await sleep(50)
+  }
+}
+
+/** Delta requests from index `from` on, per folder (`{mailbox}/{folder id}`, as the request path names them). */
+function deltaPerFolder(fake: FakeMicrosoft, from: number): Map<string, number> {
+  const folders = new Map<string, number>()
+  for (const request of fake.graphRequests.slice(from)) {
+    if (!request.path.endsWith('/messages/delta')) continue
+    const path = decodeURIComponent(request.path)
+    const match = /\/users\/([^/]+)\/mailFolders(?:\('([^']+)'\)|\/([^/]+))\/messages\/delta$/i.exec(path)
+    const key = match ? `${match[1]!.toLowerCase()}/${match[2] ?? match[3]}` : path
+    folders.set(key, (folders.get(key) ?? 0) + 1)
+  }
+  return folders
+}
+
+/**
+ * FLOOD valid change-notification items, round robin over the subscriptions, in requests of
+ * FLOOD_BATCH paced evenly over FLOOD_SECONDS (at most FLOOD_IN_FLIGHT in flight), with the
+ * sync loop running and no mail delivered; then until the folders are quiet again.
+ */
+async function benchFlood(world: World, app: App, rounds: { all: number; empty: number }, action: Action): Promise<Result> {
+  const { fake, database } = world
+  const db = database.db
+  await setAction(db, action)
+  const subscriptions = fake.subscriptions()
+  const url = `${PUBLIC_BASE_URL}/v1/graph/notifications`
+  app.mailboxSync.start()
+  await sleep(200) // the loop's first (thorough) round
+  if ((await foldersQuiet(db, QUIET_WITHIN_MS)) === null) throw new Error('the folders are not quiet before the flood')
+  rounds.all = 0
+  rounds.empty = 0
+  fake.maxConcurrentPerMailbox.clear()
+  const firstRequest = fake.graphRequests.length
+  const firstPost = fake.notificationDeliveries.length
+  const requests = Math.ceil(FLOOD / FLOOD_BATCH)
+  const gap = (FLOOD_SECONDS * 1000) / requests
+  const statuses: Record<string, number> = {}
+  const answerMs: number[] = []
+  const inFlight = new Set<Promise<void>>()
+  const meter = await cpuMeter(world.kind, db)
+  statements.clear()
+  const startedAt = nowMs()
+
+  let items = 0
+  for (let r = 0; r < requests; r++) {
+    const wait = startedAt + r * gap - nowMs()
+    if (wait > 1) await sleep(wait)
+    while (inFlight.size >= FLOOD_IN_FLIGHT) await Promise.race(inFlight)
+    const value: Record<string, unknown>[] = []
+    for (; value.length < FLOOD_BATCH && items < FLOOD; items++) value.push(changeNotification(subscriptions[items % subscriptions.length]!, items))
+    const sent = nowMs()
+    const post: Promise<void> = fake
+      .postNotification(url, { value })
+      .then(
+        (answer) => {
+          answerMs.push(nowMs() - sent)
+          statuses[answer.status] = (statuses[answer.status] ?? 0) + 1
+        },
+        () => void (statuses['error'] = (statuses['error'] ?? 0) + 1),
+      )
+      .finally(() => inFlight.delete(post))
+    inFlight.add(post)
+  }
+  await Promise.all(inFlight)
+  const answeredAt = nowMs()
+  const quietMs = await foldersQuiet(db, QUIET_WITHIN_MS)
+  const cpu = await meter()
+  await app.mailboxSync.stop()
+
+  const perFolder = subscriptions.length ? [...deltaPerFolder(fake, firstRequest).values()] : []
+  const turns = perFolder.reduce((sum, n) => sum + n, 0)
+  const folders = Math.max(subscriptions.length, perFolder.length)
+  const [created] = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from inbound_emails where id >= ${firstIdAt(startedAt - 1)}::uuid`))
+  return {
+    kind: world.kind,
+    phase: 'flood',
+    action,
+    messages: 0,
+    seconds: (answeredAt - startedAt) / 1000,
+    perSecond: items / ((answeredAt - startedAt) / 1000),
+    turnCapacity: Math.min(FOLDERS, MAILBOXES) / (LATENCY / 1000),
+    rounds: { ...rounds },
+    flood: {
+      items,
+      requests,
+      postedSeconds: (answeredAt - startedAt) / 1000,
+      statuses,
+      answers: percentiles(answerMs),
+      subscriptions: subscriptions.length,
+      turnsPerFolder: { max: Math.max(0, ...perFolder), mean: turns / folders, min: perFolder.length < folders ? 0 : Math.min(...perFolder) },
+      quietSeconds: quietMs === null ? null : quietMs / 1000,
+      created: created!.n,
+      fakePosts: fake.notificationDeliveries.length - firstPost,
+    },
+    graphRequests: requestKinds(fake, firstRequest),
+    maxInFlight: maxInFlight(fake),
+    cpu,
+    check: await check(db, 'flood ', 0),
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 // The run.
 // ---------------------------------------------------------------------------------------
 
@@ -629,13 +815,35 @@ const mix = (values: Record<string, number>) =>
 const ms = (p: Percentiles) => `${p.p50.toFixed(0)} / ${p.p95.toFixed(0)} / ${p.p99.toFixed(0)}`
 const actionLabel = (action: Action) => (action === 'none' ? 'none' : action)
 
+/** Flood: every answer 202, no email made, nothing posted by the fake itself. */
+const floodOk = (flood: Flood) => (flood.statuses['202'] ?? 0) === flood.requests && flood.created === 0 && flood.fakePosts === 0
+
+function printFlood(result: Result, flood: Flood) {
+  const turns = result.graphRequests['delta'] ?? 0
+  const { turnsPerFolder } = flood
+  const quiet = flood.quietSeconds === null ? `NOT within ${QUIET_WITHIN_MS / 1000} s` : `${flood.quietSeconds.toFixed(2)} s`
+  console.log(
+    `  flood, after-processing ${actionLabel(result.action)}: ${flood.items} notification items in ${flood.requests} requests of ${FLOOD_BATCH} over ${flood.postedSeconds.toFixed(2)} s ` +
+      `(${result.perSecond.toFixed(0)} items/s, round robin over ${flood.subscriptions} subscriptions, at most ${FLOOD_IN_FLIGHT} requests in flight)`,
+  )
+  console.log(`    answers ${mix(flood.statuses)}; answer p50/p95/p99 ${ms(flood.answers)} ms (max ${flood.answers.max.toFixed(0)})`)
+  console.log(
+    `    folder turns (delta requests) ${turns}: ${(flood.items / turns).toFixed(1)} items per turn; per folder max ${turnsPerFolder.max}, mean ${turnsPerFolder.mean.toFixed(1)}, min ${turnsPerFolder.min} ` +
+      `(one turn per folder would be ${flood.subscriptions}); at most ${result.turnCapacity!.toFixed(0)} turns/s with nothing to read`,
+  )
+  console.log(`    no folder due or syncing ${quiet} after the last answer; sync loop rounds ${result.rounds!.all}, ${result.rounds!.empty} of them starting no folder`)
+  console.log(`    Graph requests: ${mix(result.graphRequests)}; most in flight for one mailbox ${result.maxInFlight}; CPU cores: this process ${cores(result.cpu.node)}, PostgreSQL ${cores(result.cpu.postgres)}`)
+  console.log(`    check: inbound emails made during the phase ${flood.created}, answers 202 ${flood.statuses['202'] ?? 0} of ${flood.requests}, notifications posted by the fake itself ${flood.fakePosts}: ${floodOk(flood) ? 'ok' : 'NOT OK'}`)
+}
+
 function printResult(result: Result) {
+  if (result.flood) return printFlood(result, result.flood)
   const { check } = result
   console.log(`  ${result.phase}, after-processing ${actionLabel(result.action)}: ${result.messages} messages stored in ${result.seconds.toFixed(2)} s: ${result.perSecond.toFixed(0)} msg/s`)
   if (result.ceiling) {
     const { ceiling } = result
     const actions = result.actionsSeconds === undefined ? '' : `; every action done after ${result.actionsSeconds.toFixed(2)} s`
-    console.log(`    ceiling by Graph's limits ${ceiling.graph.toFixed(0)} msg/s; by the sync's shape (${FOLDERS} folders at once, one request at a time each) ${ceiling.sync.toFixed(0)} msg/s${actions}`)
+    console.log(`    ceiling by Graph's limits ${ceiling.graph.toFixed(0)} msg/s; by the sync's shape (${FOLDERS} folders at once, actions ${ACTIONS_AT_ONCE} at a time) ${ceiling.sync.toFixed(0)} msg/s${actions}`)
     console.log(`    measured ÷ sync's ceiling ${(result.perSecond / ceiling.sync).toFixed(2)}; a folder's turn spent ${ceiling.perMessageMs.toFixed(1)} ms per message besides Graph's latency (${FOLDERS} turns sharing CPU and database)`)
   }
   if (result.seen && result.processed) {
@@ -662,6 +870,16 @@ function summary(results: Result[]) {
   console.log('| database | phase | after-processing | messages | msg/s | ceiling: Graph / sync | deliver → stored p50 / p95 / p99 ms | p95 < 1 s | delta requests | CPU cores: node / PostgreSQL | stored once |')
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const result of results) {
+    if (result.flood) {
+      const { flood } = result
+      const turns = result.graphRequests['delta'] ?? 0
+      console.log(
+        `| ${label(result.kind)} | flood (${flood.items} notification items in ${FLOOD_SECONDS} s, no mail) | ${actionLabel(result.action)} | 0 | – | ` +
+          `${flood.items} items → ${turns} turns (${(flood.items / turns).toFixed(1)} items a turn; per folder max ${flood.turnsPerFolder.max}, mean ${flood.turnsPerFolder.mean.toFixed(1)}) | ` +
+          `answer ${ms(flood.answers)} | – | ${turns} | ${cores(result.cpu.node)} / ${cores(result.cpu.postgres)} | ${floodOk(flood) ? 'yes (none made, all 202)' : 'NO'} |`,
+      )
+      continue
+    }
     const ceiling = result.ceiling
       ? `${result.ceiling.graph.toFixed(0)} / ${result.ceiling.sync.toFixed(0)} msg/s`
       : `${Math.min(RATE, MAILBOXES)} wakes/s vs ${result.turnCapacity!.toFixed(0)} turns/s`
@@ -673,7 +891,18 @@ function summary(results: Result[]) {
         `${cores(result.cpu.node)} / ${cores(result.cpu.postgres)} | ${checkOk(result.check, result.action) ? 'yes' : 'NO'} |`,
     )
   }
-  const settings = { BENCH_SYNC_MAILBOXES: MAILBOXES, BENCH_SYNC_MESSAGES: MESSAGES, BENCH_SYNC_LATENCY: LATENCY, BENCH_SYNC_RATE: RATE, BENCH_SYNC_SECONDS: SECONDS, BENCH_SYNC_FOLDERS: FOLDERS, BENCH_SYNC_ACTIONS: ACTIONS.join(',') }
+  const settings = {
+    BENCH_SYNC_MAILBOXES: MAILBOXES,
+    BENCH_SYNC_MESSAGES: MESSAGES,
+    BENCH_SYNC_LATENCY: LATENCY,
+    BENCH_SYNC_RATE: RATE,
+    BENCH_SYNC_SECONDS: SECONDS,
+    BENCH_SYNC_FOLDERS: FOLDERS,
+    BENCH_SYNC_ACTIONS: ACTIONS.join(','),
+    BENCH_SYNC_FLOOD: FLOOD,
+    BENCH_SYNC_FLOOD_BATCH: FLOOD_BATCH,
+    BENCH_SYNC_FLOOD_SECONDS: FLOOD_SECONDS,
+  }
   printReproduce('bench:sync', postgresUrl, settings)
 }
 
@@ -706,11 +935,16 @@ async function main() {
         world.fake.latencyMs = LATENCY
       }
       await closeOnce()
-      if (run('notifications')) {
+      if (run('notifications') || run('flood')) {
         const notified = await notifiedApp(world)
         try {
-          for (const action of ACTIONS) {
+          for (const action of run('notifications') ? ACTIONS : []) {
             const result = await benchNotifications(world, notified.app, notified.rounds, action)
+            printResult(result)
+            results.push(result)
+          }
+          if (run('flood')) {
+            const result = await benchFlood(world, notified.app, notified.rounds, ACTIONS.at(-1) ?? 'markRead')
             printResult(result)
             results.push(result)
           }
