@@ -9,7 +9,7 @@
  * (Inbox, fallback route) on one integration, created, tested and enabled through the API.
  * The mail is small text mail without attachments, so the sync takes it from the delta
  * page's JSON (no `$value` request). The sync runs with its default settings (pages of 50,
- * SYNC_CONCURRENCY 32 folders at once, 4 after-processing actions of a folder at once),
+ * SYNC_CONCURRENCY 64 folders at once, 4 after-processing actions of a folder at once),
  * SYNC_INTERVAL 60 s. Every Graph request passes the per-mailbox gate (a slot row taken and
  * given back in the database). Also part of `npm run bench:ingest`.
  *
@@ -83,7 +83,7 @@
  *
  * BENCH_SYNC_MAILBOXES (100), BENCH_SYNC_MESSAGES (20), BENCH_SYNC_LATENCY (100 ms),
  * BENCH_SYNC_RATE (100 a second), BENCH_SYNC_SECONDS (10), BENCH_SYNC_FOLDERS (the sync's
- * maxConcurrentFolders, SYNC_CONCURRENCY; default: its default, 32), BENCH_SYNC_ACTIONS (none,markRead),
+ * maxConcurrentFolders, SYNC_CONCURRENCY; default: its default, 64), BENCH_SYNC_ACTIONS (none,markRead),
  * BENCH_SYNC_FLOOD (10000 items), BENCH_SYNC_FLOOD_BATCH (5 items a request), BENCH_SYNC_FLOOD_SECONDS (10),
  * BENCH_DATABASES=pglite or =postgres for one database only. BENCH_CPU_PROFILE=<prefix>
  * profiles each backlog phase into <prefix>.<database>.backlog-<action>.cpuprofile

@@ -80,7 +80,7 @@ export const EnvSchema = Type.Object({
   SYNC_CONCURRENCY: Type.Integer({
     minimum: 1,
     maximum: 256,
-    default: 32,
+    default: 64,
     description: 'Mailbox folders one instance syncs at once',
   }),
   SEND_RATE_PER_MINUTE: Type.Integer({

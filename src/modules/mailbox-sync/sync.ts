@@ -40,7 +40,7 @@ export const DEFAULT_SYNC_SETTINGS: MailboxSyncSettings = {
   leaseMs: 120_000,
   pageSize: 50,
   pagesPerTurn: 20,
-  maxConcurrentFolders: 32,
+  maxConcurrentFolders: 64,
   actionConcurrency: 4,
   retryMs: 60_000,
   maxActionAttempts: 5,
