@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream'
+import { closeWhenAnswered } from '../../lib/lingering-close.ts'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import type { FastifyRequest } from 'fastify'
@@ -63,7 +64,7 @@ export const inboundRoutes: FastifyPluginAsyncTypebox = async (app) => {
     })
     // A refusal given before the message was read to its end closes the connection, as the unread rest would stall it.
     ingest.addHook('onSend', async (request, reply) => {
-      if (rawBodies.has(request) && !request.raw.readableEnded) reply.header('connection', 'close')
+      if (rawBodies.has(request) && !request.raw.readableEnded) closeWhenAnswered(request.raw, (name, value) => reply.header(name, value))
     })
     ingest.post(
       '/ingest',

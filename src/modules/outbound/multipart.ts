@@ -1,4 +1,5 @@
 import multipart, { type Multipart, type MultipartFile } from '@fastify/multipart'
+import { closeWhenAnswered } from '../../lib/lingering-close.ts'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { DomainError, MalformedBodyError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../../lib/errors.ts'
@@ -53,7 +54,7 @@ export async function acceptMultipartMessages(scope: FastifyInstance, limits: { 
   // An answer given before the upload was read to its end (a refusal) closes the connection:
   // the unread rest would otherwise stall it, and reading it would waste both sides' bandwidth.
   scope.addHook('onSend', async (request, reply) => {
-    if (request.isMultipart() && !request.raw.readableEnded) reply.header('connection', 'close')
+    if (request.isMultipart() && !request.raw.readableEnded) closeWhenAnswered(request.raw, (name, value) => reply.header(name, value))
   })
 }
 
