@@ -112,7 +112,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
   })
   await app.register(authPlugin)
   for (const schema of appModules.flatMap((module) => module.schemas ?? [])) app.addSchema(schema)
-  await app.register(swaggerPlugin, { version: packageJson.version, tags: appModules.flatMap((module) => (module.tag ? [module.tag] : [])) })
+  await app.register(swaggerPlugin, { version: packageJson.version, tags: appModules.flatMap((module) => (module.tag ? [module.tag] : [])),
+    webhooks: Object.assign({}, ...appModules.map((module) => module.webhooks ?? {})),
+  })
   await app.register(healthPlugin)
   await app.register(metricsPlugin, { collectDefaults: options.collectDefaultMetrics })
   await app.register(workersPlugin, { housekeeping: options.housekeeping })

@@ -1,4 +1,5 @@
-import { index, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+import { sql } from 'drizzle-orm'
+import { bigint, index, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 
 export const EVENT_TYPES = [
   'message.sent',
@@ -10,6 +11,7 @@ export const EVENT_TYPES = [
   'email.unhandled',
   'email.discarded',
   'email.duplicate',
+  'connector.disabled',
 ] as const
 export type EventType = (typeof EVENT_TYPES)[number]
 
@@ -27,6 +29,14 @@ export const domainEvents = pgTable(
     subjectId: uuid().notNull(),
     payload: jsonb().$type<Record<string, unknown>>().notNull(),
     occurredAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    /**
+     * The writing transaction's id (pg_current_xact_id). The feed reads in (txId, id) order and
+     * only below the oldest transaction still running, so an event committed late by a slow
+     * transaction is never skipped by a cursor that has moved past later ones.
+     */
+    txId: bigint({ mode: 'number' })
+      .notNull()
+      .default(sql`(pg_current_xact_id()::text::bigint)`),
   },
-  (table) => [index('domain_events_subject_idx').on(table.subjectType, table.subjectId, table.id)],
+  (table) => [index('domain_events_subject_idx').on(table.subjectType, table.subjectId, table.id), index('domain_events_feed_idx').on(table.txId, table.id)],
 )

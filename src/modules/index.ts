@@ -5,6 +5,7 @@ import { blockedAddressesModule } from './blocked-addresses/index.ts'
 import { connectionTestsModule } from './connection-tests/index.ts'
 import { connectorsModule } from './connectors/index.ts'
 import { emailRoutesModule } from './email-routes/index.ts'
+import { eventsModule } from './events/index.ts'
 import { inboundModule } from './inbound/index.ts'
 import { integrationsModule } from './integrations/index.ts'
 import { mailboxSyncModule } from './mailbox-sync/index.ts'
@@ -23,5 +24,6 @@ export const appModules: AppModule[] = [
   outboundModule,
   inboundModule,
   mailboxSyncModule,
+  eventsModule,
   attachmentsModule,
 ]

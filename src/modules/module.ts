@@ -18,6 +18,8 @@ export interface AppModule {
   schemas?: TSchema[]
   /** REST routes, registered under /v1 behind API keys. */
   routes?: FastifyPluginAsyncTypebox
+  /** OpenAPI 3.1 `webhooks`: requests Mailgate makes to its users' endpoints. */
+  webhooks?: Record<string, unknown>
   /** GraphQL resolvers for its part of the schema. */
   resolvers?: IResolvers<unknown, MercuriusContext>
   /** GraphQL fields resolved in batches (one call per field per request, not one per parent). */

@@ -17,6 +17,7 @@ import { ConnectorService } from './connectors/service.ts'
 import { EmailRouteRepository } from './email-routes/repository.ts'
 import { RouteBook } from './email-routes/route-book.ts'
 import { EmailRouteService } from './email-routes/service.ts'
+import { EventFeed } from './events/feed.ts'
 import { EventLog } from './events/service.ts'
 import { InboundPipeline } from './inbound/pipeline.ts'
 import { InboundRepository } from './inbound/repository.ts'
@@ -40,6 +41,8 @@ export interface Services {
   audit: AuditService
   apiKeys: ApiKeyService
   events: EventLog
+  /** The event feed (GET /v1/events). */
+  eventFeed: EventFeed
   attachments: AttachmentStore
   integrations: IntegrationService
   /** The one door to a mailbox. */
@@ -129,6 +132,7 @@ export function createServices(deps: ServiceDeps): Services {
     mailboxes,
     failureThreshold: deps.connectorFailureThreshold ?? 5,
     sync: mailboxSync,
+    events,
   })
   const blockedAddresses = new BlockedAddressService({ db, repository: new BlockedAddressRepository(configChanges), audit })
   const messages = new MessageService({
@@ -174,5 +178,5 @@ export function createServices(deps: ServiceDeps): Services {
     sentAnyOf: (outboxIds, messageIds) => sentMail.sentAnyOf(outboxIds, messageIds),
     onStage: deps.ingest?.onStage,
   })
-  return { audit, apiKeys, events, attachments, integrations, mailboxes, connectors, routes, blockedAddresses, messages, inbound, mailboxSync }
+  return { audit, apiKeys, events, eventFeed: new EventFeed(db), attachments, integrations, mailboxes, connectors, routes, blockedAddresses, messages, inbound, mailboxSync }
 }

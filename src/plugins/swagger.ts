@@ -13,6 +13,8 @@ export interface SwaggerPluginOptions {
   version: string
   /** The modules' tags, in order; Health is added last. */
   tags: { name: string; description: string }[]
+  /** OpenAPI 3.1 `webhooks`: the requests Mailgate sends (event deliveries). */
+  webhooks?: Record<string, unknown>
 }
 
 async function swaggerPlugin(app: FastifyInstance, options: SwaggerPluginOptions) {
@@ -27,6 +29,7 @@ async function swaggerPlugin(app: FastifyInstance, options: SwaggerPluginOptions
       },
       security: [{ apiKey: [] }],
       tags: [...options.tags, { name: 'Health', description: 'Probes and metrics' }],
+      ...(options.webhooks && Object.keys(options.webhooks).length > 0 ? { webhooks: options.webhooks as never } : {}),
     },
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),

@@ -1,6 +1,6 @@
 import { ValidationError } from '../../lib/errors.ts'
 
-export const SCOPES = ['config:read', 'config:write', 'mail:send', 'mail:read', 'mail:ingest', 'metrics:read', 'admin'] as const
+export const SCOPES = ['config:read', 'config:write', 'mail:send', 'mail:read', 'mail:ingest', 'events:read', 'metrics:read', 'admin'] as const
 export type Scope = (typeof SCOPES)[number]
 
 /** Scopes a granted scope carries with it: admin carries all, writing config carries reading it. */
@@ -11,6 +11,7 @@ const IMPLIED: Record<Scope, readonly Scope[]> = {
   'mail:send': ['mail:send'],
   'mail:read': ['mail:read'],
   'mail:ingest': ['mail:ingest'],
+  'events:read': ['events:read'],
   'metrics:read': ['metrics:read'],
 }
 

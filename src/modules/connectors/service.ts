@@ -1,4 +1,5 @@
 import { hash } from 'node:crypto'
+import type { EventLog } from '../events/service.ts'
 import type { Direction } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import type { MailboxError } from '../../graph/errors.ts'
@@ -121,6 +122,8 @@ export interface ConnectorServiceDeps {
   /** Authentication or unreachable-mailbox failures in a row before automatic disable. */
   failureThreshold: number
   sync: IncomingSync
+  /** Where `connector.disabled` is recorded, in the disabling transaction. */
+  events: Pick<EventLog, 'record'>
 }
 
 export class ConnectorService {
@@ -454,6 +457,13 @@ export class ConnectorService {
       before: { enabled: true },
       after: { enabled: false, disabledReason: reason },
       details,
+    })
+    await this.deps.events.record(tx, {
+      type: 'connector.disabled',
+      subjectType: 'connector',
+      subjectId: existing.id,
+      payload: { connectorId: existing.id, name: existing.name, reason, automatic: details.automatic === true },
+      occurredAt: now,
     })
     return disabled
   }

@@ -1,0 +1,2 @@
+ALTER TABLE "domain_events" ADD COLUMN "tx_id" bigint DEFAULT (pg_current_xact_id()::text::bigint) NOT NULL;--> statement-breakpoint
+CREATE INDEX "domain_events_feed_idx" ON "domain_events" USING btree ("tx_id","id");

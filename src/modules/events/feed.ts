@@ -1,0 +1,83 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { EVENT_TYPES, type EventType } from '../../../db/schema.ts'
+import type { Db } from '../../database/index.ts'
+import { ValidationError } from '../../lib/errors.ts'
+import { DomainEventRepository, FEED_START, type FeedPosition, type FeedRow } from './repository.ts'
+import type { EventFeedPage, EventFeedQuery, FeedEvent } from './schemas.ts'
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** An opaque position: base64url of `txId.id`. */
+export function encodeCursor(position: FeedPosition): string {
+  return Buffer.from(`${position.txId}.${position.id}`).toString('base64url')
+}
+
+export function decodeCursor(cursor: string, field = 'after'): FeedPosition {
+  const [txId, id, extra] = Buffer.from(cursor, 'base64url').toString('latin1').split('.')
+  if (extra === undefined && txId && /^\d{1,18}$/.test(txId) && id && UUID.test(id)) return { txId: Number(txId), id }
+  throw new ValidationError([{ field, message: 'is not a cursor this feed gave out: pass a `next` or an event’s `cursor` as it came, or leave it out to read from the oldest event' }])
+}
+
+/**
+ * Event types named by a list of patterns (`work_item.requested`, `message.*`, `*`). A
+ * pattern that names no type is refused, naming the field and the types there are.
+ */
+export function matchEventTypes(patterns: readonly string[], field: string): EventType[] {
+  const matched = new Set<EventType>()
+  for (const pattern of patterns) {
+    const family = pattern.endsWith('.*') ? pattern.slice(0, -1) : undefined
+    const hits = EVENT_TYPES.filter((type) => pattern === '*' || type === pattern || (family !== undefined && type.startsWith(family)))
+    if (hits.length === 0) throw new ValidationError([{ field, message: `"${pattern.slice(0, 64)}" names no event type: use one of ${EVENT_TYPES.join(', ')}, a family such as message.*, or *` }])
+    for (const hit of hits) matched.add(hit)
+  }
+  return [...matched]
+}
+
+function waitSeconds(wait: string | undefined): number {
+  return wait === undefined ? 0 : Number(wait.replace(/s$/, ''))
+}
+
+/**
+ * The event feed: events in commit order after a cursor, optionally waiting for the next
+ * ones (long poll). Reads are one prepared statement; a long poll asks again every `pollMs`
+ * until events come, the wait is over or the reader has gone.
+ */
+export class EventFeed {
+  private readonly page: ReturnType<DomainEventRepository['prepareFeedPage']>
+  private readonly pollMs: number
+
+  constructor(db: Db, repository = new DomainEventRepository(), options: { pollMs?: number } = {}) {
+    this.page = repository.prepareFeedPage(db)
+    this.pollMs = options.pollMs ?? 250
+  }
+
+  async read(query: EventFeedQuery, signal?: AbortSignal): Promise<EventFeedPage> {
+    const position = query.after === undefined ? FEED_START : decodeCursor(query.after)
+    const types = query.types === undefined ? [...EVENT_TYPES] : matchEventTypes(query.types.split(',').map((type) => type.trim()), 'types')
+    const deadline = Date.now() + waitSeconds(query.wait) * 1000
+    const params = { txId: position.txId, id: position.id, types: `{${types.join(',')}}`, limit: query.limit }
+    for (;;) {
+      const rows = await this.page.execute(params)
+      if (rows.length > 0 || Date.now() >= deadline || signal?.aborted) {
+        const items = rows.map(present)
+        return { items, next: items.at(-1)?.cursor ?? query.after ?? encodeCursor(FEED_START) }
+      }
+      try {
+        await sleep(Math.min(this.pollMs, deadline - Date.now()), undefined, { signal })
+      } catch {
+        // The reader went away: answer with what there is (nothing).
+      }
+    }
+  }
+}
+
+function present(row: FeedRow): FeedEvent {
+  return {
+    id: row.id,
+    type: row.type,
+    occurredAt: row.occurredAt.toISOString(),
+    subject: { type: row.subjectType, id: row.subjectId },
+    data: row.payload,
+    cursor: encodeCursor({ txId: row.txId, id: row.id }),
+  }
+}
