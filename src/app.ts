@@ -16,6 +16,7 @@ import { createAjv } from './lib/validation.ts'
 import { appModules } from './modules/index.ts'
 import type { DispatcherPluginOptions } from './modules/outbound/dispatcher-plugin.ts'
 import type { MailboxSyncPluginOptions } from './modules/mailbox-sync/index.ts'
+import type { WebhookPluginOptions } from './modules/webhooks/index.ts'
 import type { IngestOptions } from './modules/inbound/index.ts'
 import authPlugin, { apiKeyScope } from './plugins/auth.ts'
 import databasePlugin from './plugins/database.ts'
@@ -54,6 +55,8 @@ export interface AppOptions {
   ingest?: IngestOptions
   /** The mailbox sync of incoming connectors; it starts only when `autostart` is set. */
   sync?: MailboxSyncPluginOptions
+  /** Webhook delivery (WEBHOOK_*); the delivery worker starts only when `autostart` is set. */
+  webhooks?: WebhookPluginOptions
   /** The time leases, pauses and retries are measured in; the workers use it unless given their own (tests move it). */
   clock?: () => Date
 }
@@ -109,6 +112,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     messageSizeLimit: options.messageSizeLimit,
     ingest: options.ingest,
     clock: options.clock,
+    webhooks: options.webhooks,
   })
   await app.register(authPlugin)
   for (const schema of appModules.flatMap((module) => module.schemas ?? [])) app.addSchema(schema)

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import ipaddr from 'ipaddr.js'
 import { Value } from '@sinclair/typebox/value'
 import { GRAPH_LIMITS } from './graph/limits.ts'
 
@@ -77,6 +78,16 @@ export const EnvSchema = Type.Object({
     default: 60,
     description: 'Seconds between reads of each synced mailbox folder when nothing wakes it',
   }),
+  WEBHOOK_ALLOW_HTTP: Type.Boolean({
+    default: false,
+    description: 'Accept plain http webhook URLs (a receiver on a trusted network)',
+  }),
+  WEBHOOK_ALLOWED_NETWORKS: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description: 'Comma-separated CIDR networks webhooks may reach although they are private, loopback or link-local (e.g. 10.1.2.0/24)',
+    }),
+  ),
   SYNC_CONCURRENCY: Type.Integer({
     minimum: 1,
     maximum: 256,
@@ -165,6 +176,7 @@ export interface AppConfig {
   syncIntervalMs: number
   /** SYNC_CONCURRENCY. */
   syncConcurrency: number
+  webhooks: { allowHttp: boolean; allowedNetworks: string[] }
   graphqlIntrospection: boolean
   ingest: IngestSettings
 }
@@ -189,6 +201,8 @@ const expectations: Record<keyof Env, string> = {
   SEND_RATE_PER_MINUTE: 'an integer from 1 to 10000',
   SYNC_INTERVAL: 'a number of seconds from 5 to 86400',
   SYNC_CONCURRENCY: 'an integer from 1 to 256',
+  WEBHOOK_ALLOW_HTTP: '"true" or "false"',
+  WEBHOOK_ALLOWED_NETWORKS: 'comma-separated CIDR networks such as 10.0.0.0/8,fd00::/8',
   SEND_MAX_ATTEMPTS: 'an integer from 1 to 100',
   GRAPHQL_INTROSPECTION: '"true" or "false"',
   INGEST_DEDUPE_SCOPE: '"global" or "connector"',
@@ -209,6 +223,15 @@ export class ConfigError extends Error {
   }
 }
 
+function isCidr(network: string): boolean {
+  try {
+    ipaddr.parseCIDR(network)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** Reads only the variables the schema names; blank values count as unset. */
 export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
   const raw: Record<string, unknown> = {}
@@ -226,6 +249,9 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
     const valid = env as Env
     if (valid.INGEST_REFERENCE_PATTERN !== undefined && !isUsableReferencePattern(valid.INGEST_REFERENCE_PATTERN)) {
       problems.set('INGEST_REFERENCE_PATTERN', expectations.INGEST_REFERENCE_PATTERN)
+    }
+    if (valid.WEBHOOK_ALLOWED_NETWORKS !== undefined && !valid.WEBHOOK_ALLOWED_NETWORKS.split(',').every((network) => isCidr(network.trim()))) {
+      problems.set('WEBHOOK_ALLOWED_NETWORKS', expectations.WEBHOOK_ALLOWED_NETWORKS)
     }
     if (valid.DATABASE_URL && !valid.SECRETS_KEY) {
       problems.set('SECRETS_KEY', `${expectations.SECRETS_KEY}; it is required with an external DATABASE_URL`)
@@ -254,6 +280,7 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
     dispatcher: { enabled: valid.DISPATCHER_ENABLED, perMinute: valid.SEND_RATE_PER_MINUTE, maxAttempts: valid.SEND_MAX_ATTEMPTS },
     syncIntervalMs: valid.SYNC_INTERVAL * 1000,
     syncConcurrency: valid.SYNC_CONCURRENCY,
+    webhooks: { allowHttp: valid.WEBHOOK_ALLOW_HTTP, allowedNetworks: valid.WEBHOOK_ALLOWED_NETWORKS?.split(',').map((network) => network.trim()) ?? [] },
     graphqlIntrospection: valid.GRAPHQL_INTROSPECTION,
     ingest: {
       dedupeScope: valid.INGEST_DEDUPE_SCOPE,

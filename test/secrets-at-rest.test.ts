@@ -65,16 +65,21 @@ describe('no plaintext secret at rest', () => {
         expect(created.statusCode).toBe(201)
         await t.app.inject({ method: 'POST', url: `/v1/integrations/${created.json().id}/test`, headers: bearer(t.adminKey) })
       }
+      // A webhook's signing secret, and the one that replaced it.
+      const webhook = await t.app.inject({ method: 'POST', url: '/v1/webhooks', headers: bearer(t.adminKey), payload: { url: 'https://hooks.example.com/in', eventTypes: ['*'] } })
+      const rotated = await t.app.inject({ method: 'POST', url: `/v1/webhooks/${webhook.json().endpoint.id}/rotate-secret`, headers: bearer(t.adminKey), payload: {} })
+      const signing = [webhook.json().secret as string, rotated.json().secret as string].map((secret) => secret.slice('whsec_'.length))
+      expect(signing.every((secret) => secret.length > 40)).toBe(true)
       const db = t.db.database.db
       const tables = rowsOf<{ table_schema: string; table_name: string }>(
         await db.execute(
           sql`select table_schema, table_name from information_schema.tables where table_schema in ('public', 'drizzle')`,
         ),
       )
-      expect(tables.map((row) => row.table_name)).toEqual(expect.arrayContaining(['integrations', 'connection_tests', 'audit_events']))
+      expect(tables.map((row) => row.table_name)).toEqual(expect.arrayContaining(['integrations', 'connection_tests', 'audit_events', 'webhook_endpoints']))
       for (const { table_schema, table_name } of tables) {
         const dump = JSON.stringify(rowsOf(await db.execute(sql.raw(`select * from "${table_schema}"."${table_name}"`))))
-        for (const needle of [SECRET, certificate.password, keyNeedle, certificate.pfx.slice(100, 160)]) {
+        for (const needle of [SECRET, certificate.password, keyNeedle, certificate.pfx.slice(100, 160), ...signing]) {
           expect(dump.includes(needle), `${table_name} holds a secret`).toBe(false)
         }
       }

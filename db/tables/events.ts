@@ -12,6 +12,7 @@ export const EVENT_TYPES = [
   'email.discarded',
   'email.duplicate',
   'connector.disabled',
+  'webhook.disabled',
 ] as const
 export type EventType = (typeof EVENT_TYPES)[number]
 

@@ -11,6 +11,7 @@ import { integrationsModule } from './integrations/index.ts'
 import { mailboxSyncModule } from './mailbox-sync/index.ts'
 import type { AppModule } from './module.ts'
 import { outboundModule } from './outbound/index.ts'
+import { webhooksModule } from './webhooks/index.ts'
 
 /** Every domain module, in the order their routes, schemas and tags appear in the API. */
 export const appModules: AppModule[] = [
@@ -25,5 +26,6 @@ export const appModules: AppModule[] = [
   inboundModule,
   mailboxSyncModule,
   eventsModule,
+  webhooksModule,
   attachmentsModule,
 ]

@@ -18,6 +18,9 @@ import { EmailRouteRepository } from './email-routes/repository.ts'
 import { RouteBook } from './email-routes/route-book.ts'
 import { EmailRouteService } from './email-routes/service.ts'
 import { EventFeed } from './events/feed.ts'
+import { AddressPolicy, WebhookHttp } from './webhooks/http.ts'
+import { WebhookRepository } from './webhooks/repository.ts'
+import { WebhookService } from './webhooks/service.ts'
 import { EventLog } from './events/service.ts'
 import { InboundPipeline } from './inbound/pipeline.ts'
 import { InboundRepository } from './inbound/repository.ts'
@@ -56,6 +59,9 @@ export interface Services {
   inbound: InboundService
   /** Where incoming connectors' folders stand, and syncing them now. */
   mailboxSync: MailboxSyncService
+  webhooks: WebhookService
+  /** The webhook endpoints' HTTP client (closed with the app). */
+  webhookHttp: WebhookHttp
 }
 
 export interface ServiceDeps {
@@ -70,6 +76,8 @@ export interface ServiceDeps {
   log?: FastifyBaseLogger
   /** The time Graph pauses and request slots are measured in. */
   clock?: () => Date
+  /** WEBHOOK_ALLOW_HTTP and WEBHOOK_ALLOWED_NETWORKS. */
+  webhooks?: { allowHttp?: boolean; allowedNetworks?: string[] }
 }
 
 /**
@@ -178,5 +186,17 @@ export function createServices(deps: ServiceDeps): Services {
     sentAnyOf: (outboxIds, messageIds) => sentMail.sentAnyOf(outboxIds, messageIds),
     onStage: deps.ingest?.onStage,
   })
-  return { audit, apiKeys, events, eventFeed: new EventFeed(db), attachments, integrations, mailboxes, connectors, routes, blockedAddresses, messages, inbound, mailboxSync }
+  const webhookHttp = new WebhookHttp(new AddressPolicy(deps.webhooks?.allowedNetworks ?? []))
+  const webhooks = new WebhookService({
+    db,
+    repository: new WebhookRepository(),
+    secretBox,
+    audit,
+    events,
+    http: webhookHttp,
+    connectors: { exists: async (executor, id) => (await connectorRepository.findById(executor, id)) !== undefined },
+    allowHttp: deps.webhooks?.allowHttp ?? false,
+    clock: deps.clock,
+  })
+  return { webhooks, webhookHttp, audit, apiKeys, events, eventFeed: new EventFeed(db), attachments, integrations, mailboxes, connectors, routes, blockedAddresses, messages, inbound, mailboxSync }
 }

@@ -39,6 +39,7 @@ export async function buildTestApp(
     ingest?: AppOptions['ingest']
     sync?: AppOptions['sync']
     clock?: AppOptions['clock']
+    webhooks?: AppOptions['webhooks']
   } = {},
 ): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase())
@@ -63,6 +64,7 @@ export async function buildTestApp(
     ingest: options.ingest,
     sync: options.sync,
     clock: options.clock,
+    webhooks: options.webhooks,
   })
   options.extend?.(app)
   await app.services.apiKeys.ensureInitialAdminKey(TEST_ADMIN_KEY)

@@ -5,7 +5,7 @@ import { decodeCursor, toPage, type PageResult } from '../../lib/schemas.ts'
 import { withIsoDates, type Jsonified } from '../../lib/serialize.ts'
 import type { AuditEventRow, AuditRepository } from './repository.ts'
 
-export type AuditAction = 'create' | 'update' | 'delete' | 'test' | 'enable' | 'disable' | 'revoke' | 'confirm_work_item' | 'reprocess' | 'reapply'
+export type AuditAction = 'create' | 'update' | 'delete' | 'test' | 'enable' | 'disable' | 'revoke' | 'confirm_work_item' | 'reprocess' | 'reapply' | 'rotate_secret' | 'replay'
 
 /** Who did it: the API key, or the system itself (bootstrap, automatic disable). */
 export interface Actor {

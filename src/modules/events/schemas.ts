@@ -99,6 +99,10 @@ export const EVENT_DATA: Record<EventType, TObject> = {
     },
     'A sent message came back undelivered for a recipient (a delivery report).',
   ),
+  'webhook.disabled': data(
+    { endpointId: Uuid, url: Type.String(), reason: Type.String() },
+    'A webhook endpoint was disabled: it answered 410 Gone, or every delivery to it failed for 3 days.',
+  ),
   'connector.disabled': data(
     { connectorId: Uuid, name: Type.String(), reason: NullableText, automatic: Type.Boolean() },
     'A connector was disabled: by a person, or automatically after its mailbox failed too often.',

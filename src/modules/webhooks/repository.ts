@@ -1,0 +1,263 @@
+import { and, asc, desc, eq, inArray, lt, sql } from 'drizzle-orm'
+import { domainEvents, webhookAttempts, webhookDeliveries, webhookEndpoints, webhookFanout } from '../../../db/schema.ts'
+import { rowsOf, type Db } from '../../database/index.ts'
+import { newId } from '../../lib/ids.ts'
+import type { AttemptResult } from './http.ts'
+
+export type EndpointRow = typeof webhookEndpoints.$inferSelect
+export type DeliveryRow = typeof webhookDeliveries.$inferSelect
+export type AttemptRow = typeof webhookAttempts.$inferSelect
+
+/** A delivery this instance holds the lease of, with its event and endpoint. */
+export interface ClaimedDelivery {
+  id: string
+  endpointId: string
+  eventId: string
+  attempts: number
+  firstAttemptAt: Date | null
+  event: { id: string; type: string; subjectType: string; subjectId: string; payload: Record<string, unknown>; occurredAt: Date }
+}
+
+/** Whether an event type is one of an endpoint's patterns (`message.sent`, `message.*`, `*`). */
+export function typeMatches(patterns: readonly string[], type: string): boolean {
+  return patterns.some((pattern) => pattern === '*' || pattern === type || (pattern.endsWith('.*') && type.startsWith(pattern.slice(0, -1))))
+}
+
+const FANOUT_ROW = 1
+const FANOUT_PAGE = 500
+
+export class WebhookRepository {
+  async insertEndpoint(tx: Db, row: typeof webhookEndpoints.$inferInsert): Promise<EndpointRow> {
+    const [created] = await tx.insert(webhookEndpoints).values(row).returning()
+    return created!
+  }
+
+  async updateEndpoint(tx: Db, id: string, changes: Partial<typeof webhookEndpoints.$inferInsert>): Promise<EndpointRow | undefined> {
+    const [updated] = await tx.update(webhookEndpoints).set(changes).where(eq(webhookEndpoints.id, id)).returning()
+    return updated
+  }
+
+  async findEndpoint(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<EndpointRow | undefined> {
+    const query = executor.select().from(webhookEndpoints).where(eq(webhookEndpoints.id, id))
+    const [row] = options.forUpdate ? await query.for('update') : await query
+    return row
+  }
+
+  async listEndpoints(executor: Db): Promise<EndpointRow[]> {
+    return executor.select().from(webhookEndpoints).orderBy(asc(webhookEndpoints.createdAt), asc(webhookEndpoints.id))
+  }
+
+  async deleteEndpoint(tx: Db, id: string): Promise<boolean> {
+    return (await tx.delete(webhookEndpoints).where(eq(webhookEndpoints.id, id)).returning({ id: webhookEndpoints.id })).length > 0
+  }
+
+  /**
+   * Fans the next events of the feed out to the endpoints that want them, one delivery each,
+   * and moves the fan-out's place past them, in one transaction: each event is fanned out
+   * once, whichever instance does it (the others skip the locked row). How many events it read.
+   */
+  async fanOut(db: Db, now: Date): Promise<number> {
+    return db.transaction(async (tx) => {
+      let [place] = await tx.select().from(webhookFanout).where(eq(webhookFanout.id, FANOUT_ROW)).for('update', { skipLocked: true })
+      if (!place) {
+        await tx.insert(webhookFanout).values({ id: FANOUT_ROW, txId: 0, eventId: '00000000-0000-0000-0000-000000000000' }).onConflictDoNothing()
+        ;[place] = await tx.select().from(webhookFanout).where(eq(webhookFanout.id, FANOUT_ROW)).for('update', { skipLocked: true })
+        if (!place) return 0
+      }
+      const events = rowsOf<{ id: string; tx_id: string | number; type: string; payload: Record<string, unknown>; occurred_at: string | Date }>(
+        await tx.execute(sql`
+          select id, tx_id, type, payload, occurred_at from ${domainEvents}
+          where (tx_id, id) > (${place.txId}::bigint, ${place.eventId}::uuid) and tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+          order by tx_id, id limit ${FANOUT_PAGE}`),
+      )
+      if (events.length === 0) return 0
+      const endpoints = await tx
+        .select({ id: webhookEndpoints.id, eventTypes: webhookEndpoints.eventTypes, connectorId: webhookEndpoints.connectorId, createdAt: webhookEndpoints.createdAt })
+        .from(webhookEndpoints)
+        .where(eq(webhookEndpoints.enabled, true))
+      const deliveries: (typeof webhookDeliveries.$inferInsert)[] = []
+      for (const event of events) {
+        const occurredAt = new Date(event.occurred_at)
+        for (const endpoint of endpoints) {
+          if (endpoint.createdAt > occurredAt || !typeMatches(endpoint.eventTypes, event.type)) continue
+          if (endpoint.connectorId && event.payload.connectorId !== endpoint.connectorId) continue
+          deliveries.push({ id: newId(), endpointId: endpoint.id, eventId: event.id, eventTxId: Number(event.tx_id), nextAttemptAt: now, createdAt: now })
+        }
+      }
+      for (let start = 0; start < deliveries.length; start += 1000) await tx.insert(webhookDeliveries).values(deliveries.slice(start, start + 1000))
+      const last = events.at(-1)!
+      await tx.update(webhookFanout).set({ txId: Number(last.tx_id), eventId: last.id }).where(eq(webhookFanout.id, FANOUT_ROW))
+      return events.length
+    })
+  }
+
+  /**
+   * Takes the lease of up to `limit` due deliveries: of an ordered endpoint only its first
+   * undelivered one (in feed order), when nobody holds it; of a parallel endpoint any due one.
+   * An expired lease (a dead instance) is taken over.
+   */
+  async claimDue(executor: Db, owner: string, limit: number, leaseMs: number, now: Date): Promise<ClaimedDelivery[]> {
+    if (limit <= 0) return []
+    const at = now.toISOString()
+    const until = new Date(now.getTime() + leaseMs).toISOString()
+    const rows = rowsOf<Record<string, unknown>>(
+      await executor.execute(sql`
+        with heads as (
+          select distinct on (d.endpoint_id) d.id
+          from ${webhookDeliveries} d join ${webhookEndpoints} e on e.id = d.endpoint_id
+          where d.state = 'pending' and e.enabled and not e.parallel
+          order by d.endpoint_id, d.event_tx_id, d.event_id, d.id
+        ), candidates as (
+          select d.id from ${webhookDeliveries} d join ${webhookEndpoints} e on e.id = d.endpoint_id
+          where d.state = 'pending' and e.enabled and (not e.parallel and d.id in (select id from heads) or e.parallel)
+            and d.next_attempt_at <= ${at}::timestamptz and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
+          order by d.next_attempt_at, d.id
+          limit ${limit}
+          for update of d skip locked
+        )
+        update ${webhookDeliveries} d set lease_owner = ${owner}, lease_expires_at = ${until}::timestamptz,
+          first_attempt_at = coalesce(d.first_attempt_at, ${at}::timestamptz)
+        from candidates c, ${domainEvents} ev
+        where d.id = c.id and ev.id = d.event_id
+        returning d.id, d.endpoint_id, d.event_id, d.attempts, d.first_attempt_at,
+          ev.type, ev.subject_type, ev.subject_id, ev.payload, ev.occurred_at`),
+    )
+    return rows.map((row) => ({
+      id: String(row.id),
+      endpointId: String(row.endpoint_id),
+      eventId: String(row.event_id),
+      attempts: Number(row.attempts),
+      firstAttemptAt: row.first_attempt_at ? new Date(row.first_attempt_at as string) : null,
+      event: {
+        id: String(row.event_id),
+        type: String(row.type),
+        subjectType: String(row.subject_type),
+        subjectId: String(row.subject_id),
+        payload: row.payload as Record<string, unknown>,
+        occurredAt: new Date(row.occurred_at as string),
+      },
+    }))
+  }
+
+  /** Renews a lease still held; false when another instance took the delivery over. */
+  async renew(executor: Db, id: string, owner: string, until: Date): Promise<boolean> {
+    const rows = await executor
+      .update(webhookDeliveries)
+      .set({ leaseExpiresAt: until })
+      .where(and(eq(webhookDeliveries.id, id), eq(webhookDeliveries.leaseOwner, owner), eq(webhookDeliveries.state, 'pending')))
+      .returning({ id: webhookDeliveries.id })
+    return rows.length === 1
+  }
+
+  async recordAttempt(tx: Db, deliveryId: string, at: Date, result: AttemptResult): Promise<void> {
+    await tx.insert(webhookAttempts).values({
+      id: newId(),
+      deliveryId,
+      at,
+      status: result.status,
+      durationMs: result.durationMs,
+      responseHeaders: result.headers,
+      responseBody: result.body,
+      error: result.error,
+    })
+  }
+
+  /** Ends or reschedules the delivery, only while `owner` holds it; false when it does not. */
+  async settle(
+    tx: Db,
+    id: string,
+    owner: string,
+    outcome: { state: 'pending' | 'delivered' | 'failed'; attempts: number; nextAttemptAt?: Date; lastStatus: number | null; lastError: string | null; deliveredAt?: Date },
+  ): Promise<boolean> {
+    const rows = await tx
+      .update(webhookDeliveries)
+      .set({
+        state: outcome.state,
+        attempts: outcome.attempts,
+        ...(outcome.nextAttemptAt ? { nextAttemptAt: outcome.nextAttemptAt } : {}),
+        lastStatus: outcome.lastStatus,
+        lastError: outcome.lastError,
+        deliveredAt: outcome.deliveredAt ?? null,
+        leaseOwner: null,
+        leaseExpiresAt: null,
+      })
+      .where(and(eq(webhookDeliveries.id, id), eq(webhookDeliveries.leaseOwner, owner), eq(webhookDeliveries.state, 'pending')))
+      .returning({ id: webhookDeliveries.id })
+    return rows.length === 1
+  }
+
+  /** An endpoint that stopped failing, or started: failing_since kept from the first failure. */
+  async markHealth(tx: Db, endpointId: string, failing: boolean, now: Date): Promise<EndpointRow | undefined> {
+    const [row] = await tx
+      .update(webhookEndpoints)
+      .set({ failingSince: failing ? sql`coalesce(${webhookEndpoints.failingSince}, ${now.toISOString()}::timestamptz)` : null })
+      .where(eq(webhookEndpoints.id, endpointId))
+      .returning()
+    return row
+  }
+
+  /** An endpoint's deliveries, newest first, each with its last 20 attempts (two statements). */
+  async deliveriesOf(executor: Db, endpointId: string, limit: number, before?: string): Promise<{ delivery: DeliveryRow; attempts: AttemptRow[] }[]> {
+    const deliveries = await executor
+      .select()
+      .from(webhookDeliveries)
+      .where(and(eq(webhookDeliveries.endpointId, endpointId), before ? lt(webhookDeliveries.id, before) : undefined))
+      .orderBy(desc(webhookDeliveries.id))
+      .limit(limit)
+    if (deliveries.length === 0) return []
+    const attempts = await executor
+      .select()
+      .from(webhookAttempts)
+      .where(inArray(webhookAttempts.deliveryId, deliveries.map((delivery) => delivery.id)))
+      .orderBy(asc(webhookAttempts.at), asc(webhookAttempts.id))
+    const byDelivery = new Map<string, AttemptRow[]>()
+    for (const attempt of attempts) byDelivery.set(attempt.deliveryId, [...(byDelivery.get(attempt.deliveryId) ?? []), attempt].slice(-20))
+    return deliveries.map((delivery) => ({ delivery, attempts: byDelivery.get(delivery.id) ?? [] }))
+  }
+
+  async findDelivery(executor: Db, endpointId: string, id: string): Promise<DeliveryRow | undefined> {
+    const [row] = await executor.select().from(webhookDeliveries).where(and(eq(webhookDeliveries.id, id), eq(webhookDeliveries.endpointId, endpointId)))
+    return row
+  }
+
+  /** A new delivery of an event already delivered (or given up), due now. */
+  async queueAgain(tx: Db, delivery: Pick<DeliveryRow, 'endpointId' | 'eventId' | 'eventTxId'>, now: Date): Promise<DeliveryRow> {
+    const [row] = await tx.insert(webhookDeliveries).values({ id: newId(), endpointId: delivery.endpointId, eventId: delivery.eventId, eventTxId: delivery.eventTxId, nextAttemptAt: now, createdAt: now }).returning()
+    return row!
+  }
+
+  /** The endpoint's events since a time, queued again (up to `max`); how many. */
+  async queueSince(tx: Db, endpoint: EndpointRow, since: Date, max: number, now: Date): Promise<number> {
+    const events = await tx
+      .select({ id: domainEvents.id, txId: domainEvents.txId, type: domainEvents.type, payload: domainEvents.payload })
+      .from(domainEvents)
+      .where(sql`${domainEvents.occurredAt} >= ${since.toISOString()}::timestamptz and ${domainEvents.txId} < pg_snapshot_xmin(pg_current_snapshot())::text::bigint`)
+      .orderBy(asc(domainEvents.txId), asc(domainEvents.id))
+    const wanted = events
+      .filter((event) => typeMatches(endpoint.eventTypes, event.type) && (!endpoint.connectorId || event.payload.connectorId === endpoint.connectorId))
+      .slice(0, max)
+    for (let start = 0; start < wanted.length; start += 1000) {
+      await tx.insert(webhookDeliveries).values(wanted.slice(start, start + 1000).map((event) => ({ id: newId(), endpointId: endpoint.id, eventId: event.id, eventTxId: event.txId, nextAttemptAt: now, createdAt: now })))
+    }
+    return wanted.length
+  }
+
+  /** Pending deliveries of an endpoint are dropped when it is deleted (cascade) or disabled: failed with the reason. */
+  async failPending(tx: Db, endpointId: string, reason: string): Promise<void> {
+    await tx
+      .update(webhookDeliveries)
+      .set({ state: 'failed', lastError: reason, leaseOwner: null, leaseExpiresAt: null })
+      .where(and(eq(webhookDeliveries.endpointId, endpointId), eq(webhookDeliveries.state, 'pending')))
+  }
+
+  /** Per enabled endpoint, when its oldest undelivered event occurred (for the lag metric). */
+  async oldestPending(executor: Db): Promise<{ endpointId: string; occurredAt: Date }[]> {
+    const rows = rowsOf<{ endpoint_id: string; occurred_at: string | Date }>(
+      await executor.execute(sql`
+        select d.endpoint_id, min(ev.occurred_at) as occurred_at
+        from ${webhookDeliveries} d join ${domainEvents} ev on ev.id = d.event_id
+        where d.state = 'pending' group by d.endpoint_id`),
+    )
+    return rows.map((row) => ({ endpointId: row.endpoint_id, occurredAt: new Date(row.occurred_at) }))
+  }
+}

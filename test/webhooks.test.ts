@@ -1,0 +1,282 @@
+import { randomUUID } from 'node:crypto'
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Webhook } from 'standardwebhooks'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import type { EventType } from '../db/schema.ts'
+import { createWebhookDelivery } from '../src/modules/webhooks/index.ts'
+import { bearer, buildTestApp, graphql, type TestApp } from './support/app.ts'
+
+/** A local receiver: answers from a script (default 200), records every request. */
+class Receiver {
+  readonly requests: { headers: IncomingHttpHeaders; body: string }[] = []
+  answers: number[] = []
+  private server!: Server
+  url = ''
+
+  async start(): Promise<void> {
+    this.server = createServer((request, response) => {
+      const chunks: Buffer[] = []
+      request.on('data', (chunk: Buffer) => chunks.push(chunk))
+      request.on('end', () => {
+        this.requests.push({ headers: request.headers, body: Buffer.concat(chunks).toString('utf8') })
+        const status = this.answers.shift() ?? 200
+        response.writeHead(status, { 'content-type': 'text/plain', 'x-receiver': 'test' }).end(status >= 300 ? `nope ${status}` : 'thanks')
+      })
+    })
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve))
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks`
+  }
+
+  ids(): string[] {
+    return this.requests.map((request) => String(request.headers['webhook-id']))
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections()
+    await new Promise((resolve) => this.server.close(resolve))
+  }
+}
+
+let t: TestApp
+const receiver = new Receiver()
+let offsetMs = 0
+const clock = () => new Date(Date.now() + offsetMs)
+
+beforeAll(async () => {
+  await receiver.start()
+  t = await buildTestApp({ clock, webhooks: { autostart: false, allowHttp: true, allowedNetworks: ['127.0.0.0/8'], settings: { leaseMs: 5_000 } } })
+})
+afterAll(async () => {
+  await t.close()
+  await receiver.stop()
+})
+beforeEach(() => {
+  receiver.requests.length = 0
+  receiver.answers = []
+})
+
+async function admin(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: unknown) {
+  const response = await t.app.inject({ method, url, headers: bearer(t.adminKey), ...(payload === undefined ? {} : { payload: payload as object }) })
+  return { status: response.statusCode, body: response.statusCode === 204 ? null : response.json() }
+}
+
+async function endpoint(input: Record<string, unknown> = {}) {
+  const created = await admin('POST', '/v1/webhooks', { url: receiver.url, eventTypes: ['email.*'], ...input })
+  expect(created.status, JSON.stringify(created.body)).toBe(201)
+  return { id: created.body.endpoint.id as string, secret: created.body.secret as string }
+}
+
+/** Events as the modules record them: through the event log, in a transaction. */
+async function record(count: number, type: EventType = 'email.duplicate'): Promise<string[]> {
+  const ids: string[] = []
+  for (let n = 0; n < count; n++) {
+    const emailId = randomUUID()
+    await t.app.database.db.transaction((tx) =>
+      t.app.services.events.record(tx, { type, subjectType: 'inbound_email', subjectId: emailId, payload: { emailId, connectorId: randomUUID(), duplicateOf: randomUUID(), way: 'source' }, occurredAt: clock() }),
+    )
+  }
+  const feed = await t.app.inject({ method: 'GET', url: '/v1/events?limit=500', headers: bearer(t.adminKey) })
+  const all = feed.json().items as { id: string }[]
+  ids.push(...all.slice(-count).map((event) => event.id))
+  return ids
+}
+
+async function deliverAll(worker = t.app.webhookDelivery) {
+  for (let run = 0; run < 20; run++) if ((await worker.runOnce()) === 0) return
+}
+
+function verified(secret: string, request: { headers: IncomingHttpHeaders; body: string }) {
+  return new Webhook(secret).verify(request.body, request.headers as Record<string, string>) as { id: string; type: string }
+}
+
+async function disableAll() {
+  for (const item of (await admin('GET', '/v1/webhooks')).body.items as { id: string }[]) await admin('DELETE', `/v1/webhooks/${item.id}`)
+}
+
+describe('webhooks', () => {
+  beforeEach(disableAll)
+
+  it('an endpoint gets a server-made secret shown once; a ping and every event are signed so that the standardwebhooks package verifies them', async () => {
+    const { id, secret } = await endpoint()
+    expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/)
+    const shown = await admin('GET', `/v1/webhooks/${id}`)
+    expect(JSON.stringify(shown.body)).not.toContain(secret.slice(6))
+    const ping = await admin('POST', `/v1/webhooks/${id}/test`, {})
+    expect(ping.body).toMatchObject({ ok: true, status: 200, responseBody: 'thanks', error: null })
+    expect(verified(secret, receiver.requests[0]!)).toMatchObject({ type: 'ping' })
+
+    const events = await record(3)
+    await record(1, 'message.sent') // not asked for
+    await deliverAll()
+    expect(receiver.ids().slice(1)).toEqual(events)
+    for (const request of receiver.requests.slice(1)) expect(verified(secret, request)).toMatchObject({ type: 'email.duplicate' })
+    const forged = { ...receiver.requests[1]!, body: receiver.requests[1]!.body.replace('source', 'forged') }
+    expect(() => verified(secret, forged)).toThrow()
+    const deliveries = (await admin('GET', `/v1/webhooks/${id}/deliveries`)).body.items as { eventId: string; state: string; attemptLog: { status: number; responseHeaders: Record<string, string> }[] }[]
+    expect(deliveries.map((delivery) => delivery.state)).toEqual(['delivered', 'delivered', 'delivered'])
+    expect(deliveries[0]!.attemptLog[0]).toMatchObject({ status: 200, responseHeaders: { 'x-receiver': 'test' } })
+  })
+
+  it('retries a failing receiver with backoff, in order, and loses nothing once it recovers', async () => {
+    const { id } = await endpoint()
+    const events = await record(3)
+    receiver.answers = [500, 503]
+    await deliverAll()
+    // The first failed; the ones after it wait (feed order).
+    expect(receiver.ids()).toEqual([events[0]])
+    offsetMs += 7_000 // past the first retry (5 s ± 20 %)
+    await deliverAll()
+    expect(receiver.ids()).toEqual([events[0], events[0]])
+    offsetMs += 40_000 // past the second (30 s ± 20 %)
+    await deliverAll()
+    expect(receiver.ids()).toEqual([events[0], events[0], events[0], events[1], events[2]])
+    const deliveries = (await admin('GET', `/v1/webhooks/${id}/deliveries`)).body.items as { eventId: string; attempts: number; attemptLog: { status: number; responseBody: string }[] }[]
+    const first = deliveries.find((delivery) => delivery.eventId === events[0])!
+    expect(first.attempts).toBe(3)
+    expect(first.attemptLog.map((attempt) => attempt.status)).toEqual([500, 503, 200])
+    expect(first.attemptLog[0]!.responseBody).toBe('nope 500')
+    expect((await admin('GET', `/v1/webhooks/${id}`)).body.failingSince).toBeNull()
+  })
+
+  it('410 Gone disables the endpoint at once, with a webhook.disabled event', async () => {
+    const { id } = await endpoint()
+    await record(2)
+    receiver.answers = [410]
+    await deliverAll()
+    const shown = (await admin('GET', `/v1/webhooks/${id}`)).body
+    expect(shown).toMatchObject({ enabled: false, disabledReason: expect.stringContaining('410') })
+    expect(receiver.requests).toHaveLength(1)
+    const feed = await t.app.inject({ method: 'GET', url: '/v1/events?types=webhook.disabled&limit=500', headers: bearer(t.adminKey) })
+    expect((feed.json().items as { data: { endpointId: string } }[]).map((event) => event.data.endpointId)).toContain(id)
+    const metrics = (await t.app.inject({ method: 'GET', url: '/metrics', headers: bearer(t.adminKey) })).body
+    expect(metrics).toMatch(/mailgate_webhook_deliveries_total\{outcome="gone"\} [1-9]/)
+    expect(metrics).toContain('mailgate_webhook_lag_seconds')
+  })
+
+  it('a receiver down for 3 days gets the endpoint disabled with its reason', async () => {
+    const { id } = await endpoint()
+    await record(1)
+    receiver.answers = Array(100).fill(503)
+    for (let day = 0; day < 80 && (await admin('GET', `/v1/webhooks/${id}`)).body.enabled; day++) {
+      await deliverAll()
+      offsetMs += 3_600_000 // an hour
+    }
+    const shown = (await admin('GET', `/v1/webhooks/${id}`)).body
+    expect(shown).toMatchObject({ enabled: false, disabledReason: expect.stringContaining('3 days') })
+    const deliveries = (await admin('GET', `/v1/webhooks/${id}/deliveries`)).body.items as { state: string; attempts: number }[]
+    expect(deliveries[0]).toMatchObject({ state: 'failed' })
+    expect(deliveries[0]!.attempts).toBeGreaterThanOrEqual(10)
+  })
+
+  it('replays one delivery and a range, with the same webhook-id', async () => {
+    const { id } = await endpoint()
+    const since = clock().toISOString()
+    const events = await record(2)
+    await deliverAll()
+    const [newest] = (await admin('GET', `/v1/webhooks/${id}/deliveries`)).body.items as { id: string; eventId: string }[]
+    expect((await admin('POST', `/v1/webhooks/${id}/deliveries/${newest!.id}/replay`, {})).status).toBe(202)
+    await deliverAll()
+    expect(receiver.ids()).toEqual([...events, newest!.eventId])
+    const range = await admin('POST', `/v1/webhooks/${id}/replay`, { since })
+    expect(range.body).toEqual({ queued: 2 })
+    await deliverAll()
+    expect(receiver.ids().slice(3)).toEqual(events)
+    expect((await admin('POST', `/v1/webhooks/${id}/deliveries/${randomUUID()}/replay`, {})).status).toBe(404)
+  })
+
+  it('a rotated secret: both sign during the overlap, then only the new one', async () => {
+    const { id, secret: old } = await endpoint()
+    const rotated = await admin('POST', `/v1/webhooks/${id}/rotate-secret`, { overlapHours: 24 })
+    const fresh = rotated.body.secret as string
+    expect(fresh).not.toBe(old)
+    expect(rotated.body.endpoint.secondSecretUntil).not.toBeNull()
+    await record(1)
+    await deliverAll()
+    const during = receiver.requests.at(-1)!
+    expect(String(during.headers['webhook-signature']).split(' ')).toHaveLength(2)
+    expect(verified(old, during)).toBeTruthy()
+    expect(verified(fresh, during)).toBeTruthy()
+    offsetMs += 25 * 3_600_000
+    await record(1)
+    await deliverAll()
+    const after = receiver.requests.at(-1)!
+    expect(String(after.headers['webhook-signature']).split(' ')).toHaveLength(1)
+    expect(() => new Webhook(old).verify(after.body, { ...(after.headers as Record<string, string>), 'webhook-timestamp': String(after.headers['webhook-timestamp']) })).toThrow()
+  })
+
+  it('two workers never deliver an event twice to one endpoint, and keep the feed order', async () => {
+    await endpoint()
+    const events = await record(20)
+    const other = createWebhookDelivery(t.app, { owner: 'second' })
+    for (let run = 0; run < 30; run++) await Promise.all([t.app.webhookDelivery.runOnce(), other.runOnce()])
+    expect(receiver.ids()).toEqual(events)
+  })
+
+  it('a worker that dies after the receiver answered leaves the delivery to be retried, with the same webhook-id', async () => {
+    const { id } = await endpoint()
+    const [event] = await record(1)
+    let frozen = false
+    let thaw!: () => void
+    const thawed = new Promise<void>((resolve) => (thaw = resolve))
+    const dying = createWebhookDelivery(t.app, {
+      owner: 'dying',
+      settings: { leaseMs: 300 },
+      clock,
+      onStep: async (step) => {
+        if (step === 'answered' && !frozen) {
+          frozen = true
+          await thawed
+        }
+      },
+    })
+    const stuck = dying.runOnce()
+    while (!frozen) await new Promise((resolve) => setTimeout(resolve, 10))
+    offsetMs += 1_000 // its lease is over
+    await deliverAll()
+    expect(receiver.ids()).toEqual([event, event])
+    thaw()
+    await stuck
+    const deliveries = (await admin('GET', `/v1/webhooks/${id}/deliveries`)).body.items as { state: string; attemptLog: unknown[] }[]
+    expect(deliveries).toHaveLength(1)
+    expect(deliveries[0]).toMatchObject({ state: 'delivered' })
+    expect(deliveries[0]!.attemptLog).toHaveLength(2)
+  })
+
+  it('GraphQL manages endpoints with the same rules', async () => {
+    const made = (await graphql(t.app, t.adminKey, `mutation { createWebhook(input: { url: "${receiver.url}", eventTypes: ["message.*"] }) { secret endpoint { id eventTypes } } }`)).body
+    expect(made.errors).toBeUndefined()
+    expect(made.data.createWebhook.secret).toMatch(/^whsec_/)
+    const refused = (await graphql(t.app, t.adminKey, `mutation { createWebhook(input: { url: "${receiver.url}", eventTypes: ["nope.*"] }) { secret } }`)).body
+    expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'VALIDATION_FAILED' })
+    const listed = (await graphql(t.app, t.adminKey, `{ webhooks { id } }`)).body
+    expect(listed.data.webhooks.map((hook: { id: string }) => hook.id)).toContain(made.data.createWebhook.endpoint.id)
+  })
+})
+
+describe('no way in through webhooks', () => {
+  let strict: TestApp
+  beforeAll(async () => {
+    strict = await buildTestApp({ webhooks: { autostart: false } })
+  })
+  afterAll(async () => {
+    await strict.close()
+  })
+
+  it('refuses private, loopback, link-local and metadata addresses, plain http, and credentials in the URL, naming the field', async () => {
+    for (const url of ['https://127.0.0.1/hook', 'https://10.0.0.1/hook', 'https://169.254.169.254/latest/meta-data', 'https://[::1]/hook', 'https://[::ffff:127.0.0.1]/hook', 'https://192.168.1.20/x', 'http://example.com/hook', 'https://user:pw@example.com/hook', 'not a url']) {
+      const response = await strict.app.inject({ method: 'POST', url: '/v1/webhooks', headers: bearer(strict.adminKey), payload: { url, eventTypes: ['*'] } })
+      expect(response.statusCode, url).toBe(400)
+      expect(JSON.stringify(response.json().errors), url).toContain('url')
+    }
+    expect((await strict.app.inject({ method: 'GET', url: '/v1/webhooks', headers: bearer(strict.adminKey) })).json().items).toEqual([])
+  })
+
+  it('a name that resolves to a private address is refused when connecting (checked on the address used)', async () => {
+    const created = await strict.app.inject({ method: 'POST', url: '/v1/webhooks', headers: bearer(strict.adminKey), payload: { url: `https://localhost:${new URL(receiver.url).port}/hook`, eventTypes: ['*'] } })
+    expect(created.statusCode).toBe(201)
+    const ping = await strict.app.inject({ method: 'POST', url: `/v1/webhooks/${created.json().endpoint.id}/test`, headers: bearer(strict.adminKey), payload: {} })
+    expect(ping.json()).toMatchObject({ ok: false, status: null, error: expect.stringMatching(/refused: localhost resolves only to addresses webhooks may not reach .*loopback/) })
+    expect(receiver.requests).toHaveLength(0)
+  })
+})
