@@ -71,6 +71,11 @@ async function main(): Promise<void> {
       'some stored credentials were sealed with a key this server does not have: add it to SECRETS_KEY_PREVIOUS, or enter those credentials again',
     )
   }
+  const webhookSecrets = await app.services.webhooks.resealSecrets()
+  if (webhookSecrets.resealed > 0) log.info({ resealed: webhookSecrets.resealed, keyId: secretBox.currentKeyId }, 're-sealed webhook signing secrets with the current SECRETS_KEY')
+  if (webhookSecrets.unreadable.length > 0) {
+    log.warn({ webhookIds: webhookSecrets.unreadable }, 'some webhook signing secrets were sealed with a key this server does not have: add it to SECRETS_KEY_PREVIOUS, or rotate those secrets')
+  }
   const bootstrap = await app.services.apiKeys.ensureInitialAdminKey(config.adminApiKey)
   if (bootstrap?.generatedKey) {
     // Printed once, straight to the terminal and never through the logger, so log shipping

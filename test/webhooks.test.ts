@@ -139,9 +139,9 @@ describe('webhooks', () => {
     expect((await admin('GET', `/v1/webhooks/${id}`)).body.failingSince).toBeNull()
   })
 
-  it('410 Gone disables the endpoint at once, with a webhook.disabled event', async () => {
+  it('410 Gone disables the endpoint at once, with a webhook.disabled event; enabled again, it gets what waited', async () => {
     const { id } = await endpoint()
-    await record(2)
+    const events = await record(2)
     receiver.answers = [410]
     await deliverAll()
     const shown = (await admin('GET', `/v1/webhooks/${id}`)).body
@@ -151,7 +151,14 @@ describe('webhooks', () => {
     expect((feed.json().items as { data: { endpointId: string } }[]).map((event) => event.data.endpointId)).toContain(id)
     const metrics = (await t.app.inject({ method: 'GET', url: '/metrics', headers: bearer(t.adminKey) })).body
     expect(metrics).toMatch(/mailgate_webhook_deliveries_total\{outcome="gone"\} [1-9]/)
-    expect(metrics).toContain('mailgate_webhook_lag_seconds')
+    expect(metrics).toMatch(new RegExp(`mailgate_webhook_lag_seconds\\{endpoint="${id}"\\} \\d`))
+    // Events recorded while it is disabled wait too.
+    const later = await record(1)
+    await deliverAll()
+    expect(receiver.requests).toHaveLength(1)
+    expect((await admin('PATCH', `/v1/webhooks/${id}`, { enabled: true })).body).toMatchObject({ enabled: true, disabledReason: null })
+    await deliverAll()
+    expect(receiver.ids()).toEqual([events[0], events[1], later[0]])
   })
 
   it('a receiver down for 3 days gets the endpoint disabled with its reason', async () => {
@@ -183,6 +190,14 @@ describe('webhooks', () => {
     await deliverAll()
     expect(receiver.ids().slice(3)).toEqual(events)
     expect((await admin('POST', `/v1/webhooks/${id}/deliveries/${randomUUID()}/replay`, {})).status).toBe(404)
+    // A delivery not ended yet is not replayed: it goes out anyway.
+    receiver.answers = [500]
+    await record(1)
+    await deliverAll()
+    const [failing] = (await admin('GET', `/v1/webhooks/${id}/deliveries?limit=1`)).body.items as { id: string; state: string }[]
+    expect(failing!.state).toBe('pending')
+    expect((await admin('POST', `/v1/webhooks/${id}/deliveries/${failing!.id}/replay`, {})).status).toBe(409)
+    expect((await admin('GET', `/v1/webhooks/${id}/deliveries?cursor=nope`)).status).toBe(400)
   })
 
   it('a rotated secret: both sign during the overlap, then only the new one', async () => {

@@ -41,7 +41,8 @@ CREATE TABLE "webhook_endpoints" (
 	"disabled_at" timestamp with time zone,
 	"failing_since" timestamp with time zone,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_tx_id" bigint DEFAULT (pg_current_xact_id()::text::bigint) NOT NULL
 );
 --> statement-breakpoint
 CREATE TABLE "webhook_fanout" (

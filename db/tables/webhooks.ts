@@ -27,6 +27,10 @@ export const webhookEndpoints = pgTable('webhook_endpoints', {
   failingSince: timestamp({ withTimezone: true }),
   createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
   updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  /** The creating transaction's id: the endpoint gets the feed's events of later transactions. */
+  createdTxId: bigint({ mode: 'number' })
+    .notNull()
+    .default(sql`(pg_current_xact_id()::text::bigint)`),
 })
 
 /** Where the fan-out of events to endpoints stands in the feed: one row. */

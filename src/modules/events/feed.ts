@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { EVENT_TYPES, type EventType } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { ValidationError } from '../../lib/errors.ts'
-import { DomainEventRepository, FEED_START, type FeedPosition, type FeedRow } from './repository.ts'
+import { beforeHorizon, DomainEventRepository, FEED_START, type FeedPosition, type FeedRow } from './repository.ts'
 import type { EventFeedPage, EventFeedQuery, FeedEvent } from './schemas.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -43,25 +43,28 @@ function waitSeconds(wait: string | undefined): number {
  * until events come, the wait is over or the reader has gone.
  */
 export class EventFeed {
-  private readonly page: ReturnType<DomainEventRepository['prepareFeedPage']>
+  private readonly db: Db
+  private readonly repository: DomainEventRepository
   private readonly pollMs: number
 
   constructor(db: Db, repository = new DomainEventRepository(), options: { pollMs?: number } = {}) {
-    this.page = repository.prepareFeedPage(db)
+    this.db = db
+    this.repository = repository
     this.pollMs = options.pollMs ?? 250
   }
 
   async read(query: EventFeedQuery, signal?: AbortSignal): Promise<EventFeedPage> {
-    const position = query.after === undefined ? FEED_START : decodeCursor(query.after)
+    let position = query.after === undefined ? FEED_START : decodeCursor(query.after)
     const types = query.types === undefined ? [...EVENT_TYPES] : matchEventTypes(query.types.split(',').map((type) => type.trim()), 'types')
     const deadline = Date.now() + waitSeconds(query.wait) * 1000
-    const params = { txId: position.txId, id: position.id, types: `{${types.join(',')}}`, limit: query.limit }
     for (;;) {
-      const rows = await this.page.execute(params)
-      if (rows.length > 0 || Date.now() >= deadline || signal?.aborted) {
-        const items = rows.map(present)
-        return { items, next: items.at(-1)?.cursor ?? query.after ?? encodeCursor(FEED_START) }
-      }
+      const { rows, horizon } = await this.repository.feedPage(this.db, position, types, query.limit)
+      const last = rows.at(-1)
+      if (last) position = { txId: last.txId, id: last.id }
+      // A short page read everything of its types below the horizon: the reader moves up to it,
+      // so a filtered reader does not scan the same other events again and again.
+      if (rows.length < query.limit && horizon - 1 >= position.txId) position = beforeHorizon(horizon)
+      if (rows.length > 0 || Date.now() >= deadline || signal?.aborted) return { items: rows.map(present), next: encodeCursor(position) }
       try {
         await sleep(Math.min(this.pollMs, deadline - Date.now()), undefined, { signal })
       } catch {

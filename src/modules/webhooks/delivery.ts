@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Db } from '../../database/index.ts'
-import type { BackgroundLoop, Checkpoint, LoopJob, TaskPool } from '../../workers/runner.ts'
+import { SecretUnreadableError } from '../../lib/secret-box.ts'
+import { whileRenewing, type BackgroundLoop, type Checkpoint, type LoopJob, type TaskPool } from '../../workers/runner.ts'
 import type { WebhookHttp } from './http.ts'
 import type { ClaimedDelivery, WebhookRepository } from './repository.ts'
 import type { WebhookService } from './service.ts'
@@ -27,6 +28,8 @@ export const DEFAULT_DELIVERY_SETTINGS: WebhookDeliverySettings = {
   maxConcurrent: 32,
   giveUpAfterMs: 3 * 24 * 3_600_000,
 }
+
+const FANOUT_MS = 200
 
 /** Waits after the 1st, 2nd, ... failed attempt; the last repeats. With ±20 % jitter. */
 export const RETRY_SCHEDULE_MS = [5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000, 28_800_000]
@@ -62,6 +65,8 @@ export class WebhookDelivery implements LoopJob {
   private readonly deps: WebhookDeliveryDeps
   private readonly settings: WebhookDeliverySettings
   private readonly loop: BackgroundLoop
+  private fannedAt = 0
+  private fanOutMore = false
 
   constructor(deps: WebhookDeliveryDeps, loopFor: (job: LoopJob, settings: WebhookDeliverySettings) => BackgroundLoop) {
     this.deps = deps
@@ -86,11 +91,26 @@ export class WebhookDelivery implements LoopJob {
     return this.deps.clock?.() ?? new Date()
   }
 
-  async round(pool: TaskPool): Promise<{ started: number; nextInMs: number }> {
+  async round(pool: TaskPool, { thorough }: { thorough: boolean }): Promise<{ started: number; nextInMs: number }> {
     const { db, repository } = this.deps
-    const fanned = await repository.fanOut(db, this.now())
+    // Finishing deliveries wake the loop many times a second; the fan-out (a locking
+    // transaction) runs at most every FANOUT_MS unless it has more to do.
+    let fanned = 0
+    if (thorough || this.fanOutMore || Date.now() - this.fannedAt >= FANOUT_MS) {
+      fanned = await repository.fanOut(db, this.now())
+      this.fannedAt = Date.now()
+      this.fanOutMore = fanned > 0
+    }
     const claimed = await repository.claimDue(db, this.owner, pool.capacity, this.settings.leaseMs, this.now())
-    for (const delivery of claimed) pool.launch(`endpoint:${delivery.endpointId}`, () => this.deliver(delivery))
+    for (const delivery of claimed) {
+      pool.launch(`endpoint:${delivery.endpointId}`, () =>
+        whileRenewing(
+          () => this.deps.repository.renew(this.deps.db, delivery.id, this.owner, new Date(this.now().getTime() + this.settings.leaseMs)),
+          Math.max(1_000, this.settings.leaseMs / 3),
+          () => this.deliver(delivery),
+        ),
+      )
+    }
     const busy = fanned > 0 || (claimed.length > 0 && pool.capacity === 0)
     return { started: claimed.length, nextInMs: busy ? 0 : this.settings.pollMs }
   }
@@ -99,12 +119,20 @@ export class WebhookDelivery implements LoopJob {
     const { db, repository, service, http } = this.deps
     await this.deps.onStep?.('claimed', delivery.id)
     const endpoint = await repository.findEndpoint(db, delivery.endpointId)
-    if (!endpoint?.enabled) return // disabled meanwhile: its pending deliveries were failed with it
+    if (!endpoint?.enabled) return // disabled meanwhile: the delivery waits for it to be enabled again
     const { event } = delivery
     const body = JSON.stringify({ id: event.id, type: event.type, occurredAt: event.occurredAt.toISOString(), subject: { type: event.subjectType, id: event.subjectId }, data: event.payload })
     const at = this.now()
+    let secrets: string[]
+    try {
+      secrets = service.signingSecrets(endpoint, at)
+    } catch (error) {
+      if (!(error instanceof SecretUnreadableError)) throw error
+      this.deps.log.error({ endpointId: endpoint.id }, 'a webhook signing secret no configured key opens: add the key to SECRETS_KEY_PREVIOUS or rotate the secret; the delivery waits')
+      return
+    }
     // The signature's timestamp is the wall clock's: receivers hold it against theirs.
-    const result = await http.post(endpoint.url, signedHeaders(event.id, new Date(), body, service.signingSecrets(endpoint, at)), body)
+    const result = await http.post(endpoint.url, signedHeaders(event.id, new Date(), body, secrets), body)
     await this.deps.onStep?.('answered', delivery.id)
     const attempts = delivery.attempts + 1
     const now = this.now()
@@ -115,6 +143,9 @@ export class WebhookDelivery implements LoopJob {
     const lastError = ok ? null : (result.error ?? `answered ${result.status}`)
     const outcome = ok ? 'delivered' : gone ? 'gone' : givingUp ? 'failed' : 'retried'
     await db.transaction(async (tx) => {
+      // The endpoint first, then the delivery: settles of one endpoint take turns, and a disable cannot deadlock with them.
+      const locked = await repository.findEndpoint(tx, endpoint.id, { forUpdate: true })
+      if (!locked) return // deleted meanwhile, with its deliveries
       // The attempt happened whatever comes next: it is in the delivery's log.
       await repository.recordAttempt(tx, delivery.id, at, result)
       const settled = await repository.settle(tx, delivery.id, this.owner, {
@@ -129,9 +160,9 @@ export class WebhookDelivery implements LoopJob {
       if (!settled) return
       const health = await repository.markHealth(tx, endpoint.id, !ok, now)
       if (gone) {
-        await service.disableForFailures(tx, endpoint, 'The endpoint answered 410 Gone.')
+        await service.disableForFailures(tx, locked, 'The endpoint answered 410 Gone.')
       } else if (!ok && health?.failingSince && now.getTime() - health.failingSince.getTime() >= this.settings.giveUpAfterMs) {
-        await service.disableForFailures(tx, endpoint, `Every delivery failed for 3 days (since ${health.failingSince.toISOString()}); last: ${lastError}`)
+        await service.disableForFailures(tx, locked, `Every delivery failed for 3 days (since ${health.failingSince.toISOString()}); last: ${lastError}`)
       }
     })
     this.deps.counted?.(outcome)

@@ -58,8 +58,9 @@ export class WebhookHttp {
         if (error) return callback(error, [])
         const usable = addresses.filter((entry) => !this.policy.refusal(entry.address))
         if (usable.length === 0) {
-          const reason = addresses.map((entry) => this.policy.refusal(entry.address)).join('; ')
-          return callback(new AddressRefused(`${hostname} resolves only to addresses webhooks may not reach (${reason})`), [])
+          // The kinds of address only, not the addresses: the answer must not map an internal network.
+          const kinds = [...new Set(addresses.map((entry) => this.policy.refusal(entry.address)?.replace(/^.* is an? /, '').replace(/ address$/, '')))].join(', ')
+          return callback(new AddressRefused(`${hostname} resolves only to addresses webhooks may not reach (${kinds})`), [])
         }
         if ((options as { all?: boolean }).all) return callback(null, usable)
         callback(null, usable[0]!.address, usable[0]!.family)
@@ -88,7 +89,8 @@ export class WebhookHttp {
         dispatcher: this.agent,
         signal: AbortSignal.timeout(TIMEOUT_MS),
       })
-      const kept = await readStart(response.body)
+      // The status decides; a body that is slow or endless after a 2xx does not undo the delivery.
+      const kept = await readStart(response.body).catch((error: unknown) => `(the body could not be read: ${error instanceof Error ? error.message : String(error)})`)
       const answerHeaders: Record<string, string> = {}
       for (const [name, value] of Object.entries(response.headers)) if (value !== undefined) answerHeaders[name] = Array.isArray(value) ? value.join(', ') : String(value)
       return { status: response.statusCode, durationMs: elapsed(), headers: answerHeaders, body: kept, error: null }
@@ -114,5 +116,6 @@ async function readStart(body: AsyncIterable<Buffer>): Promise<string> {
     size += chunk.length
     if (size > 1024 * 1024) break // a receiver streaming on: stop reading (the connection is not reused)
   }
-  return Buffer.concat(chunks).toString('utf8')
+  // PostgreSQL text holds no NUL, and a receiver may answer anything.
+  return Buffer.concat(chunks).toString('utf8').replaceAll('\u0000', '\uFFFD')
 }

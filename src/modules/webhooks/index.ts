@@ -70,8 +70,8 @@ async function webhookWorkers(app: FastifyInstance, options: AppOptions) {
     registers: [app.metrics],
     async collect() {
       this.reset()
-      const now = Date.now()
-      for (const { endpointId, occurredAt } of await repository.oldestPending(app.database.db)) this.set({ endpoint: endpointId }, (now - occurredAt.getTime()) / 1000)
+      const now = (configured.clock ?? options.clock)?.().getTime() ?? Date.now()
+      for (const { endpointId, occurredAt } of await repository.oldestPending(app.database.db)) this.set({ endpoint: endpointId }, Math.max(0, now - occurredAt.getTime()) / 1000)
     },
   })
   const delivery = createWebhookDelivery(

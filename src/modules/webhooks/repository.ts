@@ -37,6 +37,22 @@ export class WebhookRepository {
     return updated
   }
 
+  /** New sealings of the same secrets, only if the row still holds the ones read. */
+  async replaceSecrets(executor: Db, read: Pick<EndpointRow, 'id' | 'secretSealed' | 'previousSecretSealed'>, changes: Partial<EndpointRow>): Promise<boolean> {
+    const rows = await executor
+      .update(webhookEndpoints)
+      .set(changes)
+      .where(
+        and(
+          eq(webhookEndpoints.id, read.id),
+          eq(webhookEndpoints.secretSealed, read.secretSealed),
+          read.previousSecretSealed === null ? sql`${webhookEndpoints.previousSecretSealed} is null` : eq(webhookEndpoints.previousSecretSealed, read.previousSecretSealed),
+        ),
+      )
+      .returning({ id: webhookEndpoints.id })
+    return rows.length === 1
+  }
+
   async findEndpoint(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<EndpointRow | undefined> {
     const query = executor.select().from(webhookEndpoints).where(eq(webhookEndpoints.id, id))
     const [row] = options.forUpdate ? await query.for('update') : await query
@@ -71,15 +87,15 @@ export class WebhookRepository {
           order by tx_id, id limit ${FANOUT_PAGE}`),
       )
       if (events.length === 0) return 0
+      // Disabled endpoints too: their deliveries wait, and go out once they are enabled again.
       const endpoints = await tx
-        .select({ id: webhookEndpoints.id, eventTypes: webhookEndpoints.eventTypes, connectorId: webhookEndpoints.connectorId, createdAt: webhookEndpoints.createdAt })
+        .select({ id: webhookEndpoints.id, eventTypes: webhookEndpoints.eventTypes, connectorId: webhookEndpoints.connectorId, createdTxId: webhookEndpoints.createdTxId })
         .from(webhookEndpoints)
-        .where(eq(webhookEndpoints.enabled, true))
       const deliveries: (typeof webhookDeliveries.$inferInsert)[] = []
       for (const event of events) {
-        const occurredAt = new Date(event.occurred_at)
         for (const endpoint of endpoints) {
-          if (endpoint.createdAt > occurredAt || !typeMatches(endpoint.eventTypes, event.type)) continue
+          // Positions, not clocks: the events of transactions after the endpoint's own.
+          if (Number(event.tx_id) <= endpoint.createdTxId || !typeMatches(endpoint.eventTypes, event.type)) continue
           if (endpoint.connectorId && event.payload.connectorId !== endpoint.connectorId) continue
           deliveries.push({ id: newId(), endpointId: endpoint.id, eventId: event.id, eventTxId: Number(event.tx_id), nextAttemptAt: now, createdAt: now })
         }
@@ -103,10 +119,16 @@ export class WebhookRepository {
     const rows = rowsOf<Record<string, unknown>>(
       await executor.execute(sql`
         with heads as (
-          select distinct on (d.endpoint_id) d.id
-          from ${webhookDeliveries} d join ${webhookEndpoints} e on e.id = d.endpoint_id
-          where d.state = 'pending' and e.enabled and not e.parallel
-          order by d.endpoint_id, d.event_tx_id, d.event_id, d.id
+          -- Per ordered endpoint its first undelivered delivery, through the pending index: one row read per endpoint.
+          select head.id from ${webhookEndpoints} e
+          cross join lateral (
+            select d.id from ${webhookDeliveries} d
+            where d.endpoint_id = e.id and d.state = 'pending'
+            order by d.event_tx_id, d.event_id, d.id limit 1
+          ) head
+          where e.enabled and not e.parallel
+            -- One delivery at a time: not while another of the endpoint is held by a live lease.
+            and not exists (select 1 from ${webhookDeliveries} held where held.endpoint_id = e.id and held.state = 'pending' and held.lease_expires_at >= ${at}::timestamptz)
         ), candidates as (
           select d.id from ${webhookDeliveries} d join ${webhookEndpoints} e on e.id = d.endpoint_id
           where d.state = 'pending' and e.enabled and (not e.parallel and d.id in (select id from heads) or e.parallel)
@@ -188,9 +210,14 @@ export class WebhookRepository {
 
   /** An endpoint that stopped failing, or started: failing_since kept from the first failure. */
   async markHealth(tx: Db, endpointId: string, failing: boolean, now: Date): Promise<EndpointRow | undefined> {
+    if (!failing) {
+      // The common case writes only when the endpoint was failing.
+      await tx.update(webhookEndpoints).set({ failingSince: null }).where(and(eq(webhookEndpoints.id, endpointId), sql`${webhookEndpoints.failingSince} is not null`))
+      return undefined
+    }
     const [row] = await tx
       .update(webhookEndpoints)
-      .set({ failingSince: failing ? sql`coalesce(${webhookEndpoints.failingSince}, ${now.toISOString()}::timestamptz)` : null })
+      .set({ failingSince: sql`coalesce(${webhookEndpoints.failingSince}, ${now.toISOString()}::timestamptz)` })
       .where(eq(webhookEndpoints.id, endpointId))
       .returning()
     return row
@@ -226,28 +253,22 @@ export class WebhookRepository {
     return row!
   }
 
-  /** The endpoint's events since a time, queued again (up to `max`); how many. */
-  async queueSince(tx: Db, endpoint: EndpointRow, since: Date, max: number, now: Date): Promise<number> {
+  /** The endpoint's events since a time (of its types and connector), queued again in feed order, up to `max`; how many. */
+  async queueSince(tx: Db, endpoint: EndpointRow, types: readonly string[], since: Date, max: number, now: Date): Promise<number> {
     const events = await tx
-      .select({ id: domainEvents.id, txId: domainEvents.txId, type: domainEvents.type, payload: domainEvents.payload })
+      .select({ id: domainEvents.id, txId: domainEvents.txId })
       .from(domainEvents)
-      .where(sql`${domainEvents.occurredAt} >= ${since.toISOString()}::timestamptz and ${domainEvents.txId} < pg_snapshot_xmin(pg_current_snapshot())::text::bigint`)
+      .where(
+        sql`${domainEvents.occurredAt} >= ${since.toISOString()}::timestamptz and ${domainEvents.txId} < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+          and ${domainEvents.type} = any(${`{${types.join(',')}}`}::text[])
+          ${endpoint.connectorId ? sql`and ${domainEvents.payload} ->> 'connectorId' = ${endpoint.connectorId}` : sql``}`,
+      )
       .orderBy(asc(domainEvents.txId), asc(domainEvents.id))
-    const wanted = events
-      .filter((event) => typeMatches(endpoint.eventTypes, event.type) && (!endpoint.connectorId || event.payload.connectorId === endpoint.connectorId))
-      .slice(0, max)
-    for (let start = 0; start < wanted.length; start += 1000) {
-      await tx.insert(webhookDeliveries).values(wanted.slice(start, start + 1000).map((event) => ({ id: newId(), endpointId: endpoint.id, eventId: event.id, eventTxId: event.txId, nextAttemptAt: now, createdAt: now })))
+      .limit(max)
+    for (let start = 0; start < events.length; start += 1000) {
+      await tx.insert(webhookDeliveries).values(events.slice(start, start + 1000).map((event) => ({ id: newId(), endpointId: endpoint.id, eventId: event.id, eventTxId: event.txId, nextAttemptAt: now, createdAt: now })))
     }
-    return wanted.length
-  }
-
-  /** Pending deliveries of an endpoint are dropped when it is deleted (cascade) or disabled: failed with the reason. */
-  async failPending(tx: Db, endpointId: string, reason: string): Promise<void> {
-    await tx
-      .update(webhookDeliveries)
-      .set({ state: 'failed', lastError: reason, leaseOwner: null, leaseExpiresAt: null })
-      .where(and(eq(webhookDeliveries.endpointId, endpointId), eq(webhookDeliveries.state, 'pending')))
+    return events.length
   }
 
   /** Per enabled endpoint, when its oldest undelivered event occurred (for the lag metric). */

@@ -1,7 +1,7 @@
 import type { Db } from '../../database/index.ts'
-import { NotFoundError, ValidationError } from '../../lib/errors.ts'
+import { ConflictError, NotFoundError, ValidationError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
-import type { SecretBox } from '../../lib/secret-box.ts'
+import { SecretUnreadableError, type SecretBox } from '../../lib/secret-box.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
 import type { EventLog } from '../events/service.ts'
 import { matchEventTypes } from '../events/feed.ts'
@@ -26,6 +26,7 @@ export interface WebhookServiceDeps {
 
 const secretContext = (id: string, which: 'current' | 'previous') => `webhook:${id}:${which}`
 const REPLAY_MAX = 10_000
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 /** Webhook endpoints: their configuration, secrets, a test ping, deliveries and replays. */
 export class WebhookService {
@@ -111,11 +112,18 @@ export class WebhookService {
     const now = this.now()
     const row = await this.deps.db.transaction(async (tx) => {
       const before = await this.require(tx, id, { forUpdate: true })
-      const previous = this.deps.secretBox.open(before.secretSealed, secretContext(id, 'current'))
+      // A secret no configured key opens cannot sign on: it is replaced without an overlap.
+      let previous: string | undefined
+      try {
+        previous = this.deps.secretBox.open(before.secretSealed, secretContext(id, 'current'))
+      } catch (error) {
+        if (!(error instanceof SecretUnreadableError)) throw error
+      }
+      const overlap = overlapHours > 0 && previous !== undefined
       const updated = (await this.deps.repository.updateEndpoint(tx, id, {
         secretSealed: this.deps.secretBox.seal(secret, secretContext(id, 'current')),
-        previousSecretSealed: overlapHours > 0 ? this.deps.secretBox.seal(previous, secretContext(id, 'previous')) : null,
-        previousSecretUntil: overlapHours > 0 ? new Date(now.getTime() + overlapHours * 3_600_000) : null,
+        previousSecretSealed: overlap ? this.deps.secretBox.seal(previous!, secretContext(id, 'previous')) : null,
+        previousSecretUntil: overlap ? new Date(now.getTime() + overlapHours * 3_600_000) : null,
         updatedAt: now,
       }))!
       await this.deps.audit.record(tx, actor, { action: 'rotate_secret', resourceType: 'webhook', resourceId: id, details: { overlapHours } })
@@ -145,10 +153,11 @@ export class WebhookService {
   }
 
   async deliveries(id: string, query: { limit: number; cursor?: string }): Promise<{ items: WebhookDelivery[]; nextCursor: string | null }> {
+    if (query.cursor !== undefined && !UUID.test(query.cursor)) throw new ValidationError([{ field: 'cursor', message: 'is not a cursor this list gave out: pass a page’s nextCursor as it came' }])
     await this.require(this.deps.db, id)
-    const rows = await this.deps.repository.deliveriesOf(this.deps.db, id, query.limit, query.cursor)
-    const items = rows.map(({ delivery, attempts }) => presentDelivery(delivery, attempts))
-    return { items, nextCursor: items.length === query.limit ? items.at(-1)!.id : null }
+    const rows = await this.deps.repository.deliveriesOf(this.deps.db, id, query.limit + 1, query.cursor)
+    const items = rows.slice(0, query.limit).map(({ delivery, attempts }) => presentDelivery(delivery, attempts))
+    return { items, nextCursor: rows.length > query.limit ? items.at(-1)!.id : null }
   }
 
   /** The delivery's event delivered again, as a new delivery (same webhook-id: the event's). */
@@ -157,6 +166,7 @@ export class WebhookService {
       await this.require(tx, id)
       const delivery = await this.deps.repository.findDelivery(tx, id, deliveryId)
       if (!delivery) throw new NotFoundError('webhook delivery', deliveryId)
+      if (delivery.state === 'pending') throw new ConflictError(`Delivery ${deliveryId} has not ended yet (it is pending): it is delivered without a replay.`)
       const again = await this.deps.repository.queueAgain(tx, delivery, this.now())
       await this.deps.audit.record(tx, actor, { action: 'replay', resourceType: 'webhook', resourceId: id, details: { deliveryId, eventId: delivery.eventId } })
       return again
@@ -169,18 +179,46 @@ export class WebhookService {
     const from = new Date(since)
     return this.deps.db.transaction(async (tx) => {
       const endpoint = await this.require(tx, id)
-      const queued = await this.deps.repository.queueSince(tx, endpoint, from, REPLAY_MAX, this.now())
+      const queued = await this.deps.repository.queueSince(tx, endpoint, matchEventTypes(endpoint.eventTypes, 'eventTypes'), from, REPLAY_MAX, this.now())
       await this.deps.audit.record(tx, actor, { action: 'replay', resourceType: 'webhook', resourceId: id, details: { since, queued } })
       return { queued }
     })
   }
 
-  /** Disables an endpoint (410 Gone, or failing for 3 days) and records `webhook.disabled`. */
+  /**
+   * Disables an endpoint (410 Gone, or failing for 3 days) and records `webhook.disabled`, once.
+   * Its undelivered events wait: enabling it again delivers them. `row` is locked by the caller.
+   */
   async disableForFailures(tx: Db, row: EndpointRow, reason: string): Promise<void> {
+    if (!row.enabled) return
     const now = this.now()
     await this.deps.repository.updateEndpoint(tx, row.id, { enabled: false, disabledReason: reason, disabledAt: now, updatedAt: now })
-    await this.deps.repository.failPending(tx, row.id, `Not delivered: the endpoint was disabled (${reason})`)
-    await this.deps.events.record(tx, { type: 'webhook.disabled', subjectType: 'webhook', subjectId: row.id, payload: { endpointId: row.id, url: row.url, reason }, occurredAt: now })
+    // The origin only: a URL's path or query may hold a token, and events go to other consumers too.
+    await this.deps.events.record(tx, { type: 'webhook.disabled', subjectType: 'webhook', subjectId: row.id, payload: { endpointId: row.id, url: new URL(row.url).origin, reason }, occurredAt: now })
+  }
+
+  /** Seals webhook secrets sealed with an older key with the current one (the start-up re-seal); ids of those no key opens. */
+  async resealSecrets(): Promise<{ resealed: number; unreadable: string[] }> {
+    const box = this.deps.secretBox
+    let resealed = 0
+    const unreadable: string[] = []
+    for (const row of await this.deps.repository.listEndpoints(this.deps.db)) {
+      const changes: Partial<EndpointRow> = {}
+      try {
+        if (!box.isCurrent(row.secretSealed)) changes.secretSealed = box.seal(box.open(row.secretSealed, secretContext(row.id, 'current')), secretContext(row.id, 'current'))
+        if (row.previousSecretSealed && !box.isCurrent(row.previousSecretSealed)) {
+          changes.previousSecretSealed = box.seal(box.open(row.previousSecretSealed, secretContext(row.id, 'previous')), secretContext(row.id, 'previous'))
+        }
+      } catch (error) {
+        if (!(error instanceof SecretUnreadableError)) throw error
+        unreadable.push(row.id)
+        continue
+      }
+      if (Object.keys(changes).length === 0) continue
+      // Compare-and-set: a rotation meanwhile wins.
+      if (await this.deps.repository.replaceSecrets(this.deps.db, row, changes)) resealed++
+    }
+    return { resealed, unreadable }
   }
 
   private async require(executor: Db, id: string, options: { forUpdate?: boolean } = {}): Promise<EndpointRow> {
