@@ -67,6 +67,8 @@ export const webhookDeliveries = pgTable(
   (table) => [
     index('webhook_deliveries_endpoint_idx').on(table.endpointId, table.id),
     index('webhook_deliveries_pending_idx').on(table.endpointId, table.eventTxId, table.eventId, table.id).where(sql`${table.state} = 'pending'`),
+    // The few deliveries in flight: an ordered endpoint's claim looks here for one held.
+    index('webhook_deliveries_leased_idx').on(table.endpointId).where(sql`${table.state} = 'pending' and ${table.leaseOwner} is not null`),
   ],
 )
 

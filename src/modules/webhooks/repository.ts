@@ -118,17 +118,16 @@ export class WebhookRepository {
     const until = new Date(now.getTime() + leaseMs).toISOString()
     const rows = rowsOf<Record<string, unknown>>(
       await executor.execute(sql`
-        with heads as (
-          -- Per ordered endpoint its first undelivered delivery, through the pending index: one row read per endpoint.
-          select head.id from ${webhookEndpoints} e
-          cross join lateral (
-            select d.id from ${webhookDeliveries} d
-            where d.endpoint_id = e.id and d.state = 'pending'
-            order by d.event_tx_id, d.event_id, d.id limit 1
-          ) head
-          where e.enabled and not e.parallel
-            -- One delivery at a time: not while another of the endpoint is held by a live lease.
-            and not exists (select 1 from ${webhookDeliveries} held where held.endpoint_id = e.id and held.state = 'pending' and held.lease_expires_at >= ${at}::timestamptz)
+        with leased as (
+          -- Endpoints with a delivery in flight (the small leased index).
+          select distinct held.endpoint_id from ${webhookDeliveries} held
+          where held.state = 'pending' and held.lease_owner is not null and held.lease_expires_at >= ${at}::timestamptz
+        ), heads as (
+          -- Per ordered endpoint its first undelivered delivery, unless one of its deliveries is in flight.
+          select distinct on (d.endpoint_id) d.id
+          from ${webhookDeliveries} d join ${webhookEndpoints} e on e.id = d.endpoint_id
+          where d.state = 'pending' and e.enabled and not e.parallel and e.id not in (select endpoint_id from leased)
+          order by d.endpoint_id, d.event_tx_id, d.event_id, d.id
         ), candidates as (
           select d.id from ${webhookDeliveries} d join ${webhookEndpoints} e on e.id = d.endpoint_id
           where d.state = 'pending' and e.enabled and (not e.parallel and d.id in (select id from heads) or e.parallel)
