@@ -279,7 +279,7 @@ describe('no way in through webhooks', () => {
   })
 
   it('refuses private, loopback, link-local and metadata addresses, plain http, and credentials in the URL, naming the field', async () => {
-    for (const url of ['https://127.0.0.1/hook', 'https://10.0.0.1/hook', 'https://169.254.169.254/latest/meta-data', 'https://[::1]/hook', 'https://[::ffff:127.0.0.1]/hook', 'https://192.168.1.20/x', 'http://example.com/hook', 'https://user:pw@example.com/hook', 'not a url']) {
+    for (const url of ['https://127.0.0.1/hook', 'https://10.0.0.1/hook', 'https://169.254.169.254/latest/meta-data', 'https://[::1]/hook', 'https://[::ffff:127.0.0.1]/hook', 'https://[::7f00:1]/hook', 'https://168.63.129.16/machine', 'https://0x7f.1/hook', 'https://192.168.1.20/x', 'http://example.com/hook', 'https://user:pw@example.com/hook', 'not a url']) {
       const response = await strict.app.inject({ method: 'POST', url: '/v1/webhooks', headers: bearer(strict.adminKey), payload: { url, eventTypes: ['*'] } })
       expect(response.statusCode, url).toBe(400)
       expect(JSON.stringify(response.json().errors), url).toContain('url')

@@ -15,6 +15,8 @@ export interface AttemptResult {
 }
 
 const BODY_KEPT = 4096
+/** Cloud platform endpoints inside public ranges (Azure's WireServer); metadata services at 169.254.169.254 are link-local already. */
+const CLOUD_PLATFORM = ['168.63.129.16']
 const TIMEOUT_MS = 10_000
 
 /**
@@ -34,6 +36,9 @@ export class AddressPolicy {
     let parsed = ipaddr.parse(address)
     if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) parsed = (parsed as ipaddr.IPv6).toIPv4Address()
     for (const [network, bits] of this.allowed) if (parsed.kind() === network.kind() && parsed.match(network, bits)) return undefined
+    // Deprecated IPv4-compatible IPv6 (::a.b.c.d) reaches the IPv4 address on some stacks: judged as that address.
+    if (parsed.kind() === 'ipv6' && parsed.match(ipaddr.parseCIDR('::/96'))) return `${address} is an IPv4-compatible address`
+    if (parsed.kind() === 'ipv4' && CLOUD_PLATFORM.some((platform) => parsed.toString() === platform)) return `${address} is a cloud platform address`
     const range = parsed.range()
     return range === 'unicast' ? undefined : `${address} is a ${range} address`
   }
