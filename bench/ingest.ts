@@ -48,7 +48,6 @@
  */
 import { spawn } from 'node:child_process'
 import { hash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
 import { availableParallelism } from 'node:os'
@@ -68,7 +67,7 @@ import { createScratchPostgresDatabase } from '../test/support/database.ts'
 import { FakeMicrosoft } from '../test/support/fake-microsoft.ts'
 import { buildIngestWorld } from '../test/support/ingest.ts'
 import { benchMail, expectedMix, kindOf, SENT_MESSAGES, sentMessageId, sentWorkItem } from './ingest-mail.ts'
-import { ADMIN_KEY, adminCall, benchApp, benchDatabaseKinds, benchPostgresUrl, printReproduce, scratchEmbeddedDatabase } from './support.ts'
+import { ADMIN_KEY, adminCall, cpuMeter, benchApp, benchDatabaseKinds, benchPostgresUrl, printReproduce, scratchEmbeddedDatabase } from './support.ts'
 
 type Kind = 'pglite' | 'postgres'
 
@@ -179,34 +178,11 @@ const formatMix = (mix: Record<string, number>) =>
     .map(([key, n]) => `${key} ${n}`)
     .join(', ')
 
-/** CPU time (ms) of the server processes serving this database's connections, from /proc; null when not readable. */
-async function postgresCpuMs(setup: Setup): Promise<Map<number, number> | null> {
-  if (setup.kind !== 'postgres') return null
-  const rows = rowsOf<{ pid: number }>(await setup.db.execute(sql`select pid from pg_stat_activity where datname = current_database()`))
-  const ticks = new Map<number, number>()
-  try {
-    for (const { pid } of rows) {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-      ticks.set(pid, ((Number(fields[11]) + Number(fields[12])) * 1000) / 100) // utime + stime, at 100 ticks a second
-    }
-  } catch {
-    return null // the server runs elsewhere
-  }
-  return ticks
-}
-
 /** Runs `measure`, and reports the cores each side used meanwhile. */
 async function withCpu<T>(setup: Setup, measure: () => Promise<T>): Promise<{ value: T; cpu: { node: number; postgres: number | null } }> {
-  const pgBefore = await postgresCpuMs(setup)
-  const started = performance.now()
-  const nodeBefore = process.cpuUsage()
+  const stop = await cpuMeter(setup.kind, setup.db)
   const value = await measure()
-  const node = process.cpuUsage(nodeBefore)
-  const wallMs = performance.now() - started
-  const pgAfter = await postgresCpuMs(setup)
-  let postgresMs: number | null = null
-  if (pgBefore && pgAfter) postgresMs = [...pgAfter].reduce((sum, [pid, ms]) => sum + ms - (pgBefore.get(pid) ?? 0), 0)
-  return { value, cpu: { node: (node.user + node.system) / 1000 / wallMs, postgres: postgresMs === null ? null : postgresMs / wallMs } }
+  return { value, cpu: await stop() }
 }
 
 /**

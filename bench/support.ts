@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildApp, type App, type AppOptions } from '../src/app.ts'
-import { openEmbeddedDatabase, type Database } from '../src/database/index.ts'
+import { sql } from 'drizzle-orm'
+import { openEmbeddedDatabase, rowsOf, type Database, type Db } from '../src/database/index.ts'
 import { TokenProvider } from '../src/graph/token-provider.ts'
 import { SecretBox } from '../src/lib/secret-box.ts'
 import { createLogger } from '../src/logger.ts'
@@ -67,4 +69,35 @@ export function printReproduce(script: string, postgresUrl: string | undefined, 
   const url = postgresUrl ? `BENCH_DATABASE_URL=${redacted(postgresUrl)} ` : ''
   const parts = process.argv.slice(2).filter((arg) => !arg.startsWith('-'))
   console.log(`\nreproduce: ${url}${Object.entries(settings).map(([name, value]) => `${name}=${value}`).join(' ')}${databases} npm run ${script}${parts.length ? ` -- ${parts.join(' ')}` : ''}`)
+}
+
+/** CPU time (ms) of the server processes serving this database's connections, from /proc; null when not readable. */
+async function postgresCpuMs(kind: BenchDatabaseKind, db: Db): Promise<Map<number, number> | null> {
+  if (kind !== 'postgres') return null
+  const rows = rowsOf<{ pid: number }>(await db.execute(sql`select pid from pg_stat_activity where datname = current_database()`))
+  const ticks = new Map<number, number>()
+  try {
+    for (const { pid } of rows) {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+      ticks.set(pid, ((Number(fields[11]) + Number(fields[12])) * 1000) / 100) // utime + stime, at 100 ticks a second
+    }
+  } catch {
+    return null // the server runs elsewhere
+  }
+  return ticks
+}
+
+/** Measures the cores each side uses from now until the returned function is called. */
+export async function cpuMeter(kind: BenchDatabaseKind, db: Db) {
+  const pgBefore = await postgresCpuMs(kind, db)
+  const started = performance.now()
+  const nodeBefore = process.cpuUsage()
+  return async () => {
+    const node = process.cpuUsage(nodeBefore)
+    const wallMs = performance.now() - started
+    const pgAfter = await postgresCpuMs(kind, db)
+    let postgresMs: number | null = null
+    if (pgBefore && pgAfter) postgresMs = [...pgAfter].reduce((sum, [pid, ms]) => sum + ms - (pgBefore.get(pid) ?? 0), 0)
+    return { node: (node.user + node.system) / 1000 / wallMs, postgres: postgresMs === null ? null : postgresMs / wallMs }
+  }
 }

@@ -92,7 +92,6 @@
  * A full run with both databases takes about 3¼ minutes on the 2-core reference machine, and
  * flood about 15 s more per database (`-- flood` alone, PGlite only: about 30 s).
  */
-import { readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
 import { availableParallelism, loadavg } from 'node:os'
@@ -106,7 +105,7 @@ import { DEFAULT_SYNC_SETTINGS, type MailboxSyncSettings } from '../src/modules/
 import { randomSecretsKey } from '../test/support/app.ts'
 import { createScratchPostgresDatabase } from '../test/support/database.ts'
 import { FakeMicrosoft, type FakeMailbox, type FakeSubscription } from '../test/support/fake-microsoft.ts'
-import { adminCall, benchApp, benchDatabaseKinds, benchPostgresUrl, printReproduce, scratchEmbeddedDatabase } from './support.ts'
+import { adminCall, cpuMeter, benchApp, benchDatabaseKinds, benchPostgresUrl, printReproduce, scratchEmbeddedDatabase } from './support.ts'
 
 type Kind = 'pglite' | 'postgres'
 /** A connector's after-processing action: the API's lightest (and the default), or none at all. */
@@ -387,37 +386,6 @@ async function check(db: Db, prefix: string, delivered: number): Promise<Check> 
 function checkOk(check: Check, action: Action): boolean {
   const stored = check.stored === check.delivered && check.distinct === check.delivered && check.duplicates === 0 && (check.outcomes['requested'] ?? 0) === check.delivered
   return stored && (check.actions[action === 'none' ? 'none' : 'done'] ?? 0) === check.delivered
-}
-
-/** CPU time (ms) of the server processes serving this database's connections, from /proc; null when not readable. */
-async function postgresCpuMs(kind: Kind, db: Db): Promise<Map<number, number> | null> {
-  if (kind !== 'postgres') return null
-  const rows = rowsOf<{ pid: number }>(await db.execute(sql`select pid from pg_stat_activity where datname = current_database()`))
-  const ticks = new Map<number, number>()
-  try {
-    for (const { pid } of rows) {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-      ticks.set(pid, ((Number(fields[11]) + Number(fields[12])) * 1000) / 100) // utime + stime, at 100 ticks a second
-    }
-  } catch {
-    return null // the server runs elsewhere
-  }
-  return ticks
-}
-
-/** Measures the cores each side uses from now until the returned function is called. */
-async function cpuMeter(kind: Kind, db: Db) {
-  const pgBefore = await postgresCpuMs(kind, db)
-  const started = performance.now()
-  const nodeBefore = process.cpuUsage()
-  return async () => {
-    const node = process.cpuUsage(nodeBefore)
-    const wallMs = performance.now() - started
-    const pgAfter = await postgresCpuMs(kind, db)
-    let postgresMs: number | null = null
-    if (pgBefore && pgAfter) postgresMs = [...pgAfter].reduce((sum, [pid, ms]) => sum + ms - (pgBefore.get(pid) ?? 0), 0)
-    return { node: (node.user + node.system) / 1000 / wallMs, postgres: postgresMs === null ? null : postgresMs / wallMs }
-  }
 }
 
 /** The fake's Graph requests from index `from` on, by kind. */
