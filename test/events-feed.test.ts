@@ -158,12 +158,18 @@ describe('the event feed', () => {
     expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'VALIDATION_FAILED' })
   })
 
-  it('the OpenAPI document has each event type as a component and in its webhooks section', async () => {
+  it('the OpenAPI document has each event type and the ping as a component and in its webhooks section, with the signature headers', async () => {
     const document = (await t.app.inject({ method: 'GET', url: '/docs/json' })).json()
     for (const type of EVENT_TYPES) {
       expect(document.components.schemas[eventComponentName(type)], type).toBeDefined()
       expect(document.webhooks[type].post.requestBody.content['application/json'].schema.$ref).toBe(`#/components/schemas/${eventComponentName(type)}`)
     }
+    expect(document.webhooks.ping.post.requestBody.content['application/json'].schema.$ref).toBe('#/components/schemas/EventPing')
+    const headers = (document.webhooks['message.sent'].post.parameters as { name: string; in: string }[]).filter((parameter) => parameter.in === 'header')
+    expect(headers.map((header) => header.name)).toEqual(['webhook-id', 'webhook-timestamp', 'webhook-signature'])
+    // A parameter with a default is filled in when left out: not required.
+    const limit = (document.paths['/v1/events'].get.parameters as { name: string; required: boolean }[]).find((parameter) => parameter.name === 'limit')
+    expect(limit?.required).toBe(false)
   })
 
   it.skipIf(!externalTestUrl)('never skips an event whose transaction commits after later ones (interleaved transactions on PostgreSQL)', async () => {

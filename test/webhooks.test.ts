@@ -4,7 +4,9 @@ import type { AddressInfo } from 'node:net'
 import { Webhook } from 'standardwebhooks'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import type { EventType } from '../db/schema.ts'
+import { EVENT_SCHEMAS, PING_SCHEMA } from '../src/modules/events/schemas.ts'
 import { createWebhookDelivery } from '../src/modules/webhooks/index.ts'
+import { createAjv } from '../src/lib/validation.ts'
 import { bearer, buildTestApp, graphql, type TestApp } from './support/app.ts'
 
 /** A local receiver: answers from a script (default 200), records every request. */
@@ -105,12 +107,19 @@ describe('webhooks', () => {
     const ping = await admin('POST', `/v1/webhooks/${id}/test`, {})
     expect(ping.body).toMatchObject({ ok: true, status: 200, responseBody: 'thanks', error: null })
     expect(verified(secret, receiver.requests[0]!)).toMatchObject({ type: 'ping' })
+    const ajv = createAjv(false)
+    const conforms = (schema: object, body: string) => (ajv.validate(schema, JSON.parse(body)) ? [] : ajv.errors)
+    expect(conforms(PING_SCHEMA, receiver.requests[0]!.body)).toEqual([])
 
     const events = await record(3)
     await record(1, 'message.sent') // not asked for
     await deliverAll()
     expect(receiver.ids().slice(1)).toEqual(events)
-    for (const request of receiver.requests.slice(1)) expect(verified(secret, request)).toMatchObject({ type: 'email.duplicate' })
+    for (const request of receiver.requests.slice(1)) {
+      expect(verified(secret, request)).toMatchObject({ type: 'email.duplicate' })
+      // What goes out is what the OpenAPI document says (the component of its type).
+      expect(conforms(EVENT_SCHEMAS.find((schema) => schema.$id === 'EventEmailDuplicate')!, request.body)).toEqual([])
+    }
     const forged = { ...receiver.requests[1]!, body: receiver.requests[1]!.body.replace('source', 'forged') }
     expect(() => verified(secret, forged)).toThrow()
     const deliveries = (await admin('GET', `/v1/webhooks/${id}/deliveries`)).body.items as { eventId: string; state: string; attemptLog: { status: number; responseHeaders: Record<string, string> }[] }[]
@@ -267,6 +276,11 @@ describe('webhooks', () => {
     expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'VALIDATION_FAILED' })
     const listed = (await graphql(t.app, t.adminKey, `{ webhooks { id } }`)).body
     expect(listed.data.webhooks.map((hook: { id: string }) => hook.id)).toContain(made.data.createWebhook.endpoint.id)
+    // A description is set, and cleared with null, the same way through both doors.
+    const id = made.data.createWebhook.endpoint.id as string
+    const described = (await graphql(t.app, t.adminKey, `mutation { updateWebhook(id: "${id}", input: { description: "CRM intake" }) { description } }`)).body
+    expect(described.data.updateWebhook.description).toBe('CRM intake')
+    expect((await admin('PATCH', `/v1/webhooks/${id}`, { description: null })).body.description).toBeNull()
   })
 })
 

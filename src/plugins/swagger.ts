@@ -39,12 +39,27 @@ async function swaggerPlugin(app: FastifyInstance, options: SwaggerPluginOptions
       if (!route.config?.scopes) transformed.security = []
       return { schema: transformed as typeof schema, url }
     },
+    transformObject: (documentObject) => ('openapiObject' in documentObject ? optionalWhenDefaulted(documentObject.openapiObject as OpenApiDocument) : documentObject.swaggerObject),
   })
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     uiConfig: { docExpansion: 'list', deepLinking: true },
     staticCSP: true,
   })
+}
+
+interface OpenApiDocument {
+  paths?: Record<string, Record<string, { parameters?: { in: string; required?: boolean; schema?: { default?: unknown } }[] }>>
+}
+
+/** A query parameter with a default (`limit`) is filled in when left out, so it is not required. */
+function optionalWhenDefaulted<T extends OpenApiDocument>(document: T): T {
+  for (const operations of Object.values(document.paths ?? {})) {
+    for (const operation of Object.values(operations)) {
+      for (const parameter of operation.parameters ?? []) if (parameter.in === 'query' && parameter.schema?.default !== undefined) parameter.required = false
+    }
+  }
+  return document
 }
 
 export default fp(swaggerPlugin, { name: 'swagger', fastify: '5.x' })

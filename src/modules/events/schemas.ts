@@ -117,7 +117,7 @@ export function eventComponentName(type: EventType): string {
     .join('')}`
 }
 
-const envelope = (type: EventType | 'ping', dataSchema: TObject) =>
+const envelope = (type: EventType, dataSchema: TObject) =>
   Type.Object(
     {
       id: Uuid,
@@ -126,11 +126,23 @@ const envelope = (type: EventType | 'ping', dataSchema: TObject) =>
       subject: Type.Object({ type: Type.String(), id: Uuid }, { description: 'What the event is about (its `type` names the resource: inbound_email, message, connector)' }),
       data: dataSchema,
     },
-    { $id: eventComponentName(type as EventType), description: dataSchema.description, additionalProperties: false },
+    { $id: eventComponentName(type), description: dataSchema.description, additionalProperties: false },
   )
 
 /** One schema per event type, as webhooks deliver it and the feed lists it. */
 export const EVENT_SCHEMAS = EVENT_TYPES.map((type) => envelope(type, EVENT_DATA[type]))
+
+/** What `POST /v1/webhooks/{id}/test` sends: never in the feed, signed like any delivery. */
+export const PING_SCHEMA = Type.Object(
+  {
+    id: Uuid,
+    type: Type.Literal('ping'),
+    occurredAt: DateTime,
+    subject: Type.Object({ type: Type.Literal('webhook'), id: Uuid }),
+    data: Type.Object({ endpointId: Uuid }, { additionalProperties: true }),
+  },
+  { $id: 'EventPing', description: 'A test of the endpoint (POST /v1/webhooks/{id}/test); not in the feed', additionalProperties: false },
+)
 
 /** What the feed lists: any of EVENT_SCHEMAS (the response is not checked against each, for speed). */
 export const FeedEvent = Type.Object(

@@ -35,7 +35,7 @@ export const CreateWebhookBody = Type.Object(
   {
     url: Url,
     eventTypes: EventTypes,
-    description: Type.Optional(Text({ maxLength: 500 })),
+    description: Type.Optional(Type.Union([Text({ maxLength: 500 }), Type.Null()], { description: 'What it is for; null for none' })),
     connectorId: Type.Optional(Type.Union([Uuid, Type.Null()])),
     enabled: Type.Optional(Type.Boolean()),
     parallel: Type.Optional(Type.Boolean()),
