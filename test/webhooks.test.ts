@@ -238,6 +238,13 @@ describe('webhooks', () => {
     expect(receiver.ids()).toEqual(events)
   })
 
+  it("an ordered endpoint's backlog goes out in one round, one after another in feed order", async () => {
+    await endpoint()
+    const events = await record(40)
+    expect(await t.app.webhookDelivery.runOnce()).toBe(1) // one task, taking each next delivery as the last settles
+    expect(receiver.ids()).toEqual(events)
+  })
+
   it('a worker that dies after the receiver answered leaves the delivery to be retried, with the same webhook-id', async () => {
     const { id } = await endpoint()
     const [event] = await record(1)

@@ -4,7 +4,7 @@ import type { Db } from '../../database/index.ts'
 import { SecretUnreadableError } from '../../lib/secret-box.ts'
 import { whileRenewing, type BackgroundLoop, type Checkpoint, type LoopJob, type TaskPool } from '../../workers/runner.ts'
 import type { WebhookHttp } from './http.ts'
-import type { ClaimedDelivery, WebhookRepository } from './repository.ts'
+import type { ClaimedDelivery, EndpointRow, WebhookRepository } from './repository.ts'
 import type { WebhookService } from './service.ts'
 import { signedHeaders } from './signing.ts'
 
@@ -30,6 +30,15 @@ export const DEFAULT_DELIVERY_SETTINGS: WebhookDeliverySettings = {
 }
 
 const FANOUT_MS = 200
+
+/** Deliveries of an ordered endpoint one task makes in a row before it lets the next round share out the work. */
+const CHAIN_LENGTH = 100
+
+/** A claimed delivery, with its endpoint when the transaction that claimed it read it. */
+interface Turn {
+  delivery: ClaimedDelivery
+  endpoint?: EndpointRow
+}
 
 /** Waits after the 1st, 2nd, ... failed attempt; the last repeats. With ±20 % jitter. */
 export const RETRY_SCHEDULE_MS = [5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000, 28_800_000]
@@ -102,24 +111,34 @@ export class WebhookDelivery implements LoopJob {
       this.fanOutMore = fanned > 0
     }
     const claimed = await repository.claimDue(db, this.owner, pool.capacity, this.settings.leaseMs, this.now())
-    for (const delivery of claimed) {
-      pool.launch(`endpoint:${delivery.endpointId}`, () =>
-        whileRenewing(
-          () => this.deps.repository.renew(this.deps.db, delivery.id, this.owner, new Date(this.now().getTime() + this.settings.leaseMs)),
-          Math.max(1_000, this.settings.leaseMs / 3),
-          () => this.deliver(delivery),
-        ),
-      )
-    }
+    for (const delivery of claimed) pool.launch(`endpoint:${delivery.endpointId}`, () => this.deliverInTurn(delivery))
     const busy = fanned > 0 || (claimed.length > 0 && pool.capacity === 0)
     return { started: claimed.length, nextInMs: busy ? 0 : this.settings.pollMs }
   }
 
-  private async deliver(delivery: ClaimedDelivery): Promise<void> {
+  /**
+   * Delivers a claimed delivery and, for an ordered endpoint that took it, the ones after it
+   * (claimed as each settles), up to CHAIN_LENGTH: one task keeps the endpoint's connection
+   * busy instead of one delivery per round.
+   */
+  private async deliverInTurn(first: ClaimedDelivery): Promise<void> {
+    let turn: Turn | undefined = { delivery: first }
+    for (let delivered = 1; turn; delivered++) {
+      const { delivery, endpoint }: Turn = turn
+      turn = await whileRenewing<Turn | undefined>(
+        () => this.deps.repository.renew(this.deps.db, delivery.id, this.owner, new Date(this.now().getTime() + this.settings.leaseMs)),
+        Math.max(1_000, this.settings.leaseMs / 3),
+        () => this.deliver(delivery, endpoint, delivered < CHAIN_LENGTH),
+      )
+    }
+  }
+
+  /** One attempt; the endpoint's next delivery when `chain` asks for it and it was taken. */
+  private async deliver(delivery: ClaimedDelivery, known: EndpointRow | undefined, chain: boolean): Promise<Turn | undefined> {
     const { db, repository, service, http } = this.deps
     await this.deps.onStep?.('claimed', delivery.id)
-    const endpoint = await repository.findEndpoint(db, delivery.endpointId)
-    if (!endpoint?.enabled) return // disabled meanwhile: the delivery waits for it to be enabled again
+    const endpoint = known ?? (await repository.findEndpoint(db, delivery.endpointId))
+    if (!endpoint?.enabled) return undefined // disabled meanwhile: the delivery waits for it to be enabled again
     const { event } = delivery
     const body = JSON.stringify({ id: event.id, type: event.type, occurredAt: event.occurredAt.toISOString(), subject: { type: event.subjectType, id: event.subjectId }, data: event.payload })
     const at = this.now()
@@ -129,7 +148,7 @@ export class WebhookDelivery implements LoopJob {
     } catch (error) {
       if (!(error instanceof SecretUnreadableError)) throw error
       this.deps.log.error({ endpointId: endpoint.id }, 'a webhook signing secret no configured key opens: add the key to SECRETS_KEY_PREVIOUS or rotate the secret; the delivery waits')
-      return
+      return undefined
     }
     // The signature's timestamp is the wall clock's: receivers hold it against theirs.
     const result = await http.post(endpoint.url, signedHeaders(event.id, new Date(), body, secrets), body)
@@ -142,10 +161,10 @@ export class WebhookDelivery implements LoopJob {
     const givingUp = !ok && !gone && now.getTime() - firstAttemptAt.getTime() >= this.settings.giveUpAfterMs
     const lastError = ok ? null : (result.error ?? `answered ${result.status}`)
     const outcome = ok ? 'delivered' : gone ? 'gone' : givingUp ? 'failed' : 'retried'
-    await db.transaction(async (tx) => {
+    const next = await db.transaction(async (tx): Promise<Turn | undefined> => {
       // The endpoint first, then the delivery: settles of one endpoint take turns, and a disable cannot deadlock with them.
       const locked = await repository.findEndpoint(tx, endpoint.id, { forUpdate: true })
-      if (!locked) return // deleted meanwhile, with its deliveries
+      if (!locked) return undefined // deleted meanwhile, with its deliveries
       // The attempt happened whatever comes next: it is in the delivery's log.
       await repository.recordAttempt(tx, delivery.id, at, result)
       const settled = await repository.settle(tx, delivery.id, this.owner, {
@@ -157,15 +176,19 @@ export class WebhookDelivery implements LoopJob {
         ...(ok ? { deliveredAt: now } : {}),
       })
       // Taken over by another instance meanwhile: the outcome is its to record.
-      if (!settled) return
+      if (!settled) return undefined
       const health = await repository.markHealth(tx, endpoint.id, !ok, now)
       if (gone) {
         await service.disableForFailures(tx, locked, 'The endpoint answered 410 Gone.')
       } else if (!ok && health?.failingSince && now.getTime() - health.failingSince.getTime() >= this.settings.giveUpAfterMs) {
         await service.disableForFailures(tx, locked, `Every delivery failed for 3 days (since ${health.failingSince.toISOString()}); last: ${lastError}`)
       }
+      if (!ok || !chain || locked.parallel || !locked.enabled) return undefined
+      const following = await repository.claimNextOf(tx, locked.id, this.owner, this.settings.leaseMs, now)
+      return following ? { delivery: following, endpoint: locked } : undefined
     })
     this.deps.counted?.(outcome)
     if (!ok) this.deps.log.info({ endpointId: endpoint.id, deliveryId: delivery.id, status: result.status, error: result.error, outcome }, 'webhook delivery failed')
+    return next
   }
 }

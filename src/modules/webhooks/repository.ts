@@ -143,21 +143,32 @@ export class WebhookRepository {
         returning d.id, d.endpoint_id, d.event_id, d.attempts, d.first_attempt_at,
           ev.type, ev.subject_type, ev.subject_id, ev.payload, ev.occurred_at`),
     )
-    return rows.map((row) => ({
-      id: String(row.id),
-      endpointId: String(row.endpoint_id),
-      eventId: String(row.event_id),
-      attempts: Number(row.attempts),
-      firstAttemptAt: row.first_attempt_at ? new Date(row.first_attempt_at as string) : null,
-      event: {
-        id: String(row.event_id),
-        type: String(row.type),
-        subjectType: String(row.subject_type),
-        subjectId: String(row.subject_id),
-        payload: row.payload as Record<string, unknown>,
-        occurredAt: new Date(row.occurred_at as string),
-      },
-    }))
+    return rows.map(toClaimed)
+  }
+
+  /**
+   * In the transaction that settled an ordered endpoint's delivery (its row locked): takes the
+   * lease of the endpoint's next delivery in feed order when it is due, so the same task
+   * delivers it without waiting for a round. Nobody else can hold it: the endpoint's lease
+   * was held until this transaction commits.
+   */
+  async claimNextOf(tx: Db, endpointId: string, owner: string, leaseMs: number, now: Date): Promise<ClaimedDelivery | undefined> {
+    const at = now.toISOString()
+    const until = new Date(now.getTime() + leaseMs).toISOString()
+    const [row] = rowsOf<Record<string, unknown>>(
+      await tx.execute(sql`
+        update ${webhookDeliveries} d set lease_owner = ${owner}, lease_expires_at = ${until}::timestamptz,
+          first_attempt_at = coalesce(d.first_attempt_at, ${at}::timestamptz)
+        from ${domainEvents} ev
+        where d.id = (
+            select head.id from ${webhookDeliveries} head where head.endpoint_id = ${endpointId} and head.state = 'pending'
+            order by head.event_tx_id, head.event_id, head.id limit 1)
+          and d.next_attempt_at <= ${at}::timestamptz and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
+          and ev.id = d.event_id
+        returning d.id, d.endpoint_id, d.event_id, d.attempts, d.first_attempt_at,
+          ev.type, ev.subject_type, ev.subject_id, ev.payload, ev.occurred_at`),
+    )
+    return row ? toClaimed(row) : undefined
   }
 
   /** Renews a lease still held; false when another instance took the delivery over. */
@@ -279,5 +290,23 @@ export class WebhookRepository {
         where d.state = 'pending' group by d.endpoint_id`),
     )
     return rows.map((row) => ({ endpointId: row.endpoint_id, occurredAt: new Date(row.occurred_at) }))
+  }
+}
+
+function toClaimed(row: Record<string, unknown>): ClaimedDelivery {
+  return {
+    id: String(row.id),
+    endpointId: String(row.endpoint_id),
+    eventId: String(row.event_id),
+    attempts: Number(row.attempts),
+    firstAttemptAt: row.first_attempt_at ? new Date(row.first_attempt_at as string) : null,
+    event: {
+      id: String(row.event_id),
+      type: String(row.type),
+      subjectType: String(row.subject_type),
+      subjectId: String(row.subject_id),
+      payload: row.payload as Record<string, unknown>,
+      occurredAt: new Date(row.occurred_at as string),
+    },
   }
 }
