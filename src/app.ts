@@ -29,7 +29,7 @@ import metricsPlugin from './plugins/metrics.ts'
 import requestLifecyclePlugin from './plugins/request-lifecycle.ts'
 import servicesPlugin from './plugins/services.ts'
 import swaggerPlugin from './plugins/swagger.ts'
-import workersPlugin from './plugins/workers.ts'
+import workersPlugin, { type HousekeepingOptions } from './plugins/workers.ts'
 
 export type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
 
@@ -50,7 +50,7 @@ export interface AppOptions {
   /** GraphQL switches; introspection is on unless set false (GRAPHQL_INTROSPECTION). */
   graphql?: { introspection?: boolean }
   /** Housekeeping (expired data); it runs every 10 minutes only when `autostart` is set. */
-  housekeeping?: { autostart: boolean }
+  housekeeping?: HousekeepingOptions
   /** Mail intake settings (INGEST_*); recovery of unfinished emails runs only when `recovery.autostart` is set. */
   ingest?: IngestOptions
   /** The mailbox sync of incoming connectors; it starts only when `autostart` is set. */

@@ -88,6 +88,12 @@ export const EnvSchema = Type.Object({
       description: 'Comma-separated CIDR networks webhooks may reach although they are private, loopback or link-local (e.g. 10.1.2.0/24)',
     }),
   ),
+  EVENT_RETENTION_DAYS: Type.Integer({
+    minimum: 1,
+    maximum: 3650,
+    default: 30,
+    description: 'Days events (the feed) and ended webhook deliveries are kept',
+  }),
   SYNC_CONCURRENCY: Type.Integer({
     minimum: 1,
     maximum: 256,
@@ -177,6 +183,8 @@ export interface AppConfig {
   /** SYNC_CONCURRENCY. */
   syncConcurrency: number
   webhooks: { allowHttp: boolean; allowedNetworks: string[] }
+  /** EVENT_RETENTION_DAYS. */
+  eventRetentionDays: number
   graphqlIntrospection: boolean
   ingest: IngestSettings
 }
@@ -201,6 +209,7 @@ const expectations: Record<keyof Env, string> = {
   SEND_RATE_PER_MINUTE: 'an integer from 1 to 10000',
   SYNC_INTERVAL: 'a number of seconds from 5 to 86400',
   SYNC_CONCURRENCY: 'an integer from 1 to 256',
+  EVENT_RETENTION_DAYS: 'a number of days from 1 to 3650',
   WEBHOOK_ALLOW_HTTP: '"true" or "false"',
   WEBHOOK_ALLOWED_NETWORKS: 'comma-separated CIDR networks such as 10.0.0.0/8,fd00::/8',
   SEND_MAX_ATTEMPTS: 'an integer from 1 to 100',
@@ -281,6 +290,7 @@ export function loadConfig(source: NodeJS.ProcessEnv): AppConfig {
     syncIntervalMs: valid.SYNC_INTERVAL * 1000,
     syncConcurrency: valid.SYNC_CONCURRENCY,
     webhooks: { allowHttp: valid.WEBHOOK_ALLOW_HTTP, allowedNetworks: valid.WEBHOOK_ALLOWED_NETWORKS?.split(',').map((network) => network.trim()) ?? [] },
+    eventRetentionDays: valid.EVENT_RETENTION_DAYS,
     graphqlIntrospection: valid.GRAPHQL_INTROSPECTION,
     ingest: {
       dedupeScope: valid.INGEST_DEDUPE_SCOPE,

@@ -57,7 +57,7 @@ async function main(): Promise<void> {
       autostart: config.dispatcher.enabled,
       settings: { perMinute: config.dispatcher.perMinute, maxAttempts: config.dispatcher.maxAttempts },
     },
-    housekeeping: { autostart: config.dispatcher.enabled },
+    housekeeping: { autostart: config.dispatcher.enabled, eventRetentionDays: config.eventRetentionDays },
     ingest: { ...config.ingest, recovery: { autostart: config.dispatcher.enabled } },
     sync: { autostart: config.dispatcher.enabled, settings: { intervalMs: config.syncIntervalMs, maxConcurrentFolders: config.syncConcurrency }, publicBaseUrl: config.publicBaseUrl },
     webhooks: { autostart: config.dispatcher.enabled, ...config.webhooks },

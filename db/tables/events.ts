@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { bigint, index, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+import { bigint, index, jsonb, pgTable, smallint, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 
 export const EVENT_TYPES = [
   'message.sent',
@@ -41,3 +41,14 @@ export const domainEvents = pgTable(
   },
   (table) => [index('domain_events_subject_idx').on(table.subjectType, table.subjectId, table.id), index('domain_events_feed_idx').on(table.txId, table.id)],
 )
+
+/**
+ * How far the feed has been trimmed (EVENT_RETENTION_DAYS): every event up to and including
+ * (txId, eventId) in feed order is gone, every event after it is kept. One row.
+ */
+export const domainEventRetention = pgTable('domain_event_retention', {
+  id: smallint().primaryKey(),
+  txId: bigint({ mode: 'number' }).notNull(),
+  eventId: uuid().notNull(),
+  removedAt: timestamp({ withTimezone: true }).notNull(),
+})

@@ -44,6 +44,7 @@ const problemDescriptions: Record<number, string> = {
   404: 'No such resource',
   409: 'Conflicts with the current state',
   413: 'The request body is too large',
+  410: 'Gone: what the request points at is no longer kept',
   415: 'Unsupported content type',
   422: 'Valid shape, but it cannot be carried out',
   500: 'Unexpected error; quote the request id',

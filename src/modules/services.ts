@@ -18,6 +18,8 @@ import { EmailRouteRepository } from './email-routes/repository.ts'
 import { RouteBook } from './email-routes/route-book.ts'
 import { EmailRouteService } from './email-routes/service.ts'
 import { EventFeed } from './events/feed.ts'
+import { DomainEventRepository } from './events/repository.ts'
+import { EventRetention } from './events/retention.ts'
 import { AddressPolicy, WebhookHttp } from './webhooks/http.ts'
 import { WebhookRepository } from './webhooks/repository.ts'
 import { WebhookService } from './webhooks/service.ts'
@@ -46,6 +48,8 @@ export interface Services {
   events: EventLog
   /** The event feed (GET /v1/events). */
   eventFeed: EventFeed
+  /** Trims the feed (EVENT_RETENTION_DAYS). */
+  eventRetention: EventRetention
   attachments: AttachmentStore
   integrations: IntegrationService
   /** The one door to a mailbox. */
@@ -187,9 +191,10 @@ export function createServices(deps: ServiceDeps): Services {
     onStage: deps.ingest?.onStage,
   })
   const webhookHttp = new WebhookHttp(new AddressPolicy(deps.webhooks?.allowedNetworks ?? []))
+  const webhookRepository = new WebhookRepository()
   const webhooks = new WebhookService({
     db,
-    repository: new WebhookRepository(),
+    repository: webhookRepository,
     secretBox,
     audit,
     events,
@@ -198,5 +203,8 @@ export function createServices(deps: ServiceDeps): Services {
     allowHttp: deps.webhooks?.allowHttp ?? false,
     clock: deps.clock,
   })
-  return { webhooks, webhookHttp, audit, apiKeys, events, eventFeed: new EventFeed(db), attachments, integrations, mailboxes, connectors, routes, blockedAddresses, messages, inbound, mailboxSync }
+  const eventRepository = new DomainEventRepository()
+  // Webhooks hold the events still to fan out or deliver; the feed keeps them.
+  const eventRetention = new EventRetention({ db, repository: eventRepository, holds: [(executor) => webhookRepository.firstNeeded(executor)] })
+  return { webhooks, webhookHttp, audit, apiKeys, events, eventFeed: new EventFeed(db, eventRepository), eventRetention, attachments, integrations, mailboxes, connectors, routes, blockedAddresses, messages, inbound, mailboxSync }
 }

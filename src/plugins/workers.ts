@@ -63,9 +63,15 @@ export class Workers {
   }
 }
 
-export interface WorkersPluginOptions {
+export interface HousekeepingOptions {
   /** Run housekeeping in this instance (the server does; tests call housekeeping.run). */
-  housekeeping?: { autostart: boolean }
+  autostart: boolean
+  /** Events, and webhook deliveries that ended, are kept this long (EVENT_RETENTION_DAYS, default 30). */
+  eventRetentionDays?: number
+}
+
+export interface WorkersPluginOptions {
+  housekeeping?: HousekeepingOptions
 }
 
 async function workersPlugin(app: FastifyInstance, options: WorkersPluginOptions) {

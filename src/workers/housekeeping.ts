@@ -1,6 +1,13 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { LoopJob } from './runner.ts'
 
+export const DEFAULT_EVENT_RETENTION_DAYS = 30
+
+/** The moment before which events and ended webhook deliveries are removed (EVENT_RETENTION_DAYS). */
+export function eventRetentionCutoff(now: Date, days = DEFAULT_EVENT_RETENTION_DAYS): Date {
+  return new Date(now.getTime() - days * 86_400_000)
+}
+
 /** Removes what nobody will use again; returns how many it removed. */
 export type Chore = (now: Date) => Promise<number>
 

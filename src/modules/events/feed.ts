@@ -2,7 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { EVENT_TYPES, type EventType } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { ValidationError } from '../../lib/errors.ts'
-import { beforeHorizon, DomainEventRepository, FEED_START, type FeedPosition, type FeedRow } from './repository.ts'
+import { CursorExpiredError } from './errors.ts'
+import { comparePositions, FEED_START, type FeedPosition } from './position.ts'
+import { beforeHorizon, DomainEventRepository, type FeedRow } from './repository.ts'
 import type { EventFeedPage, EventFeedQuery, FeedEvent } from './schemas.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -57,8 +59,10 @@ export class EventFeed {
     let position = query.after === undefined ? FEED_START : decodeCursor(query.after)
     const types = query.types === undefined ? [...EVENT_TYPES] : matchEventTypes(query.types.split(',').map((type) => type.trim()), 'types')
     const deadline = Date.now() + waitSeconds(query.wait) * 1000
-    for (;;) {
-      const { rows, horizon } = await this.repository.feedPage(this.db, position, types, query.limit)
+    for (let first = true; ; first = false) {
+      const { rows, horizon, removedThrough } = await this.repository.feedPage(this.db, position, types, query.limit)
+      // Only a given cursor can point into what was removed; without one the reader starts at the oldest event kept.
+      if (first && query.after !== undefined && removedThrough && comparePositions(position, removedThrough) < 0) throw new CursorExpiredError()
       const last = rows.at(-1)
       if (last) position = { txId: last.txId, id: last.id }
       // A short page read everything of its types below the horizon: the reader moves up to it,

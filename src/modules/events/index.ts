@@ -1,4 +1,8 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { AppOptions } from '../../app.ts'
 import type { AppModule } from '../module.ts'
+import { eventRetentionCutoff } from '../../workers/housekeeping.ts'
 import { eventResolvers } from './resolvers.ts'
 import { eventRoutes } from './routes.ts'
 import { EVENT_SCHEMAS, EventFeedPage, FeedEvent, PING_SCHEMA } from './schemas.ts'
@@ -35,6 +39,11 @@ const webhooks = {
   ping: delivery('ping', PING_SCHEMA.description, PING_SCHEMA.$id!),
 }
 
+/** Events older than EVENT_RETENTION_DAYS go, unless webhooks still need them. */
+async function eventHousekeeping(app: FastifyInstance, options: AppOptions) {
+  app.housekeeping.add('events', (now) => app.services.eventRetention.removeOlderThan(eventRetentionCutoff(now, options.housekeeping?.eventRetentionDays)))
+}
+
 export const eventsModule: AppModule = {
   name: 'events',
   tag: {
@@ -45,4 +54,5 @@ export const eventsModule: AppModule = {
   routes: eventRoutes,
   resolvers: eventResolvers,
   webhooks,
+  plugin: fp(eventHousekeeping, { name: 'events-housekeeping', fastify: '5.x', dependencies: ['services', 'workers'] }),
 }

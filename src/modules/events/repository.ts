@@ -1,17 +1,10 @@
-import { sql } from 'drizzle-orm'
-import { domainEvents } from '../../../db/schema.ts'
+import { eq, sql } from 'drizzle-orm'
+import { domainEventRetention, domainEvents } from '../../../db/schema.ts'
 import { rowsOf, type Db } from '../../database/index.ts'
+import { comparePositions, FEED_START, type FeedPosition } from './position.ts'
 
 export type DomainEventRow = typeof domainEvents.$inferSelect
 export type NewDomainEvent = typeof domainEvents.$inferInsert
-
-/** Where a reader of the feed stands: after the event (txId, id); (0, nil) is before the first. */
-export interface FeedPosition {
-  txId: number
-  id: string
-}
-
-export const FEED_START: FeedPosition = { txId: 0, id: '00000000-0000-0000-0000-000000000000' }
 
 /** Past every event of transaction ids below `horizon`: no event still to come sorts before it. */
 export function beforeHorizon(horizon: number): FeedPosition {
@@ -34,12 +27,23 @@ export class DomainEventRepository {
    * back with the rows, read in the same snapshot: a short page may move the reader up to it.
    * (postgres.js prepares the statement on first use and reuses it.)
    */
-  async feedPage(executor: Db, after: FeedPosition, types: readonly string[], limit: number): Promise<{ rows: FeedRow[]; horizon: number }> {
-    const result = rowsOf<{ horizon: string | number; id: string | null; type: string; subject_type: string; subject_id: string; payload: Record<string, unknown>; occurred_at: string | Date; tx_id: string | number }>(
+  async feedPage(executor: Db, after: FeedPosition, types: readonly string[], limit: number): Promise<{ rows: FeedRow[]; horizon: number; removedThrough: FeedPosition | null }> {
+    const result = rowsOf<{
+      horizon: string | number
+      removed_tx_id: string | number | null
+      removed_id: string | null
+      id: string | null
+      type: string
+      subject_type: string
+      subject_id: string
+      payload: Record<string, unknown>
+      occurred_at: string | Date
+      tx_id: string | number
+    }>(
       await executor.execute(sql`
         with horizon as materialized (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint as xmin)
-        select h.xmin as horizon, e.id, e.type, e.subject_type, e.subject_id, e.payload, e.occurred_at, e.tx_id
-        from horizon h left join lateral (
+        select h.xmin as horizon, r.tx_id as removed_tx_id, r.event_id as removed_id, e.id, e.type, e.subject_type, e.subject_id, e.payload, e.occurred_at, e.tx_id
+        from horizon h left join ${domainEventRetention} r on r.id = ${RETENTION_ROW} left join lateral (
           select id, type, subject_type, subject_id, payload, occurred_at, tx_id from ${domainEvents}
           where (tx_id, id) > (${after.txId}::bigint, ${after.id}::uuid) and tx_id < h.xmin and type = any(${`{${types.join(',')}}`}::text[])
           order by tx_id, id limit ${limit}
@@ -56,6 +60,42 @@ export class DomainEventRepository {
         occurredAt: new Date(row.occurred_at),
         txId: Number(row.tx_id),
       }))
-    return { rows, horizon: Number(result[0]?.horizon ?? 0) }
+    const first = result[0]
+    const removedThrough = first?.removed_id ? { txId: Number(first.removed_tx_id), id: first.removed_id } : null
+    return { rows, horizon: Number(first?.horizon ?? 0), removedThrough }
+  }
+
+  /**
+   * Removes up to `batch` of the oldest events in feed order, stopping at the first one to
+   * keep: it occurred at or after `cutoff`, or it is at or after the position `keepFrom`
+   * names (someone still needs it), or it is not yet below the horizon (a transaction before it
+   * may still commit). Moves the retention mark past what it removed, in the same
+   * transaction; instances take turns on the mark's row.
+   */
+  async removeOldest(db: Db, cutoff: Date, keepFrom: (tx: Db) => Promise<FeedPosition | null>, batch: number): Promise<number> {
+    return db.transaction(async (tx) => {
+      await tx.insert(domainEventRetention).values({ id: RETENTION_ROW, txId: 0, eventId: FEED_START.id, removedAt: new Date(0) }).onConflictDoNothing()
+      const [mark] = await tx.select().from(domainEventRetention).where(eq(domainEventRetention.id, RETENTION_ROW)).for('update')
+      const kept = (await keepFrom(tx)) ?? { txId: Number.MAX_SAFE_INTEGER, id: FEED_START.id }
+      const removed = rowsOf<{ tx_id: string | number; id: string }>(
+        await tx.execute(sql`
+          with batch as (
+            select id, tx_id, occurred_at < ${cutoff.toISOString()}::timestamptz
+              and (tx_id, id) < (${kept.txId}::bigint, ${kept.id}::uuid)
+              and tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint as removable
+            from ${domainEvents} where (tx_id, id) > (${mark!.txId}::bigint, ${mark!.eventId}::uuid)
+            order by tx_id, id limit ${batch}
+          ), stop as (select tx_id, id from batch where not removable order by tx_id, id limit 1)
+          delete from ${domainEvents} e using batch b
+          where e.id = b.id and b.removable and not exists (select 1 from stop s where (s.tx_id, s.id) < (b.tx_id, b.id))
+          returning e.tx_id, e.id`),
+      )
+      if (removed.length === 0) return 0
+      const last = removed.map((row) => ({ txId: Number(row.tx_id), id: row.id })).reduce((a, b) => (comparePositions(a, b) >= 0 ? a : b))
+      await tx.update(domainEventRetention).set({ txId: last.txId, eventId: last.id, removedAt: new Date() }).where(eq(domainEventRetention.id, RETENTION_ROW))
+      return removed.length
+    })
   }
 }
+
+const RETENTION_ROW = 1

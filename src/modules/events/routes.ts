@@ -18,9 +18,9 @@ export const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Read the event feed',
         description:
-          'Everything Mailgate decided, in commit order, after a cursor: pass the page’s `next` as `after` to read on; nothing is skipped, even an event whose transaction committed after later ones (the feed waits for it). `types` filters (`work_item.*,message.failed`); `wait=30s` waits for the next event when there is none yet (long poll). Each type’s `data` is in the Event* components and the webhooks section.',
+          'Everything Mailgate decided, in commit order, after a cursor: pass the page’s `next` as `after` to read on; nothing is skipped, even an event whose transaction committed after later ones (the feed waits for it). `types` filters (`work_item.*,message.failed`); `wait=30s` waits for the next event when there is none yet (long poll). Events are kept EVENT_RETENTION_DAYS (30); a cursor into what was removed is 410 CURSOR_EXPIRED. Each type’s `data` is in the Event* components and the webhooks section.',
         querystring: EventFeedQuery,
-        response: { 200: EventFeedPage, ...problemResponses() },
+        response: { 200: EventFeedPage, ...problemResponses(410) },
       },
     },
     async (request, reply) => {

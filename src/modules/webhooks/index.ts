@@ -2,6 +2,7 @@ import { Counter, Gauge } from 'prom-client'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { AppOptions } from '../../app.ts'
+import { eventRetentionCutoff } from '../../workers/housekeeping.ts'
 import type { AppModule } from '../module.ts'
 import { WebhookDelivery, type WebhookDeliveryDeps, type WebhookDeliverySettings } from './delivery.ts'
 import { WebhookRepository } from './repository.ts'
@@ -80,6 +81,7 @@ async function webhookWorkers(app: FastifyInstance, options: AppOptions) {
     { autostart: configured.autostart },
   )
   app.decorate('webhookDelivery', delivery)
+  app.housekeeping.add('webhookDeliveries', (now) => app.services.webhooks.removeExpired(eventRetentionCutoff(now, options.housekeeping?.eventRetentionDays), now))
   app.addHook('onClose', async () => app.services.webhookHttp.close())
 }
 

@@ -2,6 +2,7 @@ import { and, asc, desc, eq, inArray, lt, sql } from 'drizzle-orm'
 import { domainEvents, webhookAttempts, webhookDeliveries, webhookEndpoints, webhookFanout } from '../../../db/schema.ts'
 import { rowsOf, type Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
+import { comparePositions, type FeedPosition } from '../events/position.ts'
 import type { AttemptResult } from './http.ts'
 
 export type EndpointRow = typeof webhookEndpoints.$inferSelect
@@ -171,6 +172,53 @@ export class WebhookRepository {
     return row ? toClaimed(row) : undefined
   }
 
+  /**
+   * The first feed position whose event webhooks may still need: the one after the fan-out's
+   * place (or, before the first fan-out, the oldest endpoint's start) or a pending delivery's
+   * event, whichever comes first. Null when nothing is needed.
+   */
+  async firstNeeded(executor: Db): Promise<FeedPosition | null> {
+    const [row] = rowsOf<{ pending_tx: string | number | null; pending_id: string | null; fanned_tx: string | number | null; fanned_id: string | null; start_tx: string | number | null }>(
+      await executor.execute(sql`
+        select p.event_tx_id as pending_tx, p.event_id as pending_id, f.tx_id as fanned_tx, f.event_id as fanned_id,
+          (select min(created_tx_id) from ${webhookEndpoints}) as start_tx
+        from (select 1) one
+        left join lateral (select event_tx_id, event_id from ${webhookDeliveries} where state = 'pending' order by event_tx_id, event_id limit 1) p on true
+        left join ${webhookFanout} f on f.id = ${FANOUT_ROW}`),
+    )
+    const candidates: FeedPosition[] = []
+    if (row?.pending_id) candidates.push({ txId: Number(row.pending_tx), id: row.pending_id })
+    if (row?.fanned_id) candidates.push(positionAfter({ txId: Number(row.fanned_tx), id: row.fanned_id }))
+    else if (row?.start_tx !== null && row?.start_tx !== undefined) candidates.push({ txId: Number(row.start_tx) + 1, id: NIL_UUID })
+    return candidates.reduce<FeedPosition | null>((first, position) => (first === null || comparePositions(position, first) < 0 ? position : first), null)
+  }
+
+  /** Ended deliveries (and their attempts) created before `cutoff`, a batch at a time; how many. */
+  async removeEndedBefore(db: Db, cutoff: Date, batch: number): Promise<number> {
+    const rows = rowsOf<{ id: string }>(
+      await db.execute(sql`
+        delete from ${webhookDeliveries} where id in (
+          select id from ${webhookDeliveries} where state <> 'pending' and created_at < ${cutoff.toISOString()}::timestamptz limit ${batch})
+        returning id`),
+    )
+    return rows.length
+  }
+
+  /**
+   * Pending deliveries whose event is gone (a replay that raced the feed's trimming) can never
+   * be sent: they end as failed instead of holding their endpoint back.
+   */
+  async failOrphans(db: Db, now: Date): Promise<number> {
+    const rows = rowsOf<{ id: string }>(
+      await db.execute(sql`
+        update ${webhookDeliveries} d set state = 'failed', last_error = 'The event is no longer kept (EVENT_RETENTION_DAYS)', lease_owner = null, lease_expires_at = null
+        where d.state = 'pending' and (d.lease_expires_at is null or d.lease_expires_at < ${now.toISOString()}::timestamptz)
+          and not exists (select 1 from ${domainEvents} ev where ev.id = d.event_id)
+        returning d.id`),
+    )
+    return rows.length
+  }
+
   /** Renews a lease still held; false when another instance took the delivery over. */
   async renew(executor: Db, id: string, owner: string, until: Date): Promise<boolean> {
     const rows = await executor
@@ -309,4 +357,14 @@ function toClaimed(row: Record<string, unknown>): ClaimedDelivery {
       occurredAt: new Date(row.occurred_at as string),
     },
   }
+}
+
+const NIL_UUID = '00000000-0000-0000-0000-000000000000'
+
+/** The position just after one: the next uuid in the same transaction (uuids compare as 128-bit numbers). */
+function positionAfter(position: FeedPosition): FeedPosition {
+  const next = BigInt(`0x${position.id.replaceAll('-', '')}`) + 1n
+  if (next >> 128n) return { txId: position.txId + 1, id: NIL_UUID }
+  const hex = next.toString(16).padStart(32, '0')
+  return { txId: position.txId, id: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}` }
 }

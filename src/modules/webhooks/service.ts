@@ -186,6 +186,20 @@ export class WebhookService {
   }
 
   /**
+   * Housekeeping: ended deliveries created before `cutoff` go, with their attempts (a batch
+   * at a time, at most 20 batches a run); pending ones whose event is gone end as failed.
+   */
+  async removeExpired(cutoff: Date, now: Date): Promise<number> {
+    let removed = await this.deps.repository.failOrphans(this.deps.db, now)
+    for (let round = 0; round < 20; round++) {
+      const batch = await this.deps.repository.removeEndedBefore(this.deps.db, cutoff, 5_000)
+      removed += batch
+      if (batch < 5_000) break
+    }
+    return removed
+  }
+
+  /**
    * Disables an endpoint (410 Gone, or failing for 3 days) and records `webhook.disabled`, once.
    * Its undelivered events wait: enabling it again delivers them. `row` is locked by the caller.
    */
