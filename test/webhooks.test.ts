@@ -301,12 +301,16 @@ describe('no way in through webhooks', () => {
   })
 
   it('refuses private, loopback, link-local and metadata addresses, plain http, and credentials in the URL, naming the field', async () => {
-    for (const url of ['https://127.0.0.1/hook', 'https://10.0.0.1/hook', 'https://169.254.169.254/latest/meta-data', 'https://[::1]/hook', 'https://[::ffff:127.0.0.1]/hook', 'https://[::7f00:1]/hook', 'https://168.63.129.16/machine', 'https://0x7f.1/hook', 'https://192.168.1.20/x', 'http://example.com/hook', 'https://user:pw@example.com/hook', 'not a url']) {
+    for (const url of ['https://127.0.0.1/hook', 'https://10.0.0.1/hook', 'https://169.254.169.254/latest/meta-data', 'https://[::1]/hook', 'https://[::ffff:127.0.0.1]/hook', 'https://[::7f00:1]/hook', 'https://[64:ff9b::a9fe:a9fe]/latest', 'https://168.63.129.16/machine', 'https://0x7f.1/hook', 'https://192.168.1.20/x', 'http://example.com/hook', 'https://user:pw@example.com/hook', 'not a url']) {
       const response = await strict.app.inject({ method: 'POST', url: '/v1/webhooks', headers: bearer(strict.adminKey), payload: { url, eventTypes: ['*'] } })
       expect(response.statusCode, url).toBe(400)
       expect(JSON.stringify(response.json().errors), url).toContain('url')
     }
     expect((await strict.app.inject({ method: 'GET', url: '/v1/webhooks', headers: bearer(strict.adminKey) })).json().items).toEqual([])
+    // NAT64 (what DNS64 answers on an IPv6-only network) is judged by the IPv4 address it carries.
+    const nat64 = await strict.app.inject({ method: 'POST', url: '/v1/webhooks', headers: bearer(strict.adminKey), payload: { url: 'https://[64:ff9b::808:808]/hook', eventTypes: ['*'], enabled: false } })
+    expect(nat64.statusCode).toBe(201)
+    await strict.app.inject({ method: 'DELETE', url: `/v1/webhooks/${nat64.json().endpoint.id}`, headers: bearer(strict.adminKey) })
   })
 
   it('a name that resolves to a private address is refused when connecting (checked on the address used)', async () => {

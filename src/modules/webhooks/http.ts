@@ -15,6 +15,8 @@ export interface AttemptResult {
 }
 
 const BODY_KEPT = 4096
+const NAT64_PREFIX = ipaddr.parseCIDR('64:ff9b::/96')
+
 /** Cloud platform endpoints inside public ranges (Azure's WireServer); metadata services at 169.254.169.254 are link-local already. */
 const CLOUD_PLATFORM = ['168.63.129.16']
 const TIMEOUT_MS = 10_000
@@ -35,6 +37,8 @@ export class AddressPolicy {
   refusal(address: string): string | undefined {
     let parsed = ipaddr.parse(address)
     if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) parsed = (parsed as ipaddr.IPv6).toIPv4Address()
+    // NAT64 (RFC 6052, what DNS64 answers on an IPv6-only network): judged as the IPv4 address it carries.
+    if (parsed.kind() === 'ipv6' && parsed.match(NAT64_PREFIX)) parsed = ipaddr.fromByteArray(parsed.toByteArray().slice(12))
     for (const [network, bits] of this.allowed) if (parsed.kind() === network.kind() && parsed.match(network, bits)) return undefined
     // Deprecated IPv4-compatible IPv6 (::a.b.c.d) reaches the IPv4 address on some stacks: judged as that address.
     if (parsed.kind() === 'ipv6' && parsed.match(ipaddr.parseCIDR('::/96'))) return `${address} is an IPv4-compatible address`
