@@ -11,27 +11,37 @@ import { bearer, buildTestApp, graphql, type TestApp } from './support/app.ts'
 
 /** A local receiver: answers from a script (default 200), records every request. */
 class Receiver {
-  readonly requests: { headers: IncomingHttpHeaders; body: string }[] = []
+  readonly requests: { path: string; headers: IncomingHttpHeaders; body: string }[] = []
   answers: number[] = []
+  /** How long it takes to answer; requests in flight meanwhile are counted per path. */
+  delayMs = 0
+  readonly mostAtOnce = new Map<string, number>()
+  private readonly atOnce = new Map<string, number>()
   private server!: Server
   url = ''
 
   async start(): Promise<void> {
     this.server = createServer((request, response) => {
       const chunks: Buffer[] = []
+      const path = request.url ?? ''
+      this.atOnce.set(path, (this.atOnce.get(path) ?? 0) + 1)
+      this.mostAtOnce.set(path, Math.max(this.mostAtOnce.get(path) ?? 0, this.atOnce.get(path)!))
       request.on('data', (chunk: Buffer) => chunks.push(chunk))
       request.on('end', () => {
-        this.requests.push({ headers: request.headers, body: Buffer.concat(chunks).toString('utf8') })
+        this.requests.push({ path, headers: request.headers, body: Buffer.concat(chunks).toString('utf8') })
         const status = this.answers.shift() ?? 200
-        response.writeHead(status, { 'content-type': 'text/plain', 'x-receiver': 'test' }).end(status >= 300 ? `nope ${status}` : 'thanks')
+        setTimeout(() => {
+          this.atOnce.set(path, this.atOnce.get(path)! - 1)
+          response.writeHead(status, { 'content-type': 'text/plain', 'x-receiver': 'test' }).end(status >= 300 ? `nope ${status}` : 'thanks')
+        }, this.delayMs)
       })
     })
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve))
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks`
   }
 
-  ids(): string[] {
-    return this.requests.map((request) => String(request.headers['webhook-id']))
+  ids(path?: string): string[] {
+    return this.requests.filter((request) => path === undefined || request.path === path).map((request) => String(request.headers['webhook-id']))
   }
 
   async stop(): Promise<void> {
@@ -56,6 +66,8 @@ afterAll(async () => {
 beforeEach(() => {
   receiver.requests.length = 0
   receiver.answers = []
+  receiver.delayMs = 0
+  receiver.mostAtOnce.clear()
 })
 
 async function admin(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: unknown) {
@@ -243,6 +255,22 @@ describe('webhooks', () => {
     const events = await record(40)
     expect(await t.app.webhookDelivery.runOnce()).toBe(1) // one task, taking each next delivery as the last settles
     expect(receiver.ids()).toEqual(events)
+  })
+
+  it('a parallel endpoint gets its events side by side, at most perParallelEndpoint at once, and its backlog does not hold an ordered endpoint back', async () => {
+    receiver.delayMs = 40
+    await endpoint({ parallel: true, url: `${receiver.url}/parallel` })
+    const backlog = await record(40)
+    await endpoint({ url: `${receiver.url}/ordered` })
+    const later = await record(1)
+    const worker = createWebhookDelivery(t.app, { owner: 'spread', settings: { perParallelEndpoint: 3 } })
+    await worker.runOnce()
+    // The first round took the ordered endpoint's delivery beside the parallel endpoint's first three.
+    expect(receiver.ids('/hooks/ordered')).toEqual(later)
+    expect(receiver.ids('/hooks/parallel')).toHaveLength(3)
+    await deliverAll(worker)
+    expect(receiver.ids('/hooks/parallel').sort()).toEqual([...backlog, ...later].sort())
+    expect(receiver.mostAtOnce.get('/hooks/parallel')).toBe(3)
   })
 
   it('a worker that dies after the receiver answered leaves the delivery to be retried, with the same webhook-id', async () => {

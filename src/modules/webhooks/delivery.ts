@@ -18,6 +18,8 @@ export interface WebhookDeliverySettings {
   leaseMs: number
   /** Deliveries one instance makes at once, over all endpoints. */
   maxConcurrent: number
+  /** Deliveries in flight at once to one parallel endpoint, over all instances. */
+  perParallelEndpoint: number
   /** A delivery failing this long since its first attempt is given up (and its endpoint disabled). */
   giveUpAfterMs: number
 }
@@ -26,6 +28,7 @@ export const DEFAULT_DELIVERY_SETTINGS: WebhookDeliverySettings = {
   pollMs: 1_000,
   leaseMs: 60_000,
   maxConcurrent: 32,
+  perParallelEndpoint: 16,
   giveUpAfterMs: 3 * 24 * 3_600_000,
 }
 
@@ -110,7 +113,7 @@ export class WebhookDelivery implements LoopJob {
       this.fannedAt = Date.now()
       this.fanOutMore = fanned > 0
     }
-    const claimed = await repository.claimDue(db, this.owner, pool.capacity, this.settings.leaseMs, this.now())
+    const claimed = await repository.claimDue(db, this.owner, pool.capacity, this.settings.leaseMs, this.now(), this.settings.perParallelEndpoint)
     for (const delivery of claimed) pool.launch(`endpoint:${delivery.endpointId}`, () => this.deliverInTurn(delivery))
     const busy = fanned > 0 || (claimed.length > 0 && pool.capacity === 0)
     return { started: claimed.length, nextInMs: busy ? 0 : this.settings.pollMs }

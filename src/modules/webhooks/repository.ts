@@ -110,29 +110,45 @@ export class WebhookRepository {
 
   /**
    * Takes the lease of up to `limit` due deliveries: of an ordered endpoint only its first
-   * undelivered one (in feed order), when nobody holds it; of a parallel endpoint any due one.
+   * undelivered one (in feed order), when nobody holds it; of a parallel endpoint its first due
+   * ones in feed order, up to `perParallelEndpoint` in flight (over all instances).
    * An expired lease (a dead instance) is taken over.
    */
-  async claimDue(executor: Db, owner: string, limit: number, leaseMs: number, now: Date): Promise<ClaimedDelivery[]> {
+  async claimDue(executor: Db, owner: string, limit: number, leaseMs: number, now: Date, perParallelEndpoint: number): Promise<ClaimedDelivery[]> {
     if (limit <= 0) return []
     const at = now.toISOString()
     const until = new Date(now.getTime() + leaseMs).toISOString()
     const rows = rowsOf<Record<string, unknown>>(
       await executor.execute(sql`
         with leased as (
-          -- Endpoints with a delivery in flight (the small leased index).
-          select distinct held.endpoint_id from ${webhookDeliveries} held
+          -- Endpoints with deliveries in flight, and how many (the small leased index).
+          select held.endpoint_id, count(*) as held from ${webhookDeliveries} held
           where held.state = 'pending' and held.lease_owner is not null and held.lease_expires_at >= ${at}::timestamptz
+          group by held.endpoint_id
         ), heads as (
           -- Per ordered endpoint its first undelivered delivery, unless one of its deliveries is in flight.
           select distinct on (d.endpoint_id) d.id
           from ${webhookDeliveries} d join ${webhookEndpoints} e on e.id = d.endpoint_id
           where d.state = 'pending' and e.enabled and not e.parallel and e.id not in (select endpoint_id from leased)
           order by d.endpoint_id, d.event_tx_id, d.event_id, d.id
+        ), spread as (
+          -- Per parallel endpoint its first due deliveries in feed order, as many as it may still
+          -- have in flight: a backlog at one endpoint does not hold the others back.
+          select p.id from ${webhookEndpoints} e
+          left join leased l on l.endpoint_id = e.id
+          cross join lateral (
+            select due.id, row_number() over (order by due.event_tx_id, due.event_id, due.id) as turn from (
+              select d.id, d.event_tx_id, d.event_id from ${webhookDeliveries} d
+              where d.endpoint_id = e.id and d.state = 'pending' and d.next_attempt_at <= ${at}::timestamptz
+                and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
+              order by d.event_tx_id, d.event_id, d.id limit ${perParallelEndpoint}
+            ) due
+          ) p
+          where e.enabled and e.parallel and p.turn <= ${perParallelEndpoint} - coalesce(l.held, 0)
         ), candidates as (
-          select d.id from ${webhookDeliveries} d join ${webhookEndpoints} e on e.id = d.endpoint_id
-          where d.state = 'pending' and e.enabled and (not e.parallel and d.id in (select id from heads) or e.parallel)
-            and d.next_attempt_at <= ${at}::timestamptz and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
+          select d.id from ${webhookDeliveries} d
+          where d.id in (select id from heads union all select id from spread)
+            and d.state = 'pending' and d.next_attempt_at <= ${at}::timestamptz and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
           order by d.next_attempt_at, d.id
           limit ${limit}
           for update of d skip locked
