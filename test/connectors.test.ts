@@ -328,6 +328,19 @@ describe('integrations in use', () => {
     expect((await call('DELETE', `/v1/integrations/${id}`)).status).toBe(204)
   })
 
+  it('deleting a connector deletes the webhook endpoints filtered to it, and the audit says how many', async () => {
+    const id = await newIntegration()
+    const created = (await call('POST', '/v1/connectors', incoming(newMailbox().address, { integrationId: id }))).body
+    const hook = await call('POST', '/v1/webhooks', { url: 'https://example.com/hook', eventTypes: ['*'], connectorId: created.id, enabled: false })
+    const other = await call('POST', '/v1/webhooks', { url: 'https://example.com/all', eventTypes: ['*'], enabled: false })
+    expect([hook.status, other.status]).toEqual([201, 201])
+    expect((await call('DELETE', `/v1/connectors/${created.id}`)).status).toBe(204)
+    expect((await call('GET', `/v1/webhooks/${hook.body.endpoint.id}`)).status).toBe(404)
+    expect((await call('GET', `/v1/webhooks/${other.body.endpoint.id}`)).status).toBe(200)
+    const audit = (await call('GET', `/v1/audit?resourceType=connector&resourceId=${created.id}&action=delete`)).body.items
+    expect(audit[0]).toMatchObject({ diff: { details: { webhooksDeleted: 1 } } })
+  })
+
   it('rotating the secret of an integration with enabled connectors needs a candidate test; then the mailboxes stay online', async () => {
     const id = await newIntegration()
     const created = (await call('POST', '/v1/connectors', incoming(newMailbox().address, { integrationId: id }))).body

@@ -8,16 +8,19 @@ import { bearer, buildTestApp, graphql, type TestApp } from './support/app.ts'
 let t: TestApp
 let receiver: Server
 let receiverUrl: string
+let failing = false
 const received: string[] = []
+let offsetMs = 0
+const clock = () => new Date(Date.now() + offsetMs)
 
 beforeAll(async () => {
   receiver = createServer((request, response) => {
     received.push(String(request.headers['webhook-id']))
-    request.resume().on('end', () => response.end('thanks'))
+    request.resume().on('end', () => response.writeHead(failing ? 503 : 200).end())
   })
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve))
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`
-  t = await buildTestApp({ webhooks: { autostart: false, allowHttp: true, allowedNetworks: ['127.0.0.0/8'] } })
+  t = await buildTestApp({ clock, webhooks: { autostart: false, allowHttp: true, allowedNetworks: ['127.0.0.0/8'] } })
 })
 afterAll(async () => {
   await t.close()
@@ -34,63 +37,84 @@ async function record(count: number): Promise<void> {
   }
 }
 
-async function feed(after?: string) {
-  const response = await t.app.inject({ method: 'GET', url: `/v1/events?limit=500${after ? `&after=${after}` : ''}`, headers: bearer(t.adminKey) })
+async function call(method: 'GET' | 'POST' | 'PATCH', url: string, payload?: object) {
+  const response = await t.app.inject({ method, url, headers: bearer(t.adminKey), ...(payload ? { payload } : {}) })
   return { status: response.statusCode, type: response.headers['content-type'], body: response.json() }
 }
 
+const feed = (after?: string) => call('GET', `/v1/events?limit=500${after ? `&after=${after}` : ''}`)
 const ids = (page: { body: { items: { id: string }[] } }) => page.body.items.map((item) => item.id)
 /** Housekeeping as it runs 31 days from now: everything recorded so far is past EVENT_RETENTION_DAYS (30). */
-const monthLater = () => t.app.housekeeping.run(new Date(Date.now() + 31 * 86_400_000))
+const monthLater = () => t.app.housekeeping.run(new Date(clock().getTime() + 31 * 86_400_000))
+const deliverAll = async () => {
+  while ((await t.app.webhookDelivery.runOnce()) > 0);
+}
 
 describe('event retention', () => {
-  it('removes old events oldest first but keeps what a webhook has yet to get; a cursor into removed events is 410 CURSOR_EXPIRED, never a silent gap', async () => {
+  let endpointId: string
+  let c: { cursor: string }
+
+  it('removes old events oldest first but keeps what an enabled webhook has yet to get; a cursor into removed events is 410 CURSOR_EXPIRED, never a silent gap', async () => {
     await record(3)
-    const early = await feed()
-    const [a, , c] = early.body.items as { id: string; cursor: string }[]
-    const created = await t.app.inject({ method: 'POST', url: '/v1/webhooks', headers: bearer(t.adminKey), payload: { url: receiverUrl, eventTypes: ['*'], enabled: false } })
-    expect(created.statusCode).toBe(201)
-    const endpointId = created.json().endpoint.id as string
+    const [a, , third] = (await feed()).body.items as { id: string; cursor: string }[]
+    c = third!
+    const created = await call('POST', '/v1/webhooks', { url: receiverUrl, eventTypes: ['*'] })
+    expect(created.status).toBe(201)
+    endpointId = created.body.endpoint.id
     await record(2)
-    await t.app.webhookDelivery.runOnce() // fans out: the disabled endpoint's deliveries wait
-    const waiting = ids(await feed(c!.cursor))
+    failing = true
+    await deliverAll() // the first fails and waits for its retry; the second waits behind it
+    const waiting = ids(await feed(c.cursor))
     expect(waiting).toHaveLength(2)
 
-    expect(await t.app.housekeeping.run(new Date())).toMatchObject({ events: 0 }) // nothing is 30 days old yet
+    expect(await t.app.housekeeping.run(clock())).toMatchObject({ events: 0 }) // nothing is 30 days old yet
     expect((await monthLater()).events).toBe(3)
-    // The two the disabled endpoint has yet to get are kept, and read on from where a reader was.
     expect(ids(await feed())).toEqual(waiting)
-    expect(ids(await feed(c!.cursor))).toEqual(waiting)
+    expect(ids(await feed(c.cursor))).toEqual(waiting)
     const expired = await feed(a!.cursor)
     expect(expired).toMatchObject({ status: 410, type: expect.stringContaining('application/problem+json'), body: { code: 'CURSOR_EXPIRED' } })
     expect(expired.body.detail).toContain('leave `after` out')
     const viaGraphql = (await graphql(t.app, t.adminKey, `{ events(after: "${a!.cursor}") { next } }`)).body
     expect(viaGraphql.errors?.[0]?.extensions).toMatchObject({ code: 'CURSOR_EXPIRED' })
 
-    // Enabled again, the endpoint gets them; then they, and the ended deliveries, go too.
-    expect((await t.app.inject({ method: 'PATCH', url: `/v1/webhooks/${endpointId}`, headers: bearer(t.adminKey), payload: { enabled: true } })).statusCode).toBe(200)
-    while ((await t.app.webhookDelivery.runOnce()) > 0);
-    expect(received).toEqual(waiting)
-    const last = (await feed(c!.cursor)).body.items.at(-1) as { cursor: string }
-    const later = await monthLater()
-    expect(later).toMatchObject({ events: 2, webhookDeliveries: 2 })
-    expect((await t.app.inject({ method: 'GET', url: `/v1/webhooks/${endpointId}/deliveries`, headers: bearer(t.adminKey) })).json().items).toEqual([])
+    // Delivered at last; then they, and the ended deliveries with their attempts, go too.
+    failing = false
+    offsetMs += 10_000
+    await deliverAll()
+    expect(received.slice(-2)).toEqual(waiting)
+    const last = (await feed(c.cursor)).body.items.at(-1) as { cursor: string }
+    expect(await monthLater()).toMatchObject({ events: 2, webhookDeliveries: 2 })
+    expect((await call('GET', `/v1/webhooks/${endpointId}/deliveries`)).body.items).toEqual([])
     expect(ids(await feed())).toEqual([])
-    expect((await feed(c!.cursor)).status).toBe(410)
+    expect((await feed(c.cursor)).status).toBe(410)
     // A reader who had read everything removed goes on with what comes next.
     await record(1)
     expect(ids(await feed(last.cursor))).toHaveLength(1)
-    while ((await t.app.webhookDelivery.runOnce()) > 0);
+    await deliverAll()
+  })
 
-    // A replay that raced the trimming would leave a delivery whose event is gone, first in
-    // feed order: housekeeping ends it as failed instead of letting it hold the endpoint back.
+  it('a disabled endpoint holds nothing: its waiting deliveries end once their events are removed, and cannot be replayed', async () => {
+    expect((await call('PATCH', `/v1/webhooks/${endpointId}`, { enabled: false })).status).toBe(200)
+    await record(1)
+    await deliverAll() // fanned out: waits for the endpoint
+    const [waiting] = (await call('GET', `/v1/webhooks/${endpointId}/deliveries?limit=1`)).body.items as { id: string; state: string }[]
+    expect(waiting!.state).toBe('pending')
+    expect((await monthLater()).events).toBeGreaterThanOrEqual(1)
+    const [ended] = (await call('GET', `/v1/webhooks/${endpointId}/deliveries?limit=1`)).body.items as { id: string; state: string; lastError: string }[]
+    expect(ended).toMatchObject({ id: waiting!.id, state: 'failed', lastError: expect.stringContaining('no longer kept') })
+    const replay = await call('POST', `/v1/webhooks/${endpointId}/deliveries/${waiting!.id}/replay`, {})
+    expect(replay).toMatchObject({ status: 410, body: { code: 'EVENT_NOT_KEPT' } })
+  })
+
+  it('a delivery whose event is gone (a replay that raced the trimming) ends instead of holding its endpoint back', async () => {
+    expect((await call('PATCH', `/v1/webhooks/${endpointId}`, { enabled: true })).status).toBe(200)
     await t.app.database.db.execute(sql`insert into webhook_deliveries (id, endpoint_id, event_id, event_tx_id) values (${randomUUID()}, ${endpointId}, ${randomUUID()}, 1)`)
     await record(1)
-    const [blocked] = (await feed(last.cursor)).body.items.slice(-1) as { id: string }[]
-    while ((await t.app.webhookDelivery.runOnce()) > 0);
-    expect(received).not.toContain(blocked!.id)
-    expect((await t.app.housekeeping.run(new Date())).webhookDeliveries).toBe(1)
-    while ((await t.app.webhookDelivery.runOnce()) > 0);
-    expect(received.at(-1)).toBe(blocked!.id)
+    const blocked = (await feed()).body.items.at(-1) as { id: string }
+    await deliverAll()
+    expect(received).not.toContain(blocked.id)
+    expect((await t.app.housekeeping.run(clock())).webhookDeliveries).toBe(1)
+    await deliverAll()
+    expect(received.at(-1)).toBe(blocked.id)
   })
 })

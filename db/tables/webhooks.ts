@@ -62,6 +62,8 @@ export const webhookDeliveries = pgTable(
     lastError: text(),
     firstAttemptAt: timestamp({ withTimezone: true }),
     deliveredAt: timestamp({ withTimezone: true }),
+    /** When it was delivered or ended as failed: kept EVENT_RETENTION_DAYS from then. */
+    endedAt: timestamp({ withTimezone: true }),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
   },
   (table) => [
@@ -69,6 +71,8 @@ export const webhookDeliveries = pgTable(
     index('webhook_deliveries_pending_idx').on(table.endpointId, table.eventTxId, table.eventId, table.id).where(sql`${table.state} = 'pending'`),
     // The few deliveries in flight: an ordered endpoint's claim looks here for one held.
     index('webhook_deliveries_leased_idx').on(table.endpointId).where(sql`${table.state} = 'pending' and ${table.leaseOwner} is not null`),
+    // Housekeeping removes ended deliveries by age.
+    index('webhook_deliveries_ended_idx').on(table.endedAt).where(sql`${table.state} <> 'pending'`),
   ],
 )
 

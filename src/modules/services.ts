@@ -134,6 +134,7 @@ export function createServices(deps: ServiceDeps): Services {
     repository: new MailboxSyncRepository(),
     connectors: { find: (executor, id) => connectors.find(executor, id) },
   })
+  const webhookRepository = new WebhookRepository()
   const connectors: ConnectorService = new ConnectorService({
     db,
     repository: connectorRepository,
@@ -145,6 +146,7 @@ export function createServices(deps: ServiceDeps): Services {
     failureThreshold: deps.connectorFailureThreshold ?? 5,
     sync: mailboxSync,
     events,
+    webhooks: { removeAllFor: (tx, connectorId) => webhookRepository.deleteEndpointsOfConnector(tx, connectorId) },
   })
   const blockedAddresses = new BlockedAddressService({ db, repository: new BlockedAddressRepository(configChanges), audit })
   const messages = new MessageService({
@@ -191,7 +193,6 @@ export function createServices(deps: ServiceDeps): Services {
     onStage: deps.ingest?.onStage,
   })
   const webhookHttp = new WebhookHttp(new AddressPolicy(deps.webhooks?.allowedNetworks ?? []))
-  const webhookRepository = new WebhookRepository()
   const webhooks = new WebhookService({
     db,
     repository: webhookRepository,

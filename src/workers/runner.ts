@@ -9,6 +9,8 @@ export interface TaskPool {
   running(key: string): number
   /** Starts a task; when it ends the loop wakes for another round. */
   launch(key: string, work: () => Promise<void>): void
+  /** The loop is stopping: a task should finish what it holds and take on nothing more. */
+  readonly stopping: boolean
 }
 
 /** What a background loop does each round. */
@@ -60,6 +62,7 @@ export class BackgroundLoop implements TaskPool {
   private readonly tasks = new Set<Promise<void>>()
   private readonly perKey = new Map<string, number>()
   private started = false
+  private stopRequested = false
   private loop: Promise<void> | undefined
   private waking: (() => void) | undefined
   /** A wake-up that came while a round was running: the next wait ends at once. */
@@ -77,6 +80,10 @@ export class BackgroundLoop implements TaskPool {
 
   running(key: string): number {
     return this.perKey.get(key) ?? 0
+  }
+
+  get stopping(): boolean {
+    return this.stopRequested
   }
 
   launch(key: string, work: () => Promise<void>): void {
@@ -105,12 +112,14 @@ export class BackgroundLoop implements TaskPool {
   start(): void {
     if (this.started) return
     this.started = true
+    this.stopRequested = false
     this.loop = this.run()
   }
 
   /** Stops starting rounds and waits up to `graceMs` for running tasks. */
   async stop(graceMs = 10_000): Promise<void> {
     this.started = false
+    this.stopRequested = true
     this.wake()
     await this.loop
     await Promise.race([Promise.allSettled([...this.tasks]), new Promise((resolve) => setTimeout(resolve, graceMs).unref())])

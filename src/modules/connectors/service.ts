@@ -124,6 +124,8 @@ export interface ConnectorServiceDeps {
   sync: IncomingSync
   /** Where `connector.disabled` is recorded, in the disabling transaction. */
   events: Pick<EventLog, 'record'>
+  /** Webhook endpoints that deliver only this connector's events go with it (the webhooks module answers). */
+  webhooks: { removeAllFor(tx: Db, connectorId: string): Promise<number> }
 }
 
 export class ConnectorService {
@@ -292,6 +294,7 @@ export class ConnectorService {
     await this.transaction(async (tx) => {
       const existing = await this.require(tx, id, { forUpdate: true })
       const routesDeleted = await this.deps.routes.removeAllOf(tx, id)
+      const webhooksDeleted = await this.deps.webhooks.removeAllFor(tx, id)
       await this.deps.repository.delete(tx, id)
       await this.deps.tests.deleteFor(tx, 'connector', id)
       await this.deps.audit.record(tx, actor, {
@@ -299,7 +302,7 @@ export class ConnectorService {
         resourceType: 'connector',
         resourceId: id,
         before: auditSnapshot(existing),
-        details: { routesDeleted },
+        details: { routesDeleted, webhooksDeleted },
       })
     })
   }

@@ -59,10 +59,14 @@ export class EventFeed {
     let position = query.after === undefined ? FEED_START : decodeCursor(query.after)
     const types = query.types === undefined ? [...EVENT_TYPES] : matchEventTypes(query.types.split(',').map((type) => type.trim()), 'types')
     const deadline = Date.now() + waitSeconds(query.wait) * 1000
-    for (let first = true; ; first = false) {
+    for (let read = 0; ; read++) {
       const { rows, horizon, removedThrough } = await this.repository.feedPage(this.db, position, types, query.limit)
-      // Only a given cursor can point into what was removed; without one the reader starts at the oldest event kept.
-      if (first && query.after !== undefined && removedThrough && comparePositions(position, removedThrough) < 0) throw new CursorExpiredError()
+      // A position behind what was removed missed events: said so, on every read of a long poll
+      // too. Only a reader without a cursor, on its first read, starts at the oldest event kept.
+      if (removedThrough && comparePositions(position, removedThrough) < 0) {
+        if (query.after !== undefined || read > 0) throw new CursorExpiredError()
+        position = removedThrough
+      }
       const last = rows.at(-1)
       if (last) position = { txId: last.txId, id: last.id }
       // A short page read everything of its types below the horizon: the reader moves up to it,

@@ -65,6 +65,17 @@ export class DomainEventRepository {
     return { rows, horizon: Number(first?.horizon ?? 0), removedThrough }
   }
 
+  /** Taken by a transaction that queues deliveries of existing events: the trimming waits for it, and it for the trimming. */
+  async holdTrimming(tx: Db): Promise<void> {
+    await tx.execute(sql`select pg_advisory_xact_lock_shared(${RETENTION_LOCK}::bigint)`)
+  }
+
+  /** The last event the trimming removed (every event up to it in feed order is gone), or null. */
+  async removedThrough(executor: Db): Promise<FeedPosition | null> {
+    const [mark] = await executor.select({ txId: domainEventRetention.txId, id: domainEventRetention.eventId }).from(domainEventRetention).where(eq(domainEventRetention.id, RETENTION_ROW))
+    return mark ?? null
+  }
+
   /**
    * Removes up to `batch` of the oldest events in feed order, stopping at the first one to
    * keep: it occurred at or after `cutoff`, or it is at or after the position `keepFrom`
@@ -74,16 +85,18 @@ export class DomainEventRepository {
    */
   async removeOldest(db: Db, cutoff: Date, keepFrom: (tx: Db) => Promise<FeedPosition | null>, batch: number): Promise<number> {
     return db.transaction(async (tx) => {
-      await tx.insert(domainEventRetention).values({ id: RETENTION_ROW, txId: 0, eventId: FEED_START.id, removedAt: new Date(0) }).onConflictDoNothing()
-      const [mark] = await tx.select().from(domainEventRetention).where(eq(domainEventRetention.id, RETENTION_ROW)).for('update')
+      // An advisory lock, not a row lock: it takes no transaction id, so it holds nobody's horizon back while the holds are read.
+      await tx.execute(sql`select pg_advisory_xact_lock(${RETENTION_LOCK}::bigint)`)
+      const [mark] = await tx.select().from(domainEventRetention).where(eq(domainEventRetention.id, RETENTION_ROW))
       const kept = (await keepFrom(tx)) ?? { txId: Number.MAX_SAFE_INTEGER, id: FEED_START.id }
+      const after: FeedPosition = mark ? { txId: mark.txId, id: mark.eventId } : FEED_START
       const removed = rowsOf<{ tx_id: string | number; id: string }>(
         await tx.execute(sql`
           with batch as (
             select id, tx_id, occurred_at < ${cutoff.toISOString()}::timestamptz
               and (tx_id, id) < (${kept.txId}::bigint, ${kept.id}::uuid)
               and tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint as removable
-            from ${domainEvents} where (tx_id, id) > (${mark!.txId}::bigint, ${mark!.eventId}::uuid)
+            from ${domainEvents} where (tx_id, id) > (${after.txId}::bigint, ${after.id}::uuid)
             order by tx_id, id limit ${batch}
           ), stop as (select tx_id, id from batch where not removable order by tx_id, id limit 1)
           delete from ${domainEvents} e using batch b
@@ -92,10 +105,15 @@ export class DomainEventRepository {
       )
       if (removed.length === 0) return 0
       const last = removed.map((row) => ({ txId: Number(row.tx_id), id: row.id })).reduce((a, b) => (comparePositions(a, b) >= 0 ? a : b))
-      await tx.update(domainEventRetention).set({ txId: last.txId, eventId: last.id, removedAt: new Date() }).where(eq(domainEventRetention.id, RETENTION_ROW))
+      await tx
+        .insert(domainEventRetention)
+        .values({ id: RETENTION_ROW, txId: last.txId, eventId: last.id, removedAt: new Date() })
+        .onConflictDoUpdate({ target: domainEventRetention.id, set: { txId: last.txId, eventId: last.id, removedAt: new Date() } })
       return removed.length
     })
   }
 }
 
 const RETENTION_ROW = 1
+/** pg_advisory_xact_lock key of trimming the feed; a replay takes it shared. */
+const RETENTION_LOCK = 727_001

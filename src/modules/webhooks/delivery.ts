@@ -4,7 +4,7 @@ import type { Db } from '../../database/index.ts'
 import { SecretUnreadableError } from '../../lib/secret-box.ts'
 import { whileRenewing, type BackgroundLoop, type Checkpoint, type LoopJob, type TaskPool } from '../../workers/runner.ts'
 import type { WebhookHttp } from './http.ts'
-import type { ClaimedDelivery, EndpointRow, WebhookRepository } from './repository.ts'
+import type { ClaimedDelivery, WebhookRepository } from './repository.ts'
 import type { WebhookService } from './service.ts'
 import { signedHeaders } from './signing.ts'
 
@@ -36,12 +36,6 @@ const FANOUT_MS = 200
 
 /** Deliveries of an ordered endpoint one task makes in a row before it lets the next round share out the work. */
 const CHAIN_LENGTH = 100
-
-/** A claimed delivery, with its endpoint when the transaction that claimed it read it. */
-interface Turn {
-  delivery: ClaimedDelivery
-  endpoint?: EndpointRow
-}
 
 /** Waits after the 1st, 2nd, ... failed attempt; the last repeats. With ±20 % jitter. */
 export const RETRY_SCHEDULE_MS = [5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000, 28_800_000]
@@ -114,33 +108,34 @@ export class WebhookDelivery implements LoopJob {
       this.fanOutMore = fanned > 0
     }
     const claimed = await repository.claimDue(db, this.owner, pool.capacity, this.settings.leaseMs, this.now(), this.settings.perParallelEndpoint)
-    for (const delivery of claimed) pool.launch(`endpoint:${delivery.endpointId}`, () => this.deliverInTurn(delivery))
+    for (const delivery of claimed) pool.launch(`endpoint:${delivery.endpointId}`, () => this.deliverInTurn(delivery, pool))
     const busy = fanned > 0 || (claimed.length > 0 && pool.capacity === 0)
     return { started: claimed.length, nextInMs: busy ? 0 : this.settings.pollMs }
   }
 
   /**
    * Delivers a claimed delivery and, for an ordered endpoint that took it, the ones after it
-   * (claimed as each settles), up to CHAIN_LENGTH: one task keeps the endpoint's connection
-   * busy instead of one delivery per round.
+   * (claimed as each settles), up to CHAIN_LENGTH and not once the loop is stopping: one task
+   * keeps the endpoint's connection busy instead of one delivery per round.
    */
-  private async deliverInTurn(first: ClaimedDelivery): Promise<void> {
-    let turn: Turn | undefined = { delivery: first }
-    for (let delivered = 1; turn; delivered++) {
-      const { delivery, endpoint }: Turn = turn
-      turn = await whileRenewing<Turn | undefined>(
+  private async deliverInTurn(first: ClaimedDelivery, pool: TaskPool): Promise<void> {
+    let next: ClaimedDelivery | undefined = first
+    for (let delivered = 1; next; delivered++) {
+      const delivery: ClaimedDelivery = next
+      next = await whileRenewing<ClaimedDelivery | undefined>(
         () => this.deps.repository.renew(this.deps.db, delivery.id, this.owner, new Date(this.now().getTime() + this.settings.leaseMs)),
         Math.max(1_000, this.settings.leaseMs / 3),
-        () => this.deliver(delivery, endpoint, delivered < CHAIN_LENGTH),
+        () => this.deliver(delivery, () => delivered < CHAIN_LENGTH && !pool.stopping),
       )
     }
   }
 
-  /** One attempt; the endpoint's next delivery when `chain` asks for it and it was taken. */
-  private async deliver(delivery: ClaimedDelivery, known: EndpointRow | undefined, chain: boolean): Promise<Turn | undefined> {
+  /** One attempt; the endpoint's next delivery when `chain` still says so and it was taken. */
+  private async deliver(delivery: ClaimedDelivery, chain: () => boolean): Promise<ClaimedDelivery | undefined> {
     const { db, repository, service, http } = this.deps
     await this.deps.onStep?.('claimed', delivery.id)
-    const endpoint = known ?? (await repository.findEndpoint(db, delivery.endpointId))
+    // Read now, not carried over from the last delivery: a change committed meanwhile counts.
+    const endpoint = await repository.findEndpoint(db, delivery.endpointId)
     if (!endpoint?.enabled) return undefined // disabled meanwhile: the delivery waits for it to be enabled again
     const { event } = delivery
     const body = JSON.stringify({ id: event.id, type: event.type, occurredAt: event.occurredAt.toISOString(), subject: { type: event.subjectType, id: event.subjectId }, data: event.payload })
@@ -164,7 +159,7 @@ export class WebhookDelivery implements LoopJob {
     const givingUp = !ok && !gone && now.getTime() - firstAttemptAt.getTime() >= this.settings.giveUpAfterMs
     const lastError = ok ? null : (result.error ?? `answered ${result.status}`)
     const outcome = ok ? 'delivered' : gone ? 'gone' : givingUp ? 'failed' : 'retried'
-    const next = await db.transaction(async (tx): Promise<Turn | undefined> => {
+    const next = await db.transaction(async (tx): Promise<ClaimedDelivery | undefined> => {
       // The endpoint first, then the delivery: settles of one endpoint take turns, and a disable cannot deadlock with them.
       const locked = await repository.findEndpoint(tx, endpoint.id, { forUpdate: true })
       if (!locked) return undefined // deleted meanwhile, with its deliveries
@@ -177,6 +172,7 @@ export class WebhookDelivery implements LoopJob {
         lastStatus: result.status,
         lastError,
         ...(ok ? { deliveredAt: now } : {}),
+        ...(ok || gone || givingUp ? { endedAt: now } : {}),
       })
       // Taken over by another instance meanwhile: the outcome is its to record.
       if (!settled) return undefined
@@ -186,9 +182,9 @@ export class WebhookDelivery implements LoopJob {
       } else if (!ok && health?.failingSince && now.getTime() - health.failingSince.getTime() >= this.settings.giveUpAfterMs) {
         await service.disableForFailures(tx, locked, `Every delivery failed for 3 days (since ${health.failingSince.toISOString()}); last: ${lastError}`)
       }
-      if (!ok || !chain || locked.parallel || !locked.enabled) return undefined
-      const following = await repository.claimNextOf(tx, locked.id, this.owner, this.settings.leaseMs, now)
-      return following ? { delivery: following, endpoint: locked } : undefined
+      if (!ok || !chain() || locked.parallel || !locked.enabled) return undefined
+      // The clock read after the endpoint's lock was granted: the new lease is a whole one.
+      return repository.claimNextOf(tx, locked.id, this.owner, this.settings.leaseMs, this.now())
     })
     this.deps.counted?.(outcome)
     if (!ok) this.deps.log.info({ endpointId: endpoint.id, deliveryId: delivery.id, status: result.status, error: result.error, outcome }, 'webhook delivery failed')

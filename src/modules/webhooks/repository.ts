@@ -64,6 +64,11 @@ export class WebhookRepository {
     return executor.select().from(webhookEndpoints).orderBy(asc(webhookEndpoints.createdAt), asc(webhookEndpoints.id))
   }
 
+  /** The endpoints filtered to a connector, with their deliveries; how many. */
+  async deleteEndpointsOfConnector(tx: Db, connectorId: string): Promise<number> {
+    return (await tx.delete(webhookEndpoints).where(eq(webhookEndpoints.connectorId, connectorId)).returning({ id: webhookEndpoints.id })).length
+  }
+
   async deleteEndpoint(tx: Db, id: string): Promise<boolean> {
     return (await tx.delete(webhookEndpoints).where(eq(webhookEndpoints.id, id)).returning({ id: webhookEndpoints.id })).length > 0
   }
@@ -182,6 +187,10 @@ export class WebhookRepository {
             order by head.event_tx_id, head.event_id, head.id limit 1)
           and d.next_attempt_at <= ${at}::timestamptz and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
           and ev.id = d.event_id
+          -- None of its other deliveries in flight (left from when it was parallel).
+          and not exists (
+            select 1 from ${webhookDeliveries} held where held.endpoint_id = d.endpoint_id and held.state = 'pending'
+              and held.lease_owner is not null and held.lease_expires_at >= ${at}::timestamptz and held.id <> d.id)
         returning d.id, d.endpoint_id, d.event_id, d.attempts, d.first_attempt_at,
           ev.type, ev.subject_type, ev.subject_id, ev.payload, ev.occurred_at`),
     )
@@ -190,8 +199,10 @@ export class WebhookRepository {
 
   /**
    * The first feed position whose event webhooks may still need: the one after the fan-out's
-   * place (or, before the first fan-out, the oldest endpoint's start) or a pending delivery's
-   * event, whichever comes first. Null when nothing is needed.
+   * place (or, before the first fan-out, the oldest endpoint's start) or the event of an
+   * enabled endpoint's pending delivery, whichever comes first; null when nothing is needed.
+   * A disabled endpoint holds nothing: its waiting deliveries end when their events are
+   * older than the retention (failOrphans).
    */
   async firstNeeded(executor: Db): Promise<FeedPosition | null> {
     const [row] = rowsOf<{ pending_tx: string | number | null; pending_id: string | null; fanned_tx: string | number | null; fanned_id: string | null; start_tx: string | number | null }>(
@@ -199,7 +210,16 @@ export class WebhookRepository {
         select p.event_tx_id as pending_tx, p.event_id as pending_id, f.tx_id as fanned_tx, f.event_id as fanned_id,
           (select min(created_tx_id) from ${webhookEndpoints}) as start_tx
         from (select 1) one
-        left join lateral (select event_tx_id, event_id from ${webhookDeliveries} where state = 'pending' order by event_tx_id, event_id limit 1) p on true
+        left join lateral (
+          -- Each enabled endpoint's first pending delivery (the pending index), then the first of those.
+          select first.event_tx_id, first.event_id from ${webhookEndpoints} e
+          cross join lateral (
+            select d.event_tx_id, d.event_id from ${webhookDeliveries} d where d.endpoint_id = e.id and d.state = 'pending'
+            order by d.event_tx_id, d.event_id limit 1
+          ) first
+          where e.enabled
+          order by first.event_tx_id, first.event_id limit 1
+        ) p on true
         left join ${webhookFanout} f on f.id = ${FANOUT_ROW}`),
     )
     const candidates: FeedPosition[] = []
@@ -209,26 +229,28 @@ export class WebhookRepository {
     return candidates.reduce<FeedPosition | null>((first, position) => (first === null || comparePositions(position, first) < 0 ? position : first), null)
   }
 
-  /** Ended deliveries (and their attempts) created before `cutoff`, a batch at a time; how many. */
+  /** Deliveries (and their attempts) that ended before `cutoff`, a batch; how many. */
   async removeEndedBefore(db: Db, cutoff: Date, batch: number): Promise<number> {
     const rows = rowsOf<{ id: string }>(
       await db.execute(sql`
         delete from ${webhookDeliveries} where id in (
-          select id from ${webhookDeliveries} where state <> 'pending' and created_at < ${cutoff.toISOString()}::timestamptz limit ${batch})
+          select id from ${webhookDeliveries} where state <> 'pending' and ended_at < ${cutoff.toISOString()}::timestamptz limit ${batch})
         returning id`),
     )
     return rows.length
   }
 
   /**
-   * Pending deliveries whose event is gone (a replay that raced the feed's trimming) can never
-   * be sent: they end as failed instead of holding their endpoint back.
+   * Pending deliveries whose event the feed's trimming removed (up to `removedThrough`: a
+   * disabled endpoint's, older than the retention) can never be sent: they end as failed.
    */
-  async failOrphans(db: Db, now: Date): Promise<number> {
+  async failOrphans(db: Db, removedThrough: FeedPosition, now: Date): Promise<number> {
     const rows = rowsOf<{ id: string }>(
       await db.execute(sql`
-        update ${webhookDeliveries} d set state = 'failed', last_error = 'The event is no longer kept (EVENT_RETENTION_DAYS)', lease_owner = null, lease_expires_at = null
-        where d.state = 'pending' and (d.lease_expires_at is null or d.lease_expires_at < ${now.toISOString()}::timestamptz)
+        update ${webhookDeliveries} d set state = 'failed', last_error = 'Its event is no longer kept (EVENT_RETENTION_DAYS)',
+          lease_owner = null, lease_expires_at = null, ended_at = ${now.toISOString()}::timestamptz
+        where d.state = 'pending' and (d.event_tx_id, d.event_id) <= (${removedThrough.txId}::bigint, ${removedThrough.id}::uuid)
+          and (d.lease_expires_at is null or d.lease_expires_at < ${now.toISOString()}::timestamptz)
           and not exists (select 1 from ${domainEvents} ev where ev.id = d.event_id)
         returning d.id`),
     )
@@ -263,7 +285,7 @@ export class WebhookRepository {
     tx: Db,
     id: string,
     owner: string,
-    outcome: { state: 'pending' | 'delivered' | 'failed'; attempts: number; nextAttemptAt?: Date; lastStatus: number | null; lastError: string | null; deliveredAt?: Date },
+    outcome: { state: 'pending' | 'delivered' | 'failed'; attempts: number; nextAttemptAt?: Date; lastStatus: number | null; lastError: string | null; deliveredAt?: Date; endedAt?: Date },
   ): Promise<boolean> {
     const rows = await tx
       .update(webhookDeliveries)
@@ -274,6 +296,7 @@ export class WebhookRepository {
         lastStatus: outcome.lastStatus,
         lastError: outcome.lastError,
         deliveredAt: outcome.deliveredAt ?? null,
+        endedAt: outcome.endedAt ?? null,
         leaseOwner: null,
         leaseExpiresAt: null,
       })
@@ -322,9 +345,12 @@ export class WebhookRepository {
   }
 
   /** A new delivery of an event already delivered (or given up), due now. */
-  async queueAgain(tx: Db, delivery: Pick<DeliveryRow, 'endpointId' | 'eventId' | 'eventTxId'>, now: Date): Promise<DeliveryRow> {
+  /** A new delivery of an ended one's event, while the event is kept; undefined when it is not. */
+  async queueAgain(tx: Db, delivery: Pick<DeliveryRow, 'endpointId' | 'eventId' | 'eventTxId'>, now: Date): Promise<DeliveryRow | undefined> {
+    const [event] = await tx.select({ id: domainEvents.id }).from(domainEvents).where(eq(domainEvents.id, delivery.eventId))
+    if (!event) return undefined
     const [row] = await tx.insert(webhookDeliveries).values({ id: newId(), endpointId: delivery.endpointId, eventId: delivery.eventId, eventTxId: delivery.eventTxId, nextAttemptAt: now, createdAt: now }).returning()
-    return row!
+    return row
   }
 
   /** The endpoint's events since a time (of its types and connector), queued again in feed order, up to `max`; how many. */

@@ -5,6 +5,7 @@ import { SecretUnreadableError, type SecretBox } from '../../lib/secret-box.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
 import type { EventLog } from '../events/service.ts'
 import { matchEventTypes } from '../events/feed.ts'
+import { EventNotKeptError } from './errors.ts'
 import type { WebhookHttp } from './http.ts'
 import type { AttemptRow, DeliveryRow, EndpointRow, WebhookRepository } from './repository.ts'
 import type { CreateWebhookBody, UpdateWebhookBody, WebhookDelivery, WebhookEndpoint, WebhookTestResult } from './schemas.ts'
@@ -15,7 +16,7 @@ export interface WebhookServiceDeps {
   repository: WebhookRepository
   secretBox: SecretBox
   audit: AuditService
-  events: Pick<EventLog, 'record'>
+  events: Pick<EventLog, 'record' | 'holdTrimming' | 'removedThrough'>
   http: WebhookHttp
   /** Whether a consumer's own connectors exist (the connector filter). */
   connectors: { exists(executor: Db, id: string): Promise<boolean> }
@@ -167,7 +168,9 @@ export class WebhookService {
       const delivery = await this.deps.repository.findDelivery(tx, id, deliveryId)
       if (!delivery) throw new NotFoundError('webhook delivery', deliveryId)
       if (delivery.state === 'pending') throw new ConflictError(`Delivery ${deliveryId} has not ended yet (it is pending): it is delivered without a replay.`)
+      await this.deps.events.holdTrimming(tx)
       const again = await this.deps.repository.queueAgain(tx, delivery, this.now())
+      if (!again) throw new EventNotKeptError(delivery.eventId)
       await this.deps.audit.record(tx, actor, { action: 'replay', resourceType: 'webhook', resourceId: id, details: { deliveryId, eventId: delivery.eventId } })
       return again
     })
@@ -179,6 +182,7 @@ export class WebhookService {
     const from = new Date(since)
     return this.deps.db.transaction(async (tx) => {
       const endpoint = await this.require(tx, id)
+      await this.deps.events.holdTrimming(tx)
       const queued = await this.deps.repository.queueSince(tx, endpoint, matchEventTypes(endpoint.eventTypes, 'eventTypes'), from, REPLAY_MAX, this.now())
       await this.deps.audit.record(tx, actor, { action: 'replay', resourceType: 'webhook', resourceId: id, details: { since, queued } })
       return { queued }
@@ -186,11 +190,12 @@ export class WebhookService {
   }
 
   /**
-   * Housekeeping: ended deliveries created before `cutoff` go, with their attempts (a batch
-   * at a time, at most 20 batches a run); pending ones whose event is gone end as failed.
+   * Housekeeping: deliveries that ended before `cutoff` go, with their attempts (a batch at a
+   * time, at most 20 batches a run); pending ones whose event the feed removed end as failed.
    */
   async removeExpired(cutoff: Date, now: Date): Promise<number> {
-    let removed = await this.deps.repository.failOrphans(this.deps.db, now)
+    const removedThrough = await this.deps.events.removedThrough(this.deps.db)
+    let removed = removedThrough ? await this.deps.repository.failOrphans(this.deps.db, removedThrough, now) : 0
     for (let round = 0; round < 20; round++) {
       const batch = await this.deps.repository.removeEndedBefore(this.deps.db, cutoff, 5_000)
       removed += batch
