@@ -134,12 +134,20 @@ describe('the event feed', () => {
     const { next } = await readAll()
     const started = Date.now()
     const waiting = feed(`?after=${next}&wait=10s`)
+    // Many readers wait on one shared watch; one of them waits for other types.
+    const others = Array.from({ length: 20 }, () => feed(`?after=${next}&wait=10s`))
+    const elsewhere = feed(`?after=${next}&wait=2s&types=message.*`)
     await new Promise((resolve) => setTimeout(resolve, 300))
     const id = randomUUID()
     await ingestRaw(t, world.ingestKey, world.connectorId, mail(`From: carol@fabrikam.example\r\nTo: support@contoso.example\r\nSubject: Waited for ${id}\r\nMessage-ID: <${id}@fabrikam.example>`))
     const page = await waiting
     expect(page.body.items.map((item) => item.data.subject)).toEqual([`Waited for ${id}`])
     expect(Date.now() - started).toBeLessThan(5_000)
+    for (const other of await Promise.all(others)) expect(other.body.items.map((item) => item.id)).toEqual(page.body.items.map((item) => item.id))
+    // Woken by an event not of its types, it reads again and goes on waiting until its time is up.
+    const filtered = await elsewhere
+    expect(filtered.body.items).toEqual([])
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2_000)
     // With nothing to come, it answers empty when the wait is over (over real HTTP too).
     const address = await t.app.listen({ port: 0, host: '127.0.0.1' })
     const empty = Date.now()

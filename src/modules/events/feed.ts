@@ -1,8 +1,8 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { EVENT_TYPES, type EventType } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { ValidationError } from '../../lib/errors.ts'
 import { CursorExpiredError } from './errors.ts'
+import { FeedWatch } from './feed-watch.ts'
 import { comparePositions, FEED_START, type FeedPosition } from './position.ts'
 import { beforeHorizon, DomainEventRepository, type FeedRow } from './repository.ts'
 import type { EventFeedPage, EventFeedQuery, FeedEvent } from './schemas.ts'
@@ -41,18 +41,19 @@ function waitSeconds(wait: string | undefined): number {
 
 /**
  * The event feed: events in commit order after a cursor, optionally waiting for the next
- * ones (long poll). Reads are one prepared statement; a long poll asks again every `pollMs`
- * until events come, the wait is over or the reader has gone.
+ * ones (long poll). Reads are one prepared statement; a long poll reads again when the
+ * process's shared watch (every `pollMs`) sees a newer event, the wait is over or the reader
+ * has gone.
  */
 export class EventFeed {
   private readonly db: Db
   private readonly repository: DomainEventRepository
-  private readonly pollMs: number
+  private readonly watch: FeedWatch
 
   constructor(db: Db, repository = new DomainEventRepository(), options: { pollMs?: number } = {}) {
     this.db = db
     this.repository = repository
-    this.pollMs = options.pollMs ?? 250
+    this.watch = new FeedWatch(db, repository, options.pollMs ?? 250)
   }
 
   async read(query: EventFeedQuery, signal?: AbortSignal): Promise<EventFeedPage> {
@@ -73,11 +74,7 @@ export class EventFeed {
       // so a filtered reader does not scan the same other events again and again.
       if (rows.length < query.limit && horizon - 1 >= position.txId) position = beforeHorizon(horizon)
       if (rows.length > 0 || Date.now() >= deadline || signal?.aborted) return { items: rows.map(present), next: encodeCursor(position) }
-      try {
-        await sleep(Math.min(this.pollMs, deadline - Date.now()), undefined, { signal })
-      } catch {
-        // The reader went away: answer with what there is (nothing).
-      }
+      await this.watch.wait(position, deadline, signal)
     }
   }
 }

@@ -65,6 +65,16 @@ export class DomainEventRepository {
     return { rows, horizon: Number(first?.horizon ?? 0), removedThrough }
   }
 
+  /** The newest event a reader may see now (below the horizon), or null. */
+  async newestVisible(executor: Db): Promise<FeedPosition | null> {
+    const [row] = rowsOf<{ tx_id: string | number; id: string }>(
+      await executor.execute(sql`
+        select tx_id, id from ${domainEvents} where tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+        order by tx_id desc, id desc limit 1`),
+    )
+    return row ? { txId: Number(row.tx_id), id: row.id } : null
+  }
+
   /** Taken by a transaction that queues deliveries of existing events: the trimming waits for it, and it for the trimming. */
   async holdTrimming(tx: Db): Promise<void> {
     await tx.execute(sql`select pg_advisory_xact_lock_shared(${RETENTION_LOCK}::bigint)`)
