@@ -1,5 +1,5 @@
 /**
- * npm run bench:events [-- receiver|one|fifty|feed|longpoll ...]   (default: all five)
+ * npm run bench:events [-- receiver|one|fifty|parallel|feed|longpoll ...]   (default: all six)
  *
  * Events out (issue 14), on embedded PGlite (on disk) and on PostgreSQL (BENCH_DATABASE_URL
  * or TEST_DATABASE_URL: a scratch database, dropped afterwards; skipped with a notice when
@@ -13,12 +13,14 @@
  *           events recorded beforehand through the event log, then the app's delivery worker
  *           started: deliveries/s until the receiver has them all, each once.
  * fifty     50 endpoints for `*`, BENCH_EVENTS_FIFTY (200) events: 50 × 200 deliveries/s.
+ * parallel  The same with 50 parallel endpoints (side by side, at most 16 in flight each):
+ *           every event once per endpoint, in any order.
  * feed      GET /v1/events?limit=100 through app.inject from 20 readers, each paging from the
  *           start over the events recorded so far, for BENCH_EVENTS_SECONDS: reads/s, events/s.
  * longpoll  BENCH_EVENTS_WAITERS (200) readers, each long-polling GET /v1/events?after=…&wait=30s
  *           in a loop from the end of the feed, through app.inject. First 3 s with no event:
- *           statements/s the waiting costs (the feed re-reads every 250 ms per waiter; counted
- *           at the driver, the number in the table) and CPU cores. Then one event recorded
+ *           statements/s the waiting costs (one shared watch per process looks every 250 ms;
+ *           counted at the driver, the number in the table) and CPU cores. Then one event recorded
  *           through the event log every 100 ms for BENCH_EVENTS_SECONDS: p50 / p95 / max from an
  *           event's commit to each reader having it, events per reader, CPU cores meanwhile.
  *           (After one/fifty, their delivery worker still polls, about once a second: counted.)
@@ -144,13 +146,13 @@ async function benchReceiver(receiver: Receiver): Promise<Result> {
   return { kind: '–', phase: `receiver ceiling (${CONCURRENCY} at once, signing each)`, perSecond: done / ((performance.now() - started) / 1000), detail: `${done} requests`, ok: null }
 }
 
-async function benchDeliveries(kind: BenchDatabaseKind, app: App, receiver: Receiver, endpoints: number, events: number): Promise<Result> {
+async function benchDeliveries(kind: BenchDatabaseKind, app: App, receiver: Receiver, endpoints: number, events: number, parallel = false): Promise<Result> {
   receiver.reset()
   const paths: string[] = []
   for (let n = 0; n < endpoints; n++) {
-    const path = `/hook-${endpoints}-${n}`
+    const path = `/hook-${endpoints}-${parallel ? 'parallel-' : ''}${n}`
     paths.push(path)
-    await adminCall(app, 'POST', '/v1/webhooks', { url: `${receiver.url}${path}`, eventTypes: ['*'] })
+    await adminCall(app, 'POST', '/v1/webhooks', { url: `${receiver.url}${path}`, eventTypes: ['*'], parallel })
   }
   const ids = await recordEvents(app, events)
   const expected = endpoints * events
@@ -159,12 +161,13 @@ async function benchDeliveries(kind: BenchDatabaseKind, app: App, receiver: Rece
   while (receiver.count < expected && performance.now() - started < 300_000) await new Promise((resolve) => setTimeout(resolve, 20))
   const seconds = (performance.now() - started) / 1000
   // Endpoints of this phase only, then disabled so that the next phase's events are theirs alone.
-  const ok = paths.every((path) => JSON.stringify(receiver.byPath.get(path) ?? []) === JSON.stringify(ids))
+  const inOrder = (got: string[]) => (parallel ? [...got].sort() : got)
+  const ok = paths.every((path) => JSON.stringify(inOrder(receiver.byPath.get(path) ?? [])) === JSON.stringify(inOrder(ids)))
   const hooks = (await adminCall(app, 'GET', '/v1/webhooks')).items as { id: string }[]
   for (const hook of hooks) await app.inject({ method: 'PATCH', url: `/v1/webhooks/${hook.id}`, headers: { authorization: `Bearer ${ADMIN_KEY}` }, payload: { enabled: false } })
   return {
     kind,
-    phase: `${endpoints} endpoint${endpoints > 1 ? 's' : ''} × ${events} events`,
+    phase: `${endpoints}${parallel ? ' parallel' : ''} endpoint${endpoints > 1 ? 's' : ''} × ${events} events`,
     perSecond: receiver.count / seconds,
     detail: `${receiver.count} of ${expected} deliveries in ${seconds.toFixed(2)} s`,
     ok,
@@ -308,6 +311,7 @@ async function main() {
       try {
         if (run('one')) results.push(await benchDeliveries(kind, app, receiver, 1, ONE))
         if (run('fifty')) results.push(await benchDeliveries(kind, app, receiver, 50, FIFTY))
+        if (run('parallel')) results.push(await benchDeliveries(kind, app, receiver, 50, FIFTY, true))
         if (run('feed')) results.push(await benchFeed(kind, app))
         if (run('longpoll')) results.push(await benchLongPoll(kind, app))
       } finally {

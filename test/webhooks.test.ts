@@ -264,10 +264,10 @@ describe('webhooks', () => {
     await endpoint({ url: `${receiver.url}/ordered` })
     const later = await record(1)
     const worker = createWebhookDelivery(t.app, { owner: 'spread', settings: { perParallelEndpoint: 3 } })
+    // The first round takes the ordered endpoint's delivery beside the parallel endpoint's
+    // first three; those three tasks then take its next ones as each is delivered.
     await worker.runOnce()
-    // The first round took the ordered endpoint's delivery beside the parallel endpoint's first three.
     expect(receiver.ids('/hooks/ordered')).toEqual(later)
-    expect(receiver.ids('/hooks/parallel')).toHaveLength(3)
     await deliverAll(worker)
     expect(receiver.ids('/hooks/parallel').sort()).toEqual([...backlog, ...later].sort())
     expect(receiver.mostAtOnce.get('/hooks/parallel')).toBe(3)

@@ -34,7 +34,7 @@ export const DEFAULT_DELIVERY_SETTINGS: WebhookDeliverySettings = {
 
 const FANOUT_MS = 200
 
-/** Deliveries of an ordered endpoint one task makes in a row before it lets the next round share out the work. */
+/** Deliveries of an endpoint one task makes in a row before it lets the next round share out the work. */
 const CHAIN_LENGTH = 100
 
 /** Waits after the 1st, 2nd, ... failed attempt; the last repeats. With ±20 % jitter. */
@@ -114,9 +114,10 @@ export class WebhookDelivery implements LoopJob {
   }
 
   /**
-   * Delivers a claimed delivery and, for an ordered endpoint that took it, the ones after it
-   * (claimed as each settles), up to CHAIN_LENGTH and not once the loop is stopping: one task
-   * keeps the endpoint's connection busy instead of one delivery per round.
+   * Delivers a claimed delivery and, while they go through, the endpoint's next ones (each
+   * claimed as the last settles), up to CHAIN_LENGTH and not once the loop is stopping: a
+   * task keeps the endpoint's connection busy instead of taking one delivery per round, and
+   * claims (a pass over every pending delivery) stay rare.
    */
   private async deliverInTurn(first: ClaimedDelivery, pool: TaskPool): Promise<void> {
     let next: ClaimedDelivery | undefined = first
@@ -182,9 +183,9 @@ export class WebhookDelivery implements LoopJob {
       } else if (!ok && health?.failingSince && now.getTime() - health.failingSince.getTime() >= this.settings.giveUpAfterMs) {
         await service.disableForFailures(tx, locked, `Every delivery failed for 3 days (since ${health.failingSince.toISOString()}); last: ${lastError}`)
       }
-      if (!ok || !chain() || locked.parallel || !locked.enabled) return undefined
+      if (!ok || !chain() || !locked.enabled) return undefined
       // The clock read after the endpoint's lock was granted: the new lease is a whole one.
-      return repository.claimNextOf(tx, locked.id, this.owner, this.settings.leaseMs, this.now())
+      return repository.claimNextOf(tx, locked, this.owner, this.settings.leaseMs, this.now())
     })
     this.deps.counted?.(outcome)
     if (!ok) this.deps.log.info({ endpointId: endpoint.id, deliveryId: delivery.id, status: result.status, error: result.error, outcome }, 'webhook delivery failed')

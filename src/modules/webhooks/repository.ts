@@ -138,18 +138,16 @@ export class WebhookRepository {
           order by d.endpoint_id, d.event_tx_id, d.event_id, d.id
         ), spread as (
           -- Per parallel endpoint its first due deliveries in feed order, as many as it may still
-          -- have in flight: a backlog at one endpoint does not hold the others back.
-          select p.id from ${webhookEndpoints} e
-          left join leased l on l.endpoint_id = e.id
-          cross join lateral (
-            select due.id, row_number() over (order by due.event_tx_id, due.event_id, due.id) as turn from (
-              select d.id, d.event_tx_id, d.event_id from ${webhookDeliveries} d
-              where d.endpoint_id = e.id and d.state = 'pending' and d.next_attempt_at <= ${at}::timestamptz
-                and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
-              order by d.event_tx_id, d.event_id, d.id limit ${perParallelEndpoint}
-            ) due
-          ) p
-          where e.enabled and e.parallel and p.turn <= ${perParallelEndpoint} - coalesce(l.held, 0)
+          -- have in flight: a backlog at one endpoint does not hold the others back. (One pass
+          -- with a window, like the heads: a per-endpoint LATERAL is slow on PGlite's planner.)
+          select ranked.id from (
+            select d.id, l.held, row_number() over (partition by d.endpoint_id order by d.event_tx_id, d.event_id, d.id) as turn
+            from ${webhookDeliveries} d join ${webhookEndpoints} e on e.id = d.endpoint_id
+            left join leased l on l.endpoint_id = d.endpoint_id
+            where d.state = 'pending' and e.enabled and e.parallel and d.next_attempt_at <= ${at}::timestamptz
+              and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
+          ) ranked
+          where ranked.turn <= ${perParallelEndpoint} - coalesce(ranked.held, 0)
         ), candidates as (
           select d.id from ${webhookDeliveries} d
           where d.id in (select id from heads union all select id from spread)
@@ -169,28 +167,34 @@ export class WebhookRepository {
   }
 
   /**
-   * In the transaction that settled an ordered endpoint's delivery (its row locked): takes the
-   * lease of the endpoint's next delivery in feed order when it is due, so the same task
-   * delivers it without waiting for a round. Nobody else can hold it: the endpoint's lease
-   * was held until this transaction commits.
+   * In the transaction that settled one of an endpoint's deliveries (its row locked): takes
+   * the lease of the endpoint's next delivery, so the same task delivers it without waiting
+   * for a round. Ordered: the first undelivered one in feed order when it is due (nobody else
+   * can hold it: the endpoint's lease was held until this transaction commits) and none of
+   * its other deliveries is in flight (left from when it was parallel). Parallel: the first
+   * due one nobody holds; the task keeps its slot, so the endpoint's cap holds.
    */
-  async claimNextOf(tx: Db, endpointId: string, owner: string, leaseMs: number, now: Date): Promise<ClaimedDelivery | undefined> {
+  async claimNextOf(tx: Db, endpoint: { id: string; parallel: boolean }, owner: string, leaseMs: number, now: Date): Promise<ClaimedDelivery | undefined> {
     const at = now.toISOString()
     const until = new Date(now.getTime() + leaseMs).toISOString()
+    const next = endpoint.parallel
+      ? sql`d.id = (
+            select n.id from ${webhookDeliveries} n where n.endpoint_id = ${endpoint.id} and n.state = 'pending'
+              and n.next_attempt_at <= ${at}::timestamptz and (n.lease_expires_at is null or n.lease_expires_at < ${at}::timestamptz)
+            order by n.event_tx_id, n.event_id, n.id limit 1 for update skip locked)`
+      : sql`d.id = (
+            select head.id from ${webhookDeliveries} head where head.endpoint_id = ${endpoint.id} and head.state = 'pending'
+            order by head.event_tx_id, head.event_id, head.id limit 1)
+          and d.next_attempt_at <= ${at}::timestamptz and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
+          and not exists (
+            select 1 from ${webhookDeliveries} held where held.endpoint_id = d.endpoint_id and held.state = 'pending'
+              and held.lease_owner is not null and held.lease_expires_at >= ${at}::timestamptz and held.id <> d.id)`
     const [row] = rowsOf<Record<string, unknown>>(
       await tx.execute(sql`
         update ${webhookDeliveries} d set lease_owner = ${owner}, lease_expires_at = ${until}::timestamptz,
           first_attempt_at = coalesce(d.first_attempt_at, ${at}::timestamptz)
         from ${domainEvents} ev
-        where d.id = (
-            select head.id from ${webhookDeliveries} head where head.endpoint_id = ${endpointId} and head.state = 'pending'
-            order by head.event_tx_id, head.event_id, head.id limit 1)
-          and d.next_attempt_at <= ${at}::timestamptz and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
-          and ev.id = d.event_id
-          -- None of its other deliveries in flight (left from when it was parallel).
-          and not exists (
-            select 1 from ${webhookDeliveries} held where held.endpoint_id = d.endpoint_id and held.state = 'pending'
-              and held.lease_owner is not null and held.lease_expires_at >= ${at}::timestamptz and held.id <> d.id)
+        where ${next} and ev.id = d.event_id
         returning d.id, d.endpoint_id, d.event_id, d.attempts, d.first_attempt_at,
           ev.type, ev.subject_type, ev.subject_id, ev.payload, ev.occurred_at`),
     )
