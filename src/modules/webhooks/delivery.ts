@@ -177,7 +177,8 @@ export class WebhookDelivery implements LoopJob {
       })
       // Taken over by another instance meanwhile: the outcome is its to record.
       if (!settled) return undefined
-      const health = await repository.markHealth(tx, endpoint.id, !ok, now)
+      // A success at an endpoint that was not failing changes nothing (the common case: no statement).
+      const health = ok && !locked.failingSince ? undefined : await repository.markHealth(tx, endpoint.id, !ok, now)
       if (gone) {
         await service.disableForFailures(tx, locked, 'The endpoint answered 410 Gone.')
       } else if (!ok && health?.failingSince && now.getTime() - health.failingSince.getTime() >= this.settings.giveUpAfterMs) {

@@ -130,13 +130,13 @@ export class WebhookRepository {
           select held.endpoint_id, count(*) as held from ${webhookDeliveries} held
           where held.state = 'pending' and held.lease_owner is not null and held.lease_expires_at >= ${at}::timestamptz
           group by held.endpoint_id
-        ), heads as (
+        ), heads as materialized (
           -- Per ordered endpoint its first undelivered delivery, unless one of its deliveries is in flight.
           select distinct on (d.endpoint_id) d.id
           from ${webhookDeliveries} d join ${webhookEndpoints} e on e.id = d.endpoint_id
           where d.state = 'pending' and e.enabled and not e.parallel and e.id not in (select endpoint_id from leased)
           order by d.endpoint_id, d.event_tx_id, d.event_id, d.id
-        ), spread as (
+        ), spread as materialized (
           -- Per parallel endpoint its first due deliveries in feed order, as many as it may still
           -- have in flight: a backlog at one endpoint does not hold the others back. (One pass
           -- with a window, like the heads: a per-endpoint LATERAL is slow on PGlite's planner.)
@@ -149,9 +149,10 @@ export class WebhookRepository {
           ) ranked
           where ranked.turn <= ${perParallelEndpoint} - coalesce(ranked.held, 0)
         ), candidates as (
-          select d.id from ${webhookDeliveries} d
-          where d.id in (select id from heads union all select id from spread)
-            and d.state = 'pending' and d.next_attempt_at <= ${at}::timestamptz and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
+          -- Materialized and joined, not \`in (...)\`: PGlite's planner re-ran the window per pending row.
+          select d.id from (select id from heads union all select id from spread) pick
+          join ${webhookDeliveries} d on d.id = pick.id
+          where d.state = 'pending' and d.next_attempt_at <= ${at}::timestamptz and (d.lease_expires_at is null or d.lease_expires_at < ${at}::timestamptz)
           order by d.next_attempt_at, d.id
           limit ${limit}
           for update of d skip locked
