@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bearer, buildTestApp, graphql, type TestApp } from './support/app.ts'
-import { makeCertificate } from './support/certificates.ts'
+import { makeCertificate } from '../src/sandbox/certificates.ts'
 import { FakeMicrosoft, type FakeApp, type FakeTenant } from './support/fake-microsoft.ts'
 
 const fake = new FakeMicrosoft()

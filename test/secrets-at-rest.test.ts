@@ -8,7 +8,7 @@ import { SecretBox } from '../src/lib/secret-box.ts'
 import { createServices } from '../src/modules/services.ts'
 import { TokenProvider } from '../src/graph/token-provider.ts'
 import { bearer, buildTestApp, randomSecretsKey } from './support/app.ts'
-import { makeCertificate } from './support/certificates.ts'
+import { makeCertificate } from '../src/sandbox/certificates.ts'
 import { createTestDatabase, type TestDatabase } from './support/database.ts'
 import { FakeMicrosoft } from './support/fake-microsoft.ts'
 

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TokenProvider, type AppRegistration } from '../src/graph/token-provider.ts'
-import { makeCertificate } from './support/certificates.ts'
+import { makeCertificate } from '../src/sandbox/certificates.ts'
 import { FakeMicrosoft } from './support/fake-microsoft.ts'
 
 const fake = new FakeMicrosoft()

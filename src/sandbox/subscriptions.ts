@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { FakeFolder, FakeMailbox, FakeStoredMessage } from './fake-microsoft.ts'
+import type { FakeFolder, FakeMailbox, FakeStoredMessage } from './microsoft.ts'
 
 /**
  * Microsoft Graph change notifications (webhooks) for the fake's mail folders: the
