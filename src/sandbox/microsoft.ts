@@ -707,10 +707,13 @@ export class FakeMicrosoft {
 
   /**
    * A real HTTPS server on 127.0.0.1 standing in for `cloud`, with a certificate from a private
-   * CA (`caPem`) that only a client told to trust it accepts.
+   * CA (`caPem`) that only a client told to trust it accepts: a new one, or the one given.
    */
-  async listen(cloud: FakeCloud = 'global'): Promise<{ host: string; caPem: string; close(): Promise<void> }> {
-    const certificate = makeServerCertificate(['127.0.0.1', 'localhost'])
+  async listen(
+    cloud: FakeCloud = 'global',
+    options: { port?: number; certificate?: { caPem: string; certPem: string; keyPem: string } } = {},
+  ): Promise<{ host: string; caPem: string; close(): Promise<void> }> {
+    const certificate = options.certificate ?? makeServerCertificate(['127.0.0.1', 'localhost'])
     const server = createServer({ key: certificate.keyPem, cert: certificate.certPem }, (request, response) => {
       const chunks: Buffer[] = []
       request.on('data', (chunk: Buffer) => chunks.push(chunk))
@@ -733,7 +736,7 @@ export class FakeMicrosoft {
         )
       })
     })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(options.port ?? 0, '127.0.0.1', resolve))
     const host = `127.0.0.1:${(server.address() as AddressInfo).port}`
     this.standIns.set(host, cloud)
     this.servers.push(server)
@@ -800,9 +803,11 @@ export class FakeMicrosoft {
    * A shared mailbox with the usual well-known folders and, to exercise paging, more
    * top-level folders than Graph returns in one page.
    */
-  addMailbox(tenant: FakeTenant, address: string, options: { aliases?: string[]; extraTopLevel?: number } = {}): FakeMailbox {
+  addMailbox(tenant: FakeTenant, address: string, options: { aliases?: string[]; extraTopLevel?: number; stableIds?: boolean } = {}): FakeMailbox {
+    // Stable ids (the sandbox) stay the same across restarts, so a client's saved folder ids stay valid.
+    const idFor = (name: string) => (options.stableIds ? createHash('sha256').update(`${address.toLowerCase()}/${name}`).digest('hex').slice(0, 32) : randomUUID().replaceAll('-', ''))
     const folder = (displayName: string, wellKnownName?: string): FakeFolder => ({
-      id: `AAMk${randomUUID().replaceAll('-', '')}`,
+      id: `AAMk${idFor(displayName)}`,
       displayName,
       wellKnownName,
       children: [],
@@ -818,7 +823,7 @@ export class FakeMicrosoft {
     ]
     for (let i = 1; i <= (options.extraTopLevel ?? 6); i++) folders.push(folder(`Project ${i}`))
     const mailbox: FakeMailbox = {
-      id: randomUUID(),
+      id: options.stableIds ? idFor('').replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, '$1-$2-$3-$4-$5') : randomUUID(),
       address: address.toLowerCase(),
       tenantId: tenant.id,
       displayName: address.split('@')[0]!,

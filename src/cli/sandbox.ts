@@ -1,0 +1,149 @@
+/**
+ * `npm run sandbox`: Mailgate against a local Microsoft 365 stand-in, wired up, in one command.
+ *
+ * The stand-in (src/sandbox/microsoft.ts) serves Entra sign-in and Graph mail over HTTPS on
+ * 127.0.0.1 with a certificate from a private CA made at first start (kept in
+ * DATA_DIR/sandbox). Mailgate runs as its own process on its own embedded database, with
+ * AUTHORITY_HOST / GRAPH_HOST pointed at the stand-in and the CA trusted through
+ * NODE_EXTRA_CA_CERTS (TLS checks stay on). The demo is wired through Mailgate's API; a
+ * local receiver prints what its webhook gets. Ctrl-C stops everything.
+ */
+import { spawn } from 'node:child_process'
+import { mkdirSync, openSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { controlServer } from '../sandbox/control.ts'
+import { FakeMicrosoft } from '../sandbox/microsoft.ts'
+import { wireUp } from '../sandbox/setup.ts'
+import { buildTenant, DEMO, loadOrCreateState } from '../sandbox/world.ts'
+
+const dir = join(process.env.DATA_DIR ?? './data', 'sandbox')
+const port = Number(process.env.PORT ?? 3000)
+const microsoftPort = Number(process.env.SANDBOX_MICROSOFT_PORT ?? 3443)
+const receiverPort = Number(process.env.SANDBOX_WEBHOOK_PORT ?? 3001)
+const controlPort = Number(process.env.SANDBOX_CONTROL_PORT ?? 3002)
+const mailgateUrl = `http://127.0.0.1:${port}`
+/** Graph only calls https URLs: the stand-in hands what it sends there to Mailgate on 127.0.0.1, as a TLS-terminating proxy would. */
+const publicBaseUrl = 'https://mailgate.sandbox.example'
+
+const { state, created, caPath } = loadOrCreateState(dir)
+const standIn = new FakeMicrosoft()
+buildTenant(standIn, state)
+const { host } = await standIn.listen('global', { port: microsoftPort, certificate: state.tls })
+standIn.setNotificationTransport(async ({ url, headers, body }) => {
+  const target = new URL(url)
+  const response = await fetch(`${mailgateUrl}${target.pathname}${target.search}`, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) })
+  return { status: response.status, contentType: response.headers.get('content-type') ?? undefined, body: await response.text() }
+})
+
+const receiver = createServer((request, response) => {
+  const chunks: Buffer[] = []
+  request.on('data', (chunk: Buffer) => chunks.push(chunk))
+  request.on('end', () => {
+    response.end()
+    try {
+      const event = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { type: string; data: Record<string, unknown> }
+      const about = ['subject', 'from', 'processId', 'workItemRef', 'reason'].flatMap((key) => (event.data[key] ? [`${key}=${JSON.stringify(event.data[key])}`] : []))
+      console.log(`webhook <- ${event.type} ${about.join(' ')}`)
+    } catch {
+      console.log('webhook <- a body that is not JSON')
+    }
+  })
+})
+await new Promise<void>((resolve, reject) => receiver.once('error', reject).listen(receiverPort, '127.0.0.1', resolve))
+
+const control = controlServer(standIn)
+await new Promise<void>((resolve, reject) => control.once('error', reject).listen(controlPort, '127.0.0.1', resolve))
+
+mkdirSync(dir, { recursive: true })
+const logPath = join(dir, 'mailgate.log')
+const log = openSync(logPath, 'a')
+// Its own embedded database, whatever this shell points DATABASE_URL at.
+const { DATABASE_URL: _ignored, ...environment } = process.env
+const server = spawn(process.execPath, [fileURLToPath(new URL('../server.ts', import.meta.url))], {
+  env: {
+    ...environment,
+    DATA_DIR: join(dir, 'mailgate'),
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    ADMIN_API_KEY: state.adminKey,
+    AUTHORITY_HOST: host,
+    GRAPH_HOST: host,
+    NODE_EXTRA_CA_CERTS: caPath,
+    PUBLIC_BASE_URL: publicBaseUrl,
+    WEBHOOK_ALLOW_HTTP: 'true',
+    WEBHOOK_ALLOWED_NETWORKS: '127.0.0.1/32',
+    SYNC_INTERVAL: process.env.SYNC_INTERVAL ?? '10',
+  },
+  stdio: ['ignore', log, log],
+})
+let stopping = false
+server.on('exit', (code, signal) => {
+  if (stopping) return
+  console.error(`Mailgate stopped (${signal ?? `exit ${code}`}); its log: ${logPath}`)
+  process.exit(1)
+})
+
+async function stop(): Promise<void> {
+  stopping = true
+  server.kill('SIGTERM')
+  await new Promise((resolve) => server.once('exit', resolve))
+  standIn.stop()
+  receiver.close()
+  control.close()
+}
+process.once('SIGINT', () => void stop().then(() => process.exit(0)))
+process.once('SIGTERM', () => void stop().then(() => process.exit(0)))
+
+const deadline = Date.now() + 120_000
+for (;;) {
+  const ready = await fetch(`${mailgateUrl}/health/ready`).then((response) => response.ok, () => false)
+  if (ready) break
+  if (Date.now() > deadline) {
+    console.error(`Mailgate did not get ready within 2 minutes; its log: ${logPath}`)
+    await stop()
+    process.exit(1)
+  }
+  await new Promise((resolve) => setTimeout(resolve, 300))
+}
+const wired = await wireUp(mailgateUrl, state, `http://127.0.0.1:${receiverPort}/events`).catch(async (error: unknown) => {
+  console.error(`Wiring the demo up failed: ${error instanceof Error ? error.message : String(error)}\nMailgate's log: ${logPath}`)
+  await stop()
+  process.exit(1)
+})
+
+const key = state.adminKey
+const controlUrl = `http://127.0.0.1:${controlPort}`
+console.log(`
+Mailgate sandbox${created ? ' (first start: certificates and ids made in ' + dir + ')' : ''}
+  Mailgate          ${mailgateUrl}   (log: ${logPath})
+  Microsoft 365     https://${host}   (a stand-in; its CA: ${caPath})
+  Webhook receiver  http://127.0.0.1:${receiverPort}/events   (prints what it gets, below)
+  Control API       ${controlUrl}   (mail from outside: POST /mail, POST /reply, GET /mailboxes/{address})
+  Admin API key     ${key}
+
+Wired up: integration ${wired.integrationId} (certificate), incoming ${DEMO.incoming} (${wired.incomingId}),
+outgoing ${DEMO.outgoing} with the alias ${DEMO.alias} (${wired.outgoingId}), webhook ${wired.webhookId}.
+
+1. A customer writes to support (the control API plays the outside world): Mailgate syncs
+   the mail, routes it to the "support" process, and the receiver prints work_item.requested:
+
+  curl -s ${controlUrl}/mail -d '{"from":"${DEMO.customer}","to":"${DEMO.incoming}","subject":"My printer is on fire","text":"Please send help."}'
+
+2. Answer from the alias for work item WI-1 (the receiver prints message.sent; the customer has it):
+
+  curl -s ${mailgateUrl}/v1/messages -H 'authorization: Bearer ${key}' -H 'content-type: application/json' \\
+    -d '{"from":"${DEMO.alias}","to":["${DEMO.customer}"],"subject":"Re: My printer is on fire","workItemRef":"WI-1","body":{"contentType":"text","content":"An engineer is on the way."}}'
+  curl -s ${controlUrl}/mailboxes/${DEMO.customer}
+
+3. The customer replies: it threads to WI-1, and the receiver prints work_item.message_appended:
+
+  curl -s ${controlUrl}/reply -d '{"mailbox":"${DEMO.customer}","text":"Thank you!"}'
+
+Watch the event feed (waits up to 30 s for the next event):
+
+  curl -s '${mailgateUrl}/v1/events?wait=30s' -H 'authorization: Bearer ${key}'
+
+API docs ${mailgateUrl}/docs  ·  GraphiQL ${mailgateUrl}/graphiql  ·  Ctrl-C stops everything.
+`)

@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { FakeMicrosoft } from './microsoft.ts'
+
+const MAX_BODY = 64 * 1024
+
+async function readJson(request: IncomingMessage): Promise<Record<string, unknown>> {
+  let size = 0
+  const chunks: Buffer[] = []
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MAX_BODY) throw new Error('the body is larger than 64 KB')
+    chunks.push(chunk)
+  }
+  const text = Buffer.concat(chunks).toString('utf8')
+  const value: unknown = text ? JSON.parse(text) : {}
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('the body must be a JSON object')
+  return value as Record<string, unknown>
+}
+
+function text(body: Record<string, unknown>, field: string, fallback?: string): string {
+  const value = body[field] ?? fallback
+  if (typeof value !== 'string' || value.length === 0 || value.length > 10_000) throw new Error(`${field} must be a string of 1 to 10,000 characters`)
+  return value
+}
+
+/**
+ * The sandbox's control API (plain HTTP on 127.0.0.1): what the outside world does to the
+ * stand-in's mailboxes, since no real Internet mail reaches them.
+ * - `POST /mail {to, from?, subject, text}`: mail from outside arrives in a hosted mailbox.
+ * - `POST /reply {mailbox, text?}`: the newest message in a hosted mailbox's inbox is answered
+ *   (In-Reply-To and References set), delivered to its sender's mailbox when that is hosted.
+ * - `GET /mailboxes/{address}`: what is in a hosted mailbox's inbox.
+ */
+export function controlServer(standIn: FakeMicrosoft): Server {
+  return createServer((request, response) => {
+    const answer = (status: number, body: unknown) => response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body, null, 2) + '\n')
+    const url = new URL(request.url ?? '/', 'http://sandbox')
+    const handle = async () => {
+      if (request.method === 'GET' && url.pathname.startsWith('/mailboxes/')) {
+        const address = decodeURIComponent(url.pathname.slice('/mailboxes/'.length)).toLowerCase()
+        if (!standIn.mailboxes.has(address)) return answer(404, { error: `${address} is not a mailbox of the sandbox` })
+        return answer(
+          200,
+          standIn.folderMessages(address, 'inbox').map((message) => ({ subject: message.subject, from: message.from, internetMessageId: message.internetMessageId, receivedAt: message.receivedDateTime })),
+        )
+      }
+      if (request.method !== 'POST' || !['/mail', '/reply'].includes(url.pathname)) return answer(404, { error: 'POST /mail, POST /reply or GET /mailboxes/{address}' })
+      const body = await readJson(request)
+      if (url.pathname === '/mail') {
+        const to = text(body, 'to').toLowerCase()
+        if (!standIn.mailboxes.has(to)) return answer(422, { error: `to: ${to} is not a mailbox of the sandbox (${[...standIn.mailboxes.keys()].join(', ')})` })
+        const stored = await standIn.deliver(to, {
+          from: text(body, 'from', 'customer@fabrikam.example'),
+          to: [to],
+          subject: text(body, 'subject'),
+          body: text(body, 'text', 'Hello.'),
+          internetMessageId: `<${randomBytes(12).toString('hex')}@fabrikam.example>`,
+        })
+        return answer(201, { delivered: to, internetMessageId: stored.internetMessageId })
+      }
+      const mailbox = text(body, 'mailbox').toLowerCase()
+      if (!standIn.mailboxes.has(mailbox)) return answer(422, { error: `mailbox: ${mailbox} is not a mailbox of the sandbox` })
+      const original = standIn.folderMessages(mailbox, 'inbox').at(-1)
+      if (!original?.from) return answer(409, { error: `${mailbox} has no message to answer yet` })
+      // Mail to an alias lands in the mailbox that owns it.
+      const sender = original.from.toLowerCase()
+      const recipient = standIn.mailboxes.has(sender) ? sender : [...standIn.mailboxes.values()].find((owner) => owner.sendAs.has(sender))?.address
+      if (!recipient) return answer(422, { error: `the newest message came from ${sender}, which is not a mailbox (or alias) of the sandbox` })
+      const references = original.internetMessageHeaders.find((header) => header.name.toLowerCase() === 'references')?.value
+      const stored = await standIn.deliver(recipient, {
+        from: mailbox,
+        to: [sender],
+        subject: /^re:/i.test(original.subject) ? original.subject : `Re: ${original.subject}`,
+        body: text(body, 'text', 'Thanks, that helped.'),
+        internetMessageId: `<${randomBytes(12).toString('hex')}@${mailbox.split('@')[1]}>`,
+        headers: [
+          { name: 'In-Reply-To', value: original.internetMessageId },
+          { name: 'References', value: [references, original.internetMessageId].filter(Boolean).join(' ') },
+        ],
+      })
+      return answer(201, { delivered: recipient, inReplyTo: original.internetMessageId, internetMessageId: stored.internetMessageId })
+    }
+    handle().catch((error: unknown) => answer(400, { error: error instanceof Error ? error.message : String(error) }))
+  })
+}

@@ -1,0 +1,60 @@
+import { randomBytes, randomUUID } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { makeCertificate, makeServerCertificate, type TestCertificate } from './certificates.ts'
+import type { FakeMicrosoft } from './microsoft.ts'
+
+/** What a sandbox keeps between runs (DATA_DIR/sandbox/state.json), so Mailgate's saved settings stay valid. */
+export interface SandboxState {
+  tenantId: string
+  clientId: string
+  /** The app registration's certificate credential (PFX for Mailgate, PEM for the stand-in). */
+  appCertificate: TestCertificate
+  /** The stand-in's TLS certificate and the private CA that issued it (trusted through NODE_EXTRA_CA_CERTS). */
+  tls: { caPem: string; certPem: string; keyPem: string }
+  adminKey: string
+}
+
+export const DEMO = {
+  domain: 'contoso.example',
+  /** One shared mailbox, read by the incoming connector and sent from by the outgoing one. */
+  incoming: 'support@contoso.example',
+  outgoing: 'support@contoso.example',
+  /** An alias of the support mailbox: replies to it land there. */
+  alias: 'hello@contoso.example',
+  customer: 'customer@fabrikam.example',
+} as const
+
+/** Reads the state of an earlier run, or makes one (certificates, ids, an admin key) and saves it. */
+export function loadOrCreateState(dir: string): { state: SandboxState; created: boolean; caPath: string } {
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const path = join(dir, 'state.json')
+  const caPath = join(dir, 'ca.pem')
+  if (existsSync(path)) {
+    const state = JSON.parse(readFileSync(path, 'utf8')) as SandboxState
+    return { state, created: false, caPath }
+  }
+  const state: SandboxState = {
+    tenantId: randomUUID(),
+    clientId: randomUUID(),
+    appCertificate: makeCertificate({ subject: 'Mailgate sandbox app' }),
+    tls: makeServerCertificate(['127.0.0.1', 'localhost']),
+    adminKey: `mgk_sandbox_${randomBytes(24).toString('base64url')}`,
+  }
+  writeFileSync(path, JSON.stringify(state, null, 2), { mode: 0o600 })
+  writeFileSync(caPath, state.tls.caPem)
+  return { state, created: true, caPath }
+}
+
+/**
+ * The demo tenant in the stand-in: an app registration with the certificate credential and
+ * Mail.ReadWrite + Mail.Send, the shared mailboxes Mailgate serves, and a customer's mailbox
+ * in another organisation, so that mail between them stays inside the stand-in.
+ */
+export function buildTenant(standIn: FakeMicrosoft, state: SandboxState): void {
+  const tenant = standIn.addTenant({ id: state.tenantId, domains: [DEMO.domain] })
+  standIn.registerApp(tenant, { clientId: state.clientId, certificates: [state.appCertificate.certificatePem], roles: ['Mail.ReadWrite', 'Mail.Send'] })
+  standIn.addMailbox(tenant, DEMO.incoming, { aliases: [DEMO.alias], stableIds: true })
+  const customers = standIn.addTenant({ domains: ['fabrikam.example'] })
+  standIn.addMailbox(customers, DEMO.customer, { stableIds: true })
+}

@@ -1,0 +1,70 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const sandboxEntry = fileURLToPath(new URL('../src/cli/sandbox.ts', import.meta.url))
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+let child: ChildProcess | undefined
+let dataDir: string | undefined
+afterAll(async () => {
+  if (child && child.exitCode === null) child.kill('SIGKILL')
+  if (dataDir) await rm(dataDir, { recursive: true, force: true })
+})
+
+describe('npm run sandbox', () => {
+  it('starts the stand-in and Mailgate as its own process, wires the demo up, and the printed steps work: a request, an answer, a reply threaded to it, each seen by the webhook', async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'mailgate-sandbox-'))
+    const [port, microsoftPort, webhookPort, controlPort] = [await freePort(), await freePort(), await freePort(), await freePort()]
+    let output = ''
+    child = spawn(process.execPath, [sandboxEntry], {
+      env: { ...process.env, DATA_DIR: dataDir, PORT: String(port), SANDBOX_MICROSOFT_PORT: String(microsoftPort), SANDBOX_WEBHOOK_PORT: String(webhookPort), SANDBOX_CONTROL_PORT: String(controlPort), SYNC_INTERVAL: '5' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')))
+    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')))
+    const printed = async (text: string, ms = 90_000) => {
+      const deadline = Date.now() + ms
+      while (!output.includes(text)) {
+        if (Date.now() > deadline || child!.exitCode !== null) throw new Error(`"${text}" was not printed; the sandbox printed:\n${output}`)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
+    await printed('Wired up:')
+    const key = /Admin API key\s+(\S+)/.exec(output)![1]!
+    expect(output).toContain(`curl -s http://127.0.0.1:${controlPort}/mail`)
+
+    const control = (path: string, body: unknown) => fetch(`http://127.0.0.1:${controlPort}${path}`, { method: 'POST', body: JSON.stringify(body) })
+    expect((await control('/mail', { from: 'customer@fabrikam.example', to: 'support@contoso.example', subject: 'My printer is on fire', text: 'Help.' })).status).toBe(201)
+    await printed('webhook <- work_item.requested subject="My printer is on fire"')
+
+    const sent = await fetch(`http://127.0.0.1:${port}/v1/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ from: 'hello@contoso.example', to: ['customer@fabrikam.example'], subject: 'Re: My printer is on fire', workItemRef: 'WI-1', body: { contentType: 'text', content: 'On the way.' } }),
+    })
+    expect(sent.status).toBe(202)
+    await printed('webhook <- message.sent from="hello@contoso.example" workItemRef="WI-1"')
+    const inbox = (await (await fetch(`http://127.0.0.1:${controlPort}/mailboxes/customer@fabrikam.example`)).json()) as { subject: string }[]
+    expect(inbox.map((message) => message.subject)).toEqual(['Re: My printer is on fire'])
+
+    expect((await control('/reply', { mailbox: 'customer@fabrikam.example', text: 'Thanks!' })).status).toBe(201)
+    await printed('webhook <- work_item.message_appended subject="Re: My printer is on fire" from="customer@fabrikam.example" workItemRef="WI-1"')
+
+    // Ctrl-C stops everything: the sandbox, and Mailgate with it.
+    child.kill('SIGINT')
+    await new Promise((resolve) => child!.once('exit', resolve))
+    expect(await fetch(`http://127.0.0.1:${port}/health/live`).then(() => 'answered', () => 'closed')).toBe('closed')
+  }, 180_000)
+})
