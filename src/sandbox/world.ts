@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID, X509Certificate } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { makeCertificate, makeServerCertificate, type TestCertificate } from './certificates.ts'
@@ -32,6 +32,12 @@ export function loadOrCreateState(dir: string): { state: SandboxState; created: 
   const caPath = join(dir, 'ca.pem')
   if (existsSync(path)) {
     const state = JSON.parse(readFileSync(path, 'utf8')) as SandboxState
+    // The stand-in's TLS certificate lasts 30 days: a new one (and CA) when it is about to run out.
+    if (Date.parse(new X509Certificate(state.tls.certPem).validTo) < Date.now() + 86_400_000) {
+      state.tls = makeServerCertificate(['127.0.0.1', 'localhost'])
+      writeFileSync(path, JSON.stringify(state, null, 2), { mode: 0o600 })
+      writeFileSync(caPath, state.tls.caPem)
+    }
     return { state, created: false, caPath }
   }
   const state: SandboxState = {
