@@ -24,7 +24,7 @@ afterAll(async () => {
 })
 
 describe('npm run sandbox', () => {
-  it('starts the stand-in and Mailgate as its own process, wires the demo up, and the printed steps work: a request, an answer, a reply threaded to it, each seen by the webhook', async () => {
+  it('starts the stand-in and Mailgate as its own process, wires the demo up, and the printed steps work (a request, an answer, a reply threaded to it); an out-of-office reply makes no work and an NDR marks the message bounced, each seen by the webhook', async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'mailgate-sandbox-'))
     const [port, microsoftPort, webhookPort, controlPort] = [await freePort(), await freePort(), await freePort(), await freePort()]
     let output = ''
@@ -49,18 +49,29 @@ describe('npm run sandbox', () => {
     expect((await control('/mail', { from: 'customer@fabrikam.example', to: 'support@contoso.example', subject: 'My printer is on fire', text: 'Help.' })).status).toBe(201)
     await printed('webhook <- work_item.requested subject="My printer is on fire"')
 
-    const sent = await fetch(`http://127.0.0.1:${port}/v1/messages`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ from: 'hello@contoso.example', to: ['customer@fabrikam.example'], subject: 'Re: My printer is on fire', workItemRef: 'WI-1', body: { contentType: 'text', content: 'On the way.' } }),
-    })
-    expect(sent.status).toBe(202)
+    const send = (to: string, subject: string, workItemRef: string) =>
+      fetch(`http://127.0.0.1:${port}/v1/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ from: 'hello@contoso.example', to: [to], subject, workItemRef, body: { contentType: 'text', content: 'On the way.' } }),
+      })
+    expect((await send('customer@fabrikam.example', 'Re: My printer is on fire', 'WI-1')).status).toBe(202)
     await printed('webhook <- message.sent from="hello@contoso.example" workItemRef="WI-1"')
     const inbox = (await (await fetch(`http://127.0.0.1:${controlPort}/mailboxes/customer@fabrikam.example`)).json()) as { subject: string }[]
     expect(inbox.map((message) => message.subject)).toEqual(['Re: My printer is on fire'])
 
     expect((await control('/reply', { mailbox: 'customer@fabrikam.example', text: 'Thanks!' })).status).toBe(201)
     await printed('webhook <- work_item.message_appended subject="Re: My printer is on fire" from="customer@fabrikam.example" workItemRef="WI-1"')
+
+    // Out of office: the Exchange-style automatic reply threads to its work item, flagged, and makes no new work.
+    expect((await control('/automatic-reply', { mailbox: 'customer@fabrikam.example', message: 'Back on Monday.' })).status).toBe(200)
+    expect((await send('customer@fabrikam.example', 'Your invoice', 'WI-2')).status).toBe(202)
+    await printed('webhook <- work_item.message_appended subject="Automatic reply: Your invoice" from="customer@fabrikam.example" workItemRef="WI-2" automated=true')
+    expect(output).not.toContain('work_item.requested subject="Automatic reply')
+
+    // An address the organisation does not have: Exchange's NDR comes back and marks the message bounced.
+    expect((await send('nobody@contoso.example', 'Hello?', 'WI-3')).status).toBe(202)
+    await printed('webhook <- message.bounced workItemRef="WI-3" recipient="nobody@contoso.example" status="5.1.10"')
 
     // Ctrl-C stops everything: the sandbox, and Mailgate with it.
     child.kill('SIGINT')

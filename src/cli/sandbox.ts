@@ -44,7 +44,7 @@ const receiver = createServer((request, response) => {
     response.end()
     try {
       const event = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { type: string; data: Record<string, unknown> }
-      const about = ['subject', 'from', 'processId', 'workItemRef', 'reason'].flatMap((key) => (event.data[key] ? [`${key}=${JSON.stringify(event.data[key])}`] : []))
+      const about = ['subject', 'from', 'processId', 'workItemRef', 'automated', 'recipient', 'status', 'reason'].flatMap((key) => (event.data[key] ? [`${key}=${JSON.stringify(event.data[key])}`] : []))
       console.log(`webhook <- ${event.type} ${about.join(' ')}`)
     } catch {
       console.log('webhook <- a body that is not JSON')
@@ -120,7 +120,7 @@ Mailgate sandbox${created ? ' (first start: certificates and ids made in ' + dir
   Mailgate          ${mailgateUrl}   (log: ${logPath})
   Microsoft 365     https://${host}   (a stand-in; its CA: ${caPath})
   Webhook receiver  http://127.0.0.1:${receiverPort}/events   (prints what it gets, below)
-  Control API       ${controlUrl}   (mail from outside: POST /mail, POST /reply, GET /mailboxes/{address})
+  Control API       ${controlUrl}   (the outside world: POST /mail, POST /reply, POST /automatic-reply, GET /mailboxes/{address})
   Admin API key     ${key}
 
 Wired up: integration ${wired.integrationId} (certificate), incoming ${DEMO.incoming} (${wired.incomingId}),

@@ -30,7 +30,10 @@ function text(body: Record<string, unknown>, field: string, fallback?: string): 
  * - `POST /mail {to, from?, subject, text}`: mail from outside arrives in a hosted mailbox.
  * - `POST /reply {mailbox, text?}`: the newest message in a hosted mailbox's inbox is answered
  *   (In-Reply-To and References set), delivered to its sender's mailbox when that is hosted.
+ * - `POST /automatic-reply {mailbox, message}`: out of office (Exchange-style automatic replies
+ *   to mail from the stand-in's mailboxes, once per sender); `message: null` turns it off.
  * - `GET /mailboxes/{address}`: what is in a hosted mailbox's inbox.
+ * Mail sent to an address of a hosted domain that no mailbox has comes back as an Exchange NDR.
  */
 export function controlServer(standIn: FakeMicrosoft): Server {
   return createServer((request, response) => {
@@ -45,8 +48,16 @@ export function controlServer(standIn: FakeMicrosoft): Server {
           standIn.folderMessages(address, 'inbox').map((message) => ({ subject: message.subject, from: message.from, internetMessageId: message.internetMessageId, receivedAt: message.receivedDateTime })),
         )
       }
-      if (request.method !== 'POST' || !['/mail', '/reply'].includes(url.pathname)) return answer(404, { error: 'POST /mail, POST /reply or GET /mailboxes/{address}' })
+      if (request.method !== 'POST' || !['/mail', '/reply', '/automatic-reply'].includes(url.pathname)) {
+        return answer(404, { error: 'POST /mail, POST /reply, POST /automatic-reply or GET /mailboxes/{address}' })
+      }
       const body = await readJson(request)
+      if (url.pathname === '/automatic-reply') {
+        const owner = standIn.mailboxes.get(text(body, 'mailbox').toLowerCase())
+        if (!owner) return answer(422, { error: 'mailbox: not a mailbox of the sandbox' })
+        owner.automaticReply = body.message === null ? undefined : { message: text(body, 'message', 'I am out of the office.'), repliedTo: new Set() }
+        return answer(200, { mailbox: owner.address, automaticReply: owner.automaticReply?.message ?? null })
+      }
       if (url.pathname === '/mail') {
         const to = text(body, 'to').toLowerCase()
         if (!standIn.mailboxes.has(to)) return answer(422, { error: `to: ${to} is not a mailbox of the sandbox (${[...standIn.mailboxes.keys()].join(', ')})` })

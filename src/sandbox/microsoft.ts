@@ -2,6 +2,7 @@ import { constants, createHash, createHmac, randomBytes, randomUUID, verify, X50
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { makeServerCertificate } from './certificates.ts'
+import { exchangeAutomaticReply, exchangeNdr, type AnsweredMessage } from './exchange-mail.ts'
 import { buildMime, mimeHeaders, parseMime, type MimeAddress, type MimeSource } from './mime.ts'
 import {
   FakeSubscriptions,
@@ -197,6 +198,8 @@ export interface FakeMailbox {
   /** Messages sent from this mailbox, and messages delivered to it. */
   sent: FakeSentMessage[]
   received: FakeSentMessage[]
+  /** Out of office: mail from a mailbox of the stand-in gets this automatic reply, once per sender. */
+  automaticReply?: { message: string; repliedTo: Set<string> }
 }
 
 export type GraphFault =
@@ -704,6 +707,7 @@ export class FakeMicrosoft {
   /** Hosts that stand in for the Microsoft hosts of a cloud (a proxy, a sandbox): host[:port] -> cloud. */
   protected readonly standIns = new Map<string, FakeCloud>()
   private readonly servers: Server[] = []
+  private readonly mailInFlight = new Set<Promise<undefined>>()
 
   /**
    * A real HTTPS server on 127.0.0.1 standing in for `cloud`, with a certificate from a private
@@ -1634,10 +1638,20 @@ export class FakeMicrosoft {
     }
     mailbox.sent.push(sent)
     const delivered = new Set<string>()
+    const original = { from: message.from, to: message.to, subject: message.subject, internetMessageId: message.internetMessageId, sentDateTime: message.sentDateTime, headers: message.internetMessageHeaders }
     for (const address of [...message.to, ...message.cc, ...message.bcc]) {
-      const recipient = this.mailboxes.get(address.toLowerCase())
-      if (!recipient || delivered.has(recipient.address)) continue
+      const recipient = this.mailboxOrAliasOwner(address)
+      if (!recipient) {
+        // An address of an organisation the stand-in hosts that no mailbox has: Exchange's NDR comes back.
+        const domain = address.split('@')[1]?.toLowerCase()
+        if (domain && [...this.tenants.values()].some((tenant) => tenant.domains.includes(domain))) {
+          this.later(this.deliver(mailbox, { mime: exchangeNdr(original, address, mailbox.address.split('@')[1]!) }))
+        }
+        continue
+      }
+      if (delivered.has(recipient.address)) continue
       delivered.add(recipient.address)
+      this.answerAutomatically(recipient, original)
       recipient.received.push(sent)
       this.store(recipient, this.wellKnown(recipient, 'inbox'), {
         isDraft: false,
@@ -1656,6 +1670,36 @@ export class FakeMicrosoft {
         attachments: [...message.attachments],
       })
     }
+  }
+
+  /** A mailbox by its address or by one of its aliases. */
+  private mailboxOrAliasOwner(address: string): FakeMailbox | undefined {
+    const key = address.toLowerCase()
+    return this.mailboxes.get(key) ?? [...this.mailboxes.values()].find((mailbox) => mailbox.sendAs.has(key))
+  }
+
+  /** An out-of-office reply to a mailbox of the stand-in, once per sender, never to automated mail. */
+  private answerAutomatically(recipient: FakeMailbox, original: AnsweredMessage): void {
+    const automated = original.headers.some((header) => header.name.toLowerCase() === 'auto-submitted' && header.value.trim().toLowerCase() !== 'no')
+    const sender = this.mailboxOrAliasOwner(original.from)
+    if (!recipient.automaticReply || automated || !sender || recipient.automaticReply.repliedTo.has(original.from.toLowerCase())) return
+    recipient.automaticReply.repliedTo.add(original.from.toLowerCase())
+    this.later(this.deliver(sender, exchangeAutomaticReply(original, recipient.address, recipient.automaticReply.message)))
+  }
+
+  /** Mail the stand-in sends of its own accord (NDRs, automatic replies) arrives a moment later. */
+  private later(delivery: Promise<unknown>): void {
+    const settled = delivery.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.mailInFlight.add(settled)
+    void settled.then(() => this.mailInFlight.delete(settled))
+  }
+
+  /** Waits for NDRs and automatic replies under way to arrive. */
+  async mailSettled(): Promise<void> {
+    while (this.mailInFlight.size > 0) await Promise.all([...this.mailInFlight])
   }
 
   /** Keeps a new message in `folder` of `mailbox`, with fresh REST and immutable ids. */
