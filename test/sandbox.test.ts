@@ -73,6 +73,14 @@ describe('npm run sandbox', () => {
     expect((await send('nobody@contoso.example', 'Hello?', 'WI-3')).status).toBe(202)
     await printed('webhook <- message.bounced workItemRef="WI-3" recipient="nobody@contoso.example" status="5.1.10"')
 
+    // Faults on demand: a send that Graph refuses once with 503 is retried and goes out.
+    expect((await control('/faults', { service: 'graph', kind: 'nonsense' })).status).toBe(400)
+    expect((await control('/faults', { service: 'graph', kind: 'status', status: 503, method: 'POST', path: '/send' })).status).toBe(200)
+    expect((await send('customer@fabrikam.example', 'Retried', 'WI-4')).status).toBe(202)
+    await printed('webhook <- message.sent from="hello@contoso.example" workItemRef="WI-4"')
+    const attempts = (await (await fetch(`http://127.0.0.1:${port}/v1/messages?limit=1`, { headers: { authorization: `Bearer ${key}` } })).json()) as { items: { attempts: number }[] }
+    expect(attempts.items[0]!.attempts).toBe(2)
+
     // Ctrl-C stops everything: the sandbox, and Mailgate with it.
     child.kill('SIGINT')
     await new Promise((resolve) => child!.once('exit', resolve))

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
-import type { FakeMicrosoft } from './microsoft.ts'
+import type { FakeMicrosoft, GraphFault, TokenFault } from './microsoft.ts'
 
 const MAX_BODY = 64 * 1024
 
@@ -18,6 +18,54 @@ async function readJson(request: IncomingMessage): Promise<Record<string, unknow
   return value as Record<string, unknown>
 }
 
+function integer(body: Record<string, unknown>, field: string, min: number, max: number): number | undefined {
+  const value = body[field]
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw new Error(`${field} must be an integer from ${min} to ${max}`)
+  return value
+}
+
+/**
+ * `POST /faults {service: graph|token, kind, count?, status?, code?, retryAfter?, ms?, method?, path?}`:
+ * the next `count` requests (of `method` and a path containing `path`, when given) fail:
+ * `status` (an error answer, e.g. 503 or 429 with retryAfter), `network` (a reset), `delay`
+ * (`ms`, e.g. past a client's timeout) or, for Graph, `lost-response` (done, answer lost).
+ */
+function injectFaults(standIn: FakeMicrosoft, body: Record<string, unknown>): { injected: number } {
+  const service = text(body, 'service')
+  const kind = text(body, 'kind')
+  const count = integer(body, 'count', 1, 1000) ?? 1
+  const status = integer(body, 'status', 400, 599)
+  const retryAfter = integer(body, 'retryAfter', 0, 3600)
+  const ms = integer(body, 'ms', 0, 120_000)
+  const code = body.code === undefined ? undefined : text(body, 'code')
+  if (service === 'token') {
+    const fault: TokenFault | undefined =
+      kind === 'status' ? { kind, status: status ?? 503 } : kind === 'network' ? { kind } : kind === 'delay' ? { kind, ms: ms ?? 15_000 } : undefined
+    if (!fault) throw new Error('kind must be status, network or delay for the token endpoint')
+    standIn.failNextTokenRequests(...Array<TokenFault>(count).fill(fault))
+    return { injected: count }
+  }
+  if (service !== 'graph') throw new Error('service must be graph or token')
+  const fault: GraphFault | undefined =
+    kind === 'status'
+      ? { kind, status: status ?? 503, ...(code ? { code } : {}), ...(retryAfter !== undefined ? { retryAfter } : {}) }
+      : kind === 'network'
+        ? { kind }
+        : kind === 'delay'
+          ? { kind, ms: ms ?? 35_000 }
+          : kind === 'lost-response'
+            ? { kind, ...(status ? { status } : {}) }
+            : undefined
+  if (!fault) throw new Error('kind must be status, network, delay or lost-response')
+  const faults = Array<GraphFault>(count).fill(fault)
+  const method = body.method === undefined ? undefined : text(body, 'method')
+  const path = body.path === undefined ? undefined : text(body, 'path')
+  if (method || path) standIn.failGraphRequests({ ...(method ? { method } : {}), ...(path ? { path: new RegExp(path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) } : {}) }, ...faults)
+  else standIn.failNextGraphRequests(...faults)
+  return { injected: count }
+}
+
 function text(body: Record<string, unknown>, field: string, fallback?: string): string {
   const value = body[field] ?? fallback
   if (typeof value !== 'string' || value.length === 0 || value.length > 10_000) throw new Error(`${field} must be a string of 1 to 10,000 characters`)
@@ -33,6 +81,8 @@ function text(body: Record<string, unknown>, field: string, fallback?: string): 
  * - `POST /automatic-reply {mailbox, message}`: out of office (Exchange-style automatic replies
  *   to mail from the stand-in's mailboxes, once per sender); `message: null` turns it off.
  * - `GET /mailboxes/{address}`: what is in a hosted mailbox's inbox.
+ * - `POST /faults {...}`: Graph or token requests fail on demand (see injectFaults).
+ * - `POST /access-policy {mailbox, allowedApps}`: an application access policy (null: none).
  * Mail sent to an address of a hosted domain that no mailbox has comes back as an Exchange NDR.
  */
 export function controlServer(standIn: FakeMicrosoft): Server {
@@ -48,10 +98,19 @@ export function controlServer(standIn: FakeMicrosoft): Server {
           standIn.folderMessages(address, 'inbox').map((message) => ({ subject: message.subject, from: message.from, internetMessageId: message.internetMessageId, receivedAt: message.receivedDateTime })),
         )
       }
-      if (request.method !== 'POST' || !['/mail', '/reply', '/automatic-reply'].includes(url.pathname)) {
-        return answer(404, { error: 'POST /mail, POST /reply, POST /automatic-reply or GET /mailboxes/{address}' })
+      if (request.method !== 'POST' || !['/mail', '/reply', '/automatic-reply', '/faults', '/access-policy'].includes(url.pathname)) {
+        return answer(404, { error: 'POST /mail, /reply, /automatic-reply, /faults, /access-policy, or GET /mailboxes/{address}' })
       }
       const body = await readJson(request)
+      if (url.pathname === '/faults') return answer(200, injectFaults(standIn, body))
+      if (url.pathname === '/access-policy') {
+        const owner = standIn.mailboxes.get(text(body, 'mailbox').toLowerCase())
+        if (!owner) return answer(422, { error: 'mailbox: not a mailbox of the sandbox' })
+        const apps = body.allowedApps
+        if (apps !== null && (!Array.isArray(apps) || !apps.every((app) => typeof app === 'string'))) throw new Error('allowedApps must be a list of app (client) ids, or null for no policy')
+        owner.allowedApps = apps === null ? undefined : new Set(apps as string[])
+        return answer(200, { mailbox: owner.address, allowedApps: apps })
+      }
       if (url.pathname === '/automatic-reply') {
         const owner = standIn.mailboxes.get(text(body, 'mailbox').toLowerCase())
         if (!owner) return answer(422, { error: 'mailbox: not a mailbox of the sandbox' })
