@@ -373,3 +373,21 @@ describe('fake Graph: receiving mail', () => {
     expect(fake.maxConcurrentPerMailbox.get(mailbox.address)).toBe(3)
   })
 })
+
+describe('request budget', () => {
+  it('refuses an app over its requests per mailbox in 10 minutes with 429 and a Retry-After, other mailboxes unaffected', async () => {
+    const busy = newMailbox()
+    const quiet = newMailbox()
+    fake.requestsPer10Minutes = 3
+    try {
+      for (let n = 0; n < 3; n++) expect((await graph('GET', `/users/${busy.address}/mailFolders/inbox`)).status).toBe(200)
+      const refused = await graph('GET', `/users/${busy.address}/mailFolders/inbox`)
+      expect(refused.status).toBe(429)
+      expect(refused.json.error.code).toBe('ApplicationThrottled')
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(590)
+      expect((await graph('GET', `/users/${quiet.address}/mailFolders/inbox`)).status).toBe(200)
+    } finally {
+      fake.requestsPer10Minutes = 10_000
+    }
+  })
+})

@@ -665,6 +665,10 @@ export class FakeMicrosoft {
   concurrencyLimit = 4
   /** Requests refused for being over concurrencyLimit, per mailbox. */
   readonly concurrencyRefusals = new Map<string, number>()
+  /** Graph's per app and mailbox budget: this many requests in 10 minutes, then 429 with Retry-After (0: no limit). */
+  requestsPer10Minutes = 10_000
+  /** When each app's recent requests to each mailbox came (by `appId\nmailbox`), for requestsPer10Minutes. */
+  private readonly recentRequests = new Map<string, number[]>()
   /** How long a subscription's validation request may take (Graph: 10 s). */
   validationTimeoutMs = 10_000
   /** How long a change notification's answer may take before the delivery counts as failed (Graph: 3 s). */
@@ -1206,6 +1210,11 @@ export class FakeMicrosoft {
         record.status = answer.status
         return answer
       }
+      const overBudget = mailboxKey ? this.overRequestBudget(mailboxKey, headers) : undefined
+      if (overBudget) {
+        record.status = overBudget.status
+        return overBudget
+      }
       const fault = this.takeFault(method, url.pathname)
       if (fault) record.fault = fault.kind
       if (fault?.kind === 'delay') await sleep(fault.ms)
@@ -1670,6 +1679,22 @@ export class FakeMicrosoft {
         attachments: [...message.attachments],
       })
     }
+  }
+
+  /** Counts the request against its app's 10-minute budget for the mailbox; the refusal once it is spent. */
+  private overRequestBudget(mailboxKey: string, headers: RequestHeaders): FakeAnswer | undefined {
+    if (this.requestsPer10Minutes <= 0) return undefined
+    const token = header(headers, 'authorization')?.replace(/^Bearer\s+/i, '')
+    const key = `${(token && this.verifyToken(token)?.appid) ?? 'anonymous'}\n${mailboxKey}`
+    const now = Date.now()
+    const recent = this.recentRequests.get(key) ?? []
+    while (recent.length > 0 && recent[0]! <= now - 600_000) recent.shift()
+    if (recent.length >= this.requestsPer10Minutes) {
+      return faultAnswer({ status: 429, message: 'Application is over its MailboxRequests limit.', retryAfter: Math.max(1, Math.ceil((recent[0]! + 600_000 - now) / 1000)) })
+    }
+    recent.push(now)
+    this.recentRequests.set(key, recent)
+    return undefined
   }
 
   /** A mailbox by its address or by one of its aliases. */
