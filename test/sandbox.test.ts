@@ -19,7 +19,13 @@ async function freePort(): Promise<number> {
 let child: ChildProcess | undefined
 let dataDir: string | undefined
 afterAll(async () => {
-  if (child && child.exitCode === null) child.kill('SIGKILL')
+  // Stopped the way it stops itself (Mailgate with it), then by force; then its files go.
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((resolve) => child!.once('exit', resolve))
+    child.kill('SIGTERM')
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 20_000))])
+    child.kill('SIGKILL')
+  }
   if (dataDir) await rm(dataDir, { recursive: true, force: true })
 })
 
@@ -72,6 +78,11 @@ describe('npm run sandbox', () => {
     // An address the organisation does not have: Exchange's NDR comes back and marks the message bounced.
     expect((await send('nobody@contoso.example', 'Hello?', 'WI-3')).status).toBe(202)
     await printed('webhook <- message.bounced workItemRef="WI-3" recipient="nobody@contoso.example" status="5.1.10"')
+
+    // The control API answers anything malformed with 400 and stays up.
+    const raw = await fetch(`http://127.0.0.1:${controlPort}/mail`, { method: 'POST', body: '{"to": ' })
+    expect(raw.status).toBe(400)
+    expect((await control('/mail', { to: 'hello@contoso.example', subject: 'To the alias', text: 'Hi' })).status).toBe(201)
 
     // Faults on demand: a send that Graph refuses once with 503 is retried and goes out.
     expect((await control('/faults', { service: 'graph', kind: 'nonsense' })).status).toBe(400)

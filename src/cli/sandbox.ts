@@ -9,8 +9,9 @@
  * local receiver prints what its webhook gets. Ctrl-C stops everything.
  */
 import { spawn } from 'node:child_process'
-import { mkdirSync, openSync } from 'node:fs'
+import { closeSync, openSync } from 'node:fs'
 import { createServer } from 'node:http'
+import { createServer as createNetServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { controlServer } from '../sandbox/control.ts'
@@ -56,14 +57,22 @@ await new Promise<void>((resolve, reject) => receiver.once('error', reject).list
 const control = controlServer(standIn)
 await new Promise<void>((resolve, reject) => control.once('error', reject).listen(controlPort, '127.0.0.1', resolve))
 
-mkdirSync(dir, { recursive: true })
+// Mailgate's port must be free: a Mailgate left from an earlier run would answer in its place.
+await new Promise<void>((resolve, reject) => {
+  const probe = createNetServer().once('error', () => reject(new Error(`Port ${port} is in use (a Mailgate still running?): stop it, or choose another with PORT`)))
+  probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()))
+})
+
 const logPath = join(dir, 'mailgate.log')
-const log = openSync(logPath, 'a')
-// Its own embedded database, whatever this shell points DATABASE_URL at.
-const { DATABASE_URL: _ignored, ...environment } = process.env
+const log = openSync(logPath, 'w')
+// Only what a process needs from this shell: none of the operator's own Mailgate settings
+// (DATABASE_URL, SECRETS_KEY, DISPATCHER_ENABLED, NODE_TLS_REJECT_UNAUTHORIZED, ...) leak in.
+const passed = Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ', 'LOG_LEVEL', 'SYNC_INTERVAL'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])))
+// Its own process group, so that a Ctrl-C in the terminal reaches only the sandbox, which then stops Mailgate once, gracefully.
 const server = spawn(process.execPath, [fileURLToPath(new URL('../server.ts', import.meta.url))], {
+  detached: true,
   env: {
-    ...environment,
+    ...passed,
     DATA_DIR: join(dir, 'mailgate'),
     HOST: '127.0.0.1',
     PORT: String(port),
@@ -78,23 +87,38 @@ const server = spawn(process.execPath, [fileURLToPath(new URL('../server.ts', im
   },
   stdio: ['ignore', log, log],
 })
+closeSync(log)
 let stopping = false
+const running = () => server.exitCode === null && server.signalCode === null
+server.on('error', (error) => console.error(`Mailgate could not be started: ${error.message}`))
 server.on('exit', (code, signal) => {
   if (stopping) return
   console.error(`Mailgate stopped (${signal ?? `exit ${code}`}); its log: ${logPath}`)
   process.exit(1)
 })
+// However the sandbox ends, Mailgate does not outlive it.
+process.on('exit', () => {
+  if (running()) server.kill('SIGKILL')
+})
 
 async function stop(): Promise<void> {
   stopping = true
-  server.kill('SIGTERM')
-  await new Promise((resolve) => server.once('exit', resolve))
+  if (running()) {
+    const exited = new Promise((resolve) => server.once('exit', resolve))
+    server.kill('SIGTERM')
+    const forced = setTimeout(() => server.kill('SIGKILL'), 15_000)
+    await exited
+    clearTimeout(forced)
+  }
   standIn.stop()
   receiver.close()
   control.close()
 }
-process.once('SIGINT', () => void stop().then(() => process.exit(0)))
-process.once('SIGTERM', () => void stop().then(() => process.exit(0)))
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => void stop().then(() => process.exit(0)))
+process.on('uncaughtException', (error) => {
+  console.error(error)
+  void stop().then(() => process.exit(1))
+})
 
 const deadline = Date.now() + 120_000
 for (;;) {
@@ -120,7 +144,7 @@ Mailgate sandbox${created ? ' (first start: certificates and ids made in ' + dir
   Mailgate          ${mailgateUrl}   (log: ${logPath})
   Microsoft 365     https://${host}   (a stand-in; its CA: ${caPath})
   Webhook receiver  http://127.0.0.1:${receiverPort}/events   (prints what it gets, below)
-  Control API       ${controlUrl}   (the outside world: POST /mail, POST /reply, POST /automatic-reply, GET /mailboxes/{address})
+  Control API       ${controlUrl}   (the outside world: POST /mail, /reply, /automatic-reply, /faults, /access-policy; GET /mailboxes/{address})
   Admin API key     ${key}
 
 Wired up: integration ${wired.integrationId} (certificate), incoming ${DEMO.incoming} (${wired.incomingId}),

@@ -47,17 +47,23 @@ function injectFaults(standIn: FakeMicrosoft, body: Record<string, unknown>): { 
     return { injected: count }
   }
   if (service !== 'graph') throw new Error('service must be graph or token')
-  const fault: GraphFault | undefined =
-    kind === 'status'
-      ? { kind, status: status ?? 503, ...(code ? { code } : {}), ...(retryAfter !== undefined ? { retryAfter } : {}) }
-      : kind === 'network'
-        ? { kind }
-        : kind === 'delay'
-          ? { kind, ms: ms ?? 35_000 }
-          : kind === 'lost-response'
-            ? { kind, ...(status ? { status } : {}) }
-            : undefined
-  if (!fault) throw new Error('kind must be status, network, delay or lost-response')
+  let fault: GraphFault
+  switch (kind) {
+    case 'status':
+      fault = { kind, status: status ?? 503, ...(code ? { code } : {}), ...(retryAfter !== undefined ? { retryAfter } : {}) }
+      break
+    case 'network':
+      fault = { kind }
+      break
+    case 'delay':
+      fault = { kind, ms: ms ?? 35_000 }
+      break
+    case 'lost-response':
+      fault = { kind, ...(status ? { status } : {}), ...(retryAfter !== undefined ? { retryAfter } : {}) }
+      break
+    default:
+      throw new Error('kind must be status, network, delay or lost-response')
+  }
   const faults = Array<GraphFault>(count).fill(fault)
   const method = body.method === undefined ? undefined : text(body, 'method')
   const path = body.path === undefined ? undefined : text(body, 'path')
@@ -88,14 +94,15 @@ function text(body: Record<string, unknown>, field: string, fallback?: string): 
 export function controlServer(standIn: FakeMicrosoft): Server {
   return createServer((request, response) => {
     const answer = (status: number, body: unknown) => response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body, null, 2) + '\n')
-    const url = new URL(request.url ?? '/', 'http://sandbox')
     const handle = async () => {
+      const url = new URL(request.url ?? '/', 'http://sandbox')
       if (request.method === 'GET' && url.pathname.startsWith('/mailboxes/')) {
         const address = decodeURIComponent(url.pathname.slice('/mailboxes/'.length)).toLowerCase()
-        if (!standIn.mailboxes.has(address)) return answer(404, { error: `${address} is not a mailbox of the sandbox` })
+        const owner = standIn.findMailbox(address)
+        if (!owner) return answer(404, { error: `${address} is not a mailbox (or alias) of the sandbox` })
         return answer(
           200,
-          standIn.folderMessages(address, 'inbox').map((message) => ({ subject: message.subject, from: message.from, internetMessageId: message.internetMessageId, receivedAt: message.receivedDateTime })),
+          standIn.folderMessages(owner, 'inbox').map((message) => ({ subject: message.subject, from: message.from, internetMessageId: message.internetMessageId, receivedAt: message.receivedDateTime })),
         )
       }
       if (request.method !== 'POST' || !['/mail', '/reply', '/automatic-reply', '/faults', '/access-policy'].includes(url.pathname)) {
@@ -104,7 +111,7 @@ export function controlServer(standIn: FakeMicrosoft): Server {
       const body = await readJson(request)
       if (url.pathname === '/faults') return answer(200, injectFaults(standIn, body))
       if (url.pathname === '/access-policy') {
-        const owner = standIn.mailboxes.get(text(body, 'mailbox').toLowerCase())
+        const owner = standIn.findMailbox(text(body, 'mailbox'))
         if (!owner) return answer(422, { error: 'mailbox: not a mailbox of the sandbox' })
         const apps = body.allowedApps
         if (apps !== null && (!Array.isArray(apps) || !apps.every((app) => typeof app === 'string'))) throw new Error('allowedApps must be a list of app (client) ids, or null for no policy')
@@ -112,30 +119,32 @@ export function controlServer(standIn: FakeMicrosoft): Server {
         return answer(200, { mailbox: owner.address, allowedApps: apps })
       }
       if (url.pathname === '/automatic-reply') {
-        const owner = standIn.mailboxes.get(text(body, 'mailbox').toLowerCase())
+        const owner = standIn.findMailbox(text(body, 'mailbox'))
         if (!owner) return answer(422, { error: 'mailbox: not a mailbox of the sandbox' })
         owner.automaticReply = body.message === null ? undefined : { message: text(body, 'message', 'I am out of the office.'), repliedTo: new Set() }
         return answer(200, { mailbox: owner.address, automaticReply: owner.automaticReply?.message ?? null })
       }
       if (url.pathname === '/mail') {
         const to = text(body, 'to').toLowerCase()
-        if (!standIn.mailboxes.has(to)) return answer(422, { error: `to: ${to} is not a mailbox of the sandbox (${[...standIn.mailboxes.keys()].join(', ')})` })
-        const stored = await standIn.deliver(to, {
+        const owner = standIn.findMailbox(to)
+        if (!owner) return answer(422, { error: `to: ${to} is not a mailbox (or alias) of the sandbox (${[...standIn.mailboxes.keys()].join(', ')})` })
+        const stored = await standIn.deliver(owner, {
           from: text(body, 'from', 'customer@fabrikam.example'),
           to: [to],
           subject: text(body, 'subject'),
           body: text(body, 'text', 'Hello.'),
           internetMessageId: `<${randomBytes(12).toString('hex')}@fabrikam.example>`,
         })
-        return answer(201, { delivered: to, internetMessageId: stored.internetMessageId })
+        return answer(201, { delivered: owner.address, internetMessageId: stored.internetMessageId })
       }
-      const mailbox = text(body, 'mailbox').toLowerCase()
-      if (!standIn.mailboxes.has(mailbox)) return answer(422, { error: `mailbox: ${mailbox} is not a mailbox of the sandbox` })
-      const original = standIn.folderMessages(mailbox, 'inbox').at(-1)
+      const replier = standIn.findMailbox(text(body, 'mailbox'))
+      if (!replier) return answer(422, { error: 'mailbox: not a mailbox of the sandbox' })
+      const mailbox = replier.address
+      const original = standIn.folderMessages(replier, 'inbox').at(-1)
       if (!original?.from) return answer(409, { error: `${mailbox} has no message to answer yet` })
       // Mail to an alias lands in the mailbox that owns it.
       const sender = original.from.toLowerCase()
-      const recipient = standIn.mailboxes.has(sender) ? sender : [...standIn.mailboxes.values()].find((owner) => owner.sendAs.has(sender))?.address
+      const recipient = standIn.findMailbox(sender)?.address
       if (!recipient) return answer(422, { error: `the newest message came from ${sender}, which is not a mailbox (or alias) of the sandbox` })
       const references = original.internetMessageHeaders.find((header) => header.name.toLowerCase() === 'references')?.value
       const stored = await standIn.deliver(recipient, {
@@ -151,6 +160,9 @@ export function controlServer(standIn: FakeMicrosoft): Server {
       })
       return answer(201, { delivered: recipient, inReplyTo: original.internetMessageId, internetMessageId: stored.internetMessageId })
     }
-    handle().catch((error: unknown) => answer(400, { error: error instanceof Error ? error.message : String(error) }))
+    // Whatever the request, an answer: a malformed one is 400 and never takes the sandbox down.
+    handle().catch((error: unknown) => {
+      if (!response.headersSent) answer(400, { error: error instanceof Error ? error.message : String(error) })
+    })
   })
 }

@@ -19,12 +19,12 @@ const rfc2822Date = (date: Date) => date.toUTCString().replace('GMT', '+0000')
  * "Microsoft Outlook", with the original's headers (its Message-ID and x- headers) returned
  * as text/rfc822-headers. Shaped after test/fixtures/inbound/26-bounce-exchange-ndr.eml.
  */
-export function exchangeNdr(original: AnsweredMessage, recipient: string, organisationDomain: string): string {
+export function exchangeNdr(original: AnsweredMessage, recipients: string[], organisationDomain: string): string {
   const outer = `_${randomUUID()}_`
   const alternative = `_${randomUUID()}_`
   const server = 'SANDBOX01MB0001.namprd00.prod.outlook.com'
   const now = rfc2822Date(new Date())
-  const diagnostic = `550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient ${recipient} not found by SMTP address lookup`
+  const diagnostic = (recipient: string) => `550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient ${recipient} not found by SMTP address lookup`
   const returned = [
     `From: ${original.from}`,
     `To: ${original.to.join(', ')}`,
@@ -53,16 +53,16 @@ export function exchangeNdr(original: AnsweredMessage, recipient: string, organi
     '',
     'Delivery has failed to these recipients or groups:',
     '',
-    `${recipient}<mailto:${recipient}>`,
-    "The email address you entered couldn't be found. Please check the recipient's email address and try to resend the message.",
-    '',
+    ...recipients.flatMap((recipient) => [
+      `${recipient}<mailto:${recipient}>`,
+      "The email address you entered couldn't be found. Please check the recipient's email address and try to resend the message.",
+      '',
+    ]),
     'Diagnostic information for administrators:',
     '',
     `Generating server: ${server}`,
     '',
-    recipient,
-    `Remote server returned '${diagnostic}'`,
-    '',
+    ...recipients.flatMap((recipient) => [recipient, `Remote server returned '${diagnostic(recipient)}'`, '']),
     `--${alternative}--`,
     '',
     `--${outer}`,
@@ -71,12 +71,14 @@ export function exchangeNdr(original: AnsweredMessage, recipient: string, organi
     `Reporting-MTA: dns;${server}`,
     `Arrival-Date: ${now}`,
     '',
-    `Original-Recipient: rfc822;${recipient}`,
-    `Final-Recipient: rfc822;${recipient}`,
-    'Action: failed',
-    'Status: 5.1.10',
-    `Diagnostic-Code: smtp;${diagnostic}`,
-    '',
+    ...recipients.flatMap((recipient) => [
+      `Original-Recipient: rfc822;${recipient}`,
+      `Final-Recipient: rfc822;${recipient}`,
+      'Action: failed',
+      'Status: 5.1.10',
+      `Diagnostic-Code: smtp;${diagnostic(recipient)}`,
+      '',
+    ]),
     `--${outer}`,
     'Content-Type: text/rfc822-headers',
     '',

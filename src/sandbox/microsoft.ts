@@ -1648,14 +1648,13 @@ export class FakeMicrosoft {
     mailbox.sent.push(sent)
     const delivered = new Set<string>()
     const original = { from: message.from, to: message.to, subject: message.subject, internetMessageId: message.internetMessageId, sentDateTime: message.sentDateTime, headers: message.internetMessageHeaders }
+    const unknown = new Set<string>()
     for (const address of [...message.to, ...message.cc, ...message.bcc]) {
-      const recipient = this.mailboxOrAliasOwner(address)
+      const recipient = this.findMailbox(address)
       if (!recipient) {
         // An address of an organisation the stand-in hosts that no mailbox has: Exchange's NDR comes back.
         const domain = address.split('@')[1]?.toLowerCase()
-        if (domain && [...this.tenants.values()].some((tenant) => tenant.domains.includes(domain))) {
-          this.later(this.deliver(mailbox, { mime: exchangeNdr(original, address, mailbox.address.split('@')[1]!) }))
-        }
+        if (domain && [...this.tenants.values()].some((tenant) => tenant.domains.includes(domain))) unknown.add(address.toLowerCase())
         continue
       }
       if (delivered.has(recipient.address)) continue
@@ -1679,6 +1678,8 @@ export class FakeMicrosoft {
         attachments: [...message.attachments],
       })
     }
+    // One report for the message, a block per recipient that was not found.
+    if (unknown.size > 0) this.later(this.deliver(mailbox, { mime: exchangeNdr(original, [...unknown], mailbox.address.split('@')[1]!) }))
   }
 
   /** Counts the request against its app's 10-minute budget for the mailbox; the refusal once it is spent. */
@@ -1698,15 +1699,22 @@ export class FakeMicrosoft {
   }
 
   /** A mailbox by its address or by one of its aliases. */
-  private mailboxOrAliasOwner(address: string): FakeMailbox | undefined {
+  findMailbox(address: string): FakeMailbox | undefined {
     const key = address.toLowerCase()
     return this.mailboxes.get(key) ?? [...this.mailboxes.values()].find((mailbox) => mailbox.sendAs.has(key))
   }
 
   /** An out-of-office reply to a mailbox of the stand-in, once per sender, never to automated mail. */
   private answerAutomatically(recipient: FakeMailbox, original: AnsweredMessage): void {
-    const automated = original.headers.some((header) => header.name.toLowerCase() === 'auto-submitted' && header.value.trim().toLowerCase() !== 'no')
-    const sender = this.mailboxOrAliasOwner(original.from)
+    // Exchange stays quiet when the sender asks it to (X-Auto-Response-Suppress: OOF or All; Graph
+    // lets clients set only x- headers). Automatic replies and NDRs arrive through deliver(), which
+    // never answers, so two mailboxes out of office cannot loop.
+    const automated = original.headers.some((header) => {
+      const name = header.name.toLowerCase()
+      const value = header.value.toLowerCase()
+      return (name === 'auto-submitted' && value.trim() !== 'no') || (name === 'x-auto-response-suppress' && /\b(all|oof)\b/.test(value))
+    })
+    const sender = this.findMailbox(original.from)
     if (!recipient.automaticReply || automated || !sender || recipient.automaticReply.repliedTo.has(original.from.toLowerCase())) return
     recipient.automaticReply.repliedTo.add(original.from.toLowerCase())
     this.later(this.deliver(sender, exchangeAutomaticReply(original, recipient.address, recipient.automaticReply.message)))

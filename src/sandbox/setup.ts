@@ -34,9 +34,9 @@ async function testAndEnable(call: ReturnType<typeof api>, path: string, enabled
 
 /**
  * Wires the demo up through the API, as an admin would (and only what is missing, so a
- * second run changes nothing): the integration with its certificate, an incoming connector
- * for support@ routed to a `support` process, an outgoing connector for notifications@ with
- * the alias hello@, and a webhook endpoint to the sandbox's receiver. Returns their ids.
+ * second run changes nothing): the integration with its certificate, incoming and outgoing
+ * connectors for support@ (incoming routed to a `support` process; outgoing with the alias
+ * hello@), and a webhook endpoint to the sandbox's receiver. Returns their ids.
  */
 export async function wireUp(baseUrl: string, state: SandboxState, webhookUrl: string): Promise<{ integrationId: string; incomingId: string; outgoingId: string; webhookId: string }> {
   const call = api(baseUrl, state.adminKey)

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID, X509Certificate } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { makeCertificate, makeServerCertificate, type TestCertificate } from './certificates.ts'
 import type { FakeMicrosoft } from './microsoft.ts'
@@ -30,14 +30,22 @@ export function loadOrCreateState(dir: string): { state: SandboxState; created: 
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const path = join(dir, 'state.json')
   const caPath = join(dir, 'ca.pem')
+  chmodSync(dir, 0o700)
   if (existsSync(path)) {
-    const state = JSON.parse(readFileSync(path, 'utf8')) as SandboxState
+    let state: SandboxState
+    try {
+      state = JSON.parse(readFileSync(path, 'utf8')) as SandboxState
+      if (!state.tls?.certPem || !state.appCertificate?.pfx || !state.adminKey) throw new Error('fields are missing')
+    } catch (error) {
+      throw new Error(`${path} cannot be used (${error instanceof Error ? error.message : String(error)}): delete ${dir} to start the sandbox over`, { cause: error })
+    }
     // The stand-in's TLS certificate lasts 30 days: a new one (and CA) when it is about to run out.
     if (Date.parse(new X509Certificate(state.tls.certPem).validTo) < Date.now() + 86_400_000) {
       state.tls = makeServerCertificate(['127.0.0.1', 'localhost'])
-      writeFileSync(path, JSON.stringify(state, null, 2), { mode: 0o600 })
-      writeFileSync(caPath, state.tls.caPem)
+      save(path, state)
     }
+    chmodSync(path, 0o600)
+    writeFileSync(caPath, state.tls.caPem) // every start: a deleted or stale copy is put right
     return { state, created: false, caPath }
   }
   const state: SandboxState = {
@@ -47,9 +55,16 @@ export function loadOrCreateState(dir: string): { state: SandboxState; created: 
     tls: makeServerCertificate(['127.0.0.1', 'localhost']),
     adminKey: `mgk_sandbox_${randomBytes(24).toString('base64url')}`,
   }
-  writeFileSync(path, JSON.stringify(state, null, 2), { mode: 0o600 })
+  save(path, state)
   writeFileSync(caPath, state.tls.caPem)
   return { state, created: true, caPath }
+}
+
+/** Written whole or not at all (a temporary file renamed over it), readable by its owner only. */
+function save(path: string, state: SandboxState): void {
+  const temporary = `${path}.${process.pid}.tmp`
+  writeFileSync(temporary, JSON.stringify(state, null, 2), { mode: 0o600 })
+  renameSync(temporary, path)
 }
 
 /**
