@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import ipaddr from 'ipaddr.js'
 import { Value } from '@sinclair/typebox/value'
 import { GRAPH_LIMITS } from './graph/limits.ts'
+import { DEFAULT_EVENT_RETENTION_DAYS } from './workers/housekeeping.ts'
 
 const LogLevel = Type.Union(
   ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
@@ -91,7 +92,7 @@ export const EnvSchema = Type.Object({
   EVENT_RETENTION_DAYS: Type.Integer({
     minimum: 1,
     maximum: 3650,
-    default: 30,
+    default: DEFAULT_EVENT_RETENTION_DAYS,
     description: 'Days events (the feed) and ended webhook deliveries are kept',
   }),
   SYNC_CONCURRENCY: Type.Integer({

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import type { FakeDeliveryInput } from './microsoft.ts'
+import { rfc5322Date } from './mime.ts'
 
 /** What a bounce or an automatic reply needs of the message it answers. */
 export interface AnsweredMessage {
@@ -11,8 +12,6 @@ export interface AnsweredMessage {
   headers: { name: string; value: string }[]
 }
 
-const rfc2822Date = (date: Date) => date.toUTCString().replace('GMT', '+0000')
-
 /**
  * A non-delivery report as Exchange Online writes one for an address its organisation does
  * not have (550 5.1.10 RESOLVER.ADR.RecipientNotFound): RFC 3464 multipart/report from
@@ -23,13 +22,13 @@ export function exchangeNdr(original: AnsweredMessage, recipients: string[], org
   const outer = `_${randomUUID()}_`
   const alternative = `_${randomUUID()}_`
   const server = 'SANDBOX01MB0001.namprd00.prod.outlook.com'
-  const now = rfc2822Date(new Date())
+  const now = rfc5322Date(new Date())
   const diagnostic = (recipient: string) => `550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient ${recipient} not found by SMTP address lookup`
   const returned = [
     `From: ${original.from}`,
     `To: ${original.to.join(', ')}`,
     `Subject: ${original.subject}`,
-    `Date: ${rfc2822Date(new Date(original.sentDateTime))}`,
+    `Date: ${rfc5322Date(new Date(original.sentDateTime))}`,
     `Message-ID: ${original.internetMessageId}`,
     ...original.headers.filter((header) => /^x-/i.test(header.name)).map((header) => `${header.name}: ${header.value}`),
   ]

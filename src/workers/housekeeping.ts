@@ -8,6 +8,20 @@ export function eventRetentionCutoff(now: Date, days = DEFAULT_EVENT_RETENTION_D
   return new Date(now.getTime() - days * 86_400_000)
 }
 
+/**
+ * Runs a delete a batch at a time until a batch comes back short, at most `maxBatches` times
+ * (the next run goes on), so no chore holds locks on a big table for long; how many it removed.
+ */
+export async function removeInBatches(remove: (batch: number) => Promise<number>, batch = 5_000, maxBatches = 20): Promise<number> {
+  let total = 0
+  for (let round = 0; round < maxBatches; round++) {
+    const removed = await remove(batch)
+    total += removed
+    if (removed < batch) break
+  }
+  return total
+}
+
 /** Removes what nobody will use again; returns how many it removed. */
 export type Chore = (now: Date) => Promise<number>
 

@@ -91,7 +91,7 @@ export class DomainEventRepository {
    * keep: it occurred at or after `cutoff`, or it is at or after the position `keepFrom`
    * names (someone still needs it), or it is not yet below the horizon (a transaction before it
    * may still commit). Moves the retention mark past what it removed, in the same
-   * transaction; instances take turns on the mark's row.
+   * transaction; instances take turns through an advisory lock, which replays take shared.
    */
   async removeOldest(db: Db, cutoff: Date, keepFrom: (tx: Db) => Promise<FeedPosition | null>, batch: number): Promise<number> {
     return db.transaction(async (tx) => {

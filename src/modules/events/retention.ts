@@ -1,4 +1,5 @@
 import type { Db } from '../../database/index.ts'
+import { removeInBatches } from '../../workers/housekeeping.ts'
 import { comparePositions, type FeedPosition } from './position.ts'
 import type { DomainEventRepository } from './repository.ts'
 
@@ -8,10 +9,6 @@ import type { DomainEventRepository } from './repository.ts'
  * or to deliver.
  */
 export type EventHold = (executor: Db) => Promise<FeedPosition | null>
-
-const BATCH = 5_000
-/** A run removes at most this many batches; the next run goes on. */
-const MAX_BATCHES = 20
 
 /**
  * Trims the feed (EVENT_RETENTION_DAYS): events that occurred before a cutoff are removed,
@@ -31,13 +28,7 @@ export class EventRetention {
   }
 
   async removeOlderThan(cutoff: Date): Promise<number> {
-    let total = 0
-    for (let round = 0; round < MAX_BATCHES; round++) {
-      const removed = await this.repository.removeOldest(this.db, cutoff, (tx) => this.keepFrom(tx), BATCH)
-      total += removed
-      if (removed < BATCH) break
-    }
-    return total
+    return removeInBatches((batch) => this.repository.removeOldest(this.db, cutoff, (tx) => this.keepFrom(tx), batch))
   }
 
   private async keepFrom(tx: Db): Promise<FeedPosition | null> {

@@ -1,6 +1,7 @@
 import type { Db } from '../../database/index.ts'
 import { ConflictError, NotFoundError, ValidationError } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
+import { removeInBatches } from '../../workers/housekeeping.ts'
 import { SecretUnreadableError, type SecretBox } from '../../lib/secret-box.ts'
 import type { Actor, AuditService } from '../audit/service.ts'
 import type { EventLog } from '../events/service.ts'
@@ -195,13 +196,8 @@ export class WebhookService {
    */
   async removeExpired(cutoff: Date, now: Date): Promise<number> {
     const removedThrough = await this.deps.events.removedThrough(this.deps.db)
-    let removed = removedThrough ? await this.deps.repository.failOrphans(this.deps.db, removedThrough, now) : 0
-    for (let round = 0; round < 20; round++) {
-      const batch = await this.deps.repository.removeEndedBefore(this.deps.db, cutoff, 5_000)
-      removed += batch
-      if (batch < 5_000) break
-    }
-    return removed
+    const failed = removedThrough ? await this.deps.repository.failOrphans(this.deps.db, removedThrough, now) : 0
+    return failed + (await removeInBatches((batch) => this.deps.repository.removeEndedBefore(this.deps.db, cutoff, batch)))
   }
 
   /**
