@@ -57,6 +57,10 @@ export interface AppOptions {
   sync?: MailboxSyncPluginOptions
   /** Webhook delivery (WEBHOOK_*); the delivery worker starts only when `autostart` is set. */
   webhooks?: WebhookPluginOptions
+  /** Names this process's leases and request slots; a new UUID unless given. */
+  instanceId?: string
+  /** Beat every 5 s and free what dead instances held (the server does; tests drive `app.liveness` themselves). */
+  heartbeat?: boolean
   /** The time leases, pauses and retries are measured in; the workers use it unless given their own (tests move it). */
   clock?: () => Date
 }
@@ -82,7 +86,8 @@ function validatorCompilers(): NonNullable<NonNullable<FastifyServerOptions['sch
   } as unknown as NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>
 }
 
-export async function buildApp(options: AppOptions): Promise<App> {
+export async function buildApp(appOptions: AppOptions): Promise<App> {
+  const options = { ...appOptions, instanceId: appOptions.instanceId ?? randomUUID() }
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: options.bodyLimit ?? 1_048_576,
@@ -113,6 +118,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     ingest: options.ingest,
     clock: options.clock,
     webhooks: options.webhooks,
+    instanceId: options.instanceId,
   })
   await app.register(authPlugin)
   for (const schema of appModules.flatMap((module) => module.schemas ?? [])) app.addSchema(schema)
@@ -121,7 +127,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   })
   await app.register(healthPlugin)
   await app.register(metricsPlugin, { collectDefaults: options.collectDefaultMetrics })
-  await app.register(workersPlugin, { housekeeping: options.housekeeping })
+  await app.register(workersPlugin, { housekeeping: options.housekeeping, instanceId: options.instanceId, heartbeat: options.heartbeat, clock: options.clock })
   for (const module of appModules) if (module.plugin) await app.register(module.plugin, options)
   await app.register(graphqlPlugin, {
     resolvers: appModules.flatMap((module) => (module.resolvers ? [module.resolvers] : [])),

@@ -61,6 +61,7 @@ async function main(): Promise<void> {
     ingest: { ...config.ingest, recovery: { autostart: config.dispatcher.enabled } },
     sync: { autostart: config.dispatcher.enabled, settings: { intervalMs: config.syncIntervalMs, maxConcurrentFolders: config.syncConcurrency }, publicBaseUrl: config.publicBaseUrl },
     webhooks: { autostart: config.dispatcher.enabled, ...config.webhooks },
+    heartbeat: true,
   })
 
   const { resealed, unreadable } = await app.services.integrations.resealSecrets()

@@ -82,6 +82,8 @@ export interface ServiceDeps {
   clock?: () => Date
   /** WEBHOOK_ALLOW_HTTP and WEBHOOK_ALLOWED_NETWORKS. */
   webhooks?: { allowHttp?: boolean; allowedNetworks?: string[] }
+  /** This process's instance id: the Graph request slots it takes are held under it. */
+  instanceId?: string
 }
 
 /**
@@ -112,7 +114,7 @@ export function createServices(deps: ServiceDeps): Services {
     tokens,
     usage: { connectorCount: (executor, integrationId) => connectorRepository.countByIntegration(executor, integrationId) },
   })
-  const mailboxes = new Mailboxes({ db, repository: integrationRepository, secretBox, tokens, clock: deps.clock })
+  const mailboxes = new Mailboxes({ db, repository: integrationRepository, secretBox, tokens, clock: deps.clock, instanceId: deps.instanceId })
 
   // Connectors and routes need each other: each reaches the other through a port.
   const routeRepository = new EmailRouteRepository(configChanges)

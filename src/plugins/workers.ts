@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Housekeeping } from '../workers/housekeeping.ts'
+import { HEARTBEAT_INTERVAL_MS, Liveness } from '../workers/liveness.ts'
 import { BackgroundLoop, WorkerMetrics, type LoopJob } from '../workers/runner.ts'
 
 declare module 'fastify' {
@@ -9,6 +10,8 @@ declare module 'fastify' {
     workers: Workers
     /** Clean-up chores modules register; run every 10 minutes by the housekeeping loop. */
     housekeeping: Housekeeping
+    /** This process's heartbeat and instance id; modules free what dead instances held through it. */
+    liveness: Liveness
   }
 }
 
@@ -72,6 +75,11 @@ export interface HousekeepingOptions {
 
 export interface WorkersPluginOptions {
   housekeeping?: HousekeepingOptions
+  /** Names this process's leases and request slots (`<id>/<role>`). */
+  instanceId: string
+  /** Beat and reap dead instances (the server does; tests call liveness.round). */
+  heartbeat?: boolean
+  clock?: () => Date
 }
 
 async function workersPlugin(app: FastifyInstance, options: WorkersPluginOptions) {
@@ -79,9 +87,22 @@ async function workersPlugin(app: FastifyInstance, options: WorkersPluginOptions
   const housekeeping = new Housekeeping(app.log.child({ worker: 'housekeeping' }))
   app.decorate('workers', workers)
   app.decorate('housekeeping', housekeeping)
+  const liveness = new Liveness({
+    db: app.database.db,
+    instanceId: options.instanceId,
+    // An embedded database is this process's alone: whoever else beat there before is dead.
+    exclusive: app.database.kind === 'embedded' && options.heartbeat === true,
+    log: app.log.child({ worker: 'liveness' }),
+    clock: options.clock,
+  })
+  app.decorate('liveness', liveness)
+  workers.add(liveness, { name: 'liveness', pollMs: HEARTBEAT_INTERVAL_MS, maxConcurrent: 1, autostart: options.heartbeat ?? false })
   workers.add(housekeeping, { name: 'housekeeping', pollMs: 10 * 60_000, maxConcurrent: 1, autostart: options.housekeeping?.autostart ?? false })
   app.addHook('onReady', async () => workers.startAutostarted())
-  app.addHook('onClose', async () => workers.stopAll())
+  app.addHook('onClose', async () => {
+    await workers.stopAll()
+    await liveness.retire()
+  })
 }
 
-export default fp(workersPlugin, { name: 'workers', fastify: '5.x', dependencies: ['metrics'] })
+export default fp(workersPlugin, { name: 'workers', fastify: '5.x', dependencies: ['metrics', 'database'] })

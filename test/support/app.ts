@@ -40,6 +40,7 @@ export async function buildTestApp(
     sync?: AppOptions['sync']
     clock?: AppOptions['clock']
     webhooks?: AppOptions['webhooks']
+    instanceId?: string
   } = {},
 ): Promise<TestApp> {
   const db = options.database ?? (await createTestDatabase())
@@ -65,6 +66,7 @@ export async function buildTestApp(
     sync: options.sync,
     clock: options.clock,
     webhooks: options.webhooks,
+    instanceId: options.instanceId,
   })
   options.extend?.(app)
   await app.services.apiKeys.ensureInitialAdminKey(TEST_ADMIN_KEY)

@@ -27,6 +27,8 @@ export interface MailboxAccessDeps {
   graphTimeoutMs?: number
   /** The time pauses and slot holds are measured in (tests move it). */
   clock?: () => Date
+  /** The instance whose request slots these are (freed at once should it die); a new id unless given. */
+  instanceId?: string
 }
 
 interface Opened {
@@ -58,12 +60,12 @@ export class Mailboxes {
     const clock = deps.clock
     this.now = clock ? () => clock().getTime() : Date.now
     const timeoutMs = deps.graphTimeoutMs ?? 30_000
-    this.gate = new SharedMailboxGate(deps.db, { clock: { now: this.now }, holdMs: timeoutMs * 2, waitMs: timeoutMs })
+    this.gate = new SharedMailboxGate(deps.db, { clock: { now: this.now }, holdMs: timeoutMs * 2, waitMs: timeoutMs, instanceId: deps.instanceId })
   }
 
   /** Another door with the same settings and nothing cached, as another instance has. */
   separate(): Mailboxes {
-    return new Mailboxes({ ...this.deps, tokens: this.deps.tokens.sibling() })
+    return new Mailboxes({ ...this.deps, tokens: this.deps.tokens.sibling(), instanceId: undefined })
   }
 
   /**

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { sql } from 'drizzle-orm'
 import { mailboxRequestSlots as slots } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
+import { heldByAny } from '../../workers/liveness.ts'
 import { MailboxError } from '../../graph/errors.ts'
 import { GRAPH_LIMITS } from '../../graph/limits.ts'
 import { LocalMailboxGate, mailboxKey, mailboxPaused, type GateClock, type MailboxGate } from '../../graph/mailbox-gate.ts'
@@ -14,6 +15,8 @@ export interface SharedMailboxGateOptions {
   /** Between looks at a mailbox whose slots other instances hold. */
   pollMs?: number
   clock?: GateClock
+  /** The instance the slots are held under (`<instanceId>/<request>`); a new id unless given. */
+  instanceId?: string
 }
 
 const ph = (name: string) => sql.placeholder(name)
@@ -27,7 +30,7 @@ const ph = (name: string) => sql.placeholder(name)
  */
 export class SharedMailboxGate implements MailboxGate {
   private readonly local: LocalMailboxGate
-  private readonly instance = randomUUID()
+  private readonly instance: string
   private readonly holdMs: number
   private readonly waitMs: number
   private readonly pollMs: number
@@ -43,6 +46,7 @@ export class SharedMailboxGate implements MailboxGate {
   private readonly clearWanted
 
   constructor(db: Db, options: SharedMailboxGateOptions = {}) {
+    this.instance = options.instanceId ?? randomUUID()
     this.holdMs = options.holdMs ?? 60_000
     this.waitMs = options.waitMs ?? 30_000
     this.pollMs = options.pollMs ?? 50
@@ -99,7 +103,7 @@ export class SharedMailboxGate implements MailboxGate {
     const deadline = Date.now() + this.waitMs
     const releaseLocal = await this.local.enter(mailbox, this.waitMs)
     const key = mailboxKey(mailbox)
-    const holder = randomUUID()
+    const holder = `${this.instance}/${randomUUID()}`
     let slot: number
     try {
       slot = await this.take(mailbox, key, holder, deadline)
@@ -154,4 +158,11 @@ export class SharedMailboxGate implements MailboxGate {
       await new Promise((resolve) => setTimeout(resolve, this.pollMs * (0.5 + Math.random())))
     }
   }
+}
+
+/** Frees the request slots, and the claims to the next free one, that dead instances held (see Liveness). */
+export async function releaseSlotsOf(tx: Db, deadInstances: string[]): Promise<number> {
+  const freed = await tx.update(slots).set({ holder: null, heldUntil: null }).where(heldByAny(slots.holder, deadInstances)).returning({ slot: slots.slot })
+  await tx.update(slots).set({ wantedBy: null, wantedUntil: null }).where(heldByAny(slots.wantedBy, deadInstances))
+  return freed.length
 }

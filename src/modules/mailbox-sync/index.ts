@@ -50,6 +50,7 @@ export function createMailboxSync(app: FastifyInstance, options: MailboxSyncOpti
       health: services.connectors,
       log: app.log.child({ component: 'mailbox-sync' }),
       ...options,
+      owner: options.owner ?? (register ? app.liveness.owner('sync') : undefined),
     },
     (job, settings) => {
       const shape = { name: 'mailbox-sync', pollMs: settings.intervalMs, maxConcurrent: settings.maxConcurrentFolders }
@@ -73,6 +74,7 @@ async function mailboxSyncWorkers(app: FastifyInstance, options: AppOptions) {
     registers: [app.metrics],
   })
   const repository = new MailboxSyncRepository()
+  app.liveness.onDead('mailbox folders', (tx, dead, now) => repository.releaseLeasesOf(tx, dead, now))
   await app.register(
     notificationRoutes({
       subscriptions,

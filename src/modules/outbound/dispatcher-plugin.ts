@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import type { AppOptions } from '../../app.ts'
 import { Dispatcher, type DispatcherDeps, type DispatcherSettings } from './dispatcher.ts'
 import { IdempotencyRepository } from './idempotency-repository.ts'
+import { MessageRepository } from './message-repository.ts'
 import { Outbox } from './outbox.ts'
 import { IDEMPOTENCY_WINDOW_MS } from './service.ts'
 
@@ -45,6 +46,7 @@ export function createDispatcher(app: FastifyInstance, options: DispatcherOption
       attachments: services.attachments,
       log: app.log.child({ component: 'dispatcher' }),
       ...options,
+      owner: options.owner ?? (register ? app.liveness.owner('dispatcher') : undefined),
     },
     (job, settings: DispatcherSettings) => {
       const shape = { name: 'dispatcher', pollMs: settings.pollMs, maxConcurrent: settings.maxConcurrentSends }
@@ -60,6 +62,8 @@ async function outboundWorkers(app: FastifyInstance, options: AppOptions) {
   if (dispatcherOptions.autostart) {
     app.addHook('onReady', async () => app.log.info({ owner: dispatcher.owner, ...dispatcherOptions.settings }, 'dispatcher started'))
   }
+  const messages = new MessageRepository()
+  app.liveness.onDead('outbound messages', (tx, dead, now) => messages.releaseLeasesOf(tx, dead, now))
   const idempotency = new IdempotencyRepository()
   app.housekeeping.add('idempotencyKeys', (now) => idempotency.removeOlderThan(app.database.db, new Date(now.getTime() - IDEMPOTENCY_WINDOW_MS)))
 }

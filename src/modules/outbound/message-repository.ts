@@ -3,6 +3,7 @@ import { toSnakeCase } from 'drizzle-orm/casing'
 import type { TypedQueryBuilder } from 'drizzle-orm/query-builders/query-builder'
 import { connectors, emailRoutes, idempotencyKeys, outboundMessages, type MessageError, type MessageStatus, type SendProgress } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
+import { heldByAny } from '../../workers/liveness.ts'
 
 export type MessageRow = typeof outboundMessages.$inferSelect
 export type NewMessage = typeof outboundMessages.$inferInsert
@@ -226,6 +227,16 @@ export class MessageRepository {
       .returning(claimedColumns)
     // RETURNING keeps no order: oldest first, as they were chosen.
     return claimed.sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime() || (a.id < b.id ? -1 : 1))
+  }
+
+  /** Sends that dead instances held (see Liveness): their leases end now, so recovery takes them over. */
+  async releaseLeasesOf(tx: Db, deadInstances: string[], now: Date): Promise<number> {
+    const freed = await tx
+      .update(outboundMessages)
+      .set({ leaseExpiresAt: now })
+      .where(and(eq(outboundMessages.status, 'sending'), heldByAny(outboundMessages.leaseOwner, deadInstances)))
+      .returning({ id: outboundMessages.id })
+    return freed.length
   }
 
   /**

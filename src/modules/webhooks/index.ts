@@ -43,7 +43,7 @@ export function createWebhookDelivery(
       http: services.webhookHttp,
       log: app.log.child({ component: 'webhooks' }),
       settings: options.settings,
-      owner: options.owner,
+      owner: options.owner ?? (register ? app.liveness.owner('webhooks') : undefined),
       clock: options.clock,
       onStep: options.onStep,
       counted: options.counted,
@@ -81,6 +81,7 @@ async function webhookWorkers(app: FastifyInstance, options: AppOptions) {
     { autostart: configured.autostart },
   )
   app.decorate('webhookDelivery', delivery)
+  app.liveness.onDead('webhook deliveries', (tx, dead, now) => repository.releaseLeasesOf(tx, dead, now))
   app.housekeeping.add('webhookDeliveries', (now) => app.services.webhooks.removeExpired(eventRetentionCutoff(now, options.housekeeping?.eventRetentionDays), now))
   app.addHook('onClose', async () => app.services.webhookHttp.close())
 }

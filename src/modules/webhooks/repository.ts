@@ -3,6 +3,7 @@ import { domainEvents, webhookAttempts, webhookDeliveries, webhookEndpoints, web
 import { rowsOf, type Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
 import { comparePositions, type FeedPosition } from '../events/position.ts'
+import { heldByAny } from '../../workers/liveness.ts'
 import type { AttemptResult } from './http.ts'
 
 export type EndpointRow = typeof webhookEndpoints.$inferSelect
@@ -111,6 +112,16 @@ export class WebhookRepository {
       await tx.update(webhookFanout).set({ txId: Number(last.tx_id), eventId: last.id }).where(eq(webhookFanout.id, FANOUT_ROW))
       return events.length
     })
+  }
+
+  /** Deliveries dead instances were making (see Liveness): their leases end now, so they are tried again. */
+  async releaseLeasesOf(tx: Db, deadInstances: string[], now: Date): Promise<number> {
+    const freed = await tx
+      .update(webhookDeliveries)
+      .set({ leaseExpiresAt: new Date(now.getTime() - 1) })
+      .where(and(eq(webhookDeliveries.state, 'pending'), heldByAny(webhookDeliveries.leaseOwner, deadInstances)))
+      .returning({ id: webhookDeliveries.id })
+    return freed.length
   }
 
   /**
