@@ -2,7 +2,7 @@ import { randomBytes, randomUUID, X509Certificate } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { makeCertificate, makeServerCertificate, type TestCertificate } from './certificates.ts'
-import type { FakeMicrosoft } from './microsoft.ts'
+import type { FakeMicrosoft, FakeTenant } from './microsoft.ts'
 
 /** What a sandbox keeps between runs (DATA_DIR/sandbox/state.json), so Mailgate's saved settings stay valid. */
 export interface SandboxState {
@@ -70,12 +70,14 @@ function save(path: string, state: SandboxState): void {
 /**
  * The demo tenant in the stand-in: an app registration with the certificate credential and
  * Mail.ReadWrite + Mail.Send, the shared mailboxes Mailgate serves, and a customer's mailbox
- * in another organisation, so that mail between them stays inside the stand-in.
+ * in another organisation, so that mail between them stays inside the stand-in (its tenant is
+ * returned, for more customers).
  */
-export function buildTenant(standIn: FakeMicrosoft, state: SandboxState): void {
+export function buildTenant(standIn: FakeMicrosoft, state: SandboxState): FakeTenant {
   const tenant = standIn.addTenant({ id: state.tenantId, domains: [DEMO.domain] })
   standIn.registerApp(tenant, { clientId: state.clientId, certificates: [state.appCertificate.certificatePem], roles: ['Mail.ReadWrite', 'Mail.Send'] })
   standIn.addMailbox(tenant, DEMO.incoming, { aliases: [DEMO.alias], stableIds: true })
   const customers = standIn.addTenant({ domains: ['fabrikam.example'] })
   standIn.addMailbox(customers, DEMO.customer, { stableIds: true })
+  return customers
 }

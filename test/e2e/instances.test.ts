@@ -1,0 +1,36 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { killRepeatedly, MixedLoad, percentile } from '../../src/sandbox/load.ts'
+import type { Rig } from '../../src/sandbox/rig.ts'
+import { externalTestUrl, startRig } from './support.ts'
+
+if (!externalTestUrl) {
+  console.warn('test/e2e/instances.test.ts: three processes need one PostgreSQL database (embedded PGlite is one process\'s); set TEST_DATABASE_URL to run it. Skipped.')
+}
+
+let rig: Rig | undefined
+let close: ((failed?: boolean) => Promise<void>) | undefined
+let failed = true
+
+beforeAll(async () => {
+  if (externalTestUrl) ({ rig, close } = await startRig({ instances: 3, customers: 4 }))
+})
+afterAll(async () => close?.(failed))
+
+describe.skipIf(!externalTestUrl)('three server processes on one PostgreSQL database', () => {
+  it('share the load, and with 20 kill -9s among them end with the same totals: every message sent exactly once, every mail processed once, no duplicate work, no lost event', async () => {
+    const load = new MixedLoad(rig!, { sends: 150, arrivals: 150, perSecond: 3 })
+    const [, kills] = await Promise.all([load.run(), killRepeatedly(rig!, { kills: 20, minMs: 500, maxMs: 2_500 })])
+    await load.settle()
+    const totals = await load.totals()
+    console.log(`three instances totals (${kills} kills, ${load.retries} client retries, API p99 ${percentile(load.latencies, 99).toFixed(0)} ms): ${JSON.stringify(totals)}`)
+    expect(kills).toBe(20)
+    expect(rig!.instances.every((instance) => instance.starts >= 1)).toBe(true)
+    expect(load.errors).toEqual([])
+    expect(totals.send).toMatchObject({ accepted: 150, notAccepted: 0, extraRecords: 0, lost: 0, doubled: 0, uncertainWithoutReason: 0 })
+    expect((totals.send.byStatus.sent ?? 0) + (totals.send.byStatus.uncertain ?? 0)).toBe(150)
+    expect(totals.receive).toMatchObject({ delivered: 150, processedOnce: 150, lost: 0, doubled: 0, workItemRequests: 150, duplicateWorkItemRequests: 0 })
+    expect(totals.events).toMatchObject({ missingFromFeed: 0, duplicatedInFeed: 0, missingAtWebhook: 0 })
+    expect(rig!.unexpectedExits).toEqual([])
+    failed = false
+  })
+})

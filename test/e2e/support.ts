@@ -1,0 +1,42 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Rig, type RigOptions } from '../../src/sandbox/rig.ts'
+import { createScratchPostgresDatabase, externalTestUrl } from '../support/database.ts'
+
+export { externalTestUrl }
+
+/**
+ * A Rig (the stand-in, a webhook receiver, real Mailgate processes) on embedded PGlite, or
+ * with TEST_DATABASE_URL on a new PostgreSQL database; `close` stops it all and removes it.
+ * Every process's log is printed when the test failed, since it is all there is to go by.
+ */
+export async function startRig(options: Omit<RigOptions, 'dir' | 'databaseUrl'> = {}): Promise<{ rig: Rig; close(failed?: boolean): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mailgate-e2e-'))
+  const database = externalTestUrl ? await createScratchPostgresDatabase(externalTestUrl) : undefined
+  const rig = new Rig({ ...options, dir, databaseUrl: database?.url, env: { SEND_RATE_PER_MINUTE: '6000', ...options.env } })
+  const close = async (failed = false) => {
+    if (failed) for (const instance of rig.instances) console.error(`--- ${instance.url} log ---\n${instance.logTail(80)}`)
+    await rig.stop()
+    await database?.drop()
+    await rm(dir, { recursive: true, force: true })
+  }
+  try {
+    await rig.start()
+  } catch (error) {
+    await close(true)
+    throw error
+  }
+  return { rig, close }
+}
+
+/** Polls `check` until it answers something truthy; throws with `what` when time runs out. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
