@@ -88,7 +88,8 @@ async function main(): Promise<void> {
     log.info('created the first admin API key from ADMIN_API_KEY')
   }
 
-  closeWithGrace({ delay: 10_000, logger: log }, async ({ signal, err }) => {
+  // Past the workers' 10 s grace, so that the instance can still mark itself stopped and close the database.
+  closeWithGrace({ delay: 15_000, logger: log }, async ({ signal, err }) => {
     if (err) log.error({ err }, 'shutting down after an error')
     else log.info({ signal }, 'shutting down: finishing in-flight requests and sends')
     await app.close()

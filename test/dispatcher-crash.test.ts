@@ -143,3 +143,37 @@ describe('a dispatcher killed mid-send, sendMail path (Mail.Send only)', () => {
     expect(customer.received.filter((received) => received.subject === message.subject)).toHaveLength(1)
   })
 })
+
+describe('a dispatcher taken for dead while it is still sending (its instance missed its beats)', () => {
+  it('does not start the message a second time when it claims its own freed lease back: one draft, one copy', async () => {
+    const message = await submit('support@contoso.com')
+    let frozen!: () => void
+    let wake!: () => void
+    const reached = new Promise<void>((resolve) => (frozen = resolve))
+    const woken = new Promise<void>((resolve) => (wake = resolve))
+    const stalled = extraDispatcher(t, {
+      owner: 'stalled/dispatcher',
+      settings,
+      onStep: async (at, id) => {
+        if (at !== 'draft-returned' || id !== message.id) return
+        frozen()
+        await woken
+      },
+    })
+    const first = stalled.runOnce()
+    await reached
+    // What the reaper does to a silent instance: its lease ends at once, owner unchanged.
+    await t.db.database.db.update(schema.outboundMessages).set({ leaseExpiresAt: new Date(0) }).where(eq(schema.outboundMessages.id, message.id))
+    const second = stalled.runOnce()
+    for (let tries = 0; (await statusOf(message.id)).leaseExpiresAt!.getTime() === 0; tries++) {
+      if (tries > 200) throw new Error('the lease was not claimed back')
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    wake()
+    await Promise.all([first, second])
+    const final = await statusOf(message.id)
+    expect(final.status).toBe('sent')
+    expect(customer.received.filter((received) => received.subject === message.subject)).toHaveLength(1)
+    expect(fake.folderMessages('support@contoso.com', 'drafts').filter((draft) => draft.subject === message.subject)).toEqual([])
+  })
+})

@@ -11,9 +11,13 @@ export const DEAD_AFTER_MS = 30_000
 
 /**
  * Frees, inside the reaper's transaction, what the dead instances held (leases, request
- * slots): whatever their holder strings start with `<instance id>/`. Returns how many it freed.
+ * slots): whatever their holder strings start with `<instance id>/`. A freed lease ends at
+ * RELEASED (long past, whatever any instance's clock says). Returns how many it freed.
  */
-export type Release = (tx: Db, deadInstances: string[], now: Date) => Promise<number>
+export type Release = (tx: Db, deadInstances: string[]) => Promise<number>
+
+/** Where a freed lease or slot hold ends: before any clock's now. */
+export const RELEASED = new Date(0)
 
 const ph = (name: string) => sql.placeholder(name)
 
@@ -34,9 +38,8 @@ export class Liveness implements LoopJob {
   private readonly db: Db
   private readonly exclusive: boolean
   private readonly log: FastifyBaseLogger
-  private readonly now: () => Date
+  private readonly clock: (() => Date) | undefined
   private readonly releases = new Map<string, Release>()
-  private readonly startedAt: Date
   private readonly beat
   private beaten = false
 
@@ -45,12 +48,21 @@ export class Liveness implements LoopJob {
     this.instanceId = deps.instanceId
     this.exclusive = deps.exclusive
     this.log = deps.log
-    this.now = deps.clock ?? (() => new Date())
-    this.startedAt = this.now()
+    this.clock = deps.clock
+    if (deps.instanceId.includes('/')) throw new Error('An instance id cannot contain "/": holders are matched by the part before it')
+    // The database's clock, not this host's: instances whose clocks disagree still agree on who is silent.
+    // (A test's clock, when given, stands in for it.)
     this.beat = deps.db
       .insert(serverInstances)
-      .values({ id: ph('id'), startedAt: sql`${ph('startedAt')}::timestamptz`, heartbeatAt: sql`${ph('now')}::timestamptz`, hostname: ph('hostname'), pid: ph('pid') })
+      .values({
+        id: ph('id'),
+        startedAt: sql`coalesce(${ph('now')}::timestamptz, now())`,
+        heartbeatAt: sql`coalesce(${ph('now')}::timestamptz, now())`,
+        hostname: ph('hostname'),
+        pid: ph('pid'),
+      })
       .onConflictDoUpdate({ target: serverInstances.id, set: { heartbeatAt: sql`excluded.heartbeat_at` } })
+      .returning({ inserted: sql<boolean>`(xmax = 0)` })
       .prepare('liveness_beat')
   }
 
@@ -65,35 +77,41 @@ export class Liveness implements LoopJob {
   }
 
   async round(): Promise<{ started: number }> {
-    const now = this.now()
-    await this.beat.execute({ id: this.instanceId, startedAt: this.startedAt.toISOString(), now: now.toISOString(), hostname: hostname(), pid: process.pid })
-    const first = !this.beaten
+    const now = this.clock?.().toISOString() ?? null
+    const [beat] = await this.beat.execute({ id: this.instanceId, now, hostname: hostname(), pid: process.pid })
+    if (beat?.inserted && this.beaten) {
+      this.log.error({ instanceId: this.instanceId }, 'this instance was taken for dead (silent for 30 s: a stalled event loop, or the database out of reach); others may have taken over its work, which its leases fence')
+    }
+    await this.reap(!this.beaten && this.exclusive)
     this.beaten = true
-    await this.reap(now, first && this.exclusive)
     return { started: 0 }
   }
 
   /** Frees what dead instances held and forgets them; `everyoneElse` when no other process can be running. */
-  async reap(now: Date, everyoneElse = false): Promise<string[]> {
-    const cutoff = new Date(now.getTime() + (everyoneElse ? 1 : -1) * DEAD_AFTER_MS)
+  async reap(everyoneElse = false): Promise<string[]> {
+    const now = this.clock ? sql`${this.clock().toISOString()}::timestamptz` : sql`now()`
+    const silentFor = `${everyoneElse ? -DEAD_AFTER_MS : DEAD_AFTER_MS} milliseconds`
     return this.db.transaction(async (tx) => {
+      // Never long: a reap that waits on locks must not hold up this instance's own next beat.
+      await tx.execute(sql`set local lock_timeout = '2s'`)
+      await tx.execute(sql`set local statement_timeout = '10s'`)
       const dead = (
         await tx
           .select({ id: serverInstances.id })
           .from(serverInstances)
-          .where(sql`${serverInstances.heartbeatAt} < ${cutoff.toISOString()}::timestamptz and ${serverInstances.id} <> ${this.instanceId}`)
+          .where(sql`${serverInstances.heartbeatAt} < ${now} - ${silentFor}::interval and ${serverInstances.id} <> ${this.instanceId}`)
           .for('update', { skipLocked: true })
       ).map((row) => row.id)
       if (dead.length === 0) return []
       const freed: Record<string, number> = {}
-      for (const [name, release] of this.releases) freed[name] = await release(tx, dead, now)
+      for (const [name, release] of this.releases) freed[name] = await release(tx, dead)
       await tx.delete(serverInstances).where(inArray(serverInstances.id, dead))
       this.log.warn({ deadInstances: dead, freed }, 'instances stopped beating: what they held is free for the others')
       return dead
     })
   }
 
-  /** A graceful stop: the others may free what this process still holds at once. */
+  /** A graceful stop (after the workers stopped): the others may free what this process still holds at once. */
   async retire(): Promise<void> {
     if (!this.beaten) return
     await this.db

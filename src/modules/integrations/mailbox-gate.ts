@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { sql } from 'drizzle-orm'
+import { and, isNotNull, sql } from 'drizzle-orm'
 import { mailboxRequestSlots as slots } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
 import { heldByAny } from '../../workers/liveness.ts'
@@ -162,7 +162,11 @@ export class SharedMailboxGate implements MailboxGate {
 
 /** Frees the request slots, and the claims to the next free one, that dead instances held (see Liveness). */
 export async function releaseSlotsOf(tx: Db, deadInstances: string[]): Promise<number> {
-  const freed = await tx.update(slots).set({ holder: null, heldUntil: null }).where(heldByAny(slots.holder, deadInstances)).returning({ slot: slots.slot })
-  await tx.update(slots).set({ wantedBy: null, wantedUntil: null }).where(heldByAny(slots.wantedBy, deadInstances))
+  const freed = await tx
+    .update(slots)
+    .set({ holder: null, heldUntil: null })
+    .where(and(isNotNull(slots.holder), heldByAny(slots.holder, deadInstances)))
+    .returning({ slot: slots.slot })
+  await tx.update(slots).set({ wantedBy: null, wantedUntil: null }).where(and(isNotNull(slots.wantedBy), heldByAny(slots.wantedBy, deadInstances)))
   return freed.length
 }

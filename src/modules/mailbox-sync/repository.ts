@@ -1,9 +1,9 @@
-import { and, asc, eq, sql } from 'drizzle-orm'
+import { and, asc, eq, isNotNull, sql } from 'drizzle-orm'
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
 import { connectors, graphSubscriptions, mailboxFolderSyncs, type SyncError } from '../../../db/schema.ts'
 import { rowsOf, type Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
-import { heldByAny } from '../../workers/liveness.ts'
+import { heldByAny, RELEASED } from '../../workers/liveness.ts'
 
 /** What the state of a folder's sync shows. */
 export interface FolderSyncRow {
@@ -104,11 +104,11 @@ export class MailboxSyncRepository {
   }
 
   /** Folders dead instances were syncing (see Liveness): their leases end now, so another instance takes them over. */
-  async releaseLeasesOf(tx: Db, deadInstances: string[], now: Date): Promise<number> {
+  async releaseLeasesOf(tx: Db, deadInstances: string[]): Promise<number> {
     const freed = await tx
       .update(mailboxFolderSyncs)
-      .set({ leaseExpiresAt: new Date(now.getTime() - 1) })
-      .where(heldByAny(mailboxFolderSyncs.leaseOwner, deadInstances))
+      .set({ leaseExpiresAt: RELEASED })
+      .where(and(isNotNull(mailboxFolderSyncs.leaseExpiresAt), heldByAny(mailboxFolderSyncs.leaseOwner, deadInstances)))
       .returning({ id: mailboxFolderSyncs.id })
     return freed.length
   }

@@ -88,6 +88,8 @@ interface SendAccess {
  */
 export class Dispatcher implements LoopJob {
   readonly owner: string
+  /** Messages this process is sending now. */
+  private readonly running = new Set<string>()
   private readonly deps: DispatcherDeps
   private readonly settings: DispatcherSettings
   private readonly loop: BackgroundLoop
@@ -207,12 +209,17 @@ export class Dispatcher implements LoopJob {
   }
 
   private launch(pool: TaskPool, message: ClaimedMessage): void {
+    // Our own lease, freed while we still work on it (taken for dead after a stall) and
+    // claimed back by this very process: the task already running keeps it; a second one
+    // under the same owner would pass every fence and could send a second draft.
+    if (this.running.has(message.id)) return
+    this.running.add(message.id)
     pool.launch(message.connectorId, () =>
       whileRenewing(
         () => this.deps.outbox.renewLease(this.deps.db, message.id, this.owner, this.settings.leaseMs, this.now()),
         Math.max(1_000, this.settings.leaseMs / 3),
         () => this.process(message),
-      ),
+      ).finally(() => this.running.delete(message.id)),
     )
   }
 

@@ -3,7 +3,7 @@ import { toSnakeCase } from 'drizzle-orm/casing'
 import type { TypedQueryBuilder } from 'drizzle-orm/query-builders/query-builder'
 import { connectors, emailRoutes, idempotencyKeys, outboundMessages, type MessageError, type MessageStatus, type SendProgress } from '../../../db/schema.ts'
 import type { Db } from '../../database/index.ts'
-import { heldByAny } from '../../workers/liveness.ts'
+import { heldByAny, RELEASED } from '../../workers/liveness.ts'
 
 export type MessageRow = typeof outboundMessages.$inferSelect
 export type NewMessage = typeof outboundMessages.$inferInsert
@@ -230,10 +230,10 @@ export class MessageRepository {
   }
 
   /** Sends that dead instances held (see Liveness): their leases end now, so recovery takes them over. */
-  async releaseLeasesOf(tx: Db, deadInstances: string[], now: Date): Promise<number> {
+  async releaseLeasesOf(tx: Db, deadInstances: string[]): Promise<number> {
     const freed = await tx
       .update(outboundMessages)
-      .set({ leaseExpiresAt: now })
+      .set({ leaseExpiresAt: RELEASED })
       .where(and(eq(outboundMessages.status, 'sending'), heldByAny(outboundMessages.leaseOwner, deadInstances)))
       .returning({ id: outboundMessages.id })
     return freed.length

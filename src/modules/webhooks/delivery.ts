@@ -68,6 +68,8 @@ export interface WebhookDeliveryDeps {
  */
 export class WebhookDelivery implements LoopJob {
   readonly owner: string
+  /** Deliveries this process is making now. */
+  private readonly running = new Set<string>()
   private readonly deps: WebhookDeliveryDeps
   private readonly settings: WebhookDeliverySettings
   private readonly loop: BackgroundLoop
@@ -108,7 +110,11 @@ export class WebhookDelivery implements LoopJob {
       this.fanOutMore = fanned > 0
     }
     const claimed = await repository.claimDue(db, this.owner, pool.capacity, this.settings.leaseMs, this.now(), this.settings.perParallelEndpoint)
-    for (const delivery of claimed) pool.launch(`endpoint:${delivery.endpointId}`, () => this.deliverInTurn(delivery, pool))
+    for (const delivery of claimed) {
+      // Ours already (a lease freed while this process still delivers it, claimed back): the running task keeps it.
+      if (this.running.has(delivery.id)) continue
+      pool.launch(`endpoint:${delivery.endpointId}`, () => this.deliverInTurn(delivery, pool))
+    }
     const busy = fanned > 0 || (claimed.length > 0 && pool.capacity === 0)
     return { started: claimed.length, nextInMs: busy ? 0 : this.settings.pollMs }
   }
@@ -123,11 +129,17 @@ export class WebhookDelivery implements LoopJob {
     let next: ClaimedDelivery | undefined = first
     for (let delivered = 1; next; delivered++) {
       const delivery: ClaimedDelivery = next
-      next = await whileRenewing<ClaimedDelivery | undefined>(
-        () => this.deps.repository.renew(this.deps.db, delivery.id, this.owner, new Date(this.now().getTime() + this.settings.leaseMs)),
-        Math.max(1_000, this.settings.leaseMs / 3),
-        () => this.deliver(delivery, () => delivered < CHAIN_LENGTH && !pool.stopping),
-      )
+      if (this.running.has(delivery.id)) return
+      this.running.add(delivery.id)
+      try {
+        next = await whileRenewing<ClaimedDelivery | undefined>(
+          () => this.deps.repository.renew(this.deps.db, delivery.id, this.owner, new Date(this.now().getTime() + this.settings.leaseMs)),
+          Math.max(1_000, this.settings.leaseMs / 3),
+          () => this.deliver(delivery, () => delivered < CHAIN_LENGTH && !pool.stopping),
+        )
+      } finally {
+        this.running.delete(delivery.id)
+      }
     }
   }
 

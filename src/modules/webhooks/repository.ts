@@ -1,9 +1,9 @@
-import { and, asc, desc, eq, inArray, lt, sql } from 'drizzle-orm'
+import { and, asc, desc, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm'
 import { domainEvents, webhookAttempts, webhookDeliveries, webhookEndpoints, webhookFanout } from '../../../db/schema.ts'
 import { rowsOf, type Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
 import { comparePositions, type FeedPosition } from '../events/position.ts'
-import { heldByAny } from '../../workers/liveness.ts'
+import { heldByAny, RELEASED } from '../../workers/liveness.ts'
 import type { AttemptResult } from './http.ts'
 
 export type EndpointRow = typeof webhookEndpoints.$inferSelect
@@ -115,11 +115,12 @@ export class WebhookRepository {
   }
 
   /** Deliveries dead instances were making (see Liveness): their leases end now, so they are tried again. */
-  async releaseLeasesOf(tx: Db, deadInstances: string[], now: Date): Promise<number> {
+  async releaseLeasesOf(tx: Db, deadInstances: string[]): Promise<number> {
+    // (state, lease_owner not null) is the small webhook_deliveries_leased_idx, not the backlog.
     const freed = await tx
       .update(webhookDeliveries)
-      .set({ leaseExpiresAt: new Date(now.getTime() - 1) })
-      .where(and(eq(webhookDeliveries.state, 'pending'), heldByAny(webhookDeliveries.leaseOwner, deadInstances)))
+      .set({ leaseExpiresAt: RELEASED })
+      .where(and(eq(webhookDeliveries.state, 'pending'), isNotNull(webhookDeliveries.leaseOwner), heldByAny(webhookDeliveries.leaseOwner, deadInstances)))
       .returning({ id: webhookDeliveries.id })
     return freed.length
   }
