@@ -18,10 +18,12 @@
  * BENCH_MIXED_SECONDS (60); a reader also polls GET /v1/messages?limit=20 and GET
  * /v1/events?limit=100 twice a second. Then it waits until everything settled.
  *
- * Reports, per run: throughput (sent/s and processed/s over the load, as a ratio of the
- * offered rate, the baseline of the same run), API p50/p99 for the POST and the reads, end
- * to end p50/p99 (accepted to sent; arrival to stored outcome), errors (API answers other
- * than expected, requests given up), and lost / doubled messages and mails (target: zero).
+ * Reports, per run: throughput (messages sent and mails processed per second while the load
+ * ran, and as a ratio of the offered rate, the baseline of the same run), how long after the
+ * load the last ones finished (work a fault sent into retry backoff), API p50/p99 for the
+ * POST and the reads, end to end p50/p99 (accepted to sent; arrival in the mailbox to stored
+ * outcome), errors (API answers other than expected, requests given up), and lost / doubled
+ * messages, mails and events (target: zero of both).
  */
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -42,8 +44,12 @@ type RunKind = 'pglite' | 'postgres' | 'postgres3'
 
 interface Result {
   run: string
+  /** Sent, and processed, while the load ran: per second, and as a share of what was offered meanwhile. */
   sentPerSecond: number
   processedPerSecond: number
+  /** Seconds after the load ended until the last message was sent / the last mail processed (the retries of faulted work). */
+  sendDrainS: number
+  receiveDrainS: number
   postP50: number
   postP99: number
   readP50: number
@@ -101,29 +107,36 @@ async function run(kind: RunKind, postgresUrl: string | undefined): Promise<Resu
     const count = RATE * SECONDS
     const load = new MixedLoad(rig, { sends: count, arrivals: count, perSecond: RATE, concurrency: 16 })
     let done = false
-    const started = performance.now()
+    const started = Date.now()
+    let ended = 0
     const [faults, reads] = await Promise.all([
       injectFaults(rig, () => done),
       readApi(rig, () => done),
-      load.run().finally(() => (done = true)),
+      load.run().finally(() => {
+        done = true
+        ended = Date.now()
+      }),
     ])
     await load.settle(600_000)
-    const elapsedS = (performance.now() - started) / 1000
+    const loadS = (ended - started) / 1000
     const totals = await load.totals()
-    const delays = await load.delays()
+    const timings = await load.timings()
+    const within = (times: number[]) => times.filter((at) => at <= ended).length
     const label = kind === 'pglite' ? 'PGlite, 1 instance' : kind === 'postgres' ? 'PostgreSQL, 1 instance' : 'PostgreSQL, 3 instances'
     return {
       run: label,
-      sentPerSecond: (totals.send.byStatus.sent ?? 0) / elapsedS,
-      processedPerSecond: totals.receive.processedOnce / elapsedS,
+      sentPerSecond: within(timings.sentAt) / loadS,
+      processedPerSecond: within(timings.processedAt) / loadS,
+      sendDrainS: Math.max(0, (Math.max(...timings.sentAt) - ended) / 1000),
+      receiveDrainS: Math.max(0, (Math.max(...timings.processedAt) - ended) / 1000),
       postP50: percentile(load.latencies, 50),
       postP99: percentile(load.latencies, 99),
       readP50: percentile(reads.latencies, 50),
       readP99: percentile(reads.latencies, 99),
-      sendP50: percentile(delays.send, 50),
-      sendP99: percentile(delays.send, 99),
-      receiveP50: percentile(delays.receive, 50),
-      receiveP99: percentile(delays.receive, 99),
+      sendP50: percentile(timings.sendDelays, 50),
+      sendP99: percentile(timings.sendDelays, 99),
+      receiveP50: percentile(timings.receiveDelays, 50),
+      receiveP99: percentile(timings.receiveDelays, 99),
       errors: load.errors.length + load.notAccepted.length + reads.errors,
       faults,
       totals,
@@ -148,13 +161,13 @@ for (const kind of kinds) {
   console.log(`${result.run}: ${JSON.stringify(result.totals)}`)
 }
 const ms = (value: number) => `${value.toFixed(0)} ms`
-console.log('\n| run | sent/s (of offered) | processed/s (of offered) | POST p50 / p99 | reads p50 / p99 | accepted→sent p50 / p99 | arrival→outcome p50 / p99 | errors | faults | lost | doubled |')
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+console.log('\n| run | sent/s during the load (of offered) | processed/s (of offered) | drain after the load: send / receive | POST p50 / p99 | reads p50 / p99 | accepted→sent p50 / p99 | arrival→outcome p50 / p99 | errors | faults | lost | doubled |')
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
 for (const r of results) {
   const lost = r.totals.send.lost + r.totals.receive.lost + r.totals.events.missingFromFeed + r.totals.events.missingAtWebhook
   const doubled = r.totals.send.doubled + r.totals.send.extraRecords + r.totals.receive.doubled + r.totals.receive.duplicateWorkItemRequests + r.totals.events.duplicatedInFeed
   console.log(
-    `| ${r.run} | ${r.sentPerSecond.toFixed(1)} (${(r.sentPerSecond / RATE).toFixed(2)}) | ${r.processedPerSecond.toFixed(1)} (${(r.processedPerSecond / RATE).toFixed(2)}) | ${ms(r.postP50)} / ${ms(r.postP99)} | ${ms(r.readP50)} / ${ms(r.readP99)} | ${ms(r.sendP50)} / ${ms(r.sendP99)} | ${ms(r.receiveP50)} / ${ms(r.receiveP99)} | ${r.errors} | ${r.faults} | ${lost} | ${doubled} |`,
+    `| ${r.run} | ${r.sentPerSecond.toFixed(1)} (${(r.sentPerSecond / RATE).toFixed(2)}) | ${r.processedPerSecond.toFixed(1)} (${(r.processedPerSecond / RATE).toFixed(2)}) | ${r.sendDrainS.toFixed(0)} s / ${r.receiveDrainS.toFixed(0)} s | ${ms(r.postP50)} / ${ms(r.postP99)} | ${ms(r.readP50)} / ${ms(r.readP99)} | ${ms(r.sendP50)} / ${ms(r.sendP99)} | ${ms(r.receiveP50)} / ${ms(r.receiveP99)} | ${r.errors} | ${r.faults} | ${lost} | ${doubled} |`,
   )
 }
 printReproduce('bench:mixed', postgresUrl, { BENCH_MIXED_RATE: RATE, BENCH_MIXED_SECONDS: SECONDS, BENCH_MIXED_LATENCY_MS: LATENCY_MS, BENCH_MIXED_FAULT_EVERY_S: FAULT_EVERY_S })

@@ -91,6 +91,17 @@ describe('npm run sandbox', () => {
     await printed('webhook <- message.sent from="hello@contoso.example" workItemRef="WI-4"')
     const attempts = (await (await fetch(`http://127.0.0.1:${port}/v1/messages?limit=1`, { headers: { authorization: `Bearer ${key}` } })).json()) as { items: { attempts: number }[] }
     expect(attempts.items[0]!.attempts).toBe(2)
+    const pending = async () => ((await (await fetch(`http://127.0.0.1:${controlPort}/faults`)).json()) as { pending: { graph: number } }).pending.graph
+    expect(await pending()).toBe(0)
+    expect((await control('/faults', { service: 'graph', kind: 'network', count: 3, path: '/never-requested' })).status).toBe(200)
+    expect(await pending()).toBe(3)
+    expect((await fetch(`http://127.0.0.1:${controlPort}/faults`, { method: 'DELETE' })).status).toBe(200)
+    expect(await pending()).toBe(0)
+
+    // Not a web page's to drive (an Origin header), and a sender must be an address.
+    const fromPage = await fetch(`http://127.0.0.1:${controlPort}/mail`, { method: 'POST', headers: { origin: 'https://evil.example' }, body: JSON.stringify({ to: 'support@contoso.example', subject: 'x' }) })
+    expect(fromPage.status).toBe(403)
+    expect((await control('/mail', { from: 'not an address', to: 'support@contoso.example', subject: 'x' })).status).toBe(400)
 
     // Ctrl-C stops everything: the sandbox, and Mailgate with it.
     child.kill('SIGINT')

@@ -144,7 +144,7 @@ Mailgate sandbox${created ? ' (first start: certificates and ids made in ' + dir
   Mailgate          ${mailgateUrl}   (log: ${logPath})
   Microsoft 365     https://${host}   (a stand-in; its CA: ${caPath})
   Webhook receiver  http://127.0.0.1:${receiverPort}/events   (prints what it gets, below)
-  Control API       ${controlUrl}   (the outside world: POST /mail, /reply, /automatic-reply, /faults, /access-policy; GET /mailboxes/{address})
+  Control API       ${controlUrl}   (the outside world: POST /mail, /reply, /automatic-reply, /faults, /access-policy; GET /mailboxes/{address}, /faults; DELETE /faults)
   Admin API key     ${key}
 
 Wired up: integration ${wired.integrationId} (certificate), incoming ${DEMO.incoming} (${wired.incomingId}),

@@ -72,6 +72,13 @@ function injectFaults(standIn: FakeMicrosoft, body: Record<string, unknown>): { 
   return { injected: count }
 }
 
+/** A bare address (`name@domain.example`), as the stand-in's mailboxes and their correspondents have. */
+function address(body: Record<string, unknown>, field: string, fallback?: string): string {
+  const value = text(body, field, fallback).trim().toLowerCase()
+  if (!/^[a-z0-9._%+-]{1,64}@[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(value) || value.length > 254) throw new Error(`${field} must be an email address like customer@fabrikam.example`)
+  return value
+}
+
 function text(body: Record<string, unknown>, field: string, fallback?: string): string {
   const value = body[field] ?? fallback
   if (typeof value !== 'string' || value.length === 0 || value.length > 10_000) throw new Error(`${field} must be a string of 1 to 10,000 characters`)
@@ -87,15 +94,27 @@ function text(body: Record<string, unknown>, field: string, fallback?: string): 
  * - `POST /automatic-reply {mailbox, message}`: out of office (Exchange-style automatic replies
  *   to mail from the stand-in's mailboxes, once per sender); `message: null` turns it off.
  * - `GET /mailboxes/{address}`: what is in a hosted mailbox's inbox.
- * - `POST /faults {...}`: Graph or token requests fail on demand (see injectFaults).
+ * - `POST /faults {...}`: Graph or token requests fail on demand (see injectFaults); `GET /faults`
+ *   counts those not yet taken, `DELETE /faults` forgets them.
  * - `POST /access-policy {mailbox, allowedApps}`: an application access policy (null: none).
  * Mail sent to an address of a hosted domain that no mailbox has comes back as an Exchange NDR.
+ * Only requests to the control API's own 127.0.0.1 / localhost host, and none that a browser
+ * sends from a web page (with an Origin header), are taken: a page cannot drive it.
  */
 export function controlServer(standIn: FakeMicrosoft): Server {
   return createServer((request, response) => {
     const answer = (status: number, body: unknown) => response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body, null, 2) + '\n')
     const handle = async () => {
+      const host = request.headers.host ?? ''
+      if (!/^(127\.0\.0\.1|localhost)(:\d+)?$/.test(host) || request.headers.origin !== undefined) {
+        return answer(403, { error: 'The control API answers only requests to 127.0.0.1 or localhost, and none from a web page' })
+      }
       const url = new URL(request.url ?? '/', 'http://sandbox')
+      if (url.pathname === '/faults' && request.method === 'GET') return answer(200, { pending: standIn.pendingFaults() })
+      if (url.pathname === '/faults' && request.method === 'DELETE') {
+        standIn.clearFaults()
+        return answer(200, { pending: standIn.pendingFaults() })
+      }
       if (request.method === 'GET' && url.pathname.startsWith('/mailboxes/')) {
         const address = decodeURIComponent(url.pathname.slice('/mailboxes/'.length)).toLowerCase()
         const owner = standIn.findMailbox(address)
@@ -106,7 +125,7 @@ export function controlServer(standIn: FakeMicrosoft): Server {
         )
       }
       if (request.method !== 'POST' || !['/mail', '/reply', '/automatic-reply', '/faults', '/access-policy'].includes(url.pathname)) {
-        return answer(404, { error: 'POST /mail, /reply, /automatic-reply, /faults, /access-policy, or GET /mailboxes/{address}' })
+        return answer(404, { error: 'POST /mail, /reply, /automatic-reply, /faults, /access-policy; GET /mailboxes/{address}, /faults; DELETE /faults' })
       }
       const body = await readJson(request)
       if (url.pathname === '/faults') return answer(200, injectFaults(standIn, body))
@@ -125,11 +144,11 @@ export function controlServer(standIn: FakeMicrosoft): Server {
         return answer(200, { mailbox: owner.address, automaticReply: owner.automaticReply?.message ?? null })
       }
       if (url.pathname === '/mail') {
-        const to = text(body, 'to').toLowerCase()
+        const to = address(body, 'to')
         const owner = standIn.findMailbox(to)
         if (!owner) return answer(422, { error: `to: ${to} is not a mailbox (or alias) of the sandbox (${[...standIn.mailboxes.keys()].join(', ')})` })
         const stored = await standIn.deliver(owner, {
-          from: text(body, 'from', 'customer@fabrikam.example'),
+          from: address(body, 'from', 'customer@fabrikam.example'),
           to: [to],
           subject: text(body, 'subject'),
           body: text(body, 'text', 'Hello.'),

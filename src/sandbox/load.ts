@@ -21,6 +21,8 @@ export interface LoadOptions {
 }
 
 const TERMINAL = new Set(['sent', 'failed', 'uncertain', 'bounced', 'cancelled'])
+/** The event each final status of a message is announced with. */
+const OUTCOME_EVENTS: Record<string, string> = { sent: 'message.sent', failed: 'message.failed', uncertain: 'message.uncertain', bounced: 'message.bounced' }
 
 interface MessageView {
   id: string
@@ -101,6 +103,8 @@ export class MixedLoad {
   /** Requests answered with an unexpected status: what the API should never do. */
   readonly errors: string[] = []
   readonly delivered: string[] = []
+  /** When each delivered mail (by Message-ID) landed in the mailbox, epoch ms. */
+  readonly deliveredAt = new Map<string, number>()
   private readonly rig: Rig
   private readonly options: Required<LoadOptions>
 
@@ -195,6 +199,7 @@ export class MixedLoad {
         internetMessageId: `<${internetMessageId}>`,
       })
       this.delivered.push(internetMessageId)
+      this.deliveredAt.set(internetMessageId, Date.now())
     }
   }
 
@@ -256,14 +261,19 @@ export class MixedLoad {
   }
 
   /**
-   * How long the run's work took end to end, in ms: each sent message from accepted to sent,
-   * each received mail from its arrival in the mailbox to its stored outcome.
+   * When the run's work finished (epoch ms) and how long it took end to end (ms): each sent
+   * message from accepted to sent, each received mail from its arrival in the mailbox to its
+   * stored outcome.
    */
-  async delays(): Promise<{ send: number[]; receive: number[] }> {
+  async timings(): Promise<{ sentAt: number[]; sendDelays: number[]; processedAt: number[]; receiveDelays: number[] }> {
     const { messages, inbound } = await this.read()
+    const sent = [...messages.values()].filter((message) => message.sentAt)
+    const processed = inbound.filter((row) => row.processedAt && row.outcome !== 'duplicate' && this.deliveredAt.has(row.internetMessageId ?? ''))
     return {
-      send: [...messages.values()].flatMap((message) => (message.sentAt ? [Date.parse(message.sentAt) - Date.parse(message.createdAt)] : [])),
-      receive: inbound.flatMap((row) => (row.processedAt && row.outcome !== 'duplicate' ? [Date.parse(row.processedAt) - Date.parse(row.receivedAt)] : [])),
+      sentAt: sent.map((message) => Date.parse(message.sentAt!)),
+      sendDelays: sent.map((message) => Date.parse(message.sentAt!) - Date.parse(message.createdAt)),
+      processedAt: processed.map((row) => Date.parse(row.processedAt!)),
+      receiveDelays: processed.map((row) => Date.parse(row.processedAt!) - this.deliveredAt.get(row.internetMessageId!)!),
     }
   }
 
@@ -308,17 +318,20 @@ export class MixedLoad {
       if (kept.length > 1) receive.doubled++
       if (kept.length === 0 || kept.every((row) => row.outcome === 'received')) receive.lost++
       else if (kept.length === 1) receive.processedOnce++
-      const requests = kept.reduce((sum, row) => sum + (requested.get(row.id) ?? 0), 0)
+      // Every row counts here: one recorded as a duplicate must not have requested work either.
+      const requests = rows.reduce((sum, row) => sum + (requested.get(row.id) ?? 0), 0)
       receive.workItemRequests += Math.min(requests, 1)
       if (requests > 1) receive.duplicateWorkItemRequests += requests - 1
     }
 
+    // Each outcome has exactly one event: a message's final status, an email's new work.
     const expected = new Set<string>()
-    for (const message of messages.values()) if (message.status === 'sent') expected.add(`message.sent ${message.id}`)
+    for (const message of messages.values()) if (OUTCOME_EVENTS[message.status]) expected.add(`${OUTCOME_EVENTS[message.status]} ${message.id}`)
     for (const row of inbound) if (row.outcome === 'requested') expected.add(`work_item.requested ${row.id}`)
+    const counted = new Set(['work_item.requested', ...Object.values(OUTCOME_EVENTS)])
     const seen = new Map<string, number>()
     for (const event of feed) {
-      if (event.type !== 'message.sent' && event.type !== 'work_item.requested') continue
+      if (!counted.has(event.type)) continue
       seen.set(`${event.type} ${event.subject.id}`, (seen.get(`${event.type} ${event.subject.id}`) ?? 0) + 1)
     }
     const events: Totals['events'] = {
@@ -334,16 +347,19 @@ export class MixedLoad {
 
 /**
  * kill -9 a running instance at random moments (every `minMs`..`maxMs` after it is ready
- * again) and start it again on the same database, `kills` times or until `stop` resolves.
+ * again) and start it again on the same database, `kills` times or until the rig stops.
+ * The waits are returned, to replay a failed run's timing.
  */
-export async function killRepeatedly(rig: Rig, options: { kills: number; minMs: number; maxMs: number }): Promise<number> {
-  let kills = 0
-  while (kills < options.kills) {
-    await sleep(options.minMs + Math.random() * (options.maxMs - options.minMs))
+export async function killRepeatedly(rig: Rig, options: { kills: number; minMs: number; maxMs: number }): Promise<{ kills: number; waitsMs: number[] }> {
+  const waitsMs: number[] = []
+  while (waitsMs.length < options.kills && !rig.stopped) {
+    const wait = Math.round(options.minMs + Math.random() * (options.maxMs - options.minMs))
+    await sleep(wait)
+    if (rig.stopped) break
+    waitsMs.push(wait)
     await rig.crashAndRestart(rig.live())
-    kills++
   }
-  return kills
+  return { kills: waitsMs.length, waitsMs }
 }
 
 /** The p-th percentile (0-100) of the values, in their unit. */

@@ -53,8 +53,12 @@ export class MailgateProcess {
     closeSync(log)
     this.child = child
     this.starts++
+    // However the parent ends (a test runner killing its worker), no server outlives it.
+    const orphaned = () => child.kill('SIGKILL')
+    process.once('exit', orphaned)
     this.exited = new Promise((resolve) =>
       child.once('exit', (code, signal) => {
+        process.removeListener('exit', orphaned)
         onExit?.(code, signal)
         resolve()
       }),
@@ -88,6 +92,15 @@ export class MailgateProcess {
       clearTimeout(forced)
     }
     await this.exited
+  }
+
+  /** Its whole log so far. */
+  log(): string {
+    try {
+      return readFileSync(this.options.logPath, 'utf8')
+    } catch {
+      return ''
+    }
   }
 
   /** The last lines of its log, for an error message. */

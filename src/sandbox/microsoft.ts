@@ -1088,6 +1088,18 @@ export class FakeMicrosoft {
     this.tokenFaults.push(...faults)
   }
 
+  /** Faults still waiting to be taken: Graph (queued and targeted) and token. */
+  pendingFaults(): { graph: number; token: number } {
+    return { graph: this.graphFaults.length + this.targetedFaults.reduce((sum, { faults }) => sum + faults.length, 0), token: this.tokenFaults.length }
+  }
+
+  /** Forgets every fault not yet taken. */
+  clearFaults(): void {
+    this.graphFaults = []
+    this.targetedFaults = []
+    this.tokenFaults = []
+  }
+
   /** Like Entra: a tenant exists only in its own cloud. */
   private findTenant(host: string, idOrDomain: string): FakeTenant | undefined {
     const key = idOrDomain.toLowerCase()

@@ -84,6 +84,8 @@ export class Rig {
   readonly state: SandboxState
   readonly customers: string[]
   wired!: Awaited<ReturnType<typeof wireUp>>
+  /** Set by stop(): nothing is started or restarted after it. */
+  stopped = false
   /** Exits nobody asked for (a crash), as `port: code/signal`. */
   readonly unexpectedExits: string[] = []
   private readonly stopping = new Set<MailgateProcess>()
@@ -161,6 +163,7 @@ export class Rig {
   }
 
   async startInstance(instance: MailgateProcess): Promise<void> {
+    if (this.stopped) throw new Error('The rig is stopped')
     this.stopping.delete(instance)
     instance.start((code, signal) => {
       if (!this.stopping.has(instance)) this.unexpectedExits.push(`${instance.url}: ${signal ?? `exit ${code}`}`)
@@ -172,7 +175,7 @@ export class Rig {
   async crashAndRestart(instance: MailgateProcess): Promise<void> {
     this.stopping.add(instance)
     await instance.kill()
-    await this.startInstance(instance)
+    if (!this.stopped) await this.startInstance(instance)
   }
 
   /** A running instance, chosen at random (for spreading requests over instances). */
@@ -195,6 +198,7 @@ export class Rig {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true
     for (const instance of this.instances) this.stopping.add(instance)
     await Promise.all(this.instances.map((instance) => instance.stop()))
     await this.receiver.close()

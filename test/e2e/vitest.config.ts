@@ -11,7 +11,7 @@ export default defineConfig({
     pool: 'forks',
     fileParallelism: false,
     testTimeout: 600_000,
-    hookTimeout: 180_000,
+    hookTimeout: 300_000,
     reporters: ['default'],
   },
 })
