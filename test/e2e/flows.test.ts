@@ -86,6 +86,33 @@ describe('end to end, real processes', () => {
   )
 
   it(
+    'mail the alias sends to another mailbox Mailgate reads is synced from that mailbox and recognised as its own (ignored, own_mail): no work, no loop',
+    track(async () => {
+      const contoso = [...rig.standIn.tenants.values()].find((tenant) => tenant.domains.includes('contoso.example'))!
+      rig.standIn.addMailbox(contoso, 'sales@contoso.example', { stableIds: true })
+      const connector = await rig.api<{ id: string }>('POST', '/v1/connectors', {
+        integrationId: rig.wired.integrationId,
+        name: 'incoming sales',
+        direction: 'incoming',
+        primaryAddress: 'sales@contoso.example',
+        fallbackRoute: { workItemType: 'ticket', processId: 'sales' },
+      })
+      expect(connector.status).toBe(201)
+      expect((await rig.api<{ ok: boolean }>('POST', `/v1/connectors/${connector.body.id}/test`, {})).body.ok).toBe(true)
+      expect((await rig.api('POST', `/v1/connectors/${connector.body.id}/enable`, {})).status).toBe(200)
+
+      const id = await send({ to: ['sales@contoso.example'], subject: 'Internal hand-over', workItemRef: 'WI-9' })
+      await delivered('message.sent', (event) => event.subject.id === id)
+      const synced = await eventually('the hand-over synced from sales@', async () => {
+        const page = await rig.api<{ items: { subject: string; outcome: string; outcomeReason: string | null }[] }>('GET', `/v1/inbound?connectorId=${connector.body.id}`)
+        return page.body.items.find((item) => item.subject === 'Internal hand-over')
+      })
+      expect(synced).toMatchObject({ outcome: 'ignored', outcomeReason: 'own_mail' })
+      expect((await feed('work_item.requested')).filter((event) => event.data.subject === 'Internal hand-over')).toEqual([])
+    }),
+  )
+
+  it(
     "an out-of-office reply threads to its work item flagged automated and makes no new work; a send to an address the organisation does not have comes back as Exchange's NDR and marks the message bounced",
     track(async () => {
       const customer = rig.customers[1]!
