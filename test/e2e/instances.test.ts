@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { killRepeatedly, MixedLoad, percentile } from '../../src/sandbox/load.ts'
 import type { Rig } from '../../src/sandbox/rig.ts'
-import { externalTestUrl, startRig } from './support.ts'
+import { expectNothingLostOrDoubled, externalTestUrl, startRig } from './support.ts'
 
 if (!externalTestUrl) {
   console.warn('test/e2e/instances.test.ts: three processes need one PostgreSQL database (embedded PGlite is one process\'s); set TEST_DATABASE_URL to run it. Skipped.')
@@ -27,13 +27,7 @@ describe.skipIf(!externalTestUrl)('three server processes on one PostgreSQL data
     expect(kills).toBe(20)
     // Every instance took a share of the sending.
     expect(sentBy.every((count) => count > 0)).toBe(true)
-    expect(load.errors).toEqual([])
-    expect(totals.send).toMatchObject({ accepted: 150, notAccepted: 0, extraRecords: 0, lost: 0, doubled: 0, uncertainWithoutReason: 0 })
-    expect((totals.send.byStatus.sent ?? 0) + (totals.send.byStatus.uncertain ?? 0)).toBe(150)
-    expect(totals.send.byStatus.uncertain ?? 0).toBeLessThanOrEqual(2)
-    expect(totals.receive).toMatchObject({ delivered: 150, processedOnce: 150, lost: 0, doubled: 0, workItemRequests: 150, duplicateWorkItemRequests: 0 })
-    expect(totals.events).toMatchObject({ missingFromFeed: 0, duplicatedInFeed: 0, missingAtWebhook: 0 })
-    expect(rig!.unexpectedExits).toEqual([])
+    expectNothingLostOrDoubled(rig!, load, totals, 150)
     failed = false
   })
 })

@@ -1,6 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises'
+import { expect } from 'vitest'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { MixedLoad, Totals } from '../../src/sandbox/load.ts'
 import { Rig, type RigOptions } from '../../src/sandbox/rig.ts'
 import { createScratchPostgresDatabase, externalTestUrl } from '../support/database.ts'
 
@@ -39,4 +41,20 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 250))
   }
+}
+
+/**
+ * The totals a run must end with: every message asked for sent exactly once, or uncertain
+ * with a reason (rare: with Mail.ReadWrite every send goes through a draft, which recovery
+ * can check); every mail processed once with one work item request; every outcome's one
+ * event in the feed and at the webhook; no API error; no server exit nobody asked for.
+ */
+export function expectNothingLostOrDoubled(rig: Rig, load: MixedLoad, totals: Totals, count: number): void {
+  expect(load.errors).toEqual([])
+  expect(totals.send).toMatchObject({ accepted: count, notAccepted: 0, extraRecords: 0, lost: 0, doubled: 0, uncertainWithoutReason: 0 })
+  expect((totals.send.byStatus.sent ?? 0) + (totals.send.byStatus.uncertain ?? 0)).toBe(count)
+  expect(totals.send.byStatus.uncertain ?? 0).toBeLessThanOrEqual(2)
+  expect(totals.receive).toMatchObject({ delivered: count, processedOnce: count, lost: 0, doubled: 0, workItemRequests: count, duplicateWorkItemRequests: 0 })
+  expect(totals.events).toMatchObject({ missingFromFeed: 0, duplicatedInFeed: 0, missingAtWebhook: 0 })
+  expect(rig.unexpectedExits).toEqual([])
 }
