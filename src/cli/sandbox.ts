@@ -8,13 +8,12 @@
  * NODE_EXTRA_CA_CERTS (TLS checks stay on). The demo is wired through Mailgate's API; a
  * local receiver prints what its webhook gets. Ctrl-C stops everything.
  */
-import { spawn } from 'node:child_process'
-import { closeSync, openSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { controlServer } from '../sandbox/control.ts'
+import { MailgateProcess } from '../sandbox/mailgate-process.ts'
 import { FakeMicrosoft } from '../sandbox/microsoft.ts'
 import { wireUp } from '../sandbox/setup.ts'
 import { buildTenant, DEMO, loadOrCreateState } from '../sandbox/world.ts'
@@ -64,18 +63,18 @@ await new Promise<void>((resolve, reject) => {
 })
 
 const logPath = join(dir, 'mailgate.log')
-const log = openSync(logPath, 'w')
+writeFileSync(logPath, '')
 // Only what a process needs from this shell: none of the operator's own Mailgate settings
 // (DATABASE_URL, SECRETS_KEY, DISPATCHER_ENABLED, NODE_TLS_REJECT_UNAUTHORIZED, ...) leak in.
 const passed = Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ', 'LOG_LEVEL', 'SYNC_INTERVAL'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])))
 // Its own process group, so that a Ctrl-C in the terminal reaches only the sandbox, which then stops Mailgate once, gracefully.
-const server = spawn(process.execPath, [fileURLToPath(new URL('../server.ts', import.meta.url))], {
+const server = new MailgateProcess({
+  port,
+  logPath,
   detached: true,
   env: {
     ...passed,
     DATA_DIR: join(dir, 'mailgate'),
-    HOST: '127.0.0.1',
-    PORT: String(port),
     ADMIN_API_KEY: state.adminKey,
     AUTHORITY_HOST: host,
     GRAPH_HOST: host,
@@ -85,31 +84,18 @@ const server = spawn(process.execPath, [fileURLToPath(new URL('../server.ts', im
     WEBHOOK_ALLOWED_NETWORKS: '127.0.0.1/32',
     SYNC_INTERVAL: process.env.SYNC_INTERVAL ?? '10',
   },
-  stdio: ['ignore', log, log],
 })
-closeSync(log)
 let stopping = false
-const running = () => server.exitCode === null && server.signalCode === null
-server.on('error', (error) => console.error(`Mailgate could not be started: ${error.message}`))
-server.on('exit', (code, signal) => {
+// However the sandbox ends, Mailgate does not outlive it (MailgateProcess kills it on exit).
+server.start((code, signal) => {
   if (stopping) return
   console.error(`Mailgate stopped (${signal ?? `exit ${code}`}); its log: ${logPath}`)
   process.exit(1)
 })
-// However the sandbox ends, Mailgate does not outlive it.
-process.on('exit', () => {
-  if (running()) server.kill('SIGKILL')
-})
 
 async function stop(): Promise<void> {
   stopping = true
-  if (running()) {
-    const exited = new Promise((resolve) => server.once('exit', resolve))
-    server.kill('SIGTERM')
-    const forced = setTimeout(() => server.kill('SIGKILL'), 15_000)
-    await exited
-    clearTimeout(forced)
-  }
+  await server.stop(15_000)
   standIn.stop()
   receiver.close()
   control.close()
@@ -120,17 +106,11 @@ process.on('uncaughtException', (error) => {
   void stop().then(() => process.exit(1))
 })
 
-const deadline = Date.now() + 120_000
-for (;;) {
-  const ready = await fetch(`${mailgateUrl}/health/ready`).then((response) => response.ok, () => false)
-  if (ready) break
-  if (Date.now() > deadline) {
-    console.error(`Mailgate did not get ready within 2 minutes; its log: ${logPath}`)
-    await stop()
-    process.exit(1)
-  }
-  await new Promise((resolve) => setTimeout(resolve, 300))
-}
+await server.ready(120_000).catch(async (error: unknown) => {
+  console.error(`${error instanceof Error ? error.message : String(error)}\nIts log: ${logPath}`)
+  await stop()
+  process.exit(1)
+})
 const wired = await wireUp(mailgateUrl, state, `http://127.0.0.1:${receiverPort}/events`).catch(async (error: unknown) => {
   console.error(`Wiring the demo up failed: ${error instanceof Error ? error.message : String(error)}\nMailgate's log: ${logPath}`)
   await stop()

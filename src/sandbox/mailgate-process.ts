@@ -23,6 +23,8 @@ export class MailgateProcess {
   readonly url: string
   private child: ChildProcess | undefined
   private exited: Promise<void> = Promise.resolve()
+  /** Why the last start failed to make a process at all (node not found, ...). */
+  private spawnError: Error | undefined
   /** Times the process was started. */
   starts = 0
 
@@ -51,6 +53,8 @@ export class MailgateProcess {
       stdio: ['ignore', log, log],
     })
     closeSync(log)
+    this.spawnError = undefined
+    child.once('error', (error) => (this.spawnError = error))
     this.child = child
     this.starts++
     // However the parent ends (a test runner killing its worker), no server outlives it.
@@ -69,6 +73,7 @@ export class MailgateProcess {
   async ready(timeoutMs = 120_000): Promise<void> {
     const deadline = Date.now() + timeoutMs
     for (;;) {
+      if (this.spawnError) throw new Error(`Mailgate could not be started: ${this.spawnError.message}`)
       if (!this.running) throw new Error(`Mailgate on port ${this.options.port} exited before it was ready; its log ends:\n${this.logTail()}`)
       const ready = await fetch(`${this.url}/health/ready`, { signal: AbortSignal.timeout(5_000) }).then((response) => response.ok, () => false)
       if (ready) return
