@@ -39,10 +39,6 @@ export class MailgateProcess {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
   }
 
-  get pid(): number | undefined {
-    return this.child?.pid
-  }
-
   /** Starts the server; `onExit` hears of every exit (including the ones asked for). */
   start(onExit?: (code: number | null, signal: NodeJS.Signals | null) => void): void {
     if (this.running) throw new Error(`Mailgate on port ${this.options.port} is already running`)

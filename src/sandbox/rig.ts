@@ -60,10 +60,6 @@ export class CountingReceiver {
     return `http://127.0.0.1:${(this.server.address() as { port: number }).port}/events`
   }
 
-  ofType(type: string): ReceivedEvent[] {
-    return [...this.events.values()].filter(({ event }) => event.type === type).map(({ event }) => event)
-  }
-
   close(): Promise<void> {
     return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()))
   }

@@ -92,9 +92,6 @@ export class Liveness implements LoopJob {
     const now = this.clock ? sql`${this.clock().toISOString()}::timestamptz` : sql`now()`
     const silentFor = `${everyoneElse ? -DEAD_AFTER_MS : DEAD_AFTER_MS} milliseconds`
     return this.db.transaction(async (tx) => {
-      // Never long: a reap that waits on locks must not hold up this instance's own next beat.
-      await tx.execute(sql`set local lock_timeout = '2s'`)
-      await tx.execute(sql`set local statement_timeout = '10s'`)
       const dead = (
         await tx
           .select({ id: serverInstances.id })
@@ -103,6 +100,9 @@ export class Liveness implements LoopJob {
           .for('update', { skipLocked: true })
       ).map((row) => row.id)
       if (dead.length === 0) return []
+      // Never long: a reap that waits on locks must not hold up this instance's own next beat.
+      await tx.execute(sql`set local lock_timeout = '2s'`)
+      await tx.execute(sql`set local statement_timeout = '10s'`)
       const freed: Record<string, number> = {}
       for (const [name, release] of this.releases) freed[name] = await release(tx, dead)
       await tx.delete(serverInstances).where(inArray(serverInstances.id, dead))
