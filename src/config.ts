@@ -55,7 +55,7 @@ export const EnvSchema = Type.Object({
     Type.String({ minLength: 32, maxLength: 256, pattern: '^[\\x21-\\x7e]+$', description: 'Initial admin API key' }),
   ),
   PUBLIC_BASE_URL: Type.Optional(
-    Type.String({ pattern: '^https?://[^\\s/]+(/[^\\s]*)?$', description: 'Externally reachable base URL' }),
+    Type.String({ pattern: '^https://[^\\s/]+(/[^\\s]*)?$', description: 'Externally reachable https base URL (Graph calls only https notification URLs)' }),
   ),
   CONNECTOR_FAILURE_THRESHOLD: Type.Integer({
     minimum: 1,
@@ -202,7 +202,7 @@ const expectations: Record<keyof Env, string> = {
   AUTHORITY_HOST: 'a host name, optionally with :port, e.g. login.microsoftonline.us',
   GRAPH_HOST: 'a host name, optionally with :port, e.g. graph.microsoft.us',
   ADMIN_API_KEY: '32 to 256 printable ASCII characters without spaces',
-  PUBLIC_BASE_URL: 'an http(s) URL such as https://mailgate.example.com',
+  PUBLIC_BASE_URL: 'an https URL such as https://mailgate.example.com (Microsoft Graph sends change notifications only to https)',
   BODY_LIMIT: 'a byte count from 1024 to 157286400',
   CONNECTOR_FAILURE_THRESHOLD: 'an integer from 1 to 1000',
   MESSAGE_SIZE_LIMIT: 'a byte count from 1024 to 157286400 (150 MB)',

@@ -55,6 +55,7 @@ describe('loadConfig', () => {
       SECRETS_KEY: 'short',
       BODY_LIMIT: '10',
       ADMIN_API_KEY: 'too short',
+      PUBLIC_BASE_URL: 'http://mail.example.com',
     })
     expect(Object.fromEntries(problems.map((p) => [p.variable, p.expected]))).toEqual({
       PORT: 'an integer from 0 to 65535',
@@ -63,6 +64,7 @@ describe('loadConfig', () => {
       SECRETS_KEY: expect.stringContaining('openssl rand -base64 32'),
       BODY_LIMIT: 'a byte count from 1024 to 157286400',
       ADMIN_API_KEY: expect.stringContaining('32 to 256'),
+      PUBLIC_BASE_URL: expect.stringContaining('Graph sends change notifications only to https'),
     })
   })
 

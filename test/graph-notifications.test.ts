@@ -104,7 +104,18 @@ describe('Graph change notifications', () => {
     expect(forged.status).toBe(202)
     expect(await pending(connectorId)).toBe(false)
     const hostile = await t.app.inject({ method: 'POST', url: '/v1/graph/notifications', headers: { 'content-type': 'application/json' }, payload: { value: 'not a list' } })
-    expect(hostile.statusCode).toBe(202)
+    expect(hostile.statusCode).toBe(400)
+    expect(hostile.json()).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'body.value' }] })
+    // A NUL in an id never reaches the database (PostgreSQL refuses it in text); it is named, not logged as our failure.
+    const nul = await t.app.inject({
+      method: 'POST',
+      url: '/v1/graph/lifecycle',
+      headers: { 'content-type': 'application/json' },
+      payload: { value: [{ subscriptionId: `${subscription!.id}\u0000`, clientState: subscription!.clientState, lifecycleEvent: 'missed' }] },
+    })
+    expect(nul.statusCode).toBe(400)
+    expect(nul.json().errors[0].field).toBe('body.value.0.subscriptionId')
+    expect(await pending(connectorId)).toBe(false)
     const metrics = await t.app.inject({ method: 'GET', url: '/metrics', headers: bearer(t.adminKey) })
     expect(metrics.body).toMatch(/mailgate_graph_notifications_total\{kind="change",result="rejected"\} [3-9]/)
   })

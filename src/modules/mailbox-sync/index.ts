@@ -80,7 +80,7 @@ async function mailboxSyncWorkers(app: FastifyInstance, options: AppOptions) {
       subscriptions,
       wake: async (folders) => {
         // Folders already due are left to the round that will take them: a flood makes no extra rounds.
-        if ((await repository.wakeFolders(app.database.db, folders, new Date())) > 0) sync.wake()
+        if ((await repository.wakeFolders(app.database.db, folders, syncOptions.clock?.() ?? new Date())) > 0) sync.wake()
       },
       counted: (kind, result, n) => {
         if (n > 0) notifications.inc({ kind, result }, n)
