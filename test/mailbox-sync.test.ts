@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { schema } from '../src/database/index.ts'
+import { TokenProvider } from '../src/graph/token-provider.ts'
 import { createMailboxSync } from '../src/modules/mailbox-sync/index.ts'
 import { bearer, buildTestApp, graphql, type TestApp } from './support/app.ts'
 import { FakeMicrosoft, type FakeMailbox, type FakeTenant } from './support/fake-microsoft.ts'
@@ -13,12 +14,15 @@ let t: TestApp
 let tenant: FakeTenant
 let integrationId: string
 const settings = { pageSize: 5, intervalMs: 60_000, retryMs: 60_000, leaseMs: 30_000 }
+const tokens = new TokenProvider({ timeoutMs: 2_000 })
+/** Small enough that a test can send a message the sync must pass over. */
+const MESSAGE_SIZE_LIMIT = 256 * 1024
 
 beforeAll(async () => {
   fake.start()
   tenant = fake.addTenant()
   const entraApp = fake.registerApp(tenant, { secrets: [{ value: 'sync-secret', expiresAt: new Date(Date.now() + 86_400_000) }] })
-  t = await buildTestApp({ connectorFailureThreshold: 2, sync: { autostart: false, settings } })
+  t = await buildTestApp({ connectorFailureThreshold: 2, tokenProvider: tokens, messageSizeLimit: MESSAGE_SIZE_LIMIT, sync: { autostart: false, settings } })
   integrationId = await mailSetup(t).integration(tenant.id, entraApp.clientId, 'sync-secret')
 })
 afterAll(async () => {
@@ -65,7 +69,10 @@ async function emailsOf(connectorId: string) {
 }
 
 async function syncState(connectorId: string) {
-  return (await admin('GET', `/v1/connectors/${connectorId}/sync`)).body as { folders: { folderPath: string; lastError: { code: string } | null; hasDeltaLink: boolean; messagesTaken: number; pending: boolean }[] }
+  return (await admin('GET', `/v1/connectors/${connectorId}/sync`)).body as {
+    enabled: boolean
+    folders: { folderPath: string; lastError: { code: string } | null; hasDeltaLink: boolean; messagesTaken: number; messagesSkipped: number; lastSkipped: { graphMessageId: string; reason: string } | null; pending: boolean }[]
+  }
 }
 
 /** Runs the sync until no folder is due now (a round that pages on stays due). */
@@ -271,6 +278,80 @@ describe('mailbox sync', () => {
     expect(connector).toMatchObject({ enabled: false })
     expect(connector.disabledReason).toContain('MAILBOX_NOT_FOUND')
     expect((await admin('POST', `/v1/connectors/${connectorId}/sync`)).body).toMatchObject({ code: 'CONNECTOR_NOT_SYNCED', state: 'disabled' })
+    // The state is still there to read, with why it stopped.
+    expect(await syncState(connectorId)).toMatchObject({ enabled: false, folders: [{ folderPath: 'Inbox', lastError: { code: 'MAILBOX_NOT_FOUND' } }] })
+  })
+
+  it('a synced folder that was deleted counts toward the automatic disable, naming the folder', async () => {
+    const { connectorId, address } = await connectorFor({ folders: ['Inbox/Orders'] })
+    await syncUntilQuiet()
+    const gone = { kind: 'status' as const, status: 404, code: 'ErrorItemNotFound', message: 'The specified object was not found in the store.' }
+    fake.failGraphRequests({ path: new RegExp(`${address.split('@')[0]}.*/messages/delta`) }, gone, gone)
+    for (let attempt = 0; attempt < 2; attempt++) {
+      await t.app.services.mailboxSync.syncNow(connectorId)
+      await syncUntilQuiet()
+    }
+    const connector = (await admin('GET', `/v1/connectors/${connectorId}`)).body
+    expect(connector.enabled).toBe(false)
+    expect(connector.disabledReason).toContain('FOLDER_NOT_FOUND')
+    expect(connector.disabledReason).toContain('Inbox/Orders')
+  })
+
+  it('Entra being down does not count toward the automatic disable, however many folders fail', async () => {
+    const { connectorId, mailbox, address } = await connectorFor({ folders: ['Inbox', 'Inbox/Second'] })
+    await syncUntilQuiet()
+    tokens.forget(integrationId)
+    fake.failNextTokenRequests(...Array.from({ length: 12 }, () => ({ kind: 'status' as const, status: 503 })))
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await t.app.services.mailboxSync.syncNow(connectorId)
+      await syncUntilQuiet()
+    }
+    const state = await syncState(connectorId)
+    expect(state.enabled).toBe(true)
+    expect(state.folders.map((folder) => folder.lastError?.code)).toEqual(['AUTHENTICATION_FAILED', 'AUTHENTICATION_FAILED'])
+    expect((await admin('GET', `/v1/connectors/${connectorId}`)).body).toMatchObject({ enabled: true })
+    // Entra back (and MSAL's own 60 s hold-off after a 5xx, which a new client does not have): the mail is read.
+    fake.clearFaults()
+    tokens.forget(integrationId)
+    await fake.deliver(mailbox, { ...mail('after the outage'), to: [address] })
+    await t.app.services.mailboxSync.syncNow(connectorId)
+    await syncUntilQuiet()
+    expect((await emailsOf(connectorId)).map((email) => email.subject)).toEqual(['after the outage'])
+  })
+
+  it('HTML showing inline images is read as MIME (Graph leaves inline parts out of hasAttachments and its JSON)', async () => {
+    const { connectorId, mailbox, address } = await connectorFor()
+    const png = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex')
+    const delivered = await fake.deliver(mailbox, {
+      subject: 'inline logo',
+      to: [address],
+      from: 'Alice Customer <alice@fabrikam.example>',
+      body: { contentType: 'html', content: '<p>Our logo: <img src="CID:logo@fabrikam.example"></p>' },
+      attachments: [{ name: 'logo.png', contentType: 'image/png', content: png, isInline: true, contentId: 'logo@fabrikam.example' }],
+    })
+    expect(fake.findMessage(delivered.immutableId)!.attachments.every((attachment) => attachment.isInline)).toBe(true)
+    await syncUntilQuiet()
+    const [email] = await t.app.database.db
+      .select({ sourceFormat: schema.inboundEmails.sourceFormat, attachments: schema.inboundEmails.attachments })
+      .from(schema.inboundEmails)
+      .where(eq(schema.inboundEmails.connectorId, connectorId))
+    expect(email!.sourceFormat).toBe('mime')
+    expect(email!.attachments).toMatchObject([{ name: 'logo.png', contentType: 'image/png', size: png.length, contentId: 'logo@fabrikam.example', inline: true }])
+  })
+
+  it('a message too large to take in is passed over, counted on its folder, and the next one is taken', async () => {
+    const { connectorId, mailbox, address } = await connectorFor()
+    const big = await fake.deliver(mailbox, {
+      ...mail('too large'),
+      to: [address],
+      attachments: [{ name: 'scan.pdf', contentType: 'application/pdf', content: Buffer.alloc(MESSAGE_SIZE_LIMIT + 1024, 7) }],
+    })
+    await fake.deliver(mailbox, { ...mail('fits'), to: [address] })
+    await syncUntilQuiet()
+    expect((await emailsOf(connectorId)).map((email) => email.subject)).toEqual(['fits'])
+    const [folder] = (await syncState(connectorId)).folders
+    expect(folder).toMatchObject({ messagesTaken: 1, messagesSkipped: 1, lastSkipped: { graphMessageId: big.immutableId }, hasDeltaLink: true })
+    expect(folder!.lastSkipped!.reason).toMatch(/large|limit/i)
   })
 
   it('manual sync wakes the folders and answers with their state, in REST and GraphQL', async () => {

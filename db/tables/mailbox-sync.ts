@@ -7,6 +7,13 @@ export interface SyncError {
   at: string
 }
 
+/** A message the sync passed over because it cannot be taken in (too large, gone before it was read). */
+export interface SkippedMessage {
+  graphMessageId: string
+  reason: string
+  at: string
+}
+
 /**
  * Where the mailbox sync of one folder of an incoming connector stands: the delta link its
  * next round starts from, the page of a round in progress, and who holds it now. A folder is
@@ -39,6 +46,9 @@ export const mailboxFolderSyncs = pgTable(
     lastError: jsonb().$type<SyncError | null>(),
     /** Messages taken in (stored, duplicates included) since the folder was first synced. */
     messagesTaken: integer().notNull().default(0),
+    /** Messages passed over because they cannot be taken in; the last one, so an admin can find it. */
+    messagesSkipped: integer().notNull().default(0),
+    lastSkipped: jsonb().$type<SkippedMessage | null>(),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
   },

@@ -1,6 +1,6 @@
 import { and, asc, eq, isNotNull, sql } from 'drizzle-orm'
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
-import { connectors, graphSubscriptions, mailboxFolderSyncs, type SyncError } from '../../../db/schema.ts'
+import { connectors, graphSubscriptions, mailboxFolderSyncs, type SkippedMessage, type SyncError } from '../../../db/schema.ts'
 import { rowsOf, type Db } from '../../database/index.ts'
 import { newId } from '../../lib/ids.ts'
 import { heldByAny, RELEASED } from '../../workers/liveness.ts'
@@ -15,6 +15,8 @@ export interface FolderSyncRow {
   dueAt: Date
   leaseExpiresAt: Date | null
   messagesTaken: number
+  messagesSkipped: number
+  lastSkipped: SkippedMessage | null
   lastError: SyncError | null
   subscriptionExpiresAt: Date | null
 }
@@ -161,14 +163,19 @@ export class MailboxSyncRepository {
   async saveProgress(
     executor: Db,
     folder: Pick<ClaimedFolder, 'id' | 'fence'>,
-    progress: { nextLink?: string; deltaLink?: string; taken: number; leaseUntil: Date },
+    progress: { nextLink?: string; deltaLink?: string; taken: number; skipped?: { graphMessageId: string; reason: string }[]; leaseUntil: Date },
     now: Date,
   ): Promise<boolean> {
     const roundOver = progress.deltaLink !== undefined
+    const skipped = progress.skipped ?? []
+    const lastSkipped = skipped.at(-1)
     return this.fenced(executor, folder, {
       nextLink: roundOver ? null : (progress.nextLink ?? null),
       ...(roundOver ? { deltaLink: progress.deltaLink, lastSyncedAt: now, lastError: null } : {}),
       messagesTaken: sql`${mailboxFolderSyncs.messagesTaken} + ${progress.taken}`,
+      ...(lastSkipped
+        ? { messagesSkipped: sql`${mailboxFolderSyncs.messagesSkipped} + ${skipped.length}`, lastSkipped: { ...lastSkipped, at: now.toISOString() } }
+        : {}),
       leaseExpiresAt: progress.leaseUntil,
       updatedAt: now,
     })
@@ -244,6 +251,8 @@ export class MailboxSyncRepository {
         dueAt: s.dueAt,
         leaseExpiresAt: s.leaseExpiresAt,
         messagesTaken: s.messagesTaken,
+        messagesSkipped: s.messagesSkipped,
+        lastSkipped: s.lastSkipped,
         lastError: s.lastError,
         subscriptionExpiresAt: graphSubscriptions.expiresAt,
       })

@@ -36,7 +36,8 @@ export const mailboxSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'getConnectorSync',
         tags,
         summary: 'Where a connector’s folders stand',
-        description: 'Per folder: when it was last synced, whether it has a delta link or a round in progress, whether a sync is due or running, messages taken in, and the last error.',
+        description:
+          'Per folder: when it was last synced, whether it has a delta link or a round in progress, whether a sync is due or running, messages taken in and passed over, the last error and the subscription expiry. Also for a disabled connector (`enabled: false`), whose last error tells why it stopped; 409 CONNECTOR_NOT_SYNCED for an outgoing connector.',
         params: IdParams,
         response: { 200: ConnectorSync, ...problemResponses(404, 409) },
       },

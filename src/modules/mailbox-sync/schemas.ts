@@ -17,6 +17,10 @@ export const FolderSyncState = Type.Object(
     /** Held by an instance syncing it now. */
     syncing: Type.Boolean(),
     messagesTaken: Type.Integer(),
+    /** Messages passed over because they cannot be taken in (over MESSAGE_SIZE_LIMIT, deleted before they were read); each is logged as a warning. */
+    messagesSkipped: Type.Integer(),
+    /** The last message passed over: its Graph id, why, and when. */
+    lastSkipped: Type.Union([Type.Object({ graphMessageId: Type.String(), reason: Type.String(), at: DateTime }), Type.Null()]),
     lastError: Type.Union([Type.Object({ code: Type.String(), message: Type.String(), at: DateTime }), Type.Null()]),
     /** When the folder's Graph change-notification subscription runs out (renewed a day before); null: none (no PUBLIC_BASE_URL, or not made yet), and the folder is polled. */
     subscriptionExpiresAt: NullableDateTime,
@@ -28,6 +32,8 @@ export type FolderSyncState = Static<typeof FolderSyncState>
 export const ConnectorSync = Type.Object(
   {
     connectorId: Type.String({ format: 'uuid' }),
+    /** A disabled connector's folders are shown as they were left, and not synced. */
+    enabled: Type.Boolean(),
     folders: Type.Array(Type.Ref(FolderSyncState)),
   },
   { $id: 'ConnectorSync', additionalProperties: false, description: 'Where each folder of an incoming connector stands in the mailbox sync' },

@@ -52,31 +52,33 @@ export class MailboxSyncService {
 
   /** Makes every folder of the connector due now; answers with their states. */
   async syncNow(connectorId: string): Promise<ConnectorSync> {
-    await this.requireSynced(connectorId)
+    const { enabled } = await this.requireIncoming(connectorId)
+    if (!enabled) {
+      throw new ConnectorNotSyncedError(`Connector ${connectorId} is disabled: test and enable it, and its folders are synced.`, { connectorId, state: 'disabled' })
+    }
     await this.deps.repository.wake(this.deps.db, connectorId, this.now())
     this.woke()
-    return this.folderStates(connectorId)
+    return this.folderStates(connectorId, enabled)
   }
 
+  /** Also for a disabled connector: where its folders were left, and the last error (why it was disabled). */
   async state(connectorId: string): Promise<ConnectorSync> {
-    await this.requireSynced(connectorId)
-    return this.folderStates(connectorId)
+    const { enabled } = await this.requireIncoming(connectorId)
+    return this.folderStates(connectorId, enabled)
   }
 
-  private async folderStates(connectorId: string): Promise<ConnectorSync> {
+  private async folderStates(connectorId: string, enabled: boolean): Promise<ConnectorSync> {
     const rows = await this.deps.repository.listForConnector(this.deps.db, connectorId)
-    return { connectorId, folders: rows.map((row) => this.present(row)) }
+    return { connectorId, enabled, folders: rows.map((row) => this.present(row)) }
   }
 
-  private async requireSynced(connectorId: string): Promise<void> {
+  private async requireIncoming(connectorId: string): Promise<{ enabled: boolean }> {
     const connector = await this.deps.connectors.find(this.deps.db, connectorId)
     if (!connector) throw new NotFoundError('connector', connectorId)
     if (connector.direction !== 'incoming') {
       throw new ConnectorNotSyncedError(`Connector ${connectorId} is an outgoing connector; only incoming connectors read their mailbox.`, { connectorId, state: 'outgoing' })
     }
-    if (!connector.enabled) {
-      throw new ConnectorNotSyncedError(`Connector ${connectorId} is disabled: test and enable it, and its folders are synced.`, { connectorId, state: 'disabled' })
-    }
+    return connector
   }
 
   private present(row: FolderSyncRow): FolderSyncState {
@@ -91,6 +93,8 @@ export class MailboxSyncService {
       dueAt: row.dueAt.toISOString(),
       syncing: row.leaseExpiresAt !== null && row.leaseExpiresAt > now,
       messagesTaken: row.messagesTaken,
+      messagesSkipped: row.messagesSkipped,
+      lastSkipped: row.lastSkipped ?? null,
       lastError: row.lastError ?? null,
       subscriptionExpiresAt: row.subscriptionExpiresAt?.toISOString() ?? null,
     }

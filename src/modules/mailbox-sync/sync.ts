@@ -97,6 +97,23 @@ export interface MailboxSyncDeps {
 /** The folder's lease went to another instance: stop without writing anything more. */
 class LeaseLost extends Error {}
 
+/**
+ * The synced folder itself answers 404 (deleted, or renamed and not re-tested): the connector
+ * cannot read what it is set to read, which counts toward its automatic disable like a lost
+ * mailbox. (A 404 for one message, or for a move target, does not.)
+ */
+class SyncedFolderGone extends MailboxError {
+  override get countsTowardDisable(): boolean {
+    return true
+  }
+}
+
+/** A message passed over (see `skippable`), recorded on its folder. */
+interface Skipped {
+  graphMessageId: string
+  reason: string
+}
+
 /** Content types whose meaning is in MIME parts Graph's JSON does not carry (reports, S/MIME). */
 const NEEDS_MIME = /^\s*(multipart\/(report|signed|encrypted)|application\/(pkcs7-mime|x-pkcs7-mime))/i
 
@@ -190,7 +207,10 @@ export class MailboxSync implements LoopJob {
       if (!(failure instanceof MailboxError)) log.error({ err: failure, folderSyncId: folder.id }, 'syncing a folder failed')
       if (error.retryAfterSeconds) notBefore = new Date(this.now().getTime() + error.retryAfterSeconds * 1000)
       dueAt = new Date(this.now().getTime() + this.settings.retryMs)
-      await this.deps.health.recordMailboxFailure(folder.connectorId, error).catch((report: unknown) => log.error({ err: report }, 'recording a mailbox failure failed'))
+      // As the dispatcher: Entra being down or unreachable says nothing about this connector.
+      if (error.countsTowardDisable && !error.transientAuthentication) {
+        await this.deps.health.recordMailboxFailure(folder.connectorId, error).catch((report: unknown) => log.error({ err: report }, 'recording a mailbox failure failed'))
+      }
     }
     const syncError = error ? { code: error.code, message: error.message.slice(0, 500), at: this.now().toISOString() } : null
     await repository.release(db, folder, { dueAt, notBefore }, syncError, this.now())
@@ -206,6 +226,13 @@ export class MailboxSync implements LoopJob {
       try {
         page = await client.deltaPage(folder.mailbox, folder.folderId, { link, select: SYNC_SELECT, pageSize: this.settings.pageSize })
       } catch (failure) {
+        if (failure instanceof MailboxError && failure.code === 'FOLDER_NOT_FOUND') {
+          throw new SyncedFolderGone('FOLDER_NOT_FOUND', `The folder ${folder.folderPath} of ${folder.mailbox} is not there any more (${failure.message})`, {
+            status: failure.status,
+            graphCode: failure.graphCode,
+            hint: 'Re-create the folder, or change the connector\'s folderPaths and test it again.',
+          })
+        }
         if (!(failure instanceof MailboxError) || failure.code !== 'SYNC_STATE_EXPIRED' || restarted) throw failure
         // Read again from the start; what was taken before is recognised, older mail skipped.
         if (!(await repository.restartRound(db, folder, this.now()))) throw new LeaseLost()
@@ -215,9 +242,9 @@ export class MailboxSync implements LoopJob {
         continue
       }
       await this.step('page-fetched', folder.id)
-      const taken = await this.holding(folder, (lease) => this.takePage(folder, client, page.messages, lease))
+      const { taken, skipped } = await this.holding(folder, (lease) => this.takePage(folder, client, page.messages, lease))
       const leaseUntil = new Date(this.now().getTime() + this.settings.leaseMs)
-      const saved = await repository.saveProgress(db, folder, { nextLink: page.nextLink, deltaLink: page.deltaLink, taken, leaseUntil }, this.now())
+      const saved = await repository.saveProgress(db, folder, { nextLink: page.nextLink, deltaLink: page.deltaLink, taken, skipped, leaseUntil }, this.now())
       if (!saved) throw new LeaseLost()
       await this.step('page-saved', folder.id)
       if (page.deltaLink || !page.nextLink) return false
@@ -246,11 +273,12 @@ export class MailboxSync implements LoopJob {
    * should not send) is skipped with a warning rather than holding up the folder; a
    * failure of Graph or the database fails the page, which is read again.
    */
-  private async takePage(folder: ClaimedFolder, client: MailboxClient, messages: Record<string, unknown>[], lease: { lost: boolean }): Promise<number> {
+  private async takePage(folder: ClaimedFolder, client: MailboxClient, messages: Record<string, unknown>[], lease: { lost: boolean }): Promise<{ taken: number; skipped: Skipped[] }> {
     const ids = new Set(messages.map((message) => message.id).filter(isGraphId))
     // Replays (a changed message comes again) and messages moved between synced folders.
     const known = await this.deps.intake.knownSynced(folder.connectorId, [...ids])
     let taken = 0
+    const skipped: Skipped[] = []
     for (const message of messages) {
       if (lease.lost) throw new LeaseLost()
       const id = message.id
@@ -265,12 +293,13 @@ export class MailboxSync implements LoopJob {
       } catch (failure) {
         if (!skippable(failure)) throw failure
         this.deps.log.warn({ err: failure, connectorId: folder.connectorId, folder: folder.folderPath, graphMessageId: id }, 'a synced message could not be taken in and is skipped')
+        skipped.push({ graphMessageId: id, reason: failure instanceof Error ? failure.message.slice(0, 300) : String(failure) })
         continue
       }
       taken++
       await this.step('message-taken', folder.id)
     }
-    return taken
+    return { taken, skipped }
   }
 
   /**
@@ -283,7 +312,11 @@ export class MailboxSync implements LoopJob {
     for (const field of SYNC_SELECT) if (message[field] !== undefined) picked[field] = message[field]
     const headers = Array.isArray(message.internetMessageHeaders) ? (message.internetMessageHeaders as { name?: unknown; value?: unknown }[]) : []
     const contentType = headers.find((header) => typeof header?.name === 'string' && header.name.toLowerCase() === 'content-type')?.value
-    const needsMime = message.hasAttachments === true || (typeof contentType === 'string' && NEEDS_MIME.test(contentType)) || !this.validMessage(picked)
+    const needsMime =
+      message.hasAttachments === true ||
+      (typeof contentType === 'string' && NEEDS_MIME.test(contentType)) ||
+      referencesInlineParts(message.body) ||
+      !this.validMessage(picked)
     if (needsMime) return { mime: await client.messageMime(folder.mailbox, id) }
     return { graph: picked as GraphMessageInput }
   }
@@ -377,6 +410,16 @@ function skippable(failure: unknown): boolean {
   if (failure instanceof PayloadTooLargeError) return true
   // The message was deleted between the delta page and the read of its MIME.
   return failure instanceof MailboxError && failure.status === 404 && failure.code === 'FOLDER_NOT_FOUND'
+}
+
+/**
+ * HTML that shows inline parts (`cid:` images): Graph's `hasAttachments` leaves inline
+ * attachments out, and its JSON does not carry them, so such a message is read as MIME.
+ */
+function referencesInlineParts(body: unknown): boolean {
+  if (typeof body !== 'object' || body === null) return false
+  const { contentType, content } = body as { contentType?: unknown; content?: unknown }
+  return typeof contentType === 'string' && contentType.toLowerCase() === 'html' && typeof content === 'string' && /cid:/i.test(content)
 }
 
 function receivedTime(message: Record<string, unknown>): number {
