@@ -34,6 +34,10 @@ export interface ClaimedFolder {
   integrationId: string
   mailbox: string
   afterProcessing: string | null
+  /** The connector had failures in a row when claimed (a success resets them). */
+  failing: boolean
+  /** The folder's change-notification subscription as claimed, if it has one. */
+  subscription: { expiresAt: Date; renewRequested: boolean } | null
 }
 
 export class MailboxSyncRepository {
@@ -139,19 +143,26 @@ export class MailboxSyncRepository {
       from due, ${connectors} c
       where s.id = due.id and c.id = s.connector_id
       returning s.id, s.connector_id, s.folder_path, s.folder_id, s.ingest_since, s.delta_link, s.next_link, s.fence,
-        c.integration_id, c.primary_address, c.after_processing`)
+        c.integration_id, c.primary_address, c.after_processing, c.consecutive_failures > 0 as failing,
+        (select g.expires_at from ${graphSubscriptions} g where g.connector_id = s.connector_id and g.folder_path = s.folder_path) as subscription_expires_at,
+        (select g.renew_requested from ${graphSubscriptions} g where g.connector_id = s.connector_id and g.folder_path = s.folder_path) as subscription_renew_requested`)
     return rowsOf<Record<string, unknown>>(rows).map((row) => ({
       id: String(row.id),
       connectorId: String(row.connector_id),
       folderPath: String(row.folder_path),
       folderId: String(row.folder_id),
-      ingestSince: row.ingest_since instanceof Date ? row.ingest_since : new Date(String(row.ingest_since)),
+      ingestSince: asDate(row.ingest_since),
       deltaLink: (row.delta_link as string | null) ?? null,
       nextLink: (row.next_link as string | null) ?? null,
       fence: Number(row.fence),
       integrationId: String(row.integration_id),
       mailbox: String(row.primary_address),
       afterProcessing: (row.after_processing as string | null) ?? null,
+      failing: row.failing === true,
+      subscription:
+        row.subscription_expires_at === null || row.subscription_expires_at === undefined
+          ? null
+          : { expiresAt: asDate(row.subscription_expires_at), renewRequested: row.subscription_renew_requested === true },
     }))
   }
 
@@ -204,9 +215,10 @@ export class MailboxSyncRepository {
   /**
    * Gives the lease back, with when the folder is next due and the failure, if any. The folder
    * is due at `dueAt` or earlier when woken meanwhile; `notBefore` (Graph's Retry-After) wins.
+   * Returns when it is due (undefined when the lease was no longer ours).
    */
-  async release(executor: Db, folder: Pick<ClaimedFolder, 'id' | 'fence'>, due: { dueAt: Date; notBefore?: Date }, error: SyncError | null, now: Date): Promise<void> {
-    await executor
+  async release(executor: Db, folder: Pick<ClaimedFolder, 'id' | 'fence'>, due: { dueAt: Date; notBefore?: Date }, error: SyncError | null, now: Date): Promise<Date | undefined> {
+    const [released] = await executor
       .update(mailboxFolderSyncs)
       .set({
         leaseOwner: null,
@@ -216,6 +228,8 @@ export class MailboxSyncRepository {
         updatedAt: now,
       })
       .where(and(eq(mailboxFolderSyncs.id, folder.id), eq(mailboxFolderSyncs.fence, folder.fence)))
+      .returning({ dueAt: mailboxFolderSyncs.dueAt })
+    return released?.dueAt
   }
 
   /**
@@ -270,6 +284,11 @@ export class MailboxSyncRepository {
       .innerJoin(connectors, and(eq(connectors.id, mailboxFolderSyncs.connectorId), eq(connectors.enabled, true), eq(connectors.direction, 'incoming')))
     return row?.next ? new Date(row.next) : null
   }
+}
+
+/** A timestamp as a raw statement returns it (a Date from postgres.js, text from PGlite's execute). */
+function asDate(value: unknown): Date {
+  return value instanceof Date ? value : new Date(String(value))
 }
 
 /** Due now, unless Graph throttled the folder: then its Retry-After time stands. */

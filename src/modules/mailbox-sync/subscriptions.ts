@@ -30,6 +30,10 @@ export interface NotificationItem {
   clientState: string
 }
 
+function isCurrent(subscription: { expiresAt: Date; renewRequested: boolean } | null | undefined, now: Date): boolean {
+  return !!subscription && !subscription.renewRequested && subscription.expiresAt.getTime() - now.getTime() > RENEW_BEFORE_MS
+}
+
 function sealContext(connectorId: string, folderPath: string): string {
   return `graph-subscription:${connectorId}:${folderPath}`
 }
@@ -56,15 +60,19 @@ export class FolderSubscriptions {
     return this.deps.clock?.() ?? new Date()
   }
 
-  /** During a folder's turn: its subscription exists and is far from expiry. */
+  /**
+   * During a folder's turn: its subscription exists and is far from expiry. What the claim
+   * read of it decides whether anything is to be done; most turns have nothing to do.
+   */
   async ensure(folder: ClaimedFolder, client: MailboxClient): Promise<void> {
+    const now = this.now()
+    if (isCurrent(folder.subscription, now)) return
     const { db } = this.deps
     const [row] = await db
-      .select()
+      .select({ id: graphSubscriptions.id, subscriptionId: graphSubscriptions.subscriptionId, expiresAt: graphSubscriptions.expiresAt, renewRequested: graphSubscriptions.renewRequested })
       .from(graphSubscriptions)
       .where(and(eq(graphSubscriptions.connectorId, folder.connectorId), eq(graphSubscriptions.folderPath, folder.folderPath)))
-    const now = this.now()
-    if (row && !row.renewRequested && row.expiresAt.getTime() - now.getTime() > RENEW_BEFORE_MS) return
+    if (row && isCurrent(row, now)) return
     if (row) {
       try {
         const expiresAt = await client.renewSubscription(row.subscriptionId, new Date(now.getTime() + LIFETIME_MS))

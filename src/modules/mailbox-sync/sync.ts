@@ -184,10 +184,15 @@ export class MailboxSync implements LoopJob {
     await this.deps.onStep?.(step, id)
   }
 
-  /** One turn of a folder: pages until the round ends (or the turn's pages are used), then its after-processing. */
-  private async syncFolder(folder: ClaimedFolder): Promise<void> {
+  /**
+   * One turn of a folder: pages until the round ends (or the turn's pages are used), then its
+   * after-processing. 'quiet' when the folder is next due at its normal poll: the loop needs
+   * no extra round for it (one woken meanwhile, or due sooner, wakes the loop).
+   */
+  private async syncFolder(folder: ClaimedFolder): Promise<void | 'quiet'> {
     const { db, repository, log } = this.deps
-    let dueAt = new Date(this.now().getTime() + this.settings.intervalMs)
+    const nextPoll = new Date(this.now().getTime() + this.settings.intervalMs)
+    let dueAt = nextPoll
     let notBefore: Date | undefined
     let error: MailboxError | undefined
     try {
@@ -196,13 +201,13 @@ export class MailboxSync implements LoopJob {
         if (more) dueAt = this.now() // the round goes on in the next turn
       })
       await this.afterProcessing(folder, client)
-      await this.deps.health.recordMailboxSuccess(folder.connectorId)
+      if (folder.failing) await this.deps.health.recordMailboxSuccess(folder.connectorId)
       // Notifications are a wake-up only: a folder without its subscription is still polled.
       await this.deps.subscriptions?.ensure(folder, client).catch((failure: unknown) =>
         log.warn({ err: failure, connectorId: folder.connectorId, folder: folder.folderPath }, 'the folder has no Graph subscription yet (tried again next turn); it is polled meanwhile'),
       )
     } catch (failure) {
-      if (failure instanceof LeaseLost) return
+      if (failure instanceof LeaseLost) return 'quiet'
       error = toMailboxError(failure)
       if (!(failure instanceof MailboxError)) log.error({ err: failure, folderSyncId: folder.id }, 'syncing a folder failed')
       if (error.retryAfterSeconds) notBefore = new Date(this.now().getTime() + error.retryAfterSeconds * 1000)
@@ -213,7 +218,8 @@ export class MailboxSync implements LoopJob {
       }
     }
     const syncError = error ? { code: error.code, message: error.message.slice(0, 500), at: this.now().toISOString() } : null
-    await repository.release(db, folder, { dueAt, notBefore }, syncError, this.now())
+    const due = await repository.release(db, folder, { dueAt, notBefore }, syncError, this.now())
+    return due === undefined || due >= nextPoll ? 'quiet' : undefined
   }
 
   /** Reads pages from where the folder stands; true when the round is not over yet. */
