@@ -44,6 +44,13 @@ export class AttachmentStore {
   /** Writes a whole buffer (the JSON submit path) as one blob. */
   async write(executor: Db, content: Buffer): Promise<StoredBlob> {
     const blobId = newId()
+    if (content.length <= STORAGE_CHUNK_BYTES) {
+      // Most content (a synced message's JSON, a small upload) is one chunk: one statement, not two.
+      await executor.execute(sql`
+        with blob as (insert into ${attachmentBlobs} (id, size) values (${blobId}::uuid, ${content.length}) returning id)
+        insert into ${attachmentChunks} (blob_id, seq, data) select id, 0, ${bytea(content)} from blob`)
+      return { blobId, size: content.length }
+    }
     await executor.insert(attachmentBlobs).values({ id: blobId, size: content.length })
     const chunks: { blobId: string; seq: number; data: Buffer }[] = []
     for (let seq = 0; seq * STORAGE_CHUNK_BYTES < content.length || seq === 0; seq++) {
