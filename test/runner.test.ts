@@ -52,6 +52,36 @@ describe('BackgroundLoop', () => {
     expect(Date.now() - started).toBeLessThan(2_000)
   })
 
+  it('a task that ends quiet starts no round, unless the pool was full (work may be waiting for room)', async () => {
+    let rounds = 0
+    let launches = 0
+    const loop = new BackgroundLoop(
+      {
+        round: async (pool) => {
+          rounds += 1
+          // Two launches in the first round fill the pool of 2; later rounds launch one more.
+          const wanted = Math.min(rounds === 1 ? 2 : rounds === 2 ? 1 : 0, pool.capacity)
+          for (let n = 0; n < wanted; n++) {
+            launches += 1
+            pool.launch(`k${launches}`, async () => {
+              await sleep(10)
+              return 'quiet' as const
+            })
+          }
+          return { started: wanted }
+        },
+      },
+      { name: 'quiet', pollMs: 60_000, maxConcurrent: 2, log },
+    )
+    loop.start()
+    await sleep(200)
+    await loop.stop()
+    // Round 1 fills the pool; the first task to end found it full and woke round 2, which
+    // filled it again; the second found it full too (round 3); the last ended with room to
+    // spare and woke nothing (a task that is not quiet would have made a fourth round).
+    expect({ rounds, launches }).toEqual({ rounds: 3, launches: 3 })
+  })
+
   it('runOnce runs one thorough round and waits for what it started', async () => {
     let thorough: boolean | undefined
     const queue = queueJob(['x:1', 'y:1', 'z:1'], { workMs: 30 })

@@ -7,8 +7,11 @@ export interface TaskPool {
   readonly capacity: number
   /** Tasks running here for a key (a mailbox, a folder, an endpoint). */
   running(key: string): number
-  /** Starts a task; when it ends the loop wakes for another round. */
-  launch(key: string, work: () => Promise<void>): void
+  /**
+   * Starts a task; when it ends the loop wakes for another round, unless the task says it
+   * left nothing due ('quiet') and the pool was not full (so no due work waited for room).
+   */
+  launch(key: string, work: () => Promise<void | 'quiet'>): void
   /** The loop is stopping: a task should finish what it holds and take on nothing more. */
   readonly stopping: boolean
 }
@@ -86,13 +89,17 @@ export class BackgroundLoop implements TaskPool {
     return this.stopRequested
   }
 
-  launch(key: string, work: () => Promise<void>): void {
+  launch(key: string, work: () => Promise<void | 'quiet'>): void {
     const { metrics } = this.options
     this.perKey.set(key, this.running(key) + 1)
     metrics?.active.inc({ worker: this.name })
+    let quiet = false
     const task: Promise<void> = work()
       .then(
-        () => metrics?.tasks.inc({ worker: this.name, outcome: 'done' }),
+        (result) => {
+          quiet = result === 'quiet'
+          metrics?.tasks.inc({ worker: this.name, outcome: 'done' })
+        },
         (error: unknown) => {
           metrics?.tasks.inc({ worker: this.name, outcome: 'failed' })
           this.options.log.error({ err: error, worker: this.name, key }, 'background task failed unexpectedly')
@@ -103,8 +110,9 @@ export class BackgroundLoop implements TaskPool {
         if (left > 0) this.perKey.set(key, left)
         else this.perKey.delete(key)
         metrics?.active.dec({ worker: this.name })
+        const wasFull = this.capacity === 0
         this.tasks.delete(task)
-        this.wake()
+        if (!quiet || wasFull) this.wake()
       })
     this.tasks.add(task)
   }
