@@ -86,7 +86,7 @@
  * maxConcurrentFolders, SYNC_CONCURRENCY; default: its default, 64), BENCH_SYNC_ACTIONS (none,markRead),
  * BENCH_SYNC_FLOOD (10000 items), BENCH_SYNC_FLOOD_BATCH (5 items a request), BENCH_SYNC_FLOOD_SECONDS (10),
  * BENCH_DATABASES=pglite or =postgres for one database only. BENCH_CPU_PROFILE=<prefix>
- * profiles each backlog phase into <prefix>.<database>.backlog-<action>.cpuprofile
+ * profiles each backlog and notifications phase into <prefix>.<database>.<phase>-<action>.cpuprofile
  * (summarise one with `node bench/cpu-profile.ts <file>`). BENCH_SYNC_STATEMENTS=1 counts every
  * statement sent to PostgreSQL (postgres.js's `debug` hook) and prints them per message.
  * A full run with both databases takes about 3¼ minutes on the 2-core reference machine, and
@@ -557,6 +557,7 @@ async function benchNotifications(world: World, app: App, rounds: { all: number;
   const processedAt = new Map<string, number>()
   const meter = await cpuMeter(world.kind, db)
   statements.clear()
+  const profiled = await profiler(`${world.kind}.notifications-${action}`)
   const startedAt = nowMs()
 
   // Every 20 ms, the rows made since the oldest message not seen yet (ids are time-ordered).
@@ -600,6 +601,7 @@ async function benchNotifications(world: World, app: App, rounds: { all: number;
   await fake.flushNotifications()
   await actionsSettled(db, prefix)
   const cpu = await meter()
+  await profiled()
   await app.mailboxSync.stop()
   printStatements(seenAt.size)
 
