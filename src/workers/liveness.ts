@@ -39,7 +39,7 @@ export class Liveness implements LoopJob {
   private readonly exclusive: boolean
   private readonly log: FastifyBaseLogger
   private readonly clock: (() => Date) | undefined
-  private readonly releases = new Map<string, Release>()
+  private readonly releases = new Map<string, { release: Release; freed?: () => void }>()
   private readonly beat
   private beaten = false
 
@@ -71,9 +71,12 @@ export class Liveness implements LoopJob {
     return `${this.instanceId}/${role}`
   }
 
-  /** Modules free what they hold under instance ids here (registered once per app). */
-  onDead(name: string, release: Release): void {
-    this.releases.set(name, release)
+  /**
+   * Modules free what they hold under instance ids here (registered once per app); `freed`
+   * runs after the reap committed, when this release freed anything (a loop to wake).
+   */
+  onDead(name: string, release: Release, freed?: () => void): void {
+    this.releases.set(name, { release, freed })
   }
 
   async round(): Promise<{ started: number }> {
@@ -91,7 +94,8 @@ export class Liveness implements LoopJob {
   async reap(everyoneElse = false): Promise<string[]> {
     const now = this.clock ? sql`${this.clock().toISOString()}::timestamptz` : sql`now()`
     const silentFor = `${everyoneElse ? -DEAD_AFTER_MS : DEAD_AFTER_MS} milliseconds`
-    return this.db.transaction(async (tx) => {
+    const freed: Record<string, number> = {}
+    const dead = await this.db.transaction(async (tx) => {
       const dead = (
         await tx
           .select({ id: serverInstances.id })
@@ -103,12 +107,13 @@ export class Liveness implements LoopJob {
       // Never long: a reap that waits on locks must not hold up this instance's own next beat.
       await tx.execute(sql`set local lock_timeout = '2s'`)
       await tx.execute(sql`set local statement_timeout = '10s'`)
-      const freed: Record<string, number> = {}
-      for (const [name, release] of this.releases) freed[name] = await release(tx, dead)
+      for (const [name, { release }] of this.releases) freed[name] = await release(tx, dead)
       await tx.delete(serverInstances).where(inArray(serverInstances.id, dead))
       this.log.warn({ deadInstances: dead, freed }, 'instances stopped beating: what they held is free for the others')
       return dead
     })
+    for (const [name, { freed: wake }] of this.releases) if ((freed[name] ?? 0) > 0) wake?.()
+    return dead
   }
 
   /** A graceful stop (after the workers stopped): the others may free what this process still holds at once. */

@@ -74,7 +74,7 @@ async function mailboxSyncWorkers(app: FastifyInstance, options: AppOptions) {
     registers: [app.metrics],
   })
   const repository = new MailboxSyncRepository()
-  app.liveness.onDead('mailbox folders', (tx, dead) => repository.releaseLeasesOf(tx, dead))
+  app.liveness.onDead('mailbox folders', (tx, dead) => repository.releaseLeasesOf(tx, dead), () => sync.wake())
   await app.register(
     notificationRoutes({
       subscriptions,

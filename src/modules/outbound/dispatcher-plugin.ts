@@ -63,7 +63,7 @@ async function outboundWorkers(app: FastifyInstance, options: AppOptions) {
     app.addHook('onReady', async () => app.log.info({ owner: dispatcher.owner, ...dispatcherOptions.settings }, 'dispatcher started'))
   }
   const messages = new MessageRepository()
-  app.liveness.onDead('outbound messages', (tx, dead) => messages.releaseLeasesOf(tx, dead))
+  app.liveness.onDead('outbound messages', (tx, dead) => messages.releaseLeasesOf(tx, dead), () => dispatcher.wake())
   const idempotency = new IdempotencyRepository()
   app.housekeeping.add('idempotencyKeys', (now) => idempotency.removeOlderThan(app.database.db, new Date(now.getTime() - IDEMPOTENCY_WINDOW_MS)))
 }

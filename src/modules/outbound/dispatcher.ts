@@ -117,6 +117,11 @@ export class Dispatcher implements LoopJob {
     await this.loop.stop(graceMs)
   }
 
+  /** Starts a round now (a dead instance's messages were freed). */
+  wake(): void {
+    this.loop.wake()
+  }
+
   /** One round: recover abandoned messages, claim what the limits allow, and wait for those sends. */
   async runOnce(): Promise<number> {
     return this.loop.runOnce()

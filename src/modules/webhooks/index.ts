@@ -81,7 +81,7 @@ async function webhookWorkers(app: FastifyInstance, options: AppOptions) {
     { autostart: configured.autostart },
   )
   app.decorate('webhookDelivery', delivery)
-  app.liveness.onDead('webhook deliveries', (tx, dead) => repository.releaseLeasesOf(tx, dead))
+  app.liveness.onDead('webhook deliveries', (tx, dead) => repository.releaseLeasesOf(tx, dead), () => delivery.wake())
   app.housekeeping.add('webhookDeliveries', (now) => app.services.webhooks.removeExpired(eventRetentionCutoff(now, options.housekeeping?.eventRetentionDays), now))
   app.addHook('onClose', async () => app.services.webhookHttp.close())
 }
