@@ -102,6 +102,9 @@ describe('Graph change notifications', () => {
       ],
     })
     expect(forged.status).toBe(202)
+    // Graph's null clientState (a subscription made without one) is not ours: dropped, not refused.
+    const stateless = await fake.postNotification(`${BASE}/v1/graph/notifications`, { value: [{ subscriptionId: subscription!.id, clientState: null, changeType: 'created' }] })
+    expect(stateless.status).toBe(202)
     expect(await pending(connectorId)).toBe(false)
     const hostile = await t.app.inject({ method: 'POST', url: '/v1/graph/notifications', headers: { 'content-type': 'application/json' }, payload: { value: 'not a list' } })
     expect(hostile.statusCode).toBe(400)
@@ -117,7 +120,7 @@ describe('Graph change notifications', () => {
     expect(nul.json().errors[0].field).toBe('body.value.0.subscriptionId')
     expect(await pending(connectorId)).toBe(false)
     const metrics = await t.app.inject({ method: 'GET', url: '/metrics', headers: bearer(t.adminKey) })
-    expect(metrics.body).toMatch(/mailgate_graph_notifications_total\{kind="change",result="rejected"\} [3-9]/)
+    expect(metrics.body).toMatch(/mailgate_graph_notifications_total\{kind="change",result="rejected"\} [4-9]/)
   })
 
   it('lifecycle: missed wakes the folder, reauthorizationRequired renews, subscriptionRemoved recreates', async () => {

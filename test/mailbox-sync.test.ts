@@ -297,6 +297,68 @@ describe('mailbox sync', () => {
     expect(connector.disabledReason).toContain('Inbox/Orders')
   })
 
+  it('a gone folder disables its connector even while a sibling folder reads fine; a failure between successes does not', async () => {
+    const { connectorId, address } = await connectorFor({ folders: ['Inbox', 'Inbox/Archive'] })
+    await syncUntilQuiet()
+    const local = address.split('@')[0]!
+    const denied = { kind: 'status' as const, status: 401, code: 'InvalidAuthenticationToken', message: 'Access token validation failure.' }
+    // One failure, then a success (which resets), then one failure: never two in a row.
+    for (const fault of [denied, undefined, denied]) {
+      if (fault) fake.failGraphRequests({ path: new RegExp(`${local}.*/messages/delta`) }, fault)
+      await t.app.services.mailboxSync.syncNow(connectorId)
+      await syncUntilQuiet()
+    }
+    expect((await admin('GET', `/v1/connectors/${connectorId}`)).body).toMatchObject({ enabled: true })
+    // A clean round resets what the last failure left.
+    await t.app.services.mailboxSync.syncNow(connectorId)
+    await syncUntilQuiet()
+    // Inbox/Archive deleted; Inbox still reads fine in every round.
+    const archive = fake.folder(address, 'Inbox/Archive')!
+    const gone = { kind: 'status' as const, status: 404, code: 'ErrorItemNotFound', message: 'The specified object was not found in the store.' }
+    const archiveId = [archive.id, encodeURIComponent(archive.id)].map((id) => id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')
+    fake.failGraphRequests({ path: new RegExp(`${local}.*(${archiveId}).*/messages/delta`) }, gone, gone)
+    for (let round = 0; round < 2; round++) {
+      expect((await admin('GET', `/v1/connectors/${connectorId}`)).body).toMatchObject({ enabled: true })
+      await t.app.services.mailboxSync.syncNow(connectorId)
+      await syncUntilQuiet()
+    }
+    const connector = (await admin('GET', `/v1/connectors/${connectorId}`)).body
+    expect(connector.enabled).toBe(false)
+    expect(connector.disabledReason).toContain('Inbox/Archive')
+    expect((await syncState(connectorId)).folders.map((folder) => [folder.folderPath, folder.lastError?.code ?? null, folder.pending])).toEqual([
+      ['Inbox', null, false],
+      ['Inbox/Archive', 'FOLDER_NOT_FOUND', false],
+    ])
+  })
+
+  it('a folder woken while it is being synced is synced again at once, with the loop running; after a Retry-After, a wake during the turn counts', async () => {
+    const { connectorId, mailbox, address } = await connectorFor()
+    await syncUntilQuiet()
+    const local = address.split('@')[0]!
+    t.app.mailboxSync.start()
+    try {
+      // The turn's delta request takes 600 ms; mail arrives and a sync is asked for meanwhile.
+      fake.failGraphRequests({ path: new RegExp(`${local}.*/messages/delta`) }, { kind: 'delay', ms: 600 })
+      await t.app.services.mailboxSync.syncNow(connectorId)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      await fake.deliver(mailbox, { ...mail('during the turn'), to: [address] })
+      await t.app.services.mailboxSync.syncNow(connectorId)
+      const started = Date.now()
+      while ((await emailsOf(connectorId)).length === 0 && Date.now() - started < 10_000) await new Promise((resolve) => setTimeout(resolve, 50))
+      // Not at the next poll (60 s): within a few seconds.
+      expect((await emailsOf(connectorId)).map((email) => email.subject)).toEqual(['during the turn'])
+    } finally {
+      await t.app.mailboxSync.stop()
+    }
+    // A folder whose Retry-After is over and whose turn is running (held) is woken; one still waiting is not.
+    const folders = t.app.database.db.update(schema.mailboxFolderSyncs)
+    const throttled = { code: 'THROTTLED', message: 'Retry-After', at: new Date().toISOString() }
+    await folders.set({ lastError: throttled, dueAt: new Date(Date.now() + 60_000), leaseOwner: 'elsewhere/sync', leaseExpiresAt: new Date(Date.now() + 60_000) }).where(eq(schema.mailboxFolderSyncs.connectorId, connectorId))
+    expect((await admin('POST', `/v1/connectors/${connectorId}/sync`)).body.folders[0].pending).toBe(true)
+    await folders.set({ dueAt: new Date(Date.now() + 60_000), leaseOwner: null, leaseExpiresAt: null }).where(eq(schema.mailboxFolderSyncs.connectorId, connectorId))
+    expect((await admin('POST', `/v1/connectors/${connectorId}/sync`)).body.folders[0].pending).toBe(false)
+  })
+
   it('Entra being down does not count toward the automatic disable, however many folders fail', async () => {
     const { connectorId, mailbox, address } = await connectorFor({ folders: ['Inbox', 'Inbox/Second'] })
     await syncUntilQuiet()

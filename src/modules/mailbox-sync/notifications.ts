@@ -19,7 +19,8 @@ const NotificationBody = Type.Object({
   value: Type.Array(
     Type.Object({
       subscriptionId: Type.String({ minLength: 1, maxLength: 256, pattern: PRINTABLE }),
-      clientState: Type.Optional(Type.String({ maxLength: 256, pattern: PRINTABLE })),
+      // Graph sends null for a subscription made without one (never ours: such items are not believed).
+      clientState: Type.Optional(Type.Union([Type.String({ maxLength: 256, pattern: PRINTABLE }), Type.Null()])),
       lifecycleEvent: Type.Optional(Type.String({ maxLength: 64, pattern: PRINTABLE })),
     }),
     { maxItems: 1000 },

@@ -34,8 +34,14 @@ export interface ClaimedFolder {
   integrationId: string
   mailbox: string
   afterProcessing: string | null
-  /** The connector had failures in a row when claimed (a success resets them). */
-  failing: boolean
+  /**
+   * The connector had failures in a row when claimed, and no other folder of it is gone: a
+   * success resets them. (A folder that reads fine must not keep resetting the failures of a
+   * sibling folder that was deleted, or that connector is never disabled.)
+   */
+  resetsFailures: boolean
+  /** When the claim made the folder due next: a turn that leaves it so needs no extra round. */
+  claimedDueAt: Date
   /** The folder's change-notification subscription as claimed, if it has one. */
   subscription: { expiresAt: Date; renewRequested: boolean } | null
 }
@@ -143,7 +149,10 @@ export class MailboxSyncRepository {
       from due, ${connectors} c
       where s.id = due.id and c.id = s.connector_id
       returning s.id, s.connector_id, s.folder_path, s.folder_id, s.ingest_since, s.delta_link, s.next_link, s.fence,
-        c.integration_id, c.primary_address, c.after_processing, c.consecutive_failures > 0 as failing,
+        s.due_at, c.integration_id, c.primary_address, c.after_processing,
+        c.consecutive_failures > 0 and not exists (
+          select 1 from ${mailboxFolderSyncs} o where o.connector_id = s.connector_id and o.id <> s.id and o.last_error ->> 'code' = 'FOLDER_NOT_FOUND'
+        ) as resets_failures,
         (select g.expires_at from ${graphSubscriptions} g where g.connector_id = s.connector_id and g.folder_path = s.folder_path) as subscription_expires_at,
         (select g.renew_requested from ${graphSubscriptions} g where g.connector_id = s.connector_id and g.folder_path = s.folder_path) as subscription_renew_requested`)
     return rowsOf<Record<string, unknown>>(rows).map((row) => ({
@@ -158,7 +167,8 @@ export class MailboxSyncRepository {
       integrationId: String(row.integration_id),
       mailbox: String(row.primary_address),
       afterProcessing: (row.after_processing as string | null) ?? null,
-      failing: row.failing === true,
+      resetsFailures: row.resets_failures === true,
+      claimedDueAt: asDate(row.due_at),
       subscription:
         row.subscription_expires_at === null || row.subscription_expires_at === undefined
           ? null
@@ -237,7 +247,10 @@ export class MailboxSyncRepository {
    * lets it go, so mail that arrived during that sync is read at once.
    */
   async wake(executor: Db, connectorId: string, now: Date): Promise<void> {
-    await executor.update(mailboxFolderSyncs).set({ dueAt: dueNowUnlessThrottled(now) }).where(eq(mailboxFolderSyncs.connectorId, connectorId))
+    await executor
+      .update(mailboxFolderSyncs)
+      .set({ dueAt: now })
+      .where(and(eq(mailboxFolderSyncs.connectorId, connectorId), sql`not (${waitingForRetryAfter(now)})`))
   }
 
   /** Makes these folders due now (a change notification came for them); how many were not due already. */
@@ -248,7 +261,8 @@ export class MailboxSyncRepository {
       sql`, `,
     )
     const woken = await executor.execute(
-      sql`update ${mailboxFolderSyncs} set due_at = ${dueNowUnlessThrottled(now)} where (connector_id, folder_path) in (${pairs}) and due_at > ${now.toISOString()}::timestamptz returning id`,
+      sql`update ${mailboxFolderSyncs} set due_at = ${now.toISOString()}::timestamptz
+        where (connector_id, folder_path) in (${pairs}) and due_at > ${now.toISOString()}::timestamptz and not (${waitingForRetryAfter(now)}) returning id`,
     )
     return rowsOf(woken).length
   }
@@ -291,7 +305,11 @@ function asDate(value: unknown): Date {
   return value instanceof Date ? value : new Date(String(value))
 }
 
-/** Due now, unless Graph throttled the folder: then its Retry-After time stands. */
-function dueNowUnlessThrottled(now: Date) {
-  return sql`case when ${mailboxFolderSyncs.lastError} ->> 'code' = 'THROTTLED' and ${mailboxFolderSyncs.dueAt} > ${now.toISOString()}::timestamptz then ${mailboxFolderSyncs.dueAt} else ${now.toISOString()}::timestamptz end`
+/**
+ * A folder Graph throttled, released until its Retry-After: a wake-up leaves it be. (A folder
+ * being synced, its Retry-After over, is woken like any other.)
+ */
+function waitingForRetryAfter(now: Date) {
+  // coalesce: without a last error the comparison is null, and `not null` would match nothing.
+  return sql`coalesce(${mailboxFolderSyncs.lastError} ->> 'code' = 'THROTTLED', false) and ${mailboxFolderSyncs.dueAt} > ${now.toISOString()}::timestamptz and ${mailboxFolderSyncs.leaseExpiresAt} is null`
 }

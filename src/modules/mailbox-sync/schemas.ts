@@ -11,13 +11,13 @@ export const FolderSyncState = Type.Object(
     hasDeltaLink: Type.Boolean(),
     /** A round is in progress (a page after the first is next). */
     roundInProgress: Type.Boolean(),
-    /** Due for a sync now (asked for, or its interval has passed). */
+    /** Due for a sync now (asked for, or its interval has passed); never for a disabled connector. */
     pending: Type.Boolean(),
     dueAt: DateTime,
     /** Held by an instance syncing it now. */
     syncing: Type.Boolean(),
     messagesTaken: Type.Integer(),
-    /** Messages passed over because they cannot be taken in (over MESSAGE_SIZE_LIMIT, deleted before they were read); each is logged as a warning. */
+    /** Times a message was passed over because it cannot be taken in (over MESSAGE_SIZE_LIMIT, deleted before it was read); each is logged as a warning. A message Graph reports again (changed, or a resync) is passed over, and counted, again. */
     messagesSkipped: Type.Integer(),
     /** The last message passed over: its Graph id, why, and when. */
     lastSkipped: Type.Union([Type.Object({ graphMessageId: Type.String(), reason: Type.String(), at: DateTime }), Type.Null()]),

@@ -69,7 +69,7 @@ export class MailboxSyncService {
 
   private async folderStates(connectorId: string, enabled: boolean): Promise<ConnectorSync> {
     const rows = await this.deps.repository.listForConnector(this.deps.db, connectorId)
-    return { connectorId, enabled, folders: rows.map((row) => this.present(row)) }
+    return { connectorId, enabled, folders: rows.map((row) => this.present(row, enabled)) }
   }
 
   private async requireIncoming(connectorId: string): Promise<{ enabled: boolean }> {
@@ -81,7 +81,7 @@ export class MailboxSyncService {
     return connector
   }
 
-  private present(row: FolderSyncRow): FolderSyncState {
+  private present(row: FolderSyncRow, enabled: boolean): FolderSyncState {
     const now = this.now()
     return {
       folderPath: row.folderPath,
@@ -89,7 +89,7 @@ export class MailboxSyncService {
       lastSyncedAt: row.lastSyncedAt?.toISOString() ?? null,
       hasDeltaLink: row.deltaLink,
       roundInProgress: row.nextLink,
-      pending: row.dueAt <= now,
+      pending: enabled && row.dueAt <= now,
       dueAt: row.dueAt.toISOString(),
       syncing: row.leaseExpiresAt !== null && row.leaseExpiresAt > now,
       messagesTaken: row.messagesTaken,

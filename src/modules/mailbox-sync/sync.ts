@@ -191,8 +191,7 @@ export class MailboxSync implements LoopJob {
    */
   private async syncFolder(folder: ClaimedFolder): Promise<void | 'quiet'> {
     const { db, repository, log } = this.deps
-    const nextPoll = new Date(this.now().getTime() + this.settings.intervalMs)
-    let dueAt = nextPoll
+    let dueAt = new Date(this.now().getTime() + this.settings.intervalMs)
     let notBefore: Date | undefined
     let error: MailboxError | undefined
     try {
@@ -201,7 +200,7 @@ export class MailboxSync implements LoopJob {
         if (more) dueAt = this.now() // the round goes on in the next turn
       })
       await this.afterProcessing(folder, client)
-      if (folder.failing) await this.deps.health.recordMailboxSuccess(folder.connectorId)
+      if (folder.resetsFailures) await this.deps.health.recordMailboxSuccess(folder.connectorId)
       // Notifications are a wake-up only: a folder without its subscription is still polled.
       await this.deps.subscriptions?.ensure(folder, client).catch((failure: unknown) =>
         log.warn({ err: failure, connectorId: folder.connectorId, folder: folder.folderPath }, 'the folder has no Graph subscription yet (tried again next turn); it is polled meanwhile'),
@@ -219,7 +218,8 @@ export class MailboxSync implements LoopJob {
     }
     const syncError = error ? { code: error.code, message: error.message.slice(0, 500), at: this.now().toISOString() } : null
     const due = await repository.release(db, folder, { dueAt, notBefore }, syncError, this.now())
-    return due === undefined || due >= nextPoll ? 'quiet' : undefined
+    // Still due when the claim said (nothing woke it meanwhile, no more pages, no Retry-After sooner).
+    return due === undefined || (due >= folder.claimedDueAt && due > this.now()) ? 'quiet' : undefined
   }
 
   /** Reads pages from where the folder stands; true when the round is not over yet. */
@@ -236,7 +236,9 @@ export class MailboxSync implements LoopJob {
           throw new SyncedFolderGone('FOLDER_NOT_FOUND', `The folder ${folder.folderPath} of ${folder.mailbox} is not there any more (${failure.message})`, {
             status: failure.status,
             graphCode: failure.graphCode,
+            retryAfterSeconds: failure.retryAfterSeconds,
             hint: 'Re-create the folder, or change the connector\'s folderPaths and test it again.',
+            cause: failure,
           })
         }
         if (!(failure instanceof MailboxError) || failure.code !== 'SYNC_STATE_EXPIRED' || restarted) throw failure
@@ -418,14 +420,18 @@ function skippable(failure: unknown): boolean {
   return failure instanceof MailboxError && failure.status === 404 && failure.code === 'FOLDER_NOT_FOUND'
 }
 
+/** `cid:` as an attribute value or a CSS url(): where HTML shows an inline part. */
+const INLINE_REFERENCE = /(?:=\s*["']?|url\(\s*["']?)\s*cid:/i
+
 /**
- * HTML that shows inline parts (`cid:` images): Graph's `hasAttachments` leaves inline
- * attachments out, and its JSON does not carry them, so such a message is read as MIME.
+ * HTML that shows inline parts (`cid:` images, such as a signature's logo): Graph's
+ * `hasAttachments` leaves inline attachments out, and its JSON does not carry them, so such
+ * a message is read as MIME (one more request, the price of keeping the images).
  */
 function referencesInlineParts(body: unknown): boolean {
   if (typeof body !== 'object' || body === null) return false
   const { contentType, content } = body as { contentType?: unknown; content?: unknown }
-  return typeof contentType === 'string' && contentType.toLowerCase() === 'html' && typeof content === 'string' && /cid:/i.test(content)
+  return typeof contentType === 'string' && contentType.toLowerCase() === 'html' && typeof content === 'string' && INLINE_REFERENCE.test(content)
 }
 
 function receivedTime(message: Record<string, unknown>): number {
