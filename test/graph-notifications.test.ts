@@ -7,6 +7,7 @@ import { bearer, buildTestApp, type TestApp } from './support/app.ts'
 import { FakeMicrosoft, type FakeTenant } from './support/fake-microsoft.ts'
 import { externalTestUrl } from './support/database.ts'
 import { mailSetup } from './support/mail.ts'
+import { routeNotificationsToApp } from './support/notifications.ts'
 
 if (!externalTestUrl) {
   console.warn('[graph-notifications.test.ts] SKIPPED: the slow-database test needs a real PostgreSQL server (TEST_DATABASE_URL); `bash .ci/run` starts one.')
@@ -23,13 +24,7 @@ beforeAll(async () => {
   tenant = fake.addTenant()
   const entraApp = fake.registerApp(tenant, { secrets: [{ value: 'notify-secret', expiresAt: new Date(Date.now() + 86_400_000) }] })
   t = await buildTestApp({ sync: { autostart: false, publicBaseUrl: BASE, settings: { intervalMs: 60_000 } } })
-  // Graph reaches Mailgate's public URL: here, the app itself.
-  fake.setNotificationTransport(async (request) => {
-    const url = new URL(request.url)
-    expect(url.origin).toBe(BASE)
-    const response = await t.app.inject({ method: 'POST', url: url.pathname + url.search, headers: request.headers, payload: request.body })
-    return { status: response.statusCode, contentType: String(response.headers['content-type'] ?? ''), body: response.body }
-  })
+  routeNotificationsToApp(fake, () => t.app, BASE)
   integrationId = await mailSetup(t).integration(tenant.id, entraApp.clientId, 'notify-secret')
 })
 afterAll(async () => {

@@ -6,6 +6,7 @@ import { createMailboxSync } from '../src/modules/mailbox-sync/index.ts'
 import { bearer, buildTestApp, graphql, type TestApp } from './support/app.ts'
 import { FakeMicrosoft, type FakeStoredMessage, type FakeTenant, type GraphFault } from './support/fake-microsoft.ts'
 import { mailSetup } from './support/mail.ts'
+import { routeNotificationsToApp } from './support/notifications.ts'
 
 const fake = new FakeMicrosoft()
 const BASE = 'https://mailgate.contoso.example'
@@ -27,13 +28,7 @@ beforeAll(async () => {
     connectorFailureThreshold: 2,
     sync: { autostart: false, publicBaseUrl: BASE, settings, clock: () => new Date(Date.now() + clockOffsetMs) },
   })
-  // Graph reaches Mailgate's public URL: here, the app itself.
-  fake.setNotificationTransport(async (request) => {
-    const url = new URL(request.url)
-    if (dropChangeNotifications && url.pathname === '/v1/graph/notifications' && !url.search) return { status: 202, body: '' }
-    const response = await t.app.inject({ method: 'POST', url: url.pathname + url.search, headers: request.headers, payload: request.body })
-    return { status: response.statusCode, contentType: String(response.headers['content-type'] ?? ''), body: response.body }
-  })
+  routeNotificationsToApp(fake, () => t.app, BASE, (url) => dropChangeNotifications && url.pathname === '/v1/graph/notifications' && !url.search)
   integrationId = await mailSetup(t).integration(tenant.id, entraApp.clientId, 'lifecycle-secret')
 })
 afterAll(async () => {
