@@ -60,6 +60,19 @@ describe('Graph change notifications', () => {
     expect(response.statusCode).toBe(200)
     expect(response.headers['content-type']).toMatch(/^text\/plain/)
     expect(response.body).toBe('Validation: Testing client application reachability')
+    // Whatever the content type and body: an empty JSON body, or no content type at all.
+    for (const headers of [{ 'content-type': 'application/json' }, {}]) {
+      for (const path of ['notifications', 'lifecycle']) {
+        const answer = await t.app.inject({ method: 'POST', url: `/v1/graph/${path}?validationToken=abc%2Bdef`, headers, payload: '' })
+        expect([answer.statusCode, answer.body]).toEqual([200, 'abc+def'])
+      }
+    }
+    // A repeated or over-long token is refused, naming it.
+    const repeated = await t.app.inject({ method: 'POST', url: '/v1/graph/notifications?validationToken=a&validationToken=b', headers: { 'content-type': 'text/plain' } })
+    expect(repeated.statusCode).toBe(400)
+    expect(JSON.stringify(repeated.json())).toContain('validationToken')
+    const long = await t.app.inject({ method: 'POST', url: `/v1/graph/notifications?validationToken=${'a'.repeat(4097)}`, headers: { 'content-type': 'text/plain' } })
+    expect(long.statusCode).toBe(400)
   })
 
   it('a synced folder gets a subscription; new mail notifies, wakes the folder and is taken in', async () => {

@@ -10,7 +10,8 @@ import type { FolderSubscriptions, NotificationItem } from './subscriptions.ts'
 const ANSWER_WITHIN_MS = 2_000
 const BODY_LIMIT = 256 * 1024
 
-const ValidationQuery = Type.Object({ validationToken: Type.Optional(Type.String({ maxLength: 4096 })) })
+const TOKEN_MAX_LENGTH = 4096
+const ValidationQuery = Type.Object({ validationToken: Type.Optional(Type.String({ maxLength: TOKEN_MAX_LENGTH })) })
 
 /** Printable text: what Graph sends in these fields (ids, the clientState we made, event names). */
 const PRINTABLE = '^[\\x20-\\x7e]*$'
@@ -54,6 +55,15 @@ export function notificationRoutes(deps: NotificationDeps): FastifyPluginAsync {
         `/${kind}`,
         {
           bodyLimit: BODY_LIMIT,
+          // The handshake is answered before the body is parsed: whatever its content type or
+          // body (Graph sends text/plain and none), the token alone matters. A repeated or
+          // over-long token goes on to the query schema, which refuses it.
+          onRequest: async (request, reply) => {
+            const token = (request.query as Record<string, unknown>).validationToken
+            if (typeof token === 'string' && token.length <= TOKEN_MAX_LENGTH) {
+              return reply.code(200).type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(token)
+            }
+          },
           schema: {
             operationId: kind === 'notifications' ? 'receiveGraphNotifications' : 'receiveGraphLifecycleNotifications',
             tags: ['Mailbox sync'],
@@ -69,8 +79,6 @@ export function notificationRoutes(deps: NotificationDeps): FastifyPluginAsync {
           },
         },
         async (request, reply) => {
-          const token = (request.query as { validationToken?: string }).validationToken
-          if (token !== undefined) return reply.code(200).type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(token)
           const body = request.body
           if (!validBody(body)) {
             // Not what Graph sends: nothing in it is looked at.
