@@ -18,24 +18,18 @@ const DAY = 86_400_000
 export function makeCertificate(
   options: { subject?: string; notBefore?: Date; notAfter?: Date; password?: string; includeKey?: boolean } = {},
 ): TestCertificate {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
-  const privateKeyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
-  const forgeKey = forge.pki.privateKeyFromPem(privateKeyPem)
-  const cert = forge.pki.createCertificate()
-  cert.publicKey = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString())
-  cert.serialNumber = '01' + forge.util.bytesToHex(forge.random.getBytesSync(8))
-  cert.validity.notBefore = options.notBefore ?? new Date(Date.now() - DAY)
-  cert.validity.notAfter = options.notAfter ?? new Date(Date.now() + 365 * DAY)
+  const key = forgeKeyPair()
+  const cert = unsignedCertificate(key.publicKey, '01', options.notBefore ?? new Date(Date.now() - DAY), options.notAfter ?? new Date(Date.now() + 365 * DAY))
   const attrs = [{ name: 'commonName', value: options.subject ?? 'mailgate-test' }]
   cert.setSubject(attrs)
   cert.setIssuer(attrs)
-  cert.sign(forgeKey, forge.md.sha256.create())
+  cert.sign(key.privateKey, forge.md.sha256.create())
   const password = options.password ?? 'pfx-password'
-  const p12 = forge.pkcs12.toPkcs12Asn1(options.includeKey === false ? null : forgeKey, [cert], password, {
+  const p12 = forge.pkcs12.toPkcs12Asn1(options.includeKey === false ? null : key.privateKey, [cert], password, {
     algorithm: 'aes256',
   })
   const pfx = Buffer.from(forge.asn1.toDer(p12).getBytes(), 'binary').toString('base64')
-  return { certificatePem: forge.pki.certificateToPem(cert), privateKeyPem, pfx, password }
+  return { certificatePem: forge.pki.certificateToPem(cert), privateKeyPem: key.privateKeyPem, pfx, password }
 }
 
 function forgeKeyPair() {
@@ -48,17 +42,23 @@ function forgeKeyPair() {
   }
 }
 
+/** A certificate for `publicKey` with a random serial number after `serialPrefix`, still to be named and signed. */
+function unsignedCertificate(publicKey: forge.pki.PublicKey, serialPrefix: string, notBefore: Date, notAfter: Date): forge.pki.Certificate {
+  const cert = forge.pki.createCertificate()
+  cert.publicKey = publicKey
+  cert.serialNumber = serialPrefix + forge.util.bytesToHex(forge.random.getBytesSync(8))
+  cert.validity.notBefore = notBefore
+  cert.validity.notAfter = notAfter
+  return cert
+}
+
 /**
  * A TLS server certificate for `names` (IP addresses or DNS names), issued by a private CA
  * made for it: a client trusts it only when told to trust `caPem` (NODE_EXTRA_CA_CERTS).
  */
 export function makeServerCertificate(names: string[]): { caPem: string; certPem: string; keyPem: string } {
   const ca = forgeKeyPair()
-  const caCert = forge.pki.createCertificate()
-  caCert.publicKey = ca.publicKey
-  caCert.serialNumber = '01' + forge.util.bytesToHex(forge.random.getBytesSync(8))
-  caCert.validity.notBefore = new Date(Date.now() - DAY)
-  caCert.validity.notAfter = new Date(Date.now() + 30 * DAY)
+  const caCert = unsignedCertificate(ca.publicKey, '01', new Date(Date.now() - DAY), new Date(Date.now() + 30 * DAY))
   const caName = [{ name: 'commonName', value: 'Mailgate test CA' }]
   caCert.setSubject(caName)
   caCert.setIssuer(caName)
@@ -69,11 +69,7 @@ export function makeServerCertificate(names: string[]): { caPem: string; certPem
   caCert.sign(ca.privateKey, forge.md.sha256.create())
 
   const leaf = forgeKeyPair()
-  const cert = forge.pki.createCertificate()
-  cert.publicKey = leaf.publicKey
-  cert.serialNumber = '02' + forge.util.bytesToHex(forge.random.getBytesSync(8))
-  cert.validity.notBefore = new Date(Date.now() - DAY)
-  cert.validity.notAfter = new Date(Date.now() + 30 * DAY)
+  const cert = unsignedCertificate(leaf.publicKey, '02', new Date(Date.now() - DAY), new Date(Date.now() + 30 * DAY))
   cert.setSubject([{ name: 'commonName', value: names[0] ?? 'localhost' }])
   cert.setIssuer(caName)
   cert.setExtensions([

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { FakeDeliveryInput } from './microsoft.ts'
+import type { FakeDeliveryInput } from './sending.ts'
 import { rfc5322Date } from './mime.ts'
 
 /** What a bounce or an automatic reply needs of the message it answers. */

@@ -28,15 +28,20 @@ export interface MimeHeader {
   value: string
 }
 
-/** What `parseMime` reads out of raw mail. */
-export interface ParsedMime {
-  subject: string
+/** Who a message is from and to. */
+interface MimeParties {
   from?: MimeAddress
   sender?: MimeAddress
   to: MimeAddress[]
   cc: MimeAddress[]
+  /** `buildMime` writes Bcc only when given: Exchange keeps it in the sender's copy, recipients never see it. */
   bcc: MimeAddress[]
   replyTo: MimeAddress[]
+}
+
+/** What `parseMime` reads out of raw mail. */
+export interface ParsedMime extends MimeParties {
+  subject: string
   /** With angle brackets, as Graph's internetMessageId. */
   internetMessageId?: string
   sentDateTime?: string
@@ -100,14 +105,7 @@ export async function parseMime(raw: Buffer): Promise<ParsedMime> {
 }
 
 /** A message kept as fields, as `buildMime` writes it. */
-export interface MimeSource {
-  from?: MimeAddress
-  sender?: MimeAddress
-  to: MimeAddress[]
-  cc: MimeAddress[]
-  /** Written only when given: Exchange keeps Bcc in the sender's copy, recipients never see it. */
-  bcc: MimeAddress[]
-  replyTo: MimeAddress[]
+export interface MimeSource extends MimeParties {
   subject: string
   date: Date
   internetMessageId: string

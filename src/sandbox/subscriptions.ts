@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import type { FakeFolder, FakeMailbox, FakeStoredMessage } from './microsoft.ts'
+import { canRead, graphError, keySegments, reply, safeDecode, type FakeAnswer } from './graph-http.ts'
+import type { FakeFolder, FakeMailbox, FakeStoredMessage } from './mail-store.ts'
 
 /**
  * Microsoft Graph change notifications (webhooks) for the fake's mail folders: the
@@ -57,22 +58,26 @@ export interface FakeSubscription {
   createdAt: number
 }
 
-/** One POST of change notifications to a notificationUrl, and how it was answered. */
-export interface NotificationDelivery {
+/** One POST of notifications for a subscription, and how it was answered. */
+interface SubscriberPost {
   subscriptionId: string
   url: string
   /** The JSON body sent: `{ value: [...] }`. */
   body: { value: Record<string, unknown>[] }
   /** When it was sent (epoch ms). */
   at: number
-  /** The answer's status; -1 when the transport threw, 0 when no answer came within the timeout. */
+  /** The answer's status; -1 when the transport threw. Change notifications: 0 when no answer came within the timeout. */
   status: number
-  /** How long the answer took (up to the timeout when none came). */
+  /** How long the answer took. Change notifications: up to the timeout when none came. */
   ms: number
-  /** 2xx within the timeout. Graph would retry a failed delivery for up to 4 hours; the fake does not. */
+  /** 2xx. Change notifications: within the timeout (Graph would retry a failed delivery for up to 4 hours; the fake does not). */
   ok: boolean
-  timedOut: boolean
   error?: string
+}
+
+/** One POST of change notifications to a notificationUrl, and how it was answered. */
+export interface NotificationDelivery extends SubscriberPost {
+  timedOut: boolean
   /** For timed-out deliveries: the status that arrived later, if one did. */
   lateStatus?: number
 }
@@ -89,26 +94,13 @@ export interface ValidationRecord {
   reason?: string
 }
 
-export interface LifecycleDelivery {
-  subscriptionId: string
+/** A lifecycle notification sent to a lifecycleNotificationUrl, and how it was answered. */
+export interface LifecycleDelivery extends SubscriberPost {
   event: LifecycleEvent
-  url: string
-  body: { value: Record<string, unknown>[] }
-  at: number
-  status: number
-  ms: number
-  ok: boolean
-  error?: string
 }
 
 export interface TransportAnswer extends NotificationAnswer {
   ms: number
-}
-
-export interface SubscriptionAnswer {
-  status: number
-  body?: unknown
-  headers?: Record<string, string>
 }
 
 /** What the subscriptions need from the rest of the fake. */
@@ -140,14 +132,6 @@ const CHANGE_TYPES: ChangeType[] = ['created', 'updated', 'deleted']
 const MAX_BATCH = 50
 const VALIDATION_FAILED = 'Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.'
 
-function reply(status: number, body: unknown = ''): SubscriptionAnswer {
-  return { status, body, headers: body === '' ? {} : { 'content-type': 'application/json' } }
-}
-
-function graphError(status: number, code: string, message: string): SubscriptionAnswer {
-  return reply(status, { error: { code, message, innerError: { 'request-id': randomUUID(), date: new Date().toISOString() } } })
-}
-
 /** Outlook errors come wrapped this way from the subscription service. */
 const extensionError = (status: number, operation: string, reason: string) =>
   graphError(status, 'ExtensionError', `Operation: ${operation}; Exception: [Status Code: ${statusName(status)}; Reason: ${reason}]`)
@@ -169,8 +153,6 @@ function parseJson(body: unknown): Record<string, unknown> | undefined {
     return undefined
   }
 }
-
-const canRead = (roles: Set<string>) => [...roles].some((role) => /^Mail\.(Read|ReadWrite|ReadBasic)(\.All)?$/.test(role))
 
 export class FakeSubscriptions {
   readonly notificationDeliveries: NotificationDelivery[] = []
@@ -252,7 +234,7 @@ export class FakeSubscriptions {
   // ---- Graph API ----------------------------------------------------------------------------
 
   /** /v1.0/subscriptions[/{id}[/reauthorize]]; `rest` are the path segments after `subscriptions`. */
-  async handle(caller: SubscriptionCaller, method: string, rest: string[], body: unknown): Promise<SubscriptionAnswer | undefined> {
+  async handle(caller: SubscriptionCaller, method: string, rest: string[], body: unknown): Promise<FakeAnswer | undefined> {
     this.purgeExpired()
     const [id, action, ...beyond] = rest
     if (beyond.length) return undefined
@@ -284,7 +266,7 @@ export class FakeSubscriptions {
     return subscription.applicationId === caller.appId && subscription.tenantId === caller.tenantId
   }
 
-  private async create(caller: SubscriptionCaller, raw: unknown): Promise<SubscriptionAnswer> {
+  private async create(caller: SubscriptionCaller, raw: unknown): Promise<FakeAnswer> {
     const body = parseJson(raw)
     if (!body) return graphError(400, 'BadRequest', 'Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.')
     for (const name of ['changeType', 'notificationUrl', 'resource', 'expirationDateTime']) {
@@ -343,7 +325,7 @@ export class FakeSubscriptions {
   }
 
   /** PATCH: a new expirationDateTime (renewal, which also reauthorizes) and/or notificationUrl. */
-  private async update(caller: SubscriptionCaller, subscription: FakeSubscription, raw: unknown): Promise<SubscriptionAnswer> {
+  private async update(caller: SubscriptionCaller, subscription: FakeSubscription, raw: unknown): Promise<FakeAnswer> {
     const body = parseJson(raw)
     if (!body) return graphError(400, 'BadRequest', 'Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.')
     const hasExpiration = body.expirationDateTime !== undefined && body.expirationDateTime !== null
@@ -377,7 +359,7 @@ export class FakeSubscriptions {
     return reply(200, { '@odata.context': `https://${caller.host}/v1.0/$metadata#subscriptions/$entity`, ...this.json(subscription) })
   }
 
-  private checkUrl(value: string, name: 'NotificationUrl' | 'LifecycleNotificationUrl'): SubscriptionAnswer | undefined {
+  private checkUrl(value: string, name: 'NotificationUrl' | 'LifecycleNotificationUrl'): FakeAnswer | undefined {
     let url: URL
     try {
       url = new URL(value)
@@ -388,7 +370,7 @@ export class FakeSubscriptions {
     return undefined
   }
 
-  private checkExpiration(value: unknown, operation: 'Create' | 'Update'): { iso: string } | SubscriptionAnswer {
+  private checkExpiration(value: unknown, operation: 'Create' | 'Update'): { iso: string } | FakeAnswer {
     if (typeof value !== 'string' || Number.isNaN(Date.parse(value))) {
       return graphError(400, 'BadRequest', `Cannot convert the literal '${String(value)}' to the expected type 'Edm.DateTimeOffset'.`)
     }
@@ -404,17 +386,9 @@ export class FakeSubscriptions {
    * `users/{address or id}/mailFolders('{id or well-known name}')/messages` (key syntax or a
    * plain segment, any case, with or without a leading slash) or `users/{...}/messages`.
    */
-  private resolveResource(caller: SubscriptionCaller, resource: string): { mailbox: FakeMailbox; folder?: FakeFolder } | SubscriptionAnswer {
+  private resolveResource(caller: SubscriptionCaller, resource: string): { mailbox: FakeMailbox; folder?: FakeFolder } | FakeAnswer {
     if (resource.includes('?')) return invalid(`The fake supports no query options in resource '${resource}'.`)
-    const segments = resource
-      .replace(/^\/+/, '')
-      .split('/')
-      .filter(Boolean)
-      .flatMap((segment) => {
-        const decoded = safeDecode(segment)
-        const match = /^([A-Za-z.]+)\('(.*)'\)$/.exec(decoded)
-        return match ? [match[1]!, match[2]!.replaceAll("''", "'")] : [decoded]
-      })
+    const segments = keySegments(resource.replace(/^\/+/, '').split('/').filter(Boolean).map(safeDecode))
     const [root, user, collection, folderId, navigation, ...beyond] = segments
     if (root?.toLowerCase() === 'me') return graphError(400, 'BadRequest', '/me request is only valid with delegated authentication flow.')
     const folderForm = collection?.toLowerCase() === 'mailfolders' && folderId && navigation?.toLowerCase() === 'messages' && !beyond.length
@@ -435,7 +409,7 @@ export class FakeSubscriptions {
   }
 
   /** POSTs `?validationToken=` to `url` and checks the answer; a 400 answer for the API when it fails. */
-  private async validate(url: string): Promise<SubscriptionAnswer | undefined> {
+  private async validate(url: string): Promise<FakeAnswer | undefined> {
     // Graph's tokens read like this (spaces and colons included), so they must be URL-decoded.
     const token = `Validation: Testing client application reachability for subscription Request-Id: ${randomUUID()}`
     const target = `${url}${url.includes('?') ? '&' : '?'}validationToken=${encodeURIComponent(token)}`
@@ -653,13 +627,5 @@ export class FakeSubscriptions {
     } finally {
       clearTimeout(timer)
     }
-  }
-}
-
-function safeDecode(segment: string): string {
-  try {
-    return decodeURIComponent(segment)
-  } catch {
-    return segment
   }
 }
