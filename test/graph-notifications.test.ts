@@ -99,6 +99,29 @@ describe('Graph change notifications', () => {
     expect(await emailCount(connectorId)).toBe(1)
   })
 
+  it('with the loop running, mail notified while its folder is being synced is taken at once: the holder starts the next turn', async () => {
+    const { connectorId, mailbox, address } = await enabledConnector()
+    await syncUntilQuiet()
+    t.app.mailboxSync.start()
+    try {
+      // A turn whose after-processing (markRead of the first mail) takes 600 ms, after its
+      // delta page was read; a second mail arrives, and is notified, meanwhile.
+      fake.failGraphRequests({ method: 'PATCH', path: new RegExp(address.split('@')[0]!) }, { kind: 'delay', ms: 600 })
+      await fake.deliver(mailbox, { subject: 'first', body: 'Hello', to: [address] })
+      await fake.flushNotifications()
+      const started = Date.now()
+      while ((await emailCount(connectorId)) === 0 && Date.now() - started < 10_000) await new Promise((resolve) => setTimeout(resolve, 20))
+      await fake.deliver(mailbox, { subject: 'notified mid-turn', body: 'Hello', to: [address] })
+      await fake.flushNotifications()
+      expect(fake.notificationDeliveries.at(-1)).toMatchObject({ status: 202 })
+      while ((await emailCount(connectorId)) < 2 && Date.now() - started < 10_000) await new Promise((resolve) => setTimeout(resolve, 50))
+      // Not at the next poll (SYNC_INTERVAL is 60 s here).
+      expect(await emailCount(connectorId)).toBe(2)
+    } finally {
+      await t.app.mailboxSync.stop()
+    }
+  })
+
   it('a notification with a wrong clientState or an unknown subscription changes nothing and is counted', async () => {
     const { connectorId, mailbox } = await enabledConnector()
     await syncUntilQuiet()

@@ -253,7 +253,11 @@ export class MailboxSyncRepository {
       .where(and(eq(mailboxFolderSyncs.connectorId, connectorId), sql`not (${waitingForRetryAfter(now)})`))
   }
 
-  /** Makes these folders due now (a change notification came for them); how many were not due already. */
+  /**
+   * Makes these folders due now (a change notification came for them); how many of them were
+   * not due already and are free to claim. (One being synced needs no round: its holder
+   * finds it woken when it lets it go, and starts one.)
+   */
   async wakeFolders(executor: Db, folders: { connectorId: string; folderPath: string }[], now: Date): Promise<number> {
     if (folders.length === 0) return 0
     const pairs = sql.join(
@@ -262,9 +266,10 @@ export class MailboxSyncRepository {
     )
     const woken = await executor.execute(
       sql`update ${mailboxFolderSyncs} set due_at = ${now.toISOString()}::timestamptz
-        where (connector_id, folder_path) in (${pairs}) and due_at > ${now.toISOString()}::timestamptz and not (${waitingForRetryAfter(now)}) returning id`,
+        where (connector_id, folder_path) in (${pairs}) and due_at > ${now.toISOString()}::timestamptz and not (${waitingForRetryAfter(now)})
+        returning lease_expires_at is null or lease_expires_at < ${now.toISOString()}::timestamptz as free`,
     )
-    return rowsOf(woken).length
+    return rowsOf<{ free: boolean }>(woken).filter((row) => row.free).length
   }
 
   async listForConnector(executor: Db, connectorId: string): Promise<FolderSyncRow[]> {
