@@ -136,7 +136,9 @@ export class MailboxSyncRepository {
     const nextDue = new Date(now.getTime() + options.intervalMs).toISOString()
     const rows = await executor.execute(sql`
       with due as (
-        select s.id from ${mailboxFolderSyncs} s join ${connectors} c on c.id = s.connector_id
+        select s.id, g.expires_at as subscription_expires_at, g.renew_requested as subscription_renew_requested
+        from ${mailboxFolderSyncs} s join ${connectors} c on c.id = s.connector_id
+          left join ${graphSubscriptions} g on g.connector_id = s.connector_id and g.folder_path = s.folder_path
         where ((s.lease_expires_at is null and s.due_at <= ${now.toISOString()}::timestamptz)
             -- A holder that stopped renewing (a crash): its folder is taken over at once.
             or s.lease_expires_at < ${now.toISOString()}::timestamptz)
@@ -153,8 +155,7 @@ export class MailboxSyncRepository {
         c.consecutive_failures > 0 and not exists (
           select 1 from ${mailboxFolderSyncs} o where o.connector_id = s.connector_id and o.id <> s.id and o.last_error ->> 'code' = 'FOLDER_NOT_FOUND'
         ) as resets_failures,
-        (select g.expires_at from ${graphSubscriptions} g where g.connector_id = s.connector_id and g.folder_path = s.folder_path) as subscription_expires_at,
-        (select g.renew_requested from ${graphSubscriptions} g where g.connector_id = s.connector_id and g.folder_path = s.folder_path) as subscription_renew_requested`)
+        due.subscription_expires_at, due.subscription_renew_requested`)
     return rowsOf<Record<string, unknown>>(rows).map((row) => ({
       id: String(row.id),
       connectorId: String(row.connector_id),

@@ -186,7 +186,7 @@ export class MailboxSync implements LoopJob {
 
   /**
    * One turn of a folder: pages until the round ends (or the turn's pages are used), then its
-   * after-processing. 'quiet' when the folder is next due at its normal poll: the loop needs
+   * after-processing. 'quiet' when the folder is still due when the claim said: the loop needs
    * no extra round for it (one woken meanwhile, or due sooner, wakes the loop).
    */
   private async syncFolder(folder: ClaimedFolder): Promise<void | 'quiet'> {
